@@ -1,0 +1,581 @@
+// burrow's N-API addon: the kernel calls that Node lacks.
+//
+// Theory of operation
+// -------------------
+// setns(2) moves only the calling thread. Every "in netns" call below runs its
+// work on a short-lived std::thread that enters the target network namespace,
+// creates the object (socket, TAP, /proc/sys/net file, fresh netns) and exits.
+// The fd it returns belongs to the target namespace for its whole life, while
+// the main JS thread and libuv's pool never change namespace (the pattern of
+// passt's NS_CALL, with a thread instead of a clone child).
+//
+// Every failure throws a JS Error with stable fields: `syscall`, `errno`
+// (positive), `code` ("EEXIST"), and the object (`path`, `ifname`, `netns`).
+// fds are created O_CLOEXEC; the caller owns every fd that is returned.
+
+#include <napi.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+struct Failure {
+  int err = 0;
+  std::string syscall;
+  std::string object;
+};
+
+const char* ErrnoName(int err) {
+  const char* name = strerrorname_np(err);
+  return name ? name : "EUNKNOWN";
+}
+
+Napi::Error MakeError(Napi::Env env, const Failure& f, const std::string& netns = "",
+                      const std::string& ifname = "") {
+  std::string msg = f.syscall;
+  if (!f.object.empty()) msg += " \"" + f.object + "\"";
+  if (!netns.empty()) msg += " in netns \"" + netns + "\"";
+  msg += ": " + std::string(ErrnoName(f.err)) + " (" + strerror(f.err) + ")";
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("syscall", Napi::String::New(env, f.syscall));
+  e.Set("errno", Napi::Number::New(env, f.err));
+  e.Set("code", Napi::String::New(env, ErrnoName(f.err)));
+  if (!f.object.empty()) e.Set("path", Napi::String::New(env, f.object));
+  if (!netns.empty()) e.Set("netns", Napi::String::New(env, netns));
+  if (!ifname.empty()) e.Set("ifname", Napi::String::New(env, ifname));
+  return e;
+}
+
+// Runs `work` on a new thread that first enters the network namespace at
+// `netns` (when non-empty). `work` returns false and fills `f` on failure.
+bool RunInNetns(const std::string& netns, Failure& f, const std::function<bool(Failure&)>& work) {
+  bool ok = false;
+  std::thread t([&]() {
+    if (!netns.empty()) {
+      int nsfd = open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+      if (nsfd < 0) {
+        f = {errno, "open", netns};
+        return;
+      }
+      if (setns(nsfd, CLONE_NEWNET) < 0) {
+        f = {errno, "setns", netns};
+        close(nsfd);
+        return;
+      }
+      close(nsfd);
+    }
+    ok = work(f);
+  });
+  t.join();
+  return ok;
+}
+
+std::string OptString(const Napi::Value& v) {
+  return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+}
+
+bool RequireArgs(const Napi::CallbackInfo& info, size_t n) {
+  if (info.Length() < n) {
+    Napi::TypeError::New(info.Env(), "wrong number of arguments").ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+// socketInNetns(netns, domain, type, protocol) -> fd
+Napi::Value SocketInNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 4)) return env.Undefined();
+  std::string netns = OptString(info[0]);
+  int domain = info[1].As<Napi::Number>().Int32Value();
+  int type = info[2].As<Napi::Number>().Int32Value();
+  int proto = info[3].As<Napi::Number>().Int32Value();
+  int fd = -1;
+  Failure f;
+  bool ok = RunInNetns(netns, f, [&](Failure& fl) {
+    fd = socket(domain, type | SOCK_CLOEXEC, proto);
+    if (fd < 0) {
+      fl = {errno, "socket", ""};
+      return false;
+    }
+    return true;
+  });
+  if (!ok) {
+    MakeError(env, f, netns).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// listenInNetns(netns, family 4|6, "tcp"|"udp", address, port, backlog) -> fd
+// The socket is bound (and listening, for TCP) before it leaves the thread.
+Napi::Value ListenInNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 6)) return env.Undefined();
+  std::string netns = OptString(info[0]);
+  int family = info[1].As<Napi::Number>().Int32Value() == 6 ? AF_INET6 : AF_INET;
+  bool tcp = OptString(info[2]) != "udp";
+  std::string addr = OptString(info[3]);
+  int port = info[4].As<Napi::Number>().Int32Value();
+  int backlog = info[5].As<Napi::Number>().Int32Value();
+  std::string object = addr + ":" + std::to_string(port);
+  int fd = -1;
+  Failure f;
+  bool ok = RunInNetns(netns, f, [&](Failure& fl) {
+    fd = socket(family, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+      fl = {errno, "socket", object};
+      return false;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (family == AF_INET6) {
+      auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+      s6->sin6_family = AF_INET6;
+      s6->sin6_port = htons(port);
+      if (inet_pton(AF_INET6, addr.empty() ? "::" : addr.c_str(), &s6->sin6_addr) != 1) {
+        fl = {EINVAL, "inet_pton", object};
+        close(fd);
+        return false;
+      }
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      len = sizeof(sockaddr_in6);
+    } else {
+      auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+      s4->sin_family = AF_INET;
+      s4->sin_port = htons(port);
+      if (inet_pton(AF_INET, addr.empty() ? "0.0.0.0" : addr.c_str(), &s4->sin_addr) != 1) {
+        fl = {EINVAL, "inet_pton", object};
+        close(fd);
+        return false;
+      }
+      len = sizeof(sockaddr_in);
+    }
+    if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
+      fl = {errno, "bind", object};
+      close(fd);
+      return false;
+    }
+    if (tcp && listen(fd, backlog) < 0) {
+      fl = {errno, "listen", object};
+      close(fd);
+      return false;
+    }
+    return true;
+  });
+  if (!ok) {
+    MakeError(env, f, netns).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// openInNetns(netns, path, flags) -> fd. /proc/sys/net resolves to the
+// namespace of the thread that opens it, so sysctls are opened here.
+Napi::Value OpenInNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 3)) return env.Undefined();
+  std::string netns = OptString(info[0]);
+  std::string path = OptString(info[1]);
+  int flags = info[2].As<Napi::Number>().Int32Value();
+  int fd = -1;
+  Failure f;
+  bool ok = RunInNetns(netns, f, [&](Failure& fl) {
+    fd = open(path.c_str(), flags | O_CLOEXEC);
+    if (fd < 0) {
+      fl = {errno, "open", path};
+      return false;
+    }
+    return true;
+  });
+  if (!ok) {
+    MakeError(env, f, netns).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
+bool EnsureSharedNetnsDir(const std::string& dir, Failure& f) {
+  if (mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST) {
+    f = {errno, "mkdir", dir};
+    return false;
+  }
+  // Like `ip netns add`: make the directory a shared mount point so that
+  // mounts under it propagate to other mount namespaces.
+  for (int attempt = 0; attempt < 2; attempt++) {
+    if (mount("", dir.c_str(), "none", MS_SHARED | MS_REC, nullptr) == 0) return true;
+    if (errno != EINVAL || attempt == 1) {
+      f = {errno, "mount --make-shared", dir};
+      return false;
+    }
+    if (mount(dir.c_str(), dir.c_str(), "none", MS_BIND | MS_REC, nullptr) < 0) {
+      f = {errno, "mount --bind", dir};
+      return false;
+    }
+  }
+  return true;
+}
+
+// netnsCreate(dir, name) -> path. Creates a persistent named network
+// namespace as `ip netns add` does: a fresh netns bind-mounted at dir/name.
+Napi::Value NetnsCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 2)) return env.Undefined();
+  std::string dir = OptString(info[0]);
+  std::string name = OptString(info[1]);
+  std::string path = dir + "/" + name;
+  Failure f;
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+    f = {EINVAL, "netns name", name};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!EnsureSharedNetnsDir(dir, f)) {
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+  if (fd < 0) {
+    f = {errno, "create", path};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  close(fd);
+  bool ok = RunInNetns("", f, [&](Failure& fl) {
+    if (unshare(CLONE_NEWNET) < 0) {
+      fl = {errno, "unshare(CLONE_NEWNET)", path};
+      return false;
+    }
+    std::string self = "/proc/self/task/" + std::to_string(syscall(SYS_gettid)) + "/ns/net";
+    if (mount(self.c_str(), path.c_str(), "none", MS_BIND, nullptr) < 0) {
+      fl = {errno, "mount --bind", path};
+      return false;
+    }
+    return true;
+  });
+  if (!ok) {
+    unlink(path.c_str());
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::String::New(env, path);
+}
+
+// netnsRemove(path) -> boolean (false when it did not exist). Tolerates a
+// path that is not mounted or already gone, as `ip netns del` should.
+Napi::Value NetnsRemove(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 1)) return env.Undefined();
+  std::string path = OptString(info[0]);
+  Failure f;
+  if (umount2(path.c_str(), MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT) {
+    f = {errno, "umount", path};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (unlink(path.c_str()) < 0) {
+    if (errno == ENOENT) return Napi::Boolean::New(env, false);
+    f = {errno, "unlink", path};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+// tapOpen(netns, name, vnetHdr, offloadFlags) -> { fd, name }
+// IFF_TAP|IFF_NO_PI (+IFF_VNET_HDR with a 12-byte virtio_net_hdr_v1 and the
+// given TUNSETOFFLOAD flags). The device is created in `netns`.
+Napi::Value TapOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 4)) return env.Undefined();
+  std::string netns = OptString(info[0]);
+  std::string name = OptString(info[1]);
+  bool vnet = info[2].As<Napi::Boolean>().Value();
+  unsigned offloads = info[3].As<Napi::Number>().Uint32Value();
+  if (name.size() >= IFNAMSIZ) {
+    Failure f{ENAMETOOLONG, "TUNSETIFF", name};
+    MakeError(env, f, netns, name).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = -1;
+  std::string actual;
+  Failure f;
+  bool ok = RunInNetns(netns, f, [&](Failure& fl) {
+    fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+      fl = {errno, "open", "/dev/net/tun"};
+      return false;
+    }
+    ifreq ifr{};
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
+    strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+    if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+      fl = {errno, "ioctl(TUNSETIFF)", name};
+      close(fd);
+      return false;
+    }
+    actual = ifr.ifr_name;
+    if (vnet) {
+      int hdr = 12;  // struct virtio_net_hdr_v1
+      if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) {
+        fl = {errno, "ioctl(TUNSETVNETHDRSZ)", actual};
+        close(fd);
+        return false;
+      }
+      if (ioctl(fd, TUNSETOFFLOAD, offloads) < 0) {
+        fl = {errno, "ioctl(TUNSETOFFLOAD)", actual};
+        close(fd);
+        return false;
+      }
+    }
+    return true;
+  });
+  if (!ok) {
+    MakeError(env, f, netns, name).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fd", Napi::Number::New(env, fd));
+  out.Set("name", Napi::String::New(env, actual));
+  return out;
+}
+
+// flockSync(fd, op) -> boolean. op is LOCK_SH|LOCK_EX|LOCK_UN (+LOCK_NB).
+// Returns false when LOCK_NB was given and the lock is held elsewhere.
+Napi::Value FlockSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 2)) return env.Undefined();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int op = info[1].As<Napi::Number>().Int32Value();
+  int rc;
+  do {
+    rc = flock(fd, op);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    if (errno == EWOULDBLOCK && (op & LOCK_NB)) return Napi::Boolean::New(env, false);
+    Failure f{errno, "flock", "fd " + std::to_string(fd)};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+// Blocking flock on libuv's pool, so a contended lock never stalls the loop.
+class FlockWorker : public Napi::AsyncWorker {
+ public:
+  FlockWorker(Napi::Env env, int fd, int op)
+      : Napi::AsyncWorker(env), fd_(fd), op_(op), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    int rc;
+    do {
+      rc = flock(fd_, op_);
+    } while (rc < 0 && errno == EINTR);
+    err_ = rc < 0 ? errno : 0;
+  }
+  void OnOK() override {
+    if (err_ == 0) {
+      deferred_.Resolve(Env().Undefined());
+      return;
+    }
+    Failure f{err_, "flock", "fd " + std::to_string(fd_)};
+    deferred_.Reject(MakeError(Env(), f).Value());
+  }
+
+ private:
+  int fd_;
+  int op_;
+  int err_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 2)) return env.Undefined();
+  auto* w = new FlockWorker(env, info[0].As<Napi::Number>().Int32Value(),
+                            info[1].As<Napi::Number>().Int32Value());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// sendFds(sock, fds[], data) -> bytes sent. SCM_RIGHTS over a unix socket.
+Napi::Value SendFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 3)) return env.Undefined();
+  int sock = info[0].As<Napi::Number>().Int32Value();
+  Napi::Array arr = info[1].As<Napi::Array>();
+  Napi::Buffer<uint8_t> data = info[2].As<Napi::Buffer<uint8_t>>();
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < arr.Length(); i++) fds.push_back(arr.Get(i).As<Napi::Number>().Int32Value());
+  uint8_t dummy = 0;
+  iovec iov{data.Length() ? data.Data() : &dummy, data.Length() ? data.Length() : 1};
+  std::vector<char> cbuf(CMSG_SPACE(sizeof(int) * (fds.empty() ? 1 : fds.size())), 0);
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (!fds.empty()) {
+    msg.msg_control = cbuf.data();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    Failure f{errno, "sendmsg", "fd " + std::to_string(sock)};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// recvFds(sock, maxFds, maxBytes) -> { data: Buffer, fds: number[] }.
+// Received fds are O_CLOEXEC; a truncated control message is an error
+// (its fds would otherwise leak unseen).
+Napi::Value RecvFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 3)) return env.Undefined();
+  int sock = info[0].As<Napi::Number>().Int32Value();
+  uint32_t maxFds = info[1].As<Napi::Number>().Uint32Value();
+  uint32_t maxBytes = info[2].As<Napi::Number>().Uint32Value();
+  if (maxFds == 0) maxFds = 1;
+  if (maxBytes == 0) maxBytes = 1;
+  std::vector<uint8_t> buf(maxBytes);
+  std::vector<char> cbuf(CMSG_SPACE(sizeof(int) * maxFds), 0);
+  iovec iov{buf.data(), buf.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf.data();
+  msg.msg_controllen = cbuf.size();
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    Failure f{errno, "recvmsg", "fd " + std::to_string(sock)};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array fds = Napi::Array::New(env);
+  uint32_t k = 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    const int* p = reinterpret_cast<const int*>(CMSG_DATA(c));
+    for (size_t i = 0; i < count; i++) fds.Set(k++, Napi::Number::New(env, p[i]));
+  }
+  if (msg.msg_flags & MSG_CTRUNC) {
+    for (uint32_t i = 0; i < k; i++) close(fds.Get(i).As<Napi::Number>().Int32Value());
+    Failure f{EMSGSIZE, "recvmsg(SCM_RIGHTS truncated)", "fd " + std::to_string(sock)};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("data", Napi::Buffer<uint8_t>::Copy(env, buf.data(), static_cast<size_t>(n)));
+  out.Set("fds", fds);
+  return out;
+}
+
+// socketpair(AF_UNIX, SOCK_STREAM|SOCK_SEQPACKET) -> [fd, fd]
+Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int type = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : SOCK_STREAM;
+  int sv[2];
+  if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0) {
+    Failure f{errno, "socketpair", ""};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, sv[0]));
+  out.Set(1u, Napi::Number::New(env, sv[1]));
+  return out;
+}
+
+// setns(fd, nstype): moves the calling (main JS) thread. Used only by the
+// synchronous withNetnsSync window in mod.ts, which always moves back.
+Napi::Value Setns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 2)) return env.Undefined();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int type = info[1].As<Napi::Number>().Int32Value();
+  if (setns(fd, type) < 0) {
+    Failure f{errno, "setns", "fd " + std::to_string(fd)};
+    MakeError(env, f).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+Napi::Object Constants(Napi::Env env) {
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("LOCK_SH", Napi::Number::New(env, static_cast<double>(LOCK_SH)));
+  c.Set("LOCK_EX", Napi::Number::New(env, static_cast<double>(LOCK_EX)));
+  c.Set("LOCK_UN", Napi::Number::New(env, static_cast<double>(LOCK_UN)));
+  c.Set("LOCK_NB", Napi::Number::New(env, static_cast<double>(LOCK_NB)));
+  c.Set("CLONE_NEWNET", Napi::Number::New(env, static_cast<double>(CLONE_NEWNET)));
+  c.Set("AF_NETLINK", Napi::Number::New(env, static_cast<double>(AF_NETLINK)));
+  c.Set("AF_INET", Napi::Number::New(env, static_cast<double>(AF_INET)));
+  c.Set("AF_INET6", Napi::Number::New(env, static_cast<double>(AF_INET6)));
+  c.Set("AF_UNIX", Napi::Number::New(env, static_cast<double>(AF_UNIX)));
+  c.Set("SOCK_STREAM", Napi::Number::New(env, static_cast<double>(SOCK_STREAM)));
+  c.Set("SOCK_DGRAM", Napi::Number::New(env, static_cast<double>(SOCK_DGRAM)));
+  c.Set("SOCK_RAW", Napi::Number::New(env, static_cast<double>(SOCK_RAW)));
+  c.Set("SOCK_SEQPACKET", Napi::Number::New(env, static_cast<double>(SOCK_SEQPACKET)));
+  c.Set("TUN_F_CSUM", Napi::Number::New(env, static_cast<double>(TUN_F_CSUM)));
+  c.Set("TUN_F_TSO4", Napi::Number::New(env, static_cast<double>(TUN_F_TSO4)));
+  c.Set("TUN_F_TSO6", Napi::Number::New(env, static_cast<double>(TUN_F_TSO6)));
+  c.Set("TUN_F_TSO_ECN", Napi::Number::New(env, static_cast<double>(TUN_F_TSO_ECN)));
+  c.Set("TUN_F_UFO", Napi::Number::New(env, static_cast<double>(TUN_F_UFO)));
+  return c;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("socketInNetns", Napi::Function::New(env, SocketInNetns));
+  exports.Set("listenInNetns", Napi::Function::New(env, ListenInNetns));
+  exports.Set("openInNetns", Napi::Function::New(env, OpenInNetns));
+  exports.Set("netnsCreate", Napi::Function::New(env, NetnsCreate));
+  exports.Set("netnsRemove", Napi::Function::New(env, NetnsRemove));
+  exports.Set("tapOpen", Napi::Function::New(env, TapOpen));
+  exports.Set("flockSync", Napi::Function::New(env, FlockSync));
+  exports.Set("flock", Napi::Function::New(env, Flock));
+  exports.Set("sendFds", Napi::Function::New(env, SendFds));
+  exports.Set("recvFds", Napi::Function::New(env, RecvFds));
+  exports.Set("socketPair", Napi::Function::New(env, SocketPair));
+  exports.Set("setns", Napi::Function::New(env, Setns));
+  exports.Set("constants", Constants(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(burrow_native, Init)

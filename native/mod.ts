@@ -1,0 +1,188 @@
+/**
+ * The one typed entry to burrow's native addon (native/addon.cc).
+ *
+ * Each function names the system calls it makes and the capability it needs.
+ * Every failure throws a {@link SyscallError} carrying `syscall`, `errno`,
+ * `code` and the object (`path`, `netns`, `ifname`). Every returned fd is
+ * O_CLOEXEC and owned by the caller, who must close it (fs.closeSync).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { SyscallError } from './errors.js';
+
+interface Addon {
+  socketInNetns(netns: string, domain: number, type: number, protocol: number): number;
+  listenInNetns(netns: string, family: 4 | 6, proto: 'tcp' | 'udp', address: string, port: number, backlog: number): number;
+  openInNetns(netns: string, file: string, flags: number): number;
+  netnsCreate(dir: string, name: string): string;
+  netnsRemove(path: string): boolean;
+  tapOpen(netns: string, name: string, vnetHdr: boolean, offloads: number): { fd: number; name: string };
+  flockSync(fd: number, op: number): boolean;
+  flock(fd: number, op: number): Promise<void>;
+  sendFds(sock: number, fds: number[], data: Buffer): number;
+  recvFds(sock: number, maxFds: number, maxBytes: number): { data: Buffer; fds: number[] };
+  socketPair(type: number): [number, number];
+  setns(fd: number, nstype: number): void;
+  constants: Record<string, number>;
+}
+
+let loaded: Addon | undefined;
+
+/** Loads the addon on first use, so pure modules never need the native build. */
+function addon(): Addon {
+  if (loaded) return loaded;
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const file = process.env.BURROW_NATIVE_ADDON ?? path.join(here, '..', 'build', 'Release', 'burrow_native.node');
+  try {
+    loaded = createRequire(import.meta.url)(file) as Addon;
+  } catch (err) {
+    throw new SyscallError(
+      { syscall: 'dlopen', errno: 2, code: 'ENOADDON', path: file, message: `cannot load burrow's native addon "${file}": run "npm ci" (it builds native/ with node-gyp)` },
+      { cause: err },
+    );
+  }
+  return loaded;
+}
+
+/** Rewraps the addon's plain Error into a SyscallError, keeping its fields. */
+function call<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw asSyscallError(err);
+  }
+}
+
+function asSyscallError(err: unknown): unknown {
+  const e = err as { syscall?: string; errno?: number; code?: string; message?: string; path?: string; netns?: string; ifname?: string };
+  if (err instanceof SyscallError || typeof e?.syscall !== 'string') return err;
+  return new SyscallError({ syscall: e.syscall, errno: e.errno ?? 0, code: e.code ?? 'EUNKNOWN', message: e.message ?? '', path: e.path, netns: e.netns, ifname: e.ifname });
+}
+
+/** Kernel constants as the addon was compiled against them. */
+export function constants(): Readonly<Record<string, number>> {
+  return addon().constants;
+}
+
+/**
+ * Creates a socket inside the network namespace at `netns` (a path such as
+ * /run/netns/x or /proc/PID/ns/net; "" means the caller's own). A helper
+ * thread does setns(CLONE_NEWNET)+socket(2); needs CAP_SYS_ADMIN over netns.
+ */
+export function socketInNetns(netns: string, domain: number, type: number, protocol: number): number {
+  return call(() => addon().socketInNetns(netns, domain, type, protocol));
+}
+
+/**
+ * Creates a bound (and, for TCP, listening) non-blocking socket inside
+ * `netns`: socket, setsockopt(SO_REUSEADDR, IPV6_V6ONLY), bind, listen.
+ * Wrap it with `net.createServer().listen({ fd })` or `dgram` afterwards.
+ */
+export function listenInNetns(netns: string, family: 4 | 6, proto: 'tcp' | 'udp', address: string, port: number, backlog = 511): number {
+  return call(() => addon().listenInNetns(netns, family, proto, address, port, backlog));
+}
+
+/**
+ * Opens `file` from a thread inside `netns`. /proc/sys/net resolves to the
+ * opener's namespace, so this is how per-netns sysctls are read and written.
+ */
+export function openInNetns(netns: string, file: string, flags: number): number {
+  return call(() => addon().openInNetns(netns, file, flags));
+}
+
+/**
+ * Creates a persistent named network namespace at dir/name, as `ip netns add`
+ * does: mkdir + make-shared on dir, unshare(CLONE_NEWNET) on a helper thread,
+ * bind mount of its ns file. Needs CAP_SYS_ADMIN. Returns the path.
+ */
+export function netnsCreate(name: string, dir = '/run/netns'): string {
+  return call(() => addon().netnsCreate(dir, name));
+}
+
+/** Unmounts (MNT_DETACH) and unlinks a named netns. False when it was already gone. */
+export function netnsRemove(nsPath: string): boolean {
+  return call(() => addon().netnsRemove(nsPath));
+}
+
+/** Offload flags for {@link tapOpen}: checksum offload plus TSO for both families. */
+export function defaultTapOffloads(): number {
+  const c = constants();
+  return c.TUN_F_CSUM | c.TUN_F_TSO4 | c.TUN_F_TSO6;
+}
+
+/**
+ * Opens (creating if needed) TAP device `name` inside `netns` with
+ * IFF_TAP|IFF_NO_PI, and with `vnetHdr` IFF_VNET_HDR, TUNSETVNETHDRSZ(12)
+ * and TUNSETOFFLOAD(offloads). The fd is non-blocking. Needs CAP_NET_ADMIN
+ * in the namespace's owning user namespace and access to /dev/net/tun.
+ */
+export function tapOpen(netns: string, name: string, opts: { vnetHdr?: boolean; offloads?: number } = {}): { fd: number; name: string } {
+  const vnet = opts.vnetHdr ?? true;
+  return call(() => addon().tapOpen(netns, name, vnet, vnet ? (opts.offloads ?? defaultTapOffloads()) : 0));
+}
+
+/** flock(2) without blocking the loop for LOCK_NB; false when LOCK_NB found the lock held. */
+export function flockSync(fd: number, op: number): boolean {
+  return call(() => addon().flockSync(fd, op));
+}
+
+/** Blocking flock(2) on libuv's threadpool. Compatible with Go's flock-based locks (go-filemutex). */
+export async function flock(fd: number, op: number): Promise<void> {
+  try {
+    await addon().flock(fd, op);
+  } catch (err) {
+    throw asSyscallError(err);
+  }
+}
+
+/** sendmsg(2) with SCM_RIGHTS: passes `fds` (and at least one byte of `data`) over unix socket `sock`. */
+export function sendFds(sock: number, fds: number[], data: Buffer = Buffer.alloc(1)): number {
+  return call(() => addon().sendFds(sock, fds, data));
+}
+
+/** recvmsg(2) with SCM_RIGHTS. Received fds are O_CLOEXEC and owned by the caller. */
+export function recvFds(sock: number, maxFds = 8, maxBytes = 4096): { data: Buffer; fds: number[] } {
+  return call(() => addon().recvFds(sock, maxFds, maxBytes));
+}
+
+/** socketpair(AF_UNIX, type). Default SOCK_STREAM. */
+export function socketPair(type?: number): [number, number] {
+  return call(() => addon().socketPair(type ?? constants().SOCK_STREAM));
+}
+
+/**
+ * Runs `fn` with the main JS thread inside the network namespace at `netns`,
+ * then moves it back (setns twice). `fn` must be synchronous: anything it
+ * creates synchronously (a netlink socket, a spawned child) stays in `netns`.
+ * Awaiting inside would run unrelated callbacks in the wrong namespace, so a
+ * returned promise is rejected as a programming error.
+ */
+export function withNetnsSync<T>(netns: string, fn: () => T): T {
+  const c = constants();
+  const self = fs.openSync('/proc/thread-self/ns/net', 'r');
+  let target: number;
+  try {
+    target = fs.openSync(netns, 'r');
+  } catch (err) {
+    fs.closeSync(self);
+    const e = err as NodeJS.ErrnoException;
+    throw new SyscallError({ syscall: 'open', errno: -(e.errno ?? 0), code: e.code ?? 'EUNKNOWN', path: netns, netns, message: `cannot open netns "${netns}": ${e.code}` }, { cause: err });
+  }
+  try {
+    call(() => addon().setns(target, c.CLONE_NEWNET));
+    try {
+      const out = fn();
+      if (out && typeof (out as { then?: unknown }).then === 'function') {
+        throw new TypeError('withNetnsSync: callback must be synchronous');
+      }
+      return out;
+    } finally {
+      addon().setns(self, c.CLONE_NEWNET);
+    }
+  } finally {
+    fs.closeSync(target);
+    fs.closeSync(self);
+  }
+}

@@ -1,0 +1,92 @@
+import test from 'ava';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  constants, flock, flockSync, listenInNetns, netnsCreate, netnsRemove, recvFds, sendFds, socketInNetns, socketPair, tapOpen, withNetnsSync,
+} from './mod.js';
+import { SyscallError } from './errors.js';
+import { ipJson, nsExec, requireRoot, testNetns, uniqueName } from '../test/helpers/netns.js';
+
+test('flock is exclusive across open file descriptions, and LOCK_NB reports contention', async (t) => {
+  const c = constants();
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-')), 'lock');
+  const a = fs.openSync(file, 'w');
+  const b = fs.openSync(file, 'r');
+  t.teardown(() => { fs.closeSync(a); fs.closeSync(b); });
+  t.true(flockSync(a, c.LOCK_EX | c.LOCK_NB));
+  t.false(flockSync(b, c.LOCK_EX | c.LOCK_NB));
+  let got = false;
+  const waiting = flock(b, c.LOCK_EX).then(() => { got = true; });
+  await new Promise((r) => setTimeout(r, 30));
+  t.false(got, 'blocked while the other fd holds it');
+  flockSync(a, c.LOCK_UN);
+  await waiting;
+  t.true(got);
+  const err = t.throws(() => flockSync(9999, c.LOCK_EX)) as SyscallError;
+  t.true(err instanceof SyscallError);
+  t.is(err.code, 'EBADF');
+  t.is(err.syscall, 'flock');
+});
+
+test('SCM_RIGHTS passes a working fd over a socketpair', (t) => {
+  const [x, y] = socketPair();
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-')), 'f');
+  fs.writeFileSync(file, 'hello fd');
+  const fd = fs.openSync(file, 'r');
+  sendFds(x, [fd], Buffer.from('tag'));
+  const got = recvFds(y, 4, 16);
+  t.is(got.data.toString(), 'tag');
+  t.is(got.fds.length, 1);
+  t.is(fs.readFileSync(got.fds[0], 'utf8'), 'hello fd');
+  for (const f of [x, y, fd, got.fds[0]]) fs.closeSync(f);
+});
+
+test('named netns create/remove, listening socket and TAP inside it', async (t) => {
+  if (!requireRoot(t)) return;
+  const name = uniqueName('bn');
+  const ns = netnsCreate(name);
+  t.teardown(() => netnsRemove(ns));
+  t.true(fs.existsSync(`/run/netns/${name}`));
+  t.throws(() => netnsCreate(name), { code: 'EEXIST' });
+  nsExec(ns, ['ip', 'link', 'set', 'lo', 'up']);
+
+  // A server socket created inside the netns serves a client inside it.
+  const fd = listenInNetns(ns, 4, 'tcp', '127.0.0.1', 18080);
+  const server = net.createServer((s) => s.end('in-netns')).listen({ fd });
+  t.teardown(() => server.close());
+  await new Promise((r) => server.once('listening', r));
+  const body = await new Promise<string>((resolve, reject) => {
+    // The client runs in the netns; the host's own 127.0.0.1:18080 is unused.
+    import('node:child_process').then(({ execFile }) =>
+      execFile('nsenter', [`--net=${ns}`, '--', 'bash', '-c', 'exec 3<>/dev/tcp/127.0.0.1/18080; cat <&3'], (e, out) => (e ? reject(e) : resolve(out))));
+  });
+  t.is(body, 'in-netns');
+  t.throws(() => listenInNetns('/run/netns/does-not-exist', 4, 'tcp', '127.0.0.1', 1), { code: 'ENOENT', message: /does-not-exist/ });
+
+  const tap = tapOpen(ns, 'tap0');
+  t.teardown(() => fs.closeSync(tap.fd));
+  const links = ipJson<{ ifname: string }[]>(ns, ['link']);
+  t.truthy(links.find((l) => l.ifname === 'tap0'));
+  t.false(fs.readdirSync('/sys/class/net').includes('tap0'), 'the TAP is not in the caller netns');
+  const detail = nsExec(ns, ['ip', '-d', 'link', 'show', 'tap0']);
+  t.regex(detail, /tun type tap pi off vnet_hdr on/);
+
+  const raw = socketInNetns(ns, constants().AF_NETLINK, constants().SOCK_RAW, 0);
+  fs.closeSync(raw);
+  t.true(netnsRemove(ns));
+  t.false(netnsRemove(ns));
+});
+
+test('withNetnsSync moves only for the callback and refuses async callbacks', (t) => {
+  if (!requireRoot(t)) return;
+  const ns = testNetns(t);
+  const before = fs.readlinkSync('/proc/thread-self/ns/net');
+  const inside = withNetnsSync(ns, () => fs.readlinkSync('/proc/thread-self/ns/net'));
+  t.not(inside, before);
+  t.is(fs.readlinkSync('/proc/thread-self/ns/net'), before);
+  t.throws(() => withNetnsSync(ns, () => Promise.resolve(1)), { message: /must be synchronous/ });
+  t.is(fs.readlinkSync('/proc/thread-self/ns/net'), before);
+  t.throws(() => withNetnsSync('/nonexistent', () => 1), { message: /cannot open netns "\/nonexistent"/ });
+});
