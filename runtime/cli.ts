@@ -1,0 +1,55 @@
+/**
+ * The `burrow` command line. Every command module is loaded lazily, so
+ * `burrow --version` and `burrow --help` start without netlink or the addon.
+ * Errors print one "Error: ..." line (plus the CNI code when there is one)
+ * and exit 1; nothing is printed twice and no stack trace reaches the user
+ * unless BURROW_DEBUG is set.
+ */
+import { Command, CommanderError } from 'commander';
+import { CniError } from '../net/cni/types.js';
+import { cniCommand } from './cmd_cni.js';
+import { networkCommand } from './cmd_network.js';
+
+export const VERSION = '0.1.0';
+
+const write = (s: string) => void process.stdout.write(s);
+const warn = (s: string) => void process.stderr.write(s);
+
+/** Builds the program; exported so tests can run commands in-process. */
+export function buildProgram(out = write, err = warn): Command {
+  const program = new Command('burrow')
+    .description('container networking and rootless isolation for Linux: CNI runtime and plugins, userspace networking, user namespaces')
+    .version(VERSION, '-v, --version')
+    .option('--config <file>', 'burrow.toml to use (default: /etc/burrow/burrow.toml, or ~/.config/burrow/burrow.toml for users)')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeOut: out, writeErr: err });
+  const globals = () => program.opts<{ config?: string }>();
+  program.addCommand(networkCommand(globals, out, err));
+  program.addCommand(cniCommand(globals, out));
+  return program;
+}
+
+/** Formats an error for the user: its message, and its CNI code and details when present. */
+export function describeError(e: unknown): string {
+  if (e instanceof CniError) return `Error: ${e.message}${e.details ? ` (${e.details})` : ''} [CNI error code ${e.cniCode}]`;
+  return `Error: ${(e as Error)?.message ?? String(e)}`;
+}
+
+/** Runs the CLI; resolves to the exit code. */
+export async function main(argv = process.argv): Promise<number> {
+  const program = buildProgram();
+  const override = (c: Command): void => {
+    c.exitOverride();
+    c.commands.forEach(override);
+  };
+  override(program);
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    warn(`${describeError(e)}\n`);
+    if (process.env.BURROW_DEBUG) warn(`${(e as Error)?.stack ?? ''}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * `burrow cni add|del|check|status|gc`: the cnitool equivalent, driving any
+ * network in the config dir (or the default network) through burrow's CNI
+ * runtime. Tests and benchmarks use it too.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { Command } from 'commander';
+import { BurrowError } from '../native/errors.js';
+import { checkContainerId, checkIfname, parseCniArgs } from '../net/cni/config.js';
+import type { Attachment } from '../net/cni/types.js';
+import { makeContext, netnsPath, requireNetns, type Context } from './context.js';
+
+interface AttachOpts {
+  id?: string;
+  ifname: string;
+  args?: string;
+  capArgs?: string;
+}
+
+/** cnitool's default container ID: derived from the netns path. */
+export function defaultContainerId(netns: string): string {
+  return `burrow-${crypto.createHash('sha512').update(netns).digest('hex').slice(0, 20)}`;
+}
+
+function parseCapArgs(text: string | undefined): Record<string, unknown> | undefined {
+  if (text === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new BurrowError('EINVAL', `invalid --cap-args: ${(err as Error).message}`);
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new BurrowError('EINVAL', '--cap-args must be a JSON object such as \'{"portMappings":[...]}\'');
+  return v as Record<string, unknown>;
+}
+
+function runtimeConf(netns: string, o: AttachOpts) {
+  const containerId = o.id ?? defaultContainerId(netns);
+  checkContainerId(containerId);
+  checkIfname(o.ifname);
+  return { containerId, netns, ifname: o.ifname, args: parseCniArgs(o.args), capabilityArgs: parseCapArgs(o.capArgs) };
+}
+
+function attachOptions(cmd: Command): Command {
+  return cmd
+    .option('--id <id>', 'container ID (default: derived from the netns path)')
+    .option('--ifname <name>', 'interface name inside the netns', 'eth0')
+    .option('--args <K=V;...>', 'CNI_ARGS')
+    .option('--cap-args <json>', 'capability arguments, e.g. \'{"portMappings":[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]}\'');
+}
+
+/** Valid attachments for GC: --valid ID/IFNAME pairs, else every cached one whose netns still exists. */
+function validAttachments(ctx: Context, network: string, valid: string[] | undefined): Attachment[] {
+  if (valid?.length) {
+    return valid.map((v) => {
+      const slash = v.lastIndexOf('/');
+      if (slash <= 0) throw new BurrowError('EINVAL', `invalid --valid "${v}": expected CONTAINERID/IFNAME`);
+      return { containerID: v.slice(0, slash), ifname: v.slice(slash + 1) };
+    });
+  }
+  return ctx.runtime.cache.list(network)
+    .filter((e) => e.netns && fs.existsSync(e.netns))
+    .map((e) => ({ containerID: e.containerId, ifname: e.ifName }));
+}
+
+export function cniCommand(globalOpts: () => { config?: string }, out: (s: string) => void): Command {
+  const cni = new Command('cni').description('drive CNI plugins on a network (like cnitool)');
+  const ctx = () => makeContext(globalOpts().config);
+
+  attachOptions(cni.command('add').description('attach NETNS to NETWORK (ADD) and print the result'))
+    .argument('<network>').argument('<netns>', 'netns path or name under /run/netns')
+    .action(async (network: string, netns: string, o: AttachOpts) => {
+      const c = ctx();
+      const list = c.networks.get(network);
+      const result = await c.runtime.addNetworkList(list, runtimeConf(requireNetns(netns), o));
+      out(`${JSON.stringify(result, null, 2)}\n`);
+    });
+
+  attachOptions(cni.command('del').description('detach NETNS from NETWORK (DEL); succeeds when already gone'))
+    .argument('<network>').argument('<netns>', 'netns path or name (it may already be deleted)')
+    .action(async (network: string, netns: string, o: AttachOpts) => {
+      const c = ctx();
+      await c.runtime.delNetworkList(c.networks.get(network), runtimeConf(netnsPath(netns), o));
+    });
+
+  attachOptions(cni.command('check').description('verify an attachment against its cached result (CHECK)'))
+    .argument('<network>').argument('<netns>')
+    .action(async (network: string, netns: string, o: AttachOpts) => {
+      const c = ctx();
+      await c.runtime.checkNetworkList(c.networks.get(network), runtimeConf(requireNetns(netns), o));
+    });
+
+  cni.command('status').description('ask every plugin of NETWORK whether it can take ADDs (STATUS, spec 1.1.0)')
+    .argument('<network>')
+    .action(async (network: string) => {
+      const c = ctx();
+      const list = c.networks.get(network);
+      const asked = await c.runtime.statusNetworkList(list);
+      out(asked ? `network "${network}": ready\n` : `network "${network}": cniVersion ${c.runtime.versionOf(list)} predates STATUS; nothing to ask\n`);
+    });
+
+  cni.command('gc').description('remove attachments of NETWORK that are no longer valid (GC, spec 1.1.0)')
+    .argument('<network>')
+    .option('--valid <CONTAINERID/IFNAME...>', 'attachments to keep (default: cached ones whose netns still exists)')
+    .action(async (network: string, o: { valid?: string[] }) => {
+      const c = ctx();
+      const list = c.networks.get(network);
+      const report = await c.runtime.gcNetworkList(list, validAttachments(c, network, o.valid));
+      for (const a of report.removed) out(`removed ${a.containerID}/${a.ifname}\n`);
+      out(`network "${network}": ${report.removed.length} stale attachment(s) removed${report.pluginsCalled ? ', plugins garbage-collected' : ''}\n`);
+    });
+  return cni;
+}

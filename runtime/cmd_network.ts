@@ -1,0 +1,175 @@
+/** `burrow network create|ls|inspect|rm|prune`, with podman's flags. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { BurrowError, hasCode } from '../native/errors.js';
+import type { NetworkConfigList } from '../net/cni/types.js';
+import { parseCidr, type Cidr } from '../net/ip/addr.js';
+import { makeContext, type Context } from './context.js';
+import { NetworkError, type NetworkInfo } from './networks.js';
+
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+function keyValues(list: string[] | undefined, flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of list ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new NetworkError('EINVAL', `invalid ${flag} "${kv}": expected KEY=VALUE`);
+    out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return out;
+}
+
+/** Prefixes routed on the host, so automatic subnets avoid them. Empty when netlink is unavailable. */
+async function hostPrefixes(): Promise<Cidr[]> {
+  try {
+    const { RtnlClient } = await import('../net/netlink/rtnl_client.js');
+    const nl = new RtnlClient('');
+    try {
+      return (await nl.listRoutes(undefined, 0)).filter((r) => r.dst !== 'default' && r.type === 'unicast').map((r) => parseCidr(r.dst));
+    } finally {
+      nl.close();
+    }
+  } catch {
+    return [];
+  }
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] + 2))).join('').trimEnd()).join('\n') + '\n';
+}
+
+/** Tears down every cached attachment of a network through its CNI chain. */
+async function detachAll(c: Context, list: NetworkConfigList): Promise<number> {
+  const entries = c.runtime.cache.list(list.name);
+  for (const e of entries) {
+    await c.runtime.delNetworkList(list, { containerId: e.containerId, ifname: e.ifName, netns: e.netns ?? '', args: e.cniArgs, capabilityArgs: e.capabilityArgs });
+  }
+  return entries.length;
+}
+
+/** Removes what a bridge network leaves on the host once its last attachment is gone. */
+async function removeLeftovers(list: NetworkConfigList): Promise<void> {
+  const main = list.plugins[0];
+  if (main.type === 'bridge' && typeof main.bridge === 'string') {
+    try {
+      const { RtnlClient } = await import('../net/netlink/rtnl_client.js');
+      const nl = new RtnlClient('');
+      try {
+        const br = await nl.getLink(main.bridge);
+        const links = br?.kind === 'bridge' ? await nl.listLinks() : [];
+        if (br?.kind === 'bridge' && !links.some((l) => l.master === br.index)) await nl.removeLink(main.bridge);
+      } finally {
+        nl.close();
+      }
+    } catch (err) {
+      if (!hasCode(err, 'ENOADDON')) throw err;
+    }
+  }
+  const ipam = main.ipam as { type?: string; dataDir?: string } | undefined;
+  if (ipam?.type === 'host-local') {
+    const dir = path.join(ipam.dataDir ?? '/var/lib/cni/networks', list.name);
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      return;
+    }
+    // Only bookkeeping left (no reservations): the store can go.
+    if (names.every((n) => n === 'lock' || n.startsWith('last_reserved_ip'))) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function removeNetwork(c: Context, name: string, force: boolean): Promise<void> {
+  const list = c.networks.get(name);
+  if (name === c.config.defaultNetwork && !list.file) throw new NetworkError('EPERM', `"${name}" is the default network and cannot be removed`);
+  const users = c.runtime.cache.list(name);
+  if (users.length && !force) {
+    const ids = users.slice(0, 5).map((u) => u.containerId).join(', ');
+    throw new NetworkError('EBUSY', `network "${name}" is in use by ${users.length} attachment(s) (${ids}${users.length > 5 ? ', ...' : ''}): detach them first or use -f`);
+  }
+  await detachAll(c, list);
+  c.networks.removeFile(name);
+  await removeLeftovers(list);
+}
+
+export function networkCommand(globalOpts: () => { config?: string }, out: (s: string) => void, warn: (s: string) => void): Command {
+  const net = new Command('network').description('manage CNI networks (conflists shared with podman and other runtimes)');
+  const ctx = () => makeContext(globalOpts().config);
+
+  net.command('create').description('create a network')
+    .argument('[name]', 'network name (default: the next free burrowN)')
+    .addOption(new Option('-d, --driver <driver>', 'network driver').default('bridge'))
+    .option('--subnet <cidr>', 'subnet (repeatable)', collect)
+    .option('--gateway <ip>', 'gateway for the matching --subnet (repeatable)', collect)
+    .option('--ip-range <range>', 'allocate addresses from this CIDR or START-END only (repeatable)', collect)
+    .option('--ipv6', 'enable IPv6 (allocates an IPv6 subnet unless one is given)')
+    .option('--internal', 'no gateway, masquerading or default route: containers reach only each other')
+    .option('-o, --opt <key=value>', 'driver option: mtu=N, com.docker.network.bridge.name=NAME (repeatable)', collect)
+    .option('--label <key=value>', 'label (repeatable)', collect)
+    .action(async (nameArg: string | undefined, o: { driver: string; subnet?: string[]; gateway?: string[]; ipRange?: string[]; ipv6?: boolean; internal?: boolean; opt?: string[]; label?: string[] }) => {
+      const c = ctx();
+      let name = nameArg;
+      if (!name) for (let i = 1; !name; i++) if (!c.networks.exists(`burrow${i}`)) name = `burrow${i}`;
+      const info = c.networks.create(name, {
+        driver: o.driver, subnets: o.subnet, gateways: o.gateway, ipRanges: o.ipRange, ipv6: o.ipv6, internal: o.internal,
+        options: keyValues(o.opt, '-o'), labels: keyValues(o.label, '--label'),
+      }, o.subnet?.length ? [] : await hostPrefixes());
+      out(`${info.name}\n`);
+    });
+
+  net.command('ls').alias('list').description('list networks')
+    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .option('-q, --quiet', 'print names only')
+    .action((o: { format: string; quiet?: boolean }) => {
+      const { networks, errors } = ctx().networks.list();
+      for (const e of errors) warn(`warning: skipping ${e}\n`);
+      if (o.format === 'json') return out(`${JSON.stringify(networks, null, 2)}\n`);
+      if (o.quiet) return out(networks.map((n) => `${n.name}\n`).join(''));
+      const rows = [['NETWORK ID', 'NAME', 'DRIVER', 'SUBNETS']];
+      for (const n of networks) rows.push([n.id.slice(0, 12), n.name, n.driver, n.subnets.map((s) => s.subnet).join(',')]);
+      out(table(rows));
+    });
+
+  net.command('inspect').description('print networks as JSON')
+    .argument('<names...>')
+    .action((names: string[]) => {
+      const c = ctx();
+      const infos: NetworkInfo[] = names.map((n) => c.networks.list().networks.find((x) => x.name === n) ?? (() => {
+        throw new NetworkError('ENOENT', `network "${n}" not found in "${c.config.cniConfigDir}"`);
+      })());
+      out(`${JSON.stringify(infos, null, 2)}\n`);
+    });
+
+  net.command('rm').alias('remove').description('remove networks; -f first detaches their containers')
+    .argument('<names...>')
+    .option('-f, --force', 'detach attachments that still use the network')
+    .action(async (names: string[], o: { force?: boolean }) => {
+      const c = ctx();
+      const errors: string[] = [];
+      for (const n of names) {
+        try {
+          await removeNetwork(c, n, !!o.force);
+          out(`${n}\n`);
+        } catch (err) {
+          errors.push((err as Error).message);
+        }
+      }
+      if (errors.length) throw new BurrowError('ENETRM', errors.join('\n'));
+    });
+
+  net.command('prune').description('remove every network without attachments (except the default)')
+    .option('-f, --force', 'accepted for podman compatibility; prune never asks')
+    .action(async () => {
+      const c = ctx();
+      for (const n of c.networks.list().networks) {
+        if (n.default || !n.file || c.runtime.cache.list(n.name).length) continue;
+        await removeNetwork(c, n.name, false);
+        out(`${n.name}\n`);
+      }
+    });
+  return net;
+}

@@ -1,0 +1,45 @@
+/** What every CLI command shares: the loaded config, the CNI runtime, the network store. */
+import fs from 'node:fs';
+import { inProcessResolver } from '../plugins/registry.js';
+import { CniRuntime } from './cni/runtime.js';
+import { loadConfig, type BurrowConfig } from './config.js';
+import { NetworkStore } from './networks.js';
+import { BurrowError } from '../native/errors.js';
+
+export interface Context {
+  config: BurrowConfig;
+  runtime: CniRuntime;
+  networks: NetworkStore;
+}
+
+/** Builds the context from --config (or the default file). */
+export function makeContext(configFile?: string): Context {
+  const config = loadConfig(configFile);
+  const runtime = new CniRuntime({
+    path: config.cniPath,
+    cacheDir: config.cniCacheDir,
+    inProcess: config.pluginMode === 'auto' ? inProcessResolver() : undefined,
+  });
+  return { config, runtime, networks: new NetworkStore(config) };
+}
+
+/** Resolves a netns argument: a path, or a name under /run/netns. */
+export function netnsPath(arg: string): string {
+  return arg.includes('/') ? arg : `/run/netns/${arg}`;
+}
+
+/** Throws unless the netns exists (ADD and CHECK need it; DEL does not). */
+export function requireNetns(arg: string): string {
+  const p = netnsPath(arg);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch {
+    throw new BurrowError('ENOENT', `network namespace "${p}" does not exist (create it with "ip netns add ${arg.includes('/') ? 'NAME' : arg}")`);
+  }
+  if (!st.isFile() && !st.isCharacterDevice()) {
+    // nsfs files stat as regular files; anything else (a directory) is a mistake
+    throw new BurrowError('EINVAL', `"${p}" is not a network namespace file`);
+  }
+  return p;
+}

@@ -1,0 +1,6 @@
+/** Entry point of the `burrow` executable (bundled to dist/burrow.cjs). */
+import { main } from './cli.js';
+
+main().then((code) => {
+  process.exitCode = code;
+});

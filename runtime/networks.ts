@@ -1,0 +1,362 @@
+/**
+ * `burrow network`: bridge networks as CNI conflists that podman accepts.
+ *
+ * A network is a file <cniConfigDir>/<name>.conflist with bridge (host-local
+ * IPAM), portmap, firewall and tuning, as podman's CNI backend writes them.
+ * The default network exists without a file (like podman's "podman" network)
+ * until someone writes one with its name. Creation validates everything
+ * before it writes one file atomically; removal refuses networks in use
+ * unless forced, then tears their attachments down through the CNI runtime
+ * and removes the file, the idle bridge and the empty IPAM store.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { BurrowError } from '../native/errors.js';
+import { parseConfList, validName } from '../net/cni/config.js';
+import type { NetworkConfigList, PluginConf } from '../net/cni/types.js';
+import {
+  contains, defaultGateway, formatCidr, formatIp, lastOf, networkOf, overlaps, parseCidr, parseIp, parseRange, sizeOf, offsetIp, type Cidr,
+} from '../net/ip/addr.js';
+import { validIfname } from '../net/netlink/client.js';
+import { scanConfDir } from './cni/confdir.js';
+import type { BurrowConfig } from './config.js';
+
+/** The CNI spec version burrow writes into new conflists (the newest the Debian reference plugins accept). */
+export const CONFLIST_VERSION = '1.0.0';
+
+export class NetworkError extends BurrowError {}
+
+export interface CreateOptions {
+  driver?: string;
+  subnets?: string[];
+  gateways?: string[];
+  ipRanges?: string[];
+  ipv6?: boolean;
+  internal?: boolean;
+  /** -o key=value */
+  options?: Record<string, string>;
+  labels?: Record<string, string>;
+}
+
+export interface SubnetInfo {
+  subnet: string;
+  gateway?: string;
+  lease_range?: { start_ip: string; end_ip: string };
+}
+
+/** The podman-shaped description `ls --format json` and `inspect` print. */
+export interface NetworkInfo {
+  name: string;
+  id: string;
+  driver: string;
+  network_interface?: string;
+  created?: string;
+  subnets: SubnetInfo[];
+  ipv6_enabled: boolean;
+  internal: boolean;
+  dns_enabled: boolean;
+  labels?: Record<string, string>;
+  options?: Record<string, string>;
+  ipam_options: { driver: string };
+  /** Where it is defined; absent for the built-in default network. */
+  file?: string;
+  default?: boolean;
+}
+
+/** podman's CNI backend derives the network ID from the name. */
+export function networkId(name: string): string {
+  return crypto.createHash('sha256').update(name).digest('hex');
+}
+
+interface HostLocalRange {
+  subnet: string;
+  gateway?: string;
+  rangeStart?: string;
+  rangeEnd?: string;
+}
+
+/** The main (interface-creating) plugin of a list: the first one. */
+function mainPlugin(list: NetworkConfigList): PluginConf {
+  return list.plugins[0];
+}
+
+function ipamRanges(plugin: PluginConf): HostLocalRange[] {
+  const ipam = plugin.ipam as { ranges?: HostLocalRange[][]; subnet?: string; gateway?: string; rangeStart?: string; rangeEnd?: string } | undefined;
+  if (!ipam) return [];
+  const out: HostLocalRange[] = [];
+  if (typeof ipam.subnet === 'string') out.push({ subnet: ipam.subnet, gateway: ipam.gateway, rangeStart: ipam.rangeStart, rangeEnd: ipam.rangeEnd });
+  for (const set of Array.isArray(ipam.ranges) ? ipam.ranges : []) {
+    for (const r of Array.isArray(set) ? set : []) if (r && typeof r.subnet === 'string') out.push(r);
+  }
+  return out;
+}
+
+/** Describes a conflist in podman's terms. Works for lists burrow did not write. */
+export function describe(list: NetworkConfigList, isDefault = false): NetworkInfo {
+  const main = mainPlugin(list);
+  const subnets: SubnetInfo[] = ipamRanges(main).map((r) => ({
+    subnet: r.subnet,
+    ...(r.gateway ? { gateway: r.gateway } : {}),
+    ...(r.rangeStart || r.rangeEnd ? { lease_range: { start_ip: r.rangeStart ?? '', end_ip: r.rangeEnd ?? '' } } : {}),
+  }));
+  const args = (list.raw.args ?? {}) as { burrow_labels?: Record<string, string>; burrow_options?: Record<string, string>; burrow_created?: string };
+  const iface = typeof main.bridge === 'string' ? main.bridge : typeof main.master === 'string' ? main.master : undefined;
+  const ipamType = (main.ipam as { type?: string } | undefined)?.type ?? 'none';
+  return {
+    name: list.name,
+    id: networkId(list.name),
+    driver: main.type,
+    ...(iface ? { network_interface: iface } : {}),
+    ...(args.burrow_created ? { created: args.burrow_created } : {}),
+    subnets,
+    ipv6_enabled: subnets.some((s) => s.subnet.includes(':')),
+    internal: main.type === 'bridge' ? main.isGateway !== true && main.ipMasq !== true : false,
+    dns_enabled: false,
+    labels: args.burrow_labels ?? {},
+    options: args.burrow_options ?? {},
+    ipam_options: { driver: ipamType },
+    ...(list.file ? { file: list.file } : {}),
+    ...(isDefault ? { default: true } : {}),
+  };
+}
+
+/** Builds the conflist of a bridge network. */
+export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRange[], opts: { internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string }): Record<string, unknown> {
+  const routes = opts.internal ? [] : [...new Set(ranges.map((r) => (r.subnet.includes(':') ? '::/0' : '0.0.0.0/0')))].map((dst) => ({ dst }));
+  const bridgePlugin: Record<string, unknown> = {
+    type: 'bridge',
+    bridge,
+    isGateway: !opts.internal,
+    ipMasq: !opts.internal,
+    hairpinMode: true,
+    ...(opts.mtu ? { mtu: opts.mtu } : {}),
+    capabilities: { ips: true },
+    ipam: { type: 'host-local', ...(routes.length ? { routes } : {}), ranges: ranges.map((r) => [r]) },
+  };
+  return {
+    cniVersion: CONFLIST_VERSION,
+    name,
+    plugins: [
+      bridgePlugin,
+      { type: 'portmap', capabilities: { portMappings: true } },
+      { type: 'firewall', backend: '' },
+      { type: 'tuning', capabilities: { mac: true } },
+    ],
+    args: { burrow_labels: opts.labels ?? {}, burrow_options: opts.options ?? {}, ...(opts.created ? { burrow_created: opts.created } : {}) },
+  };
+}
+
+/** Networks of a config dir plus the built-in default; `errors` lists unreadable files. */
+export class NetworkStore {
+  constructor(readonly config: BurrowConfig) {}
+
+  private scan(): { lists: NetworkConfigList[]; errors: string[] } {
+    const lists: NetworkConfigList[] = [];
+    const errors: string[] = [];
+    const seen = new Set<string>();
+    for (const e of scanConfDir(this.config.cniConfigDir)) {
+      if (e.error) errors.push(e.error.message);
+      else if (e.list && !seen.has(e.list.name)) {
+        seen.add(e.list.name);
+        lists.push(e.list);
+      }
+    }
+    return { lists, errors };
+  }
+
+  /** The in-memory default network (unless a file defines that name). */
+  defaultList(): NetworkConfigList {
+    const c = parseCidr(this.config.defaultSubnet, { strict: true });
+    const doc = bridgeConflist(this.config.defaultNetwork, this.config.defaultBridge, [{ subnet: formatCidr(c), gateway: formatIp(defaultGateway(c)) }], {});
+    return parseConfList(Buffer.from(JSON.stringify(doc, null, 2)));
+  }
+
+  /** All networks, default first. */
+  list(): { networks: NetworkInfo[]; errors: string[] } {
+    const { lists, errors } = this.scan();
+    const networks = lists.map((l) => describe(l, l.name === this.config.defaultNetwork));
+    if (!lists.some((l) => l.name === this.config.defaultNetwork)) networks.unshift(describe(this.defaultList(), true));
+    return { networks, errors };
+  }
+
+  /** The conflist of a network by name (file first, then the default). */
+  get(name: string): NetworkConfigList {
+    const hit = this.scan().lists.find((l) => l.name === name);
+    if (hit) return hit;
+    if (name === this.config.defaultNetwork) return this.defaultList();
+    throw new NetworkError('ENOENT', `network "${name}" not found in "${this.config.cniConfigDir}"`);
+  }
+
+  exists(name: string): boolean {
+    return name === this.config.defaultNetwork || this.scan().lists.some((l) => l.name === name);
+  }
+
+  /** Every subnet in use by a network (for overlap checks), with its owner. */
+  private usedSubnets(): { owner: string; cidr: Cidr }[] {
+    const out: { owner: string; cidr: Cidr }[] = [];
+    const { lists } = this.scan();
+    const all = lists.some((l) => l.name === this.config.defaultNetwork) ? lists : [this.defaultList(), ...lists];
+    for (const l of all) {
+      for (const r of ipamRanges(mainPlugin(l))) {
+        try {
+          out.push({ owner: l.name, cidr: parseCidr(r.subnet) });
+        } catch {
+          // a foreign conflist with a bad subnet cannot block ours
+        }
+      }
+    }
+    return out;
+  }
+
+  private usedInterfaces(): Set<string> {
+    const { lists } = this.scan();
+    const names = new Set<string>([this.config.defaultBridge]);
+    for (const l of lists) {
+      const b = mainPlugin(l).bridge;
+      if (typeof b === 'string') names.add(b);
+    }
+    return names;
+  }
+
+  private freeSubnet(family: 4 | 6, taken: Cidr[]): Cidr {
+    const pools = family === 4 ? this.config.subnetPools : this.config.ipv6Pools;
+    for (const pool of pools) {
+      const base = parseCidr(pool.base, { strict: true });
+      const step = sizeOf({ ip: base.ip, prefixLen: pool.size });
+      const count = sizeOf(base) / step;
+      for (let i = 0n; i < count && i < 65536n; i++) {
+        const candidate: Cidr = { ip: offsetIp(networkOf(base), i * step)!, prefixLen: pool.size };
+        if (!taken.some((t) => overlaps(t, candidate))) return candidate;
+      }
+    }
+    throw new NetworkError('ENOSPC', `no free IPv${family} subnet left in the pools ${pools.map((p) => `${p.base} (/${p.size})`).join(', ')}: pass --subnet`);
+  }
+
+  /**
+   * Validates and writes a new network. `hostPrefixes` are subnets already
+   * routed on the host, which automatic allocation avoids.
+   */
+  create(name: string, opts: CreateOptions, hostPrefixes: Cidr[] = []): NetworkInfo {
+    const driver = opts.driver ?? 'bridge';
+    if (driver !== 'bridge') throw new NetworkError('EINVAL', `unsupported network driver "${driver}": this version of burrow creates "bridge" networks`);
+    if (!validName(name)) throw new NetworkError('EINVAL', `invalid network name "${name}": use letters, digits, "_", "." and "-", starting with a letter or digit`);
+    if (this.exists(name)) throw new NetworkError('EEXIST', `network "${name}" already exists`);
+    const o = { ...(opts.options ?? {}) };
+    const known = new Set(['mtu', 'com.docker.network.bridge.name', 'com.docker.network.driver.mtu']);
+    for (const k of Object.keys(o)) if (!known.has(k)) throw new NetworkError('EINVAL', `unsupported bridge option "${k}" (supported: ${[...known].join(', ')})`);
+    const mtuText = o.mtu ?? o['com.docker.network.driver.mtu'];
+    let mtu: number | undefined;
+    if (mtuText !== undefined) {
+      mtu = /^\d+$/.test(mtuText) ? Number(mtuText) : NaN;
+      if (!(mtu >= 68 && mtu <= 65535)) throw new NetworkError('EINVAL', `invalid mtu "${mtuText}": expected a number from 68 to 65535`);
+    }
+
+    const used = this.usedSubnets();
+    const subnets: Cidr[] = [];
+    for (const s of opts.subnets ?? []) {
+      let c: Cidr;
+      try {
+        c = parseCidr(s, { strict: true });
+      } catch (err) {
+        throw new NetworkError('EINVAL', (err as Error).message);
+      }
+      const clash = used.find((u) => overlaps(u.cidr, c));
+      if (clash) throw new NetworkError('EEXIST', `subnet ${s} overlaps subnet ${formatCidr(clash.cidr)} of network "${clash.owner}"`);
+      const self = subnets.find((x) => overlaps(x, c));
+      if (self) throw new NetworkError('EINVAL', `subnet ${s} overlaps subnet ${formatCidr(self)} given on the same command line`);
+      if (c.ip.family === 4 ? c.prefixLen > 30 : c.prefixLen > 126) throw new NetworkError('EINVAL', `subnet ${s} is too small to allocate from`);
+      subnets.push(c);
+    }
+    const taken = [...used.map((u) => u.cidr), ...hostPrefixes, ...subnets];
+    // Like podman: no --subnet means one IPv4 subnet from the pool; --ipv6 adds an IPv6 one unless given.
+    if (!subnets.length) {
+      const c = this.freeSubnet(4, taken);
+      subnets.push(c);
+      taken.push(c);
+    }
+    if (opts.ipv6 && !subnets.some((s) => s.ip.family === 6)) subnets.push(this.freeSubnet(6, taken));
+
+    const gateways = opts.gateways ?? [];
+    if (gateways.length > (opts.subnets?.length ?? 0)) throw new NetworkError('EINVAL', 'every --gateway needs a matching --subnet (in the same order)');
+    const ranges: HostLocalRange[] = subnets.map((c, i) => {
+      const gw = gateways[i] !== undefined ? parseGateway(gateways[i], c) : defaultGateway(c);
+      return { subnet: formatCidr(c), gateway: formatIp(gw) };
+    });
+    for (const r of opts.ipRanges ?? []) applyIpRange(r, ranges);
+
+    const bridge = o['com.docker.network.bridge.name'] ?? this.nextBridgeName();
+    if (!validIfname(bridge)) throw new NetworkError('EINVAL', `invalid bridge name "${bridge}": 1-15 characters without "/", ":" or spaces`);
+    if (o['com.docker.network.bridge.name'] && this.usedInterfaces().has(bridge)) throw new NetworkError('EEXIST', `bridge name "${bridge}" is already used by another network`);
+
+    const created = new Date().toISOString();
+    const doc = bridgeConflist(name, bridge, ranges, { internal: opts.internal, mtu, labels: opts.labels, options: o, created });
+    const file = path.join(this.config.cniConfigDir, `${name}.conflist`);
+    writeAtomic(file, `${JSON.stringify(doc, null, 2)}\n`);
+    return describe(parseConfList(fs.readFileSync(file), file));
+  }
+
+  private nextBridgeName(): string {
+    const used = this.usedInterfaces();
+    for (let i = 1; ; i++) if (!used.has(`burrow${i}`)) return `burrow${i}`;
+  }
+
+  /** Removes a network's file. The caller has torn down attachments first. */
+  removeFile(name: string): string {
+    if (name === this.config.defaultNetwork && !this.scan().lists.some((l) => l.name === name)) {
+      throw new NetworkError('EPERM', `"${name}" is the default network and cannot be removed`);
+    }
+    const list = this.get(name);
+    if (!list.file) throw new NetworkError('ENOENT', `network "${name}" has no config file`);
+    fs.rmSync(list.file, { force: true });
+    return list.file;
+  }
+}
+
+function parseGateway(text: string, subnet: Cidr) {
+  let gw;
+  try {
+    gw = parseIp(text);
+  } catch (err) {
+    throw new NetworkError('EINVAL', (err as Error).message);
+  }
+  if (!contains(subnet, gw)) throw new NetworkError('EINVAL', `gateway ${text} is not inside subnet ${formatCidr(subnet)}`);
+  if (gw.value === networkOf(subnet).value || (gw.family === 4 && gw.value === lastOf(subnet).value)) {
+    throw new NetworkError('EINVAL', `gateway ${text} is the network or broadcast address of ${formatCidr(subnet)}`);
+  }
+  return gw;
+}
+
+/** --ip-range (CIDR or START-END) limits the lease range of the subnet that holds it. */
+function applyIpRange(text: string, ranges: HostLocalRange[]): void {
+  let r;
+  try {
+    r = parseRange(text);
+  } catch (err) {
+    throw new NetworkError('EINVAL', (err as Error).message);
+  }
+  const target = ranges.find((x) => {
+    const c = parseCidr(x.subnet);
+    return contains(c, r.start) && contains(c, r.end);
+  });
+  if (!target) throw new NetworkError('EINVAL', `ip range ${text} is not inside any --subnet`);
+  const c = parseCidr(target.subnet);
+  const start = r.start.value === networkOf(c).value ? offsetIp(r.start, 1)! : r.start;
+  const end = c.ip.family === 4 && r.end.value === lastOf(c).value ? offsetIp(r.end, -1)! : r.end;
+  target.rangeStart = formatIp(start);
+  target.rangeEnd = formatIp(end);
+}
+
+function writeAtomic(file: string, text: string): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    fs.writeFileSync(tmp, text, { mode: 0o644, flag: 'wx' });
+    fs.linkSync(tmp, file); // fails with EEXIST instead of replacing a concurrent writer's file
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new NetworkError('EEXIST', `"${file}" already exists`);
+    throw err;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
