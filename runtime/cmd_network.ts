@@ -93,6 +93,7 @@ async function removeNetwork(c: Context, name: string, force: boolean): Promise<
   }
   await detachAll(c, list);
   c.networks.removeFile(name);
+  c.runtime.removeNetworkState(name);
   await removeLeftovers(list);
 }
 

@@ -16,7 +16,7 @@ import { BurrowError } from '../native/errors.js';
 import { parseConfList, validName } from '../net/cni/config.js';
 import type { NetworkConfigList, PluginConf } from '../net/cni/types.js';
 import {
-  contains, defaultGateway, formatCidr, formatIp, lastOf, networkOf, overlaps, parseCidr, parseIp, parseRange, sizeOf, offsetIp, type Cidr,
+  contains, defaultGateway, formatCidr, formatIp, lastOf, networkOf, overlaps, parseCidr, parseIp, parseRange, sizeOf, offsetIp, usableRange, type Cidr,
 } from '../net/ip/addr.js';
 import { validIfname } from '../net/netlink/client.js';
 import { scanConfDir } from './cni/confdir.js';
@@ -182,10 +182,12 @@ export class NetworkStore {
 
   /** The conflist of a network by name (file first, then the default). */
   get(name: string): NetworkConfigList {
-    const hit = this.scan().lists.find((l) => l.name === name);
+    const { lists, errors } = this.scan();
+    const hit = lists.find((l) => l.name === name);
     if (hit) return hit;
     if (name === this.config.defaultNetwork) return this.defaultList();
-    throw new NetworkError('ENOENT', `network "${name}" not found in "${this.config.cniConfigDir}"`);
+    const note = errors.length ? ` (${errors.length} unreadable file(s): ${errors.join('; ')})` : '';
+    throw new NetworkError('ENOENT', `network "${name}" not found in "${this.config.cniConfigDir}"${note}`);
   }
 
   exists(name: string): boolean {
@@ -327,7 +329,10 @@ function parseGateway(text: string, subnet: Cidr) {
   return gw;
 }
 
-/** --ip-range (CIDR or START-END) limits the lease range of the subnet that holds it. */
+/**
+ * --ip-range limits the lease range of the subnet that holds it: a CIDR gives its usable hosts
+ * (as podman computes it), START-END is taken as written. Either is clamped to the subnet's hosts.
+ */
 function applyIpRange(text: string, ranges: HostLocalRange[]): void {
   let r;
   try {
@@ -340,9 +345,15 @@ function applyIpRange(text: string, ranges: HostLocalRange[]): void {
     return contains(c, r.start) && contains(c, r.end);
   });
   if (!target) throw new NetworkError('EINVAL', `ip range ${text} is not inside any --subnet`);
-  const c = parseCidr(target.subnet);
-  const start = r.start.value === networkOf(c).value ? offsetIp(r.start, 1)! : r.start;
-  const end = c.ip.family === 4 && r.end.value === lastOf(c).value ? offsetIp(r.end, -1)! : r.end;
+  const hosts = usableRange(parseCidr(target.subnet))!;
+  let { start, end } = r;
+  if (text.includes('/')) {
+    const own = usableRange(parseCidr(text));
+    if (own) ({ start, end } = own);
+  }
+  if (start.value < hosts.start.value) start = hosts.start;
+  if (end.value > hosts.end.value) end = hosts.end;
+  if (start.value > end.value) throw new NetworkError('EINVAL', `ip range ${text} holds no usable address of ${target.subnet}`);
   target.rangeStart = formatIp(start);
   target.rangeEnd = formatIp(end);
 }

@@ -1,4 +1,5 @@
 import test from 'ava';
+import fs from 'node:fs';
 import { RtnlClient } from './rtnl_client.js';
 import { ProcSysctl } from './sysctl.js';
 import { ipJson, nsExec, requireRoot, testNetns } from '../../test/helpers/netns.js';
@@ -95,9 +96,12 @@ test('sysctls are per netns', async (t) => {
   if (!requireRoot(t)) return;
   const a = testNetns(t, 'bs');
   const b = testNetns(t, 'bs');
+  // New namespaces may inherit init_net's value (net.core.devconf_inherit_init_net), so set both.
   new ProcSysctl(a).set('net.ipv4.ip_forward', '1');
+  new ProcSysctl(b).set('net.ipv4.ip_forward', '0');
   t.is(new ProcSysctl(a).get('net/ipv4/ip_forward'), '1');
   t.is(new ProcSysctl(b).get('net.ipv4.ip_forward'), '0');
+  t.is(new ProcSysctl('').get('net.ipv4.ip_forward'), fs.readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim(), 'the caller netns is untouched');
   t.is(new ProcSysctl(b).get('net.ipv4.conf.nope0.forwarding'), null);
   t.throws(() => new ProcSysctl(b).set('kernel.hostname', 'x'), { message: /only keys below net\// });
   t.throws(() => new ProcSysctl(b).set('net.ipv4.conf.nope0.forwarding', '1'), { message: /nope0/ });

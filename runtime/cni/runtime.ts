@@ -27,7 +27,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { constants as nativeConstants, flock } from '../../native/mod.js';
 import { formatCniArgs, parseConfList } from '../../net/cni/config.js';
-import { invokePlugin, type InProcessResolver } from '../../net/cni/invoke.js';
+import { findPlugin, invokePlugin, type InProcessResolver } from '../../net/cni/invoke.js';
 import type { CniCommand } from '../../net/cni/skel.js';
 import { CniCode, CniError, type Attachment, type NetworkConfigList, type PluginConf, type Result } from '../../net/cni/types.js';
 import { fromCurrent, negotiateListVersion, toCurrent, versionAtLeast } from '../../net/cni/version.js';
@@ -100,11 +100,31 @@ export class CniRuntime {
     }, { inProcess: this.opts.inProcess });
   }
 
+  /** Fails before anything is touched when a plugin of the chain is not on CNI_PATH. */
+  private requirePlugins(list: NetworkConfigList): void {
+    for (const p of list.plugins) {
+      if (!findPlugin(p.type, this.opts.path)) {
+        throw new CniError(CniCode.InvalidNetworkConfig, `failed to find plugin "${p.type}" in path [${this.opts.path.join(' ')}]`, undefined, { plugin: p.type });
+      }
+    }
+  }
+
+  /** The lock file of a network (removed with the network by removeNetworkState). */
+  lockFile(network: string): string {
+    return path.join(this.cache.dir, 'burrow-locks', `${network}.lock`);
+  }
+
+  /** Forgets a removed network: its lock file. */
+  removeNetworkState(network: string): void {
+    fs.rmSync(this.lockFile(network), { force: true });
+  }
+
   /** Holds a flock on the network while `fn` runs: shared for ADD/DEL/CHECK, exclusive for GC. */
-  private async locked<T>(network: string, exclusive: boolean, fn: () => Promise<T>): Promise<T> {
-    const dir = path.join(this.cache.dir, 'burrow-locks');
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const fd = fs.openSync(path.join(dir, `${network}.lock`), 'a', 0o600);
+  private async locked<T>(list: NetworkConfigList, exclusive: boolean, fn: () => Promise<T>): Promise<T> {
+    this.requirePlugins(list);
+    const file = this.lockFile(list.name);
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const fd = fs.openSync(file, 'a', 0o600);
     try {
       const c = nativeConstants();
       await flock(fd, exclusive ? c.LOCK_EX : c.LOCK_SH);
@@ -117,7 +137,7 @@ export class CniRuntime {
   /** ADD over the chain; returns the final result in the list's version. */
   async addNetworkList(list: NetworkConfigList, rt: RuntimeConf): Promise<unknown> {
     const version = this.versionOf(list);
-    return this.locked(list.name, false, async () => {
+    return this.locked(list, false, async () => {
       let prev: Result | undefined;
       for (const plugin of list.plugins) {
         try {
@@ -175,7 +195,7 @@ export class CniRuntime {
   /** DEL over the chain in reverse. Idempotent: succeeds when nothing is left. */
   async delNetworkList(list: NetworkConfigList, rt: RuntimeConf): Promise<void> {
     const version = this.versionOf(list);
-    await this.locked(list.name, false, () => this.delLocked(list, version, rt));
+    await this.locked(list, false, () => this.delLocked(list, version, rt));
   }
 
   private async delLocked(list: NetworkConfigList, version: string, rt: RuntimeConf): Promise<void> {
@@ -199,7 +219,7 @@ export class CniRuntime {
       throw new CniError(CniCode.IncompatibleVersion, `configuration version "${version}" of network "${list.name}" does not support the CHECK command`);
     }
     if (list.disableCheck) return;
-    await this.locked(list.name, false, async () => {
+    await this.locked(list, false, async () => {
       const cached = this.cachedResult(list, rt);
       if (!cached) throw new CniError(CniCode.UnknownContainer, `no cached result for container "${rt.containerId}" interface "${rt.ifname}" on network "${list.name}": was it added?`);
       for (const plugin of list.plugins) await this.call('CHECK', list, plugin, version, cached, rt);
@@ -218,7 +238,7 @@ export class CniRuntime {
   async gcNetworkList(list: NetworkConfigList, valid: Attachment[]): Promise<GcReport> {
     if (list.disableGC) return { removed: [], pluginsCalled: false };
     const version = this.versionOf(list);
-    return this.locked(list.name, true, async () => {
+    return this.locked(list, true, async () => {
       const keep = new Set(valid.map((a) => `${a.containerID}\0${a.ifname}`));
       const removed: Attachment[] = [];
       const errors: Error[] = [];

@@ -1,6 +1,6 @@
 /** Throwaway network namespaces for integration tests, removed on teardown. */
 import type { ExecutionContext } from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { netnsCreate, netnsRemove } from '../../native/mod.js';
 
 let counter = 0;
@@ -44,4 +44,43 @@ export function nsExec(netns: string, cmd: string[], input?: string): string {
 export function ipJson<T = unknown>(netns: string, args: string[]): T {
   const out = nsExec(netns, ['ip', '-j', ...args]);
   return (out.trim() ? JSON.parse(out) : []) as T;
+}
+
+/** A TCP server inside `netns` that answers every connection with the peer's address, then closes. */
+export async function peerEchoServer(t: ExecutionContext, netns: string, address: string, port: number): Promise<void> {
+  const { listenInNetns } = await import('../../native/mod.js');
+  const net = await import('node:net');
+  const fd = listenInNetns(netns, address.includes(':') ? 6 : 4, 'tcp', address, port);
+  const server = net.createServer((s) => s.end(`${s.remoteAddress}`));
+  server.listen({ fd });
+  await new Promise((r) => server.once('listening', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+}
+
+/**
+ * Connects from inside `netns` to host:port with bash's /dev/tcp and resolves to what the server
+ * sent. Asynchronous, so servers running in this test process keep serving meanwhile.
+ */
+export function tcpRequest(netns: string, host: string, port: number, timeoutS = 5): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('nsenter', [`--net=${netns}`, '--', 'timeout', String(timeoutS), 'bash', '-c', `exec 3<>/dev/tcp/${host}/${port}; cat <&3`],
+      { encoding: 'utf8' }, (err, stdout, stderr) => (err ? reject(new Error(`tcp ${host}:${port} from ${netns} failed: ${stderr || err.message}`)) : resolve(stdout)));
+  });
+}
+
+/** An "outside" netns linked to `host` by a veth: host side up0 = hostIp, outside side eth0 = outsideIp (/24), host default route via outside. */
+export async function uplink(host: string, outside: string, hostIp: string, outsideIp: string): Promise<void> {
+  const { RtnlClient } = await import('../../net/netlink/rtnl_client.js');
+  const h = new RtnlClient(host);
+  const o = new RtnlClient(outside);
+  try {
+    await h.addVeth('up0', 'eth0', { peerNetns: outside });
+    await h.addAddress('up0', `${hostIp}/24`);
+    await o.addAddress('eth0', `${outsideIp}/24`);
+    for (const [c, l] of [[h, 'up0'], [h, 'lo'], [o, 'eth0'], [o, 'lo']] as const) await c.setUp(l, true);
+    await h.addRoute({ dst: 'default', gateway: outsideIp });
+  } finally {
+    h.close();
+    o.close();
+  }
 }
