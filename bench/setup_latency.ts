@@ -1,0 +1,195 @@
+/**
+ * bench/setup_latency: p50 and p95 of CNI ADD and DEL for a chain, through
+ * burrow's CNI runtime, for three ways of running the plugins:
+ *
+ *   reference       Debian's containernetworking-plugins (/usr/lib/cni), exec'd
+ *   burrow-exec     burrow's plugin executables (plugins/bin), exec'd
+ *   burrow-inproc   burrow's plugins called in-process (the runtime's fast path)
+ *
+ * Variants whose plugins are not all available are reported as such. Rounds
+ * are interleaved (A B C A B C ...) so drift hits every variant alike, and
+ * every figure is also printed as a ratio to the reference in the same run.
+ *
+ * Everything happens in namespaces the bench creates: it re-runs itself inside
+ * a fresh "host" netns (nsenter), uses a pool of container netns there, and
+ * removes them all at the end, also on Ctrl-C.
+ *
+ *   tsx bench/setup_latency.ts [--rounds N] [--chain NAME]... [--json FILE]
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { netnsCreate, netnsRemove } from '../native/mod.js';
+import { parseConfList } from '../net/cni/config.js';
+import { findPlugin } from '../net/cni/invoke.js';
+import { inProcessResolver } from '../plugins/registry.js';
+import { CniRuntime } from '../runtime/cni/runtime.js';
+import { formatMs, formatRatio, renderTable, summarize, type Summary } from './stats.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const REFERENCE = '/usr/lib/cni';
+const OWN = path.join(ROOT, 'plugins', 'bin');
+
+interface Variant {
+  name: string;
+  path: string[];
+  inProcess: boolean;
+}
+
+const VARIANTS: Variant[] = [
+  { name: 'reference', path: [REFERENCE], inProcess: false },
+  { name: 'burrow-exec', path: [OWN], inProcess: false },
+  { name: 'burrow-inproc', path: [OWN], inProcess: true },
+];
+
+/** Chains measured, as podman writes them (its default network uses bridge, portmap, firewall, tuning). */
+function chains(subnetOctet: number): Record<string, object> {
+  const bridge = (name: string, br: string, third: number) => ({
+    type: 'bridge', bridge: br, isGateway: true, ipMasq: true, hairpinMode: true,
+    ipam: { type: 'host-local', routes: [{ dst: '0.0.0.0/0' }], ranges: [[{ subnet: `10.${subnetOctet}.${third}.0/24`, gateway: `10.${subnetOctet}.${third}.1` }]], dataDir: '' },
+  });
+  return {
+    'bridge+host-local': { cniVersion: '1.0.0', name: 'bench-bridge', plugins: [bridge('bench-bridge', 'bbr0', 1)] },
+    'podman-default': {
+      cniVersion: '1.0.0', name: 'bench-podman',
+      plugins: [bridge('bench-podman', 'bbr1', 2), { type: 'portmap', capabilities: { portMappings: true } }, { type: 'firewall', backend: '' }, { type: 'tuning' }],
+    },
+  };
+}
+
+interface Row {
+  chain: string;
+  variant: string;
+  available: boolean;
+  reason?: string;
+  add?: Summary;
+  del?: Summary;
+  addSamples?: number[];
+  delSamples?: number[];
+}
+
+function args(argv: string[]) {
+  const out = { rounds: 30, chains: [] as string[], json: '' };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--rounds') out.rounds = Number(argv[++i]);
+    else if (a === '--chain') out.chains.push(argv[++i]);
+    else if (a === '--json') out.json = argv[++i];
+    else throw new Error(`unknown argument "${a}" (use --rounds N, --chain NAME, --json FILE)`);
+  }
+  if (!(out.rounds >= 1)) throw new Error('--rounds must be a positive number');
+  return out;
+}
+
+/** Outer process: make a host netns, run the measurement inside it, always clean up. */
+async function outer(argv: string[]): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    console.error('bench/setup_latency needs root: it creates network namespaces, bridges and firewall rules (all inside its own netns).');
+    return 1;
+  }
+  const host = netnsCreate(`bench-host-${process.pid}`);
+  const cleanup = () => netnsRemove(host);
+  const onSignal = () => {
+    cleanup();
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const child = spawn('nsenter', [`--net=${host}`, '--', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...argv], {
+      stdio: 'inherit', env: { ...process.env, BURROW_BENCH_INNER: host },
+    });
+    return await new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? 1)));
+  } finally {
+    cleanup();
+  }
+}
+
+/** Inner process: runs inside the host netns. */
+async function inner(argv: string[]): Promise<number> {
+  const opts = args(argv);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bench-'));
+  const pool: string[] = [];
+  try {
+    const all = chains(150 + (process.pid % 50));
+    const chainNames = opts.chains.length ? opts.chains : Object.keys(all);
+    for (const c of chainNames) if (!all[c]) throw new Error(`unknown chain "${c}" (known: ${Object.keys(all).join(', ')})`);
+    const rows: Row[] = [];
+    for (const chain of chainNames) {
+      const doc = all[chain] as { plugins: { type: string; ipam?: { dataDir: string } }[] };
+      for (const p of doc.plugins) if (p.ipam) p.ipam.dataDir = path.join(work, 'ipam');
+      const list = parseConfList(Buffer.from(JSON.stringify(doc)));
+      const types = list.plugins.flatMap((p) => [p.type, ...(p.ipam ? [(p.ipam as { type: string }).type] : [])]);
+      const runnable = VARIANTS.map((v) => {
+        const missing = types.filter((t) => !findPlugin(t, v.path));
+        const row: Row = { chain, variant: v.name, available: missing.length === 0, addSamples: [], delSamples: [] };
+        if (missing.length) row.reason = `no ${missing.join(', ')} in ${v.path.join(':')}`;
+        rows.push(row);
+        const rt = new CniRuntime({ path: v.path, cacheDir: path.join(work, 'cache', v.name), inProcess: v.inProcess ? inProcessResolver() : undefined });
+        return { v, row, rt };
+      }).filter((x) => x.row.available);
+      if (!pool.length) for (let i = 0; i < 2; i++) pool.push(netnsCreate(`bench-ctr-${process.pid}-${i}`));
+      // Warm-up: one ADD/DEL per variant (page cache, first bridge creation).
+      for (const { rt } of runnable) {
+        const att = { containerId: 'warmup', netns: pool[0], ifname: 'eth0' };
+        await rt.addNetworkList(list, att);
+        await rt.delNetworkList(list, att);
+      }
+      for (let round = 0; round < opts.rounds; round++) {
+        if (process.stderr.isTTY) process.stderr.write(`\r${chain}: round ${round + 1}/${opts.rounds}   `);
+        for (const { rt, row } of runnable) {
+          const att = { containerId: `r${round}`, netns: pool[round % pool.length], ifname: 'eth0' };
+          let t0 = performance.now();
+          await rt.addNetworkList(list, att);
+          row.addSamples!.push(performance.now() - t0);
+          t0 = performance.now();
+          await rt.delNetworkList(list, att);
+          row.delSamples!.push(performance.now() - t0);
+        }
+      }
+      if (process.stderr.isTTY) process.stderr.write('\n');
+    }
+    for (const r of rows) {
+      if (r.available) {
+        r.add = summarize(r.addSamples!);
+        r.del = summarize(r.delSamples!);
+      }
+    }
+    report(rows, opts.rounds);
+    if (opts.json) {
+      fs.writeFileSync(opts.json, JSON.stringify({ date: new Date().toISOString(), kernel: os.release(), cpus: os.cpus().length, node: process.version, rounds: opts.rounds, rows }, null, 2));
+    }
+    return 0;
+  } finally {
+    for (const ns of pool) netnsRemove(ns);
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function report(rows: Row[], rounds: number): void {
+  const table = [['chain', 'plugins', 'ADD p50', 'ADD p95', 'DEL p50', 'DEL p95', 'ADD p50 vs ref', 'DEL p50 vs ref']];
+  for (const r of rows) {
+    if (!r.available) {
+      table.push([r.chain, r.variant, '-', '-', '-', '-', '-', `(not available: ${r.reason})`]);
+      continue;
+    }
+    const ref = rows.find((x) => x.chain === r.chain && x.variant === 'reference');
+    table.push([
+      r.chain, r.variant, formatMs(r.add!.p50), formatMs(r.add!.p95), formatMs(r.del!.p50), formatMs(r.del!.p95),
+      formatRatio(r.add!.p50, ref?.add?.p50 ?? NaN), formatRatio(r.del!.p50, ref?.del?.p50 ?? NaN),
+    ]);
+  }
+  console.log(`\nCNI setup latency through burrow's runtime, ${rounds} interleaved rounds, ${os.cpus().length} CPUs, kernel ${os.release()}, Node ${process.version}`);
+  console.log(renderTable(table));
+}
+
+const argv = process.argv.slice(2);
+const run = process.env.BURROW_BENCH_INNER ? inner(argv) : outer(argv);
+run.then((code) => {
+  process.exitCode = code;
+}, (err: Error) => {
+  console.error(`bench/setup_latency: ${err.message}`);
+  process.exitCode = 1;
+});

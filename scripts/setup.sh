@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs everything burrow needs on Debian 12 (as root): kernel tools, the reference CNI
+# plugins and the rootless tools it is compared with, then npm dependencies, the native addon
+# and the bundles (npm ci). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then echo "scripts/setup.sh: run as root (it installs Debian packages)" >&2; exit 1; fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  ca-certificates g++ make python3 curl iproute2 iptables nftables conntrack iputils-ping util-linux procps \
+  containernetworking-plugins iperf3 uidmap >/dev/null
+command -v node >/dev/null || { echo "Node.js 20 is required (node not found)" >&2; exit 1; }
+export npm_config_nodedir=/usr   # node-gyp builds against /usr/include/node; no header download
+npm ci --no-audit --no-fund --loglevel=error
