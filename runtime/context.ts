@@ -1,5 +1,6 @@
 /** What every CLI command shares: the loaded config, the CNI runtime, the network store. */
 import fs from 'node:fs';
+import '../plugins/all.js';
 import { inProcessResolver } from '../plugins/registry.js';
 import { CniRuntime } from './cni/runtime.js';
 import { loadConfig, type BurrowConfig } from './config.js';

@@ -18,6 +18,15 @@ const common = {
 
 fs.mkdirSync('dist', { recursive: true });
 fs.writeFileSync('dist/package.json', '{ "type": "commonjs" }\n');
-const entries = { burrow: 'runtime/main.ts' };
-if (fs.existsSync('plugins/main.ts')) entries.plugins = 'plugins/main.ts';
-await build({ ...common, entryPoints: entries, outdir: 'dist', outExtension: { '.js': '.cjs' } });
+await build({ ...common, entryPoints: { burrow: 'runtime/main.ts' }, outdir: 'dist', outExtension: { '.js': '.cjs' } });
+// One bundle per CNI plugin, so each executable parses only its own code.
+const plugins = fs.readdirSync('plugins', { withFileTypes: true })
+  .filter((d) => d.isDirectory() && fs.existsSync(`plugins/${d.name}/main.ts`))
+  .map((d) => d.name);
+await build({
+  ...common,
+  entryPoints: Object.fromEntries(plugins.map((p) => [p, `plugins/${p}/main.ts`])),
+  outdir: 'dist/plugins',
+  outExtension: { '.js': '.cjs' },
+  // plugins/<name>/main.ts sits two levels below the root, like dist/plugins/<name>.cjs
+});

@@ -31,6 +31,7 @@ export interface LinkInfo {
   /** IFLA_LINK_NETNSID: set when parentIndex lives in another namespace. */
   linkNetnsId?: number;
   promisc: boolean;
+  allmulti: boolean;
   /** macvlan mode ("bridge", "private", "vepa", "passthru", "source") or ipvlan mode ("l2", "l3", "l3s"). */
   mode?: string;
 }
@@ -114,9 +115,19 @@ export interface NetlinkClient {
   setMtu(name: string, mtu: number): Promise<void>;
   setMac(name: string, mac: string): Promise<void>;
   setPromisc(name: string, on: boolean): Promise<void>;
+  setAllmulti(name: string, on: boolean): Promise<void>;
   rename(name: string, newName: string): Promise<void>;
   /** Moves a link into the netns at `netnsPath` (optionally renaming it there). */
   moveToNetns(name: string, netnsPath: string, newName?: string): Promise<void>;
+  /** Bridge port flags of a link enslaved to a bridge (hairpin = IFLA_BRPORT_MODE, isolated). */
+  setBridgePort(name: string, opts: { hairpin?: boolean; isolated?: boolean }): Promise<void>;
+  /**
+   * Adds VLAN `vid` (or the range vid..vidEnd) to a bridge port, or to the bridge device itself
+   * with `self`; pvid/untagged as `bridge vlan add ... pvid untagged`.
+   */
+  bridgeVlanAdd(name: string, vid: number, opts?: { vidEnd?: number; pvid?: boolean; untagged?: boolean; self?: boolean }): Promise<void>;
+  /** Removes VLAN `vid` from a bridge port (or the bridge itself with `self`). False when it was not there. */
+  bridgeVlanDel(name: string, vid: number, opts?: { self?: boolean }): Promise<boolean>;
   listAddresses(name?: string): Promise<AddressInfo[]>;
   addAddress(name: string, cidr: string, opts?: { noDad?: boolean }): Promise<void>;
   removeAddress(name: string, cidr: string): Promise<boolean>;

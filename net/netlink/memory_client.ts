@@ -17,6 +17,10 @@ interface FakeLink extends LinkInfo {
   netns: string;
   peer?: FakeLink;
   addresses: { cidr: string; noDad: boolean }[];
+  hairpin?: boolean;
+  isolated?: boolean;
+  /** vid -> flags */
+  vlans?: Map<number, { pvid: boolean; untagged: boolean }>;
 }
 
 /** The shared state of every namespace of one fake machine. */
@@ -34,7 +38,7 @@ export class MemoryKernel {
   ensureNetns(netns: string): void {
     if (this.routes.has(netns)) return;
     this.routes.set(netns, []);
-    this.links.push({ index: 1, name: 'lo', kind: 'loopback', mtu: 65536, mac: '00:00:00:00:00:00', up: false, operState: 'unknown', promisc: false, netns, addresses: [] });
+    this.links.push({ index: 1, name: 'lo', kind: 'loopback', mtu: 65536, mac: '00:00:00:00:00:00', up: false, operState: 'unknown', promisc: false, allmulti: false, netns, addresses: [] });
   }
 
   /** Deletes a namespace and every link in it (veth peers elsewhere die too). */
@@ -88,15 +92,42 @@ export class MemoryNetlink implements NetlinkClient {
     if (this.find(name, netns)) throw err('EEXIST', `cannot add ${kind} "${name}": EEXIST`, netns);
     const link: FakeLink = {
       index: this.kernel.allocIndex(), name, kind, mtu: opts.mtu ?? 1500, mac: opts.mac ?? this.kernel.allocMac(),
-      up: false, operState: 'down', promisc: false, netns, addresses: [],
+      up: false, operState: 'down', promisc: false, allmulti: false, netns, addresses: [],
     };
     this.kernel.links.push(link);
     return link;
   }
 
   private view(l: FakeLink): LinkInfo {
-    const { netns: _n, peer: _p, addresses: _a, ...info } = l;
+    const { netns: _n, peer: _p, addresses: _a, hairpin: _h, isolated: _i, vlans: _v, ...info } = l;
     return { ...info };
+  }
+
+  /** Test hook: the bridge port state of a link. */
+  portState(name: string): { hairpin: boolean; isolated: boolean; vlans: [number, { pvid: boolean; untagged: boolean }][] } {
+    const l = this.must(name);
+    return { hairpin: !!l.hairpin, isolated: !!l.isolated, vlans: [...(l.vlans ?? new Map())].sort((a, b) => a[0] - b[0]) };
+  }
+
+  async setBridgePort(name: string, opts: { hairpin?: boolean; isolated?: boolean }): Promise<void> {
+    const l = this.must(name);
+    if (!l.master) throw err('EOPNOTSUPP', `cannot set bridge port flags on "${name}": EOPNOTSUPP`, this.netns);
+    if (opts.hairpin !== undefined) l.hairpin = opts.hairpin;
+    if (opts.isolated !== undefined) l.isolated = opts.isolated;
+  }
+
+  async bridgeVlanAdd(name: string, vid: number, opts: { vidEnd?: number; pvid?: boolean; untagged?: boolean; self?: boolean } = {}): Promise<void> {
+    const l = this.must(name);
+    l.vlans ??= new Map();
+    for (let v = vid; v <= (opts.vidEnd ?? vid); v++) {
+      if (opts.pvid) for (const f of l.vlans.values()) f.pvid = false;
+      l.vlans.set(v, { pvid: !!opts.pvid, untagged: !!opts.untagged });
+    }
+  }
+
+  async bridgeVlanDel(name: string, vid: number): Promise<boolean> {
+    const l = this.find(name);
+    return !!l?.vlans?.delete(vid);
   }
 
   async listLinks(): Promise<LinkInfo[]> {
@@ -177,6 +208,10 @@ export class MemoryNetlink implements NetlinkClient {
 
   async setPromisc(name: string, on: boolean): Promise<void> {
     this.must(name).promisc = on;
+  }
+
+  async setAllmulti(name: string, on: boolean): Promise<void> {
+    this.must(name).allmulti = on;
   }
 
   async rename(name: string, newName: string): Promise<void> {

@@ -27,6 +27,21 @@ const AF_INET = 2;
 const AF_INET6 = 10;
 const RT_TABLE_MAIN = 254;
 const IFLA_BR_VLAN_FILTERING = 7; // include/uapi/linux/if_link.h
+const AF_BRIDGE = 7;
+const NLA_F_NESTED = 0x8000;
+const IFLA_PROTINFO = 12;
+const IFLA_AF_SPEC = 26;
+const IFLA_BRPORT_MODE = 4; // hairpin
+const IFLA_BRPORT_ISOLATED = 33;
+const IFLA_BRIDGE_FLAGS = 0; // include/uapi/linux/if_bridge.h
+const IFLA_BRIDGE_VLAN_INFO = 2;
+const BRIDGE_FLAGS_SELF = 2;
+const BRIDGE_VLAN_INFO_PVID = 2;
+const BRIDGE_VLAN_INFO_UNTAGGED = 4;
+const BRIDGE_VLAN_INFO_RANGE_BEGIN = 8;
+const BRIDGE_VLAN_INFO_RANGE_END = 16;
+const RTM_DELLINK = 17;
+const RTM_SETLINK = 19;
 const OPER_STATES = ['unknown', 'notpresent', 'down', 'lowerlayerdown', 'testing', 'dormant', 'up'];
 const MACVLAN_MODES: Record<MacvlanMode, number> = { private: 1, vepa: 2, bridge: 4, passthru: 8, source: 16 };
 const IPVLAN_MODES: Record<IpvlanMode, number> = { l2: 0, l3: 1, l3s: 2 };
@@ -129,6 +144,7 @@ export class RtnlClient implements NetlinkClient {
       parentIndex: m.attrs.link ? m.attrs.link.readUInt32LE(0) : undefined,
       linkNetnsId: m.attrs.linkNetnsid,
       promisc: !!flags.promisc,
+      allmulti: !!flags.allmulti,
       mode,
     };
   }
@@ -239,6 +255,10 @@ export class RtnlClient implements NetlinkClient {
     await this.setLink(name, on ? 'set promisc on' : 'set promisc off', { flags: on ? { promisc: true } : {}, change: { promisc: true } });
   }
 
+  async setAllmulti(name: string, on: boolean): Promise<void> {
+    await this.setLink(name, on ? 'set allmulticast on' : 'set allmulticast off', { flags: on ? { allmulti: true } : {}, change: { allmulti: true } });
+  }
+
   async rename(name: string, newName: string): Promise<void> {
     await this.setLink(name, `rename to "${newName}"`, {}, { ifname: newName });
   }
@@ -249,6 +269,61 @@ export class RtnlClient implements NetlinkClient {
       if (newName) attrs.ifname = newName;
       return this.setLink(name, `move to netns "${netnsPath}"`, {}, attrs);
     });
+  }
+
+  /** Sends a raw AF_BRIDGE link message (the `netlink` package has no nested-flag control). */
+  private async bridgeRequest(type: number, index: number, attr: Buffer, action: string): Promise<void> {
+    const body = Buffer.concat([rtStructs.formatLink({ family: AF_BRIDGE, index }), attr]);
+    await this.req(action, () => this.sock.request(type as rtStructs.MessageType, body));
+  }
+
+  async setBridgePort(name: string, opts: { hairpin?: boolean; isolated?: boolean }): Promise<void> {
+    const index = await this.indexOf(name);
+    const parts: Buffer[] = [];
+    if (opts.hairpin !== undefined) parts.push(nla(IFLA_BRPORT_MODE, Buffer.from([opts.hairpin ? 1 : 0])));
+    if (opts.isolated !== undefined) parts.push(nla(IFLA_BRPORT_ISOLATED, Buffer.from([opts.isolated ? 1 : 0])));
+    if (!parts.length) return;
+    await this.bridgeRequest(RTM_SETLINK, index, nla(IFLA_PROTINFO | NLA_F_NESTED, Buffer.concat(parts)), `set bridge port flags on "${name}"`);
+  }
+
+  private vlanSpec(vid: number, opts: { vidEnd?: number; pvid?: boolean; untagged?: boolean; self?: boolean }): Buffer {
+    const info = (flags: number, v: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt16LE(flags, 0);
+      b.writeUInt16LE(v, 2);
+      return nla(IFLA_BRIDGE_VLAN_INFO, b);
+    };
+    const base = (opts.pvid ? BRIDGE_VLAN_INFO_PVID : 0) | (opts.untagged ? BRIDGE_VLAN_INFO_UNTAGGED : 0);
+    const parts: Buffer[] = [];
+    if (opts.self) {
+      const f = Buffer.alloc(2);
+      f.writeUInt16LE(BRIDGE_FLAGS_SELF);
+      parts.push(nla(IFLA_BRIDGE_FLAGS, f));
+    }
+    if (opts.vidEnd && opts.vidEnd > vid) {
+      parts.push(info(base | BRIDGE_VLAN_INFO_RANGE_BEGIN, vid), info(base | BRIDGE_VLAN_INFO_RANGE_END, opts.vidEnd));
+    } else {
+      parts.push(info(base, vid));
+    }
+    return nla(IFLA_AF_SPEC | NLA_F_NESTED, Buffer.concat(parts));
+  }
+
+  async bridgeVlanAdd(name: string, vid: number, opts: { vidEnd?: number; pvid?: boolean; untagged?: boolean; self?: boolean } = {}): Promise<void> {
+    const index = await this.indexOf(name);
+    const what = opts.vidEnd ? `${vid}-${opts.vidEnd}` : `${vid}`;
+    await this.bridgeRequest(RTM_SETLINK, index, this.vlanSpec(vid, opts), `add VLAN ${what} to "${name}"`);
+  }
+
+  async bridgeVlanDel(name: string, vid: number, opts: { self?: boolean } = {}): Promise<boolean> {
+    const link = await this.getLink(name);
+    if (!link) return false;
+    try {
+      await this.bridgeRequest(RTM_DELLINK, link.index, this.vlanSpec(vid, opts), `remove VLAN ${vid} from "${name}"`);
+      return true;
+    } catch (err) {
+      if ((err as NetlinkError).code === 'ENOENT' || (err as NetlinkError).code === 'EINVAL') return false;
+      throw err;
+    }
   }
 
   async listAddresses(name?: string): Promise<AddressInfo[]> {

@@ -1,0 +1,39 @@
+/** Runs firewall tools (iptables-restore, nft) with input on stdin; failures name the tool and its stderr. */
+import { spawn } from 'node:child_process';
+import { BurrowError } from '../../native/errors.js';
+
+export class FirewallError extends BurrowError {
+  readonly stderr: string;
+  constructor(message: string, stderr: string, options?: { cause?: unknown }) {
+    super('EFIREWALL', message, options);
+    this.stderr = stderr;
+  }
+}
+
+export interface RunOutput {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Spawns `cmd args` with `input` on stdin and resolves with its output; never rejects for a non-zero exit. */
+export function runTool(cmd: string, args: string[], input = ''): Promise<RunOutput> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e) => reject(new FirewallError(`cannot run ${cmd}: ${e.message}`, '', { cause: e })));
+    child.stdin.on('error', () => {});
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+    child.stdin.end(input);
+  });
+}
+
+/** Like runTool, but throws a FirewallError naming `action` unless the tool exits 0. */
+export async function mustRun(action: string, cmd: string, args: string[], input = ''): Promise<string> {
+  const r = await runTool(cmd, args, input);
+  if (r.code !== 0) throw new FirewallError(`cannot ${action}: ${cmd} ${args.join(' ')} failed: ${r.stderr.trim() || `exit status ${r.code}`}`, r.stderr);
+  return r.stdout;
+}

@@ -1,0 +1,9 @@
+/** Registers every burrow plugin for the runtime's in-process fast path. */
+import { bridge } from './bridge/index.js';
+import { hostLocal } from './host-local/index.js';
+import { loopback } from './loopback/index.js';
+import { registerPlugin } from './registry.js';
+import { tuning } from './tuning/index.js';
+
+export const ALL_PLUGINS = [bridge, hostLocal, loopback, tuning];
+for (const p of ALL_PLUGINS) registerPlugin(p);

@@ -1,0 +1,5 @@
+/** The loopback CNI executable. */
+import { runPlugin } from '../run.js';
+import { loopback } from './index.js';
+
+void runPlugin(loopback);
