@@ -270,7 +270,8 @@ export class MemoryNetlink implements NetlinkClient {
     const family = r.dst === 'default' ? (r.family ?? (r.gateway ? parseIp(r.gateway).family : 4)) : parseCidr(r.dst).ip.family;
     if (r.dev) this.must(r.dev);
     return {
-      family, dst: r.dst === 'default' ? 'default' : formatCidr(canonical(parseCidr(r.dst))), gateway: r.gateway, dev: r.dev,
+      // As the kernel reports it: a zero-length prefix is "default".
+      family, dst: r.dst === 'default' || parseCidr(r.dst).prefixLen === 0 ? 'default' : formatCidr(canonical(parseCidr(r.dst))), gateway: r.gateway, dev: r.dev,
       table: r.table ?? 254, priority: r.priority, scope: r.scope ?? (r.gateway || !r.dev ? 'universe' : 'link'), protocol: 3, type: 'unicast',
     };
   }
