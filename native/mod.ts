@@ -30,11 +30,24 @@ interface Addon {
 
 let loaded: Addon | undefined;
 
+/**
+ * build/Release/burrow_native.node of the install root: the first ancestor of this file that has
+ * it (native/mod.ts in source, dist/*.cjs and dist/plugins/*.cjs when bundled).
+ */
+function addonPath(): string {
+  const rel = path.join('build', 'Release', 'burrow_native.node');
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    dir = path.dirname(dir);
+    if (fs.existsSync(path.join(dir, rel))) return path.join(dir, rel);
+  }
+  return path.join(path.dirname(path.dirname(fileURLToPath(import.meta.url))), rel);
+}
+
 /** Loads the addon on first use, so pure modules never need the native build. */
 function addon(): Addon {
   if (loaded) return loaded;
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const file = process.env.BURROW_NATIVE_ADDON ?? path.join(here, '..', 'build', 'Release', 'burrow_native.node');
+  const file = process.env.BURROW_NATIVE_ADDON ?? addonPath();
   try {
     loaded = createRequire(import.meta.url)(file) as Addon;
   } catch (err) {

@@ -23,7 +23,7 @@ const conf = (o: Record<string, unknown>) => Buffer.from(JSON.stringify({ name: 
 test('ADD prints the result in the config version', async (t) => {
   const out = await dispatch(plugin, env, conf({ cniVersion: '0.4.0' }));
   t.is(out.exitCode, 0);
-  t.deepEqual(JSON.parse(out.stdout), { cniVersion: '0.4.0', ips: [{ version: '4', address: '10.0.0.2/24', gateway: '10.0.0.1' }], routes: [{ dst: '0.0.0.0/0' }] });
+  t.deepEqual(JSON.parse(out.stdout), { cniVersion: '0.4.0', ips: [{ version: '4', address: '10.0.0.2/24', gateway: '10.0.0.1' }], routes: [{ dst: '0.0.0.0/0' }], dns: {} });
 });
 
 test('validation errors carry the spec codes', async (t) => {

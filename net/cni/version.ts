@@ -111,7 +111,8 @@ export function toCurrent(input: unknown, fallback = CURRENT_VERSION): Result {
 export function fromCurrent(result: Result, version: string): AnyResult {
   const shape = shapeOf(version);
   if (shape === '100') {
-    const out: Result = { ...result, cniVersion: version };
+    // Go's result types print "dns" always (omitempty does not apply to structs): so do we.
+    const out: Result = { ...result, cniVersion: version, dns: result.dns ?? {} };
     if (compareVersions(version, '1.1.0') < 0) {
       // 1.0.0 has no interface mtu/socketPath/pciID and no route metrics.
       if (out.interfaces) out.interfaces = out.interfaces.map(({ name, mac, sandbox }) => ({ name, ...(mac !== undefined ? { mac } : {}), ...(sandbox !== undefined ? { sandbox } : {}) }));
@@ -124,7 +125,7 @@ export function fromCurrent(result: Result, version: string): AnyResult {
     if (result.interfaces) out.interfaces = result.interfaces.map(({ name, mac, sandbox }) => ({ name, ...(mac !== undefined ? { mac } : {}), ...(sandbox !== undefined ? { sandbox } : {}) }));
     if (result.ips) out.ips = result.ips.map((ip) => ({ version: String(familyOf(ip.address)) as '4' | '6', ...ip }));
     if (result.routes) out.routes = result.routes.map(({ dst, gw }) => ({ dst, ...(gw ? { gw } : {}) }));
-    if (result.dns) out.dns = result.dns;
+    out.dns = result.dns ?? {};
     return dropEmpty(out);
   }
   const out: Result020 = { cniVersion: version };
@@ -137,7 +138,7 @@ export function fromCurrent(result: Result, version: string): AnyResult {
     const target = routeFamily(rt.dst) === 4 ? out.ip4 : out.ip6;
     if (target) (target.routes ??= []).push({ dst: rt.dst, ...(rt.gw ? { gw: rt.gw } : {}) });
   }
-  if (result.dns && Object.keys(result.dns).length) out.dns = result.dns;
+  out.dns = result.dns ?? {};
   return out;
 }
 

@@ -156,12 +156,14 @@ export function makeHostLocal(open: (c: HostLocalConfig) => Store = (c) => new D
       const owner = { id: req.containerId, ifname: req.ifname };
       const pending = [...cfg.requested];
       await withStore(cfg, (store) => {
+        const reserved: Ip[] = [];
         try {
           cfg.rangeSets.forEach((set, idx) => {
             const i = pending.findIndex((ip) => set.some((r) => r.subnet.ip.family === ip.family && ip.value >= r.rangeStart.value && ip.value <= r.rangeEnd.value));
             const want = i >= 0 ? pending.splice(i, 1)[0] : null;
             try {
               const a = allocate(store, set, idx, owner, want);
+              reserved.push(a.address.ip);
               result.ips!.push({ address: formatCidr(a.address), gateway: formatIp(a.gateway) });
             } catch (err) {
               throw new CniError(CniCode.Internal, `failed to allocate for range ${idx}: ${(err as Error).message}`);
@@ -169,7 +171,9 @@ export function makeHostLocal(open: (c: HostLocalConfig) => Store = (c) => new D
           });
           if (pending.length) throw new CniError(CniCode.Internal, `failed to allocate all requested IPs: ${pending.map(formatIp).join(' ')}`);
         } catch (err) {
-          store.releaseByOwner(owner); // nothing half-done stays reserved
+          // Release what this call reserved, and only that: an earlier reservation of the same
+          // owner (a duplicate ADD) must survive its failed repeat.
+          for (const ip of reserved) store.release(ip);
           throw toCni(err);
         }
       }, open);

@@ -149,7 +149,7 @@ test('in-process fast path: a launcher on CNI_PATH runs the registered plugin wi
   fs.writeFileSync(path.join(bin, 'inproc-test'), `#!/bin/sh\n# ${LAUNCHER_MARKER}\nexit 99\n`, { mode: 0o755 });
   const rt = new CniRuntime({ path: [bin], cacheDir: path.join(dir, 'cache'), inProcess: inProcessResolver() });
   const result = (await rt.addNetworkList(list, { ...att, capabilityArgs: { mac: '02:00:00:00:00:09' } })) as Result;
-  t.deepEqual(result, { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/run/netns/fake' }], ips: [{ address: '10.5.0.2/16', interface: 0 }] });
+  t.deepEqual(result, { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/run/netns/fake' }], ips: [{ address: '10.5.0.2/16', interface: 0 }], dns: {} });
   t.is(seen[0].command, 'ADD');
   t.deepEqual(seen[0].config.runtimeConfig, { mac: '02:00:00:00:00:09' });
   await rt.delNetworkList(list, att);
