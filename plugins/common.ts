@@ -40,8 +40,10 @@ export function ipamType(config: Record<string, unknown>): string | null {
 
 /** Runs the IPAM plugin for `command` with the plugin's own stdin and environment. */
 export async function delegateIpam(req: PluginRequest, type: string, command: CniCommand): Promise<Result | undefined> {
-  const out = await invokePlugin(type, {
-    command,
+  let out: unknown;
+  try {
+    out = await invokePlugin(type, {
+      command,
     containerId: req.containerId,
     netns: req.netns,
     ifname: req.ifname,
@@ -49,6 +51,11 @@ export async function delegateIpam(req: PluginRequest, type: string, command: Cn
     path: req.path,
     stdin: req.stdin,
   }, { inProcess: inProcessResolver() });
+  } catch (err) {
+    // Pass the delegate's own error through unchanged, as the reference plugins do.
+    if (err instanceof CniError && err.pluginMsg !== undefined) throw new CniError(err.cniCode, err.pluginMsg, err.details);
+    throw err;
+  }
   return out === undefined ? undefined : toCurrent(out, req.cniVersion);
 }
 

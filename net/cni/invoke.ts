@@ -107,7 +107,7 @@ function failure(type: string, command: string, out: DispatchOutput): CniError {
     parsed = undefined;
   }
   if (parsed && typeof parsed.code === 'number' && typeof parsed.msg === 'string') {
-    return new CniError(parsed.code, `plugin "${type}" failed (${command}): ${parsed.msg}`, parsed.details, { plugin: type });
+    return new CniError(parsed.code, `plugin "${type}" failed (${command}): ${parsed.msg}`, parsed.details, { plugin: type, pluginMsg: parsed.msg });
   }
   const text = (out.stderr || out.stdout).trim() || `exit status ${out.exitCode}`;
   return new CniError(CniCode.Internal, `plugin "${type}" failed (${command}): netplugin failed: "${text}"`, undefined, { plugin: type });

@@ -34,11 +34,14 @@ export class CniError extends BurrowError {
   readonly details?: string;
   /** The plugin type that failed, when the runtime raised it. */
   readonly plugin?: string;
-  constructor(cniCode: number, msg: string, details?: string, opts: { plugin?: string; cause?: unknown } = {}) {
+  /** The plugin's own message, without the runtime's "plugin X failed" prefix. */
+  readonly pluginMsg?: string;
+  constructor(cniCode: number, msg: string, details?: string, opts: { plugin?: string; pluginMsg?: string; cause?: unknown } = {}) {
     super(`CNI_${cniCode}`, msg, { cause: opts.cause });
     this.cniCode = cniCode;
     this.details = details;
     this.plugin = opts.plugin;
+    this.pluginMsg = opts.pluginMsg;
   }
 
   toJSON(cniVersion?: string): CniErrorJson {

@@ -18,6 +18,8 @@ import type { Owner, Reservation, Store } from './store.js';
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
 const LAST_PREFIX = 'last_reserved_ip.';
 const LINE_BREAK = '\r\n';
+/** Temp files of reservations in flight; those of dead processes are swept under the lock. */
+const TMP_PREFIX = '.reserve-';
 
 export class DiskStore implements Store {
   readonly dir: string;
@@ -37,6 +39,21 @@ export class DiskStore implements Store {
       throw err;
     }
     this.lockFd = fd;
+    this.sweepTemps();
+  }
+
+  /** Removes temp files left by reservations whose process died (kill -9 mid-reserve). */
+  private sweepTemps(): void {
+    for (const name of fs.readdirSync(this.dir)) {
+      if (!name.startsWith(TMP_PREFIX)) continue;
+      const pid = Number(name.slice(TMP_PREFIX.length).split('-')[0]);
+      if (pid === process.pid) continue;
+      try {
+        process.kill(pid, 0);
+      } catch {
+        fs.rmSync(path.join(this.dir, name), { force: true }); // ESRCH: its writer is gone
+      }
+    }
   }
 
   async unlock(): Promise<void> {
@@ -45,23 +62,24 @@ export class DiskStore implements Store {
     this.lockFd = null;
   }
 
+  /**
+   * Reserves atomically: the content goes to a temp file that is then hard-linked to the IP's
+   * name, so the reservation appears whole or not at all. (The reference creates the file and
+   * then writes it; a kill -9 between the two leaves an empty file that no DEL ever matches.)
+   * link(2) fails with EEXIST when the address is taken, like O_EXCL.
+   */
   reserve(owner: Owner, ip: Ip, rangeSetId: number): boolean {
     const file = path.join(this.dir, formatIp(ip));
-    let fd: number;
+    const tmp = path.join(this.dir, `${TMP_PREFIX}${process.pid}-${formatIp(ip)}`);
+    fs.writeFileSync(tmp, `${owner.id.trim()}${LINE_BREAK}${owner.ifname}`, { mode: 0o600 });
     try {
-      fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+      fs.linkSync(tmp, file);
     } catch (err) {
       if (hasCode(err, 'EEXIST')) return false;
       throw err;
+    } finally {
+      fs.rmSync(tmp, { force: true });
     }
-    try {
-      fs.writeSync(fd, `${owner.id.trim()}${LINE_BREAK}${owner.ifname}`);
-    } catch (err) {
-      fs.closeSync(fd);
-      fs.rmSync(file, { force: true });
-      throw err;
-    }
-    fs.closeSync(fd);
     fs.writeFileSync(path.join(this.dir, `${LAST_PREFIX}${rangeSetId}`), formatIp(ip), { mode: 0o600 });
     return true;
   }

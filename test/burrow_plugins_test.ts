@@ -1,0 +1,94 @@
+/**
+ * burrow's own plugins (bridge, host-local, loopback, tuning) on the real
+ * kernel, through burrow's runtime in-process and as exec'd executables: real
+ * traffic (gateway, container to container, masquerade to an "outside" host,
+ * IPv6), hairpin, and that nothing is left afterwards.
+ */
+import test from 'ava';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ipJson, nsExec, peerEchoServer, requireRoot, tcpRequest, testNetns, uplink } from './helpers/netns.js';
+import { listTree, sandbox } from './helpers/burrow.js';
+import { OWN_BIN, callPlugin, hostSnapshot } from './helpers/cni.js';
+
+const rand = () => crypto.randomBytes(3).toString('hex');
+
+function writeConflist(confDir: string, name: string, doc: object): void {
+  fs.mkdirSync(confDir, { recursive: true });
+  fs.writeFileSync(path.join(confDir, `${name}.conflist`), JSON.stringify(doc));
+}
+
+for (const mode of ['auto', 'exec'] as const) {
+  test(`dual-stack chain on burrow's plugins (${mode === 'auto' ? 'in-process' : 'exec'}): traffic, CHECK, DEL, nothing left`, async (t) => {
+    if (!requireRoot(t)) return;
+    const sb = sandbox(t, [OWN_BIN]);
+    fs.appendFileSync(sb.configFile, `plugin_mode = "${mode}"\n`);
+    const host = testNetns(t, 'ph');
+    const outside = testNetns(t, 'po');
+    const [c1, c2] = [testNetns(t, 'pc'), testNetns(t, 'pc')];
+    await uplink(host, outside, '198.18.1.2', '198.18.1.1');
+    const net = `own-${rand()}`;
+    const dataDir = path.join(sb.dir, 'ipam');
+    writeConflist(sb.confDir, net, {
+      cniVersion: '1.0.0', name: net,
+      plugins: [
+        {
+          type: 'bridge', bridge: `bo-${rand()}`, isGateway: true, ipMasq: true, hairpinMode: true,
+          ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: '10.241.0.0/24' }], [{ subnet: 'fd00:241::/64' }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }] },
+        },
+        { type: 'tuning', sysctl: { 'net.ipv4.conf.IFNAME.arp_filter': '1' } },
+      ],
+    });
+    const r1 = JSON.parse(sb.ok(['cni', 'add', net, c1, '--id', 'p1'], { netns: host }));
+    const r2 = JSON.parse(sb.ok(['cni', 'add', net, c2, '--id', 'p2'], { netns: host }));
+    t.deepEqual(r1.ips.map((i: { address: string }) => i.address), ['10.241.0.2/24', 'fd00:241::2/64']);
+    t.deepEqual(r2.ips.map((i: { address: string }) => i.address), ['10.241.0.3/24', 'fd00:241::3/64']);
+    sb.ok(['cni', 'check', net, c1, '--id', 'p1'], { netns: host });
+
+    const inet6 = ipJson<{ addr_info: { family: string; local: string; tentative?: boolean }[] }[]>(c1, ['addr', 'show', 'eth0'])[0].addr_info.filter((a) => a.family === 'inet6' && !a.local.startsWith('fe80'));
+    t.deepEqual(inet6.map((a) => [a.local, !!a.tentative]), [['fd00:241::2', false]], 'IPv6 address usable at once (no DAD wait)');
+    t.regex(nsExec(c1, ['ping', '-c1', '-W2', '10.241.0.1']), /1 received/);
+    t.regex(nsExec(c1, ['ping', '-6', '-c1', '-W2', 'fd00:241::3']), /1 received/);
+    await peerEchoServer(t, c2, '0.0.0.0', 7100);
+    t.is(await tcpRequest(c1, '10.241.0.3', 7100), '10.241.0.2');
+    await peerEchoServer(t, outside, '198.18.1.1', 7101);
+    t.is(await tcpRequest(c1, '198.18.1.1', 7101), '198.18.1.2', 'masqueraded to the host address');
+    t.is(nsExec(c1, ['sysctl', '-n', 'net.ipv4.conf.eth0.arp_filter']).trim(), '1', 'tuning ran');
+
+    sb.ok(['cni', 'del', net, c1, '--id', 'p1'], { netns: host });
+    sb.ok(['cni', 'del', net, c2, '--id', 'p2'], { netns: host });
+    sb.ok(['cni', 'del', net, c2, '--id', 'p2'], { netns: host });
+    sb.ok(['network', 'rm', net], { netns: host });
+    const snap = hostSnapshot(host) as { links: string[]; nat4: string[]; nat6: string[] };
+    t.deepEqual(snap.links, ['lo loopback mtu=65536 master=- UP', 'up0 veth mtu=1500 master=- UP']);
+    t.deepEqual([...snap.nat4, ...snap.nat6].filter((r) => r.includes('CNI')), []);
+    t.deepEqual(listTree(path.join(dataDir, net)).filter((f) => /^\d|:/.test(f)), []);
+    t.deepEqual(listTree(path.join(sb.cacheDir, 'results')), []);
+  });
+}
+
+test('hairpinMode lets a container reach itself through a DNAT on the host; without it the same request fails', async (t) => {
+  if (!requireRoot(t)) return;
+  for (const hairpin of [true, false]) {
+    const host = testNetns(t, 'hh');
+    const ctr = testNetns(t, 'hc');
+    nsExec(host, ['ip', 'link', 'set', 'lo', 'up']);
+    nsExec(host, ['sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=1']);
+    const conf = {
+      cniVersion: '1.0.0', name: `hp-${rand()}`, type: 'bridge', bridge: 'hpbr0', isGateway: true, hairpinMode: hairpin,
+      ipam: { type: 'host-local', dataDir: path.join('/tmp', `burrow-hp-${rand()}`), ranges: [[{ subnet: '10.242.0.0/24' }]] },
+    };
+    t.teardown(() => fs.rmSync(conf.ipam.dataDir, { recursive: true, force: true }));
+    const r = await callPlugin(host, OWN_BIN, 'bridge', { command: 'ADD', containerId: 'h1', netns: ctr }, conf);
+    t.is(r.code, 0, r.raw);
+    t.is(JSON.parse(nsExec(host, ['bridge', '-d', '-j', 'link', 'show'])).find((p: { master: string }) => p.master === 'hpbr0').hairpin, hairpin);
+    nsExec(host, ['iptables', '-t', 'nat', '-A', 'PREROUTING', '-d', '10.242.0.1', '-p', 'tcp', '--dport', '9000', '-j', 'DNAT', '--to-destination', '10.242.0.2:80']);
+    nsExec(host, ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.242.0.2', '-d', '10.242.0.2', '-j', 'MASQUERADE']);
+    await peerEchoServer(t, ctr, '0.0.0.0', 80);
+    const got = await tcpRequest(ctr, '10.242.0.1', 9000, 2).then((s) => s, () => 'timeout');
+    if (hairpin) t.is(got, '10.242.0.1', 'the request came back to the container, masqueraded to the gateway');
+    else t.is(got, 'timeout', 'without hairpin the bridge does not send the frame back out its port');
+    t.is((await callPlugin(host, OWN_BIN, 'bridge', { command: 'DEL', containerId: 'h1', netns: ctr }, conf)).code, 0);
+  }
+});
