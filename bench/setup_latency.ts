@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { netnsCreate, netnsRemove } from '../native/mod.js';
 import { parseConfList } from '../net/cni/config.js';
 import { findPlugin } from '../net/cni/invoke.js';
+import '../plugins/all.js';
 import { inProcessResolver } from '../plugins/registry.js';
 import { CniRuntime } from '../runtime/cni/runtime.js';
 import { formatMs, formatRatio, renderTable, summarize, type Summary } from './stats.js';
@@ -52,6 +53,10 @@ function chains(subnetOctet: number): Record<string, object> {
   });
   return {
     'bridge+host-local': { cniVersion: '1.0.0', name: 'bench-bridge', plugins: [bridge('bench-bridge', 'bbr0', 1)] },
+    'bridge+tuning': {
+      cniVersion: '1.0.0', name: 'bench-tuning',
+      plugins: [bridge('bench-tuning', 'bbr2', 3), { type: 'tuning', capabilities: { mac: true } }],
+    },
     'podman-default': {
       cniVersion: '1.0.0', name: 'bench-podman',
       plugins: [bridge('bench-podman', 'bbr1', 2), { type: 'portmap', capabilities: { portMappings: true } }, { type: 'firewall', backend: '' }, { type: 'tuning' }],

@@ -66,12 +66,12 @@ function validAttachments(ctx: Context, network: string, valid: string[] | undef
 
 export function cniCommand(globalOpts: () => { config?: string }, out: (s: string) => void): Command {
   const cni = new Command('cni').description('drive CNI plugins on a network (like cnitool)');
-  const ctx = () => makeContext(globalOpts().config);
+  const ctx = (plugins = false) => makeContext(globalOpts().config, { plugins });
 
   attachOptions(cni.command('add').description('attach NETNS to NETWORK (ADD) and print the result'))
     .argument('<network>').argument('<netns>', 'netns path or name under /run/netns')
     .action(async (network: string, netns: string, o: AttachOpts) => {
-      const c = ctx();
+      const c = await ctx(true);
       const list = c.networks.get(network);
       const result = await c.runtime.addNetworkList(list, runtimeConf(requireNetns(netns), o));
       out(`${JSON.stringify(result, null, 2)}\n`);
@@ -80,21 +80,21 @@ export function cniCommand(globalOpts: () => { config?: string }, out: (s: strin
   attachOptions(cni.command('del').description('detach NETNS from NETWORK (DEL); succeeds when already gone'))
     .argument('<network>').argument('<netns>', 'netns path or name (it may already be deleted)')
     .action(async (network: string, netns: string, o: AttachOpts) => {
-      const c = ctx();
+      const c = await ctx(true);
       await c.runtime.delNetworkList(c.networks.get(network), runtimeConf(netnsPath(netns), o));
     });
 
   attachOptions(cni.command('check').description('verify an attachment against its cached result (CHECK)'))
     .argument('<network>').argument('<netns>')
     .action(async (network: string, netns: string, o: AttachOpts) => {
-      const c = ctx();
+      const c = await ctx(true);
       await c.runtime.checkNetworkList(c.networks.get(network), runtimeConf(requireNetns(netns), o));
     });
 
   cni.command('status').description('ask every plugin of NETWORK whether it can take ADDs (STATUS, spec 1.1.0)')
     .argument('<network>')
     .action(async (network: string) => {
-      const c = ctx();
+      const c = await ctx(true);
       const list = c.networks.get(network);
       const asked = await c.runtime.statusNetworkList(list);
       out(asked ? `network "${network}": ready\n` : `network "${network}": cniVersion ${c.runtime.versionOf(list)} predates STATUS; nothing to ask\n`);
@@ -104,7 +104,7 @@ export function cniCommand(globalOpts: () => { config?: string }, out: (s: strin
     .argument('<network>')
     .option('--valid <CONTAINERID/IFNAME...>', 'attachments to keep (default: cached ones whose netns still exists)')
     .action(async (network: string, o: { valid?: string[] }) => {
-      const c = ctx();
+      const c = await ctx(true);
       const list = c.networks.get(network);
       const report = await c.runtime.gcNetworkList(list, validAttachments(c, network, o.valid));
       for (const a of report.removed) out(`removed ${a.containerID}/${a.ifname}\n`);

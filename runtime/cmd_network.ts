@@ -99,7 +99,7 @@ async function removeNetwork(c: Context, name: string, force: boolean): Promise<
 
 export function networkCommand(globalOpts: () => { config?: string }, out: (s: string) => void, warn: (s: string) => void): Command {
   const net = new Command('network').description('manage CNI networks (conflists shared with podman and other runtimes)');
-  const ctx = () => makeContext(globalOpts().config);
+  const ctx = (plugins = false) => makeContext(globalOpts().config, { plugins });
 
   net.command('create').description('create a network')
     .argument('[name]', 'network name (default: the next free burrowN)')
@@ -112,7 +112,7 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
     .option('-o, --opt <key=value>', 'driver option: mtu=N, com.docker.network.bridge.name=NAME (repeatable)', collect)
     .option('--label <key=value>', 'label (repeatable)', collect)
     .action(async (nameArg: string | undefined, o: { driver: string; subnet?: string[]; gateway?: string[]; ipRange?: string[]; ipv6?: boolean; internal?: boolean; opt?: string[]; label?: string[] }) => {
-      const c = ctx();
+      const c = await ctx();
       let name = nameArg;
       if (!name) for (let i = 1; !name; i++) if (!c.networks.exists(`burrow${i}`)) name = `burrow${i}`;
       const info = c.networks.create(name, {
@@ -125,8 +125,8 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
   net.command('ls').alias('list').description('list networks')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
     .option('-q, --quiet', 'print names only')
-    .action((o: { format: string; quiet?: boolean }) => {
-      const { networks, errors } = ctx().networks.list();
+    .action(async (o: { format: string; quiet?: boolean }) => {
+      const { networks, errors } = (await ctx()).networks.list();
       for (const e of errors) warn(`warning: skipping ${e}\n`);
       if (o.format === 'json') return out(`${JSON.stringify(networks, null, 2)}\n`);
       if (o.quiet) return out(networks.map((n) => `${n.name}\n`).join(''));
@@ -137,8 +137,8 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
 
   net.command('inspect').description('print networks as JSON')
     .argument('<names...>')
-    .action((names: string[]) => {
-      const c = ctx();
+    .action(async (names: string[]) => {
+      const c = await ctx();
       const infos: NetworkInfo[] = names.map((n) => c.networks.list().networks.find((x) => x.name === n) ?? (() => {
         throw new NetworkError('ENOENT', `network "${n}" not found in "${c.config.cniConfigDir}"`);
       })());
@@ -149,7 +149,7 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
     .argument('<names...>')
     .option('-f, --force', 'detach attachments that still use the network')
     .action(async (names: string[], o: { force?: boolean }) => {
-      const c = ctx();
+      const c = await ctx(true);
       const errors: string[] = [];
       for (const n of names) {
         try {
@@ -165,7 +165,7 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
   net.command('prune').description('remove every network without attachments (except the default)')
     .option('-f, --force', 'accepted for podman compatibility; prune never asks')
     .action(async () => {
-      const c = ctx();
+      const c = await ctx(true);
       for (const n of c.networks.list().networks) {
         if (n.default || !n.file || c.runtime.cache.list(n.name).length) continue;
         await removeNetwork(c, n.name, false);

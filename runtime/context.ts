@@ -1,6 +1,5 @@
 /** What every CLI command shares: the loaded config, the CNI runtime, the network store. */
 import fs from 'node:fs';
-import '../plugins/all.js';
 import { inProcessResolver } from '../plugins/registry.js';
 import { CniRuntime } from './cni/runtime.js';
 import { loadConfig, type BurrowConfig } from './config.js';
@@ -13,9 +12,10 @@ export interface Context {
   networks: NetworkStore;
 }
 
-/** Builds the context from --config (or the default file). */
-export function makeContext(configFile?: string): Context {
+/** Builds the context from --config (or the default file). burrow's plugins load only for commands that run them. */
+export async function makeContext(configFile?: string, opts: { plugins?: boolean } = {}): Promise<Context> {
   const config = loadConfig(configFile);
+  if (opts.plugins && config.pluginMode === 'auto') await import('../plugins/all.js');
   const runtime = new CniRuntime({
     path: config.cniPath,
     cacheDir: config.cniCacheDir,

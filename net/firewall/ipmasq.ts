@@ -109,20 +109,23 @@ export class IptablesMasq implements MasqBackend {
     await mustRun(action, this.tools(family).restore, ['-w', '--noflush'], `*nat\n${lines.join('\n')}\nCOMMIT\n`);
   }
 
+  /**
+   * One iptables-restore per family and nothing else: the chain is new for a new attachment, so
+   * declaring it (which flushes it if a repeated ADD finds it) and appending its rules needs no
+   * read. A repeated ADD can duplicate the POSTROUTING jump; teardown removes every jump to the
+   * chain, so duplicates never outlive the attachment.
+   */
   async setup(t: MasqTarget, ips: Cidr[]): Promise<void> {
     const chain = masqChainName(t.network, t.containerId);
     for (const family of [4, 6] as const) {
       const mine = ips.filter((i) => i.ip.family === family);
       if (!mine.length) continue;
-      const state = await this.read(family);
-      const have = new Set(state.rules);
-      const lines: string[] = [];
-      if (!state.chains.has(chain)) lines.push(`:${chain} - [0:0]`);
+      const lines = [`:${chain} - [0:0]`];
       const jumps: string[] = [];
       for (const ip of mine) {
         const r = iptablesMasqRules(t, ip);
-        for (const rule of r.chainRules) if (!have.has(rule) && !lines.includes(rule)) lines.push(rule);
-        if (!have.has(r.jump) && !jumps.includes(r.jump)) jumps.push(r.jump);
+        for (const rule of r.chainRules) if (!lines.includes(rule)) lines.push(rule);
+        if (!jumps.includes(r.jump)) jumps.push(r.jump);
       }
       await this.apply(family, [...lines, ...jumps], `set up masquerading for "${t.containerId}" on network "${t.network}"`);
     }
@@ -134,8 +137,31 @@ export class IptablesMasq implements MasqBackend {
     return lines;
   }
 
-  async teardown(t: MasqTarget): Promise<boolean> {
+  /**
+   * With the attachment's addresses (from prevResult) a single iptables-restore deletes exactly
+   * the jumps ADD wrote and the chain. Without them, or when that batch fails because the state
+   * differs (already gone, or written differently), it reads the table and deletes every jump
+   * to the chain, then the chain, for both families.
+   */
+  async teardown(t: MasqTarget, ips: Cidr[] = []): Promise<boolean> {
     const chain = masqChainName(t.network, t.containerId);
+    if (ips.length) {
+      const families = [...new Set(ips.map((i) => i.ip.family))];
+      let ok = true;
+      for (const family of families) {
+        const jumps = [...new Set(ips.filter((i) => i.ip.family === family).map((ip) => iptablesMasqRules(t, ip).jump))];
+        const lines = [...jumps.map((j) => `-D${j.slice(2)}`), `-F ${chain}`, `-X ${chain}`];
+        const r = await runTool(this.tools(family).restore, ['-w', '--noflush'], `*nat\n${lines.join('\n')}\nCOMMIT\n`);
+        ok &&= r.code === 0;
+      }
+      if (ok && families.length === 2) return true;
+      if (ok) {
+        // The other family may still hold rules from addresses prevResult did not list.
+        const other = families[0] === 4 ? 6 : 4;
+        await this.apply(other, this.teardownLines(await this.read(other), chain), `remove masquerading of "${t.containerId}" on network "${t.network}"`);
+        return true;
+      }
+    }
     let removed = false;
     for (const family of [4, 6] as const) {
       const lines = this.teardownLines(await this.read(family), chain);

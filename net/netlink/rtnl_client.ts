@@ -9,11 +9,13 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import { createRtNetlink, RtNetlinkSocket } from 'netlink/dist/rt/rt.js';
-import * as ifla from 'netlink/dist/rt/ifla.js';
-import * as rtStructs from 'netlink/dist/rt/gen_structs.js';
-import { AttrStream, type StreamData } from 'netlink/dist/structs.js';
-import { FlagsNew } from 'netlink/dist/constants.js';
+import { createRequire } from 'node:module';
+import type { RtNetlinkSocket } from 'netlink/dist/rt/rt.js';
+import type * as ifla from 'netlink/dist/rt/ifla.js';
+import type * as rtStructs from 'netlink/dist/rt/gen_structs.js';
+import type { StreamData } from 'netlink/dist/structs.js';
+import type * as StructsModule from 'netlink/dist/structs.js';
+import type * as RtModule from 'netlink/dist/rt/rt.js';
 import { withNetnsSync } from '../../native/mod.js';
 import { formatIp, ipFromBuffer, ipToBuffer, parseCidr, parseIp, lastOf, type Family } from '../ip/addr.js';
 import {
@@ -22,7 +24,37 @@ import {
   type RouteInfo, type RouteSpec, type VethOptions,
 } from './client.js';
 
-const CREATE_EXCL = FlagsNew.CREATE | FlagsNew.EXCL;
+// NLM_F_* (include/uapi/linux/netlink.h)
+const NLM_F_REPLACE = 0x100;
+const NLM_F_EXCL = 0x200;
+const NLM_F_CREATE = 0x400;
+const CREATE_EXCL = NLM_F_CREATE | NLM_F_EXCL;
+
+interface NetlinkModules {
+  rt: typeof RtModule;
+  ifla: typeof ifla;
+  gen: typeof rtStructs;
+  structs: typeof StructsModule;
+}
+
+let modules: NetlinkModules | undefined;
+
+/**
+ * The `netlink` package, loaded on first use: its generated structs cost ~15 ms to load,
+ * which commands that never touch a link (VERSION, --help, network ls) should not pay.
+ */
+function nl(): NetlinkModules {
+  if (!modules) {
+    const req = createRequire(import.meta.url);
+    modules = {
+      rt: req('netlink/dist/rt/rt.js') as typeof RtModule,
+      ifla: req('netlink/dist/rt/ifla.js') as typeof ifla,
+      gen: req('netlink/dist/rt/gen_structs.js') as typeof rtStructs,
+      structs: req('netlink/dist/structs.js') as typeof StructsModule,
+    };
+  }
+  return modules;
+}
 const AF_INET = 2;
 const AF_INET6 = 10;
 const RT_TABLE_MAIN = 254;
@@ -48,7 +80,7 @@ const IPVLAN_MODES: Record<IpvlanMode, number> = { l2: 0, l3: 1, l3s: 2 };
 const SCOPES: Record<RouteInfo['scope'], number> = { universe: 0, site: 200, link: 253, host: 254, nowhere: 255 };
 
 function toBuf(d: StreamData): Buffer {
-  const s = new AttrStream();
+  const s = new (nl().structs.AttrStream)();
   s.emit(d);
   return Buffer.concat(s.bufs);
 }
@@ -92,6 +124,7 @@ export class RtnlClient implements NetlinkClient {
   /** `netns` is a path (/run/netns/x, /proc/PID/ns/net) or "" for the caller's own. */
   constructor(netns = '') {
     this.netns = netns;
+    const { createRtNetlink } = nl().rt;
     this.sock = netns ? withNetnsSync(netns, () => createRtNetlink()) : createRtNetlink();
   }
 
@@ -122,13 +155,13 @@ export class RtnlClient implements NetlinkClient {
   }
 
   private toLinkInfo(m: { data: rtStructs.Link; attrs: ifla.LinkAttrs }): LinkInfo {
-    const info = m.attrs.linkinfo ? ifla.parseInfo(m.attrs.linkinfo) : {};
+    const info = m.attrs.linkinfo ? nl().ifla.parseInfo(m.attrs.linkinfo) : {};
     let mode: string | undefined;
     if (info.kind === 'macvlan' && info.data) {
-      const raw = ifla.parseMacvlan(info.data).mode ?? 0;
+      const raw = nl().ifla.parseMacvlan(info.data).mode ?? 0;
       mode = (Object.keys(MACVLAN_MODES) as MacvlanMode[]).find((k) => MACVLAN_MODES[k] === raw);
     } else if (info.kind === 'ipvlan' && info.data) {
-      const raw = ifla.parseIpvlan(info.data).mode ?? 0;
+      const raw = nl().ifla.parseIpvlan(info.data).mode ?? 0;
       mode = (Object.keys(IPVLAN_MODES) as IpvlanMode[]).find((k) => IPVLAN_MODES[k] === raw);
     }
     const flags = m.data.flags ?? {};
@@ -187,8 +220,8 @@ export class RtnlClient implements NetlinkClient {
     await withNsFd(opts.netns, (fd) =>
       withNsFd(opts.peerNetns, async (peerFd) => {
         const peerAttrs = this.linkAttrs(peerName, { mtu: opts.peerMtu ?? opts.mtu, mac: opts.peerMac }, peerFd);
-        const peer = Buffer.concat([rtStructs.formatLink({}), toBuf(ifla.formatLinkAttrs(peerAttrs))]);
-        const linkinfo = toBuf(ifla.formatInfo({ kind: 'veth', data: toBuf(ifla.formatVethInfo({ peer })) }));
+        const peer = Buffer.concat([nl().gen.formatLink({}), toBuf(nl().ifla.formatLinkAttrs(peerAttrs))]);
+        const linkinfo = toBuf(nl().ifla.formatInfo({ kind: 'veth', data: toBuf(nl().ifla.formatVethInfo({ peer })) }));
         await this.req(`add veth pair "${name}"/"${peerName}"`, () =>
           this.sock.newLink({}, { ...this.linkAttrs(name, opts, fd), linkinfo }, { flags: CREATE_EXCL }));
       }));
@@ -196,15 +229,15 @@ export class RtnlClient implements NetlinkClient {
 
   async addBridge(name: string, opts: NewLinkOptions & { vlanFiltering?: boolean } = {}): Promise<void> {
     const data = opts.vlanFiltering ? nla(IFLA_BR_VLAN_FILTERING, Buffer.from([1])) : undefined;
-    const linkinfo = toBuf(ifla.formatInfo({ kind: 'bridge', data }));
+    const linkinfo = toBuf(nl().ifla.formatInfo({ kind: 'bridge', data }));
     await withNsFd(opts.netns, (fd) =>
       this.req(`add bridge "${name}"`, () => this.sock.newLink({}, { ...this.linkAttrs(name, opts, fd), linkinfo }, { flags: CREATE_EXCL })));
   }
 
   async addMacvlan(name: string, parent: string, mode: MacvlanMode, opts: NewLinkOptions = {}): Promise<void> {
     const parentIndex = await this.indexOf(parent);
-    const data = toBuf(ifla.formatMacvlan({ mode: MACVLAN_MODES[mode] }));
-    const linkinfo = toBuf(ifla.formatInfo({ kind: 'macvlan', data }));
+    const data = toBuf(nl().ifla.formatMacvlan({ mode: MACVLAN_MODES[mode] }));
+    const linkinfo = toBuf(nl().ifla.formatInfo({ kind: 'macvlan', data }));
     await withNsFd(opts.netns, (fd) =>
       this.req(`add macvlan "${name}" on "${parent}"`, () =>
         this.sock.newLink({}, { ...this.linkAttrs(name, opts, fd), link: u32(parentIndex), linkinfo }, { flags: CREATE_EXCL })));
@@ -212,8 +245,8 @@ export class RtnlClient implements NetlinkClient {
 
   async addIpvlan(name: string, parent: string, mode: IpvlanMode, opts: NewLinkOptions = {}): Promise<void> {
     const parentIndex = await this.indexOf(parent);
-    const data = toBuf(ifla.formatIpvlan({ mode: IPVLAN_MODES[mode] }));
-    const linkinfo = toBuf(ifla.formatInfo({ kind: 'ipvlan', data }));
+    const data = toBuf(nl().ifla.formatIpvlan({ mode: IPVLAN_MODES[mode] }));
+    const linkinfo = toBuf(nl().ifla.formatInfo({ kind: 'ipvlan', data }));
     await withNsFd(opts.netns, (fd) =>
       this.req(`add ipvlan "${name}" on "${parent}"`, () =>
         this.sock.newLink({}, { ...this.linkAttrs(name, opts, fd), link: u32(parentIndex), linkinfo }, { flags: CREATE_EXCL })));
@@ -273,7 +306,7 @@ export class RtnlClient implements NetlinkClient {
 
   /** Sends a raw AF_BRIDGE link message (the `netlink` package has no nested-flag control). */
   private async bridgeRequest(type: number, index: number, attr: Buffer, action: string): Promise<void> {
-    const body = Buffer.concat([rtStructs.formatLink({ family: AF_BRIDGE, index }), attr]);
+    const body = Buffer.concat([nl().gen.formatLink({ family: AF_BRIDGE, index }), attr]);
     await this.req(action, () => this.sock.request(type as rtStructs.MessageType, body));
   }
 
@@ -391,9 +424,9 @@ export class RtnlClient implements NetlinkClient {
       const tbl = m.attrs.table ?? m.data.table ?? 0;
       if (table !== 0 && tbl !== table) continue;
       const dst = m.data.dstLen ? `${formatIp(ipFromBuffer(m.attrs.dst!))}/${m.data.dstLen}` : 'default';
-      const scopeNum = typeof m.data.scope === 'number' ? m.data.scope : rtStructs.RouteScope[m.data.scope ?? 'UNIVERSE'];
-      const typeNum = typeof m.data.type === 'number' ? m.data.type : rtStructs.RouteType[m.data.type ?? 'UNICAST'];
-      const protoNum = typeof m.data.protocol === 'number' ? m.data.protocol : m.data.protocol ? rtStructs.RouteProtocol[m.data.protocol] : 0;
+      const scopeNum = typeof m.data.scope === 'number' ? m.data.scope : nl().gen.RouteScope[m.data.scope ?? 'UNIVERSE'];
+      const typeNum = typeof m.data.type === 'number' ? m.data.type : nl().gen.RouteType[m.data.type ?? 'UNICAST'];
+      const protoNum = typeof m.data.protocol === 'number' ? m.data.protocol : m.data.protocol ? nl().gen.RouteProtocol[m.data.protocol] : 0;
       out.push({
         family: fam,
         dst,
@@ -448,7 +481,7 @@ export class RtnlClient implements NetlinkClient {
   async replaceRoute(route: RouteSpec): Promise<void> {
     const { data, attrs } = await this.routeMsg(route);
     await this.req(`replace route ${describeRoute(route)}`, () =>
-      this.sock.newRoute(data, attrs, { flags: FlagsNew.CREATE | FlagsNew.REPLACE }));
+      this.sock.newRoute(data, attrs, { flags: NLM_F_CREATE | NLM_F_REPLACE }));
   }
 
   async removeRoute(route: RouteSpec): Promise<boolean> {

@@ -337,8 +337,9 @@ export function makeBridge(deps: BridgeDeps = realBridgeDeps): CniPlugin {
         try {
           const masq = deps.masq(conf.ipMasqBackend);
           const target = masqTarget(conf, req);
+          const ips = (req.prevResult?.ips ?? []).map((i) => parseCidr(i.address));
           // Rules may come from another backend (another version or config wrote them): try both.
-          if (!(await masq.teardown(target, [])) && !conf.ipMasqBackend) await otherMasq(deps, masq.kind)?.teardown(target, []);
+          if (!(await masq.teardown(target, ips)) && !conf.ipMasqBackend) await otherMasq(deps, masq.kind)?.teardown(target, ips);
         } catch (err) {
           errors.push((err as Error).message);
         }
