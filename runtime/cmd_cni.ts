@@ -97,7 +97,7 @@ export function cniCommand(globalOpts: () => { config?: string }, out: (s: strin
       const c = await ctx(true);
       const list = c.networks.get(network);
       const asked = await c.runtime.statusNetworkList(list);
-      out(asked ? `network "${network}": ready\n` : `network "${network}": cniVersion ${c.runtime.versionOf(list)} predates STATUS; nothing to ask\n`);
+      out(asked ? `network "${network}": ready\n` : `network "${network}": cniVersion ${await c.runtime.versionOf(list)} predates STATUS; nothing to ask\n`);
     });
 
   cni.command('gc').description('remove attachments of NETWORK that are no longer valid (GC, spec 1.1.0)')
@@ -109,6 +109,20 @@ export function cniCommand(globalOpts: () => { config?: string }, out: (s: strin
       const report = await c.runtime.gcNetworkList(list, validAttachments(c, network, o.valid));
       for (const a of report.removed) out(`removed ${a.containerID}/${a.ifname}\n`);
       out(`network "${network}": ${report.removed.length} stale attachment(s) removed${report.pluginsCalled ? ', plugins garbage-collected' : ''}\n`);
+    });
+  cni.command('install').description("install burrow's plugin executables where other runtimes look (podman, containerd, kubelet)")
+    .option('--dir <dir>', 'target directory', '/opt/cni/bin')
+    .option('-f, --force', 'replace files that are not burrow launchers (e.g. the reference plugins)')
+    .action(async (o: { dir: string; force?: boolean }) => {
+      const { installPlugins } = await import('./install.js');
+      for (const line of installPlugins(o.dir, !!o.force)) out(`${line}\n`);
+    });
+
+  cni.command('uninstall').description("remove burrow's plugin launchers from a directory (other files stay)")
+    .option('--dir <dir>', 'directory', '/opt/cni/bin')
+    .action(async (o: { dir: string }) => {
+      const { uninstallPlugins } = await import('./install.js');
+      for (const line of uninstallPlugins(o.dir)) out(`${line}\n`);
     });
   return cni;
 }

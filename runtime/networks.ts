@@ -22,8 +22,13 @@ import { validIfname } from '../net/netlink/client.js';
 import { scanConfDir } from './cni/confdir.js';
 import type { BurrowConfig } from './config.js';
 
-/** The CNI spec version burrow writes into new conflists (the newest the Debian reference plugins accept). */
+/**
+ * Versions burrow writes into new conflists: "cniVersion" 1.0.0 (what podman 4's libcni and the
+ * Debian reference plugins speak) and "cniVersions" adding 1.1.0, which burrow's runtime picks
+ * when every plugin of the chain supports it (GC, STATUS).
+ */
 export const CONFLIST_VERSION = '1.0.0';
+export const CONFLIST_VERSIONS = ['1.0.0', '1.1.0'];
 
 export class NetworkError extends BurrowError {}
 
@@ -136,6 +141,7 @@ export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRa
   };
   return {
     cniVersion: CONFLIST_VERSION,
+    cniVersions: CONFLIST_VERSIONS,
     name,
     plugins: [
       bridgePlugin,

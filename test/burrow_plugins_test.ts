@@ -92,3 +92,39 @@ test('hairpinMode lets a container reach itself through a DNAT on the host; with
     t.is((await callPlugin(host, OWN_BIN, 'bridge', { command: 'DEL', containerId: 'h1', netns: ctr }, conf)).code, 0);
   }
 });
+
+test('GC (spec 1.1.0 via cniVersions) removes dead attachments, crash leftovers and ghost reservations', async (t) => {
+  if (!requireRoot(t)) return;
+  const sb = sandbox(t, [OWN_BIN]);
+  const host = testNetns(t, 'gh');
+  nsExec(host, ['ip', 'link', 'set', 'lo', 'up']);
+  const net = `gc-${rand()}`;
+  const store = path.join('/var/lib/cni/networks', net);
+  t.teardown(() => fs.rmSync(store, { recursive: true, force: true }));
+  sb.ok(['network', 'create', '--subnet', '10.247.0.0/24', '-o', `com.docker.network.bridge.name=bg-${rand()}`, net]);
+  // burrow has no portmap and firewall yet: keep the chain to burrow's own plugins.
+  const file = path.join(sb.confDir, `${net}.conflist`);
+  const doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+  doc.plugins = doc.plugins.filter((p: { type: string }) => !['portmap', 'firewall'].includes(p.type));
+  fs.writeFileSync(file, JSON.stringify(doc));
+  const [a, b, c] = [testNetns(t, 'gc'), testNetns(t, 'gc'), testNetns(t, 'gc')];
+  const ra = JSON.parse(sb.ok(['cni', 'add', net, a, '--id', 'a'], { netns: host }));
+  t.is(ra.cniVersion, '1.1.0', 'burrow picked 1.1.0 from cniVersions: every plugin supports it');
+  sb.ok(['cni', 'add', net, b, '--id', 'b'], { netns: host });
+  sb.ok(['cni', 'add', net, c, '--id', 'c'], { netns: host });
+  t.regex(sb.ok(['cni', 'status', net], { netns: host }), /ready/);
+  fs.writeFileSync(path.join(store, '10.247.0.200'), 'ghost\r\neth0'); // a reservation nobody holds
+  (await import('../native/mod.js')).netnsRemove(b);
+  (await import('../native/mod.js')).netnsRemove(c);
+  fs.rmSync(path.join(sb.cacheDir, 'results', `${net}-c-eth0`)); // a crash lost c's cache entry
+  const out = sb.ok(['cni', 'gc', net], { netns: host });
+  t.regex(out, /removed b\/eth0/);
+  t.regex(out, /plugins garbage-collected/);
+  t.deepEqual(fs.readdirSync(store).filter((f) => /^\d/.test(f)), ['10.247.0.2'], 'only a keeps its address');
+  const nat = nsExec(host, ['iptables-save', '-t', 'nat']);
+  t.is((nat.match(/^:CNI-[0-9a-f]{24}/gm) ?? []).length, 1, 'only a keeps its masquerade chain');
+  t.regex(nat, /id: \\"a\\"/);
+  t.deepEqual(listTree(path.join(sb.cacheDir, 'results')), [`${net}-a-eth0`]);
+  sb.ok(['network', 'rm', '-f', net], { netns: host });
+  t.false(fs.existsSync(store));
+});

@@ -4,6 +4,7 @@
  */
 import test from 'ava';
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { listTree, sandbox, type BurrowSandbox } from './helpers/burrow.js';
 
@@ -116,4 +117,21 @@ test('config file errors name the file and key', (t) => {
   t.regex(r.stderr, /burrow\.toml: invalid TOML/);
   r = sb.run(['--config', '/nonexistent/burrow.toml', 'network', 'ls']);
   t.regex(r.stderr, /cannot read config "\/nonexistent\/burrow\.toml"/);
+});
+
+test('cni install writes working launchers, refuses to clobber foreign plugins, uninstall removes only its own', (t) => {
+  const sb = sandbox(t);
+  const dir = path.join(sb.dir, 'bin');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'bridge'), '#!/bin/sh\necho reference\n', { mode: 0o755 });
+  fs.writeFileSync(path.join(dir, 'macvlan'), '#!/bin/sh\n', { mode: 0o755 });
+  const r = sb.run(['cni', 'install', '--dir', dir]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /already has bridge that burrow did not install .* use --force/);
+  t.deepEqual(fs.readdirSync(dir).sort(), ['bridge', 'macvlan'], 'nothing written');
+  t.regex(sb.ok(['cni', 'install', '--dir', dir, '--force']), /installed .*\/bin\/host-local\n/);
+  const version = spawnSync(path.join(dir, 'host-local'), [], { env: { PATH: process.env.PATH, CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' });
+  t.is(JSON.parse(version.stdout).supportedVersions.at(-1), '1.1.0');
+  t.regex(sb.ok(['cni', 'uninstall', '--dir', dir]), /removed .*\/bin\/bridge/);
+  t.deepEqual(fs.readdirSync(dir), ['macvlan']);
 });

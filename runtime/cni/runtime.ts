@@ -30,7 +30,7 @@ import { formatCniArgs, parseConfList } from '../../net/cni/config.js';
 import { findPlugin, invokePlugin, type InProcessResolver } from '../../net/cni/invoke.js';
 import type { CniCommand } from '../../net/cni/skel.js';
 import { CniCode, CniError, type Attachment, type NetworkConfigList, type PluginConf, type Result } from '../../net/cni/types.js';
-import { fromCurrent, negotiateListVersion, toCurrent, versionAtLeast } from '../../net/cni/version.js';
+import { compareVersions, fromCurrent, negotiateListVersion, toCurrent, versionAtLeast } from '../../net/cni/version.js';
 import { DEFAULT_CACHE_DIR, ResultCache, type CacheEntry } from './cache.js';
 
 /** Per-attachment arguments (libcni's RuntimeConf). */
@@ -68,9 +68,47 @@ export class CniRuntime {
     this.cache = new ResultCache(opts.cacheDir ?? DEFAULT_CACHE_DIR);
   }
 
-  /** The version the runtime uses for this list. */
-  versionOf(list: NetworkConfigList): string {
-    return negotiateListVersion(list.cniVersion, list.cniVersions);
+  private readonly versionCache = new Map<string, readonly string[] | null>();
+
+  /**
+   * The version the runtime uses for this list. With a single version that is libcni's answer.
+   * When `cniVersions` offers several, the spec lets a runtime consult the plugins: burrow takes
+   * the highest offered version that every plugin of the chain, and each one's IPAM delegate,
+   * supports (VERSION, asked once per binary and process; free for in-process plugins). So a
+   * list offering ["1.0.0", "1.1.0"] gets GC and STATUS on burrow's plugins and still works
+   * with the reference plugins or an older libcni, which read "cniVersion".
+   */
+  async versionOf(list: NetworkConfigList): Promise<string> {
+    const chosen = negotiateListVersion(list.cniVersion, list.cniVersions);
+    const offered = [...new Set([...(list.cniVersions ?? []), list.cniVersion].filter(Boolean))];
+    if (offered.length < 2) return chosen;
+    const types = new Set<string>();
+    for (const p of list.plugins) {
+      types.add(p.type);
+      const ipam = (p.ipam as { type?: unknown } | undefined)?.type;
+      if (typeof ipam === 'string' && ipam) types.add(ipam);
+    }
+    const supported = await Promise.all([...types].map((t) => this.supportedVersions(t)));
+    const candidates = offered.filter((v) => compareVersions(v, chosen) <= 0).sort(compareVersions).reverse();
+    return candidates.find((v) => supported.every((s) => !s || s.includes(v))) ?? chosen;
+  }
+
+  /** A plugin's supportedVersions (null when it cannot be asked: then it does not constrain). */
+  private async supportedVersions(type: string): Promise<readonly string[] | null> {
+    const binary = findPlugin(type, this.opts.path);
+    if (!binary) return null;
+    const own = this.opts.inProcess?.(type, binary);
+    if (own) return own.supportedVersions;
+    const key = `${binary}:${fs.statSync(binary).mtimeMs}`;
+    if (!this.versionCache.has(key)) {
+      try {
+        const out = (await invokePlugin(type, { command: 'VERSION', path: this.opts.path, stdin: Buffer.from('{"cniVersion":"1.0.0"}'), env: this.opts.env })) as { supportedVersions?: string[] } | undefined;
+        this.versionCache.set(key, Array.isArray(out?.supportedVersions) ? out!.supportedVersions : null);
+      } catch {
+        this.versionCache.set(key, null);
+      }
+    }
+    return this.versionCache.get(key)!;
   }
 
   /** Derives one plugin's stdin (libcni buildOneConfig + injectRuntimeConfig). */
@@ -136,7 +174,7 @@ export class CniRuntime {
 
   /** ADD over the chain; returns the final result in the list's version. */
   async addNetworkList(list: NetworkConfigList, rt: RuntimeConf): Promise<unknown> {
-    const version = this.versionOf(list);
+    const version = await this.versionOf(list);
     return this.locked(list, false, async () => {
       let prev: Result | undefined;
       for (const plugin of list.plugins) {
@@ -186,7 +224,7 @@ export class CniRuntime {
     const entry = this.cache.read(list.name, rt.containerId, rt.ifname);
     if (!entry?.result) return undefined;
     try {
-      return toCurrent(entry.result, this.versionOf(list));
+      return toCurrent(entry.result, list.cniVersion || '1.0.0');
     } catch {
       return undefined;
     }
@@ -194,7 +232,7 @@ export class CniRuntime {
 
   /** DEL over the chain in reverse. Idempotent: succeeds when nothing is left. */
   async delNetworkList(list: NetworkConfigList, rt: RuntimeConf): Promise<void> {
-    const version = this.versionOf(list);
+    const version = await this.versionOf(list);
     await this.locked(list, false, () => this.delLocked(list, version, rt));
   }
 
@@ -214,7 +252,7 @@ export class CniRuntime {
 
   /** CHECK over the chain against the cached result. */
   async checkNetworkList(list: NetworkConfigList, rt: RuntimeConf): Promise<void> {
-    const version = this.versionOf(list);
+    const version = await this.versionOf(list);
     if (!versionAtLeast(version, '0.4.0')) {
       throw new CniError(CniCode.IncompatibleVersion, `configuration version "${version}" of network "${list.name}" does not support the CHECK command`);
     }
@@ -228,7 +266,7 @@ export class CniRuntime {
 
   /** STATUS of each plugin until the first failure. Returns false when the version predates STATUS. */
   async statusNetworkList(list: NetworkConfigList): Promise<boolean> {
-    const version = this.versionOf(list);
+    const version = await this.versionOf(list);
     if (!versionAtLeast(version, '1.1.0')) return false;
     for (const plugin of list.plugins) await this.call('STATUS', list, plugin, version, undefined);
     return true;
@@ -237,7 +275,7 @@ export class CniRuntime {
   /** GC: DEL every cached attachment not in `valid`, then GC each plugin (>=1.1.0). */
   async gcNetworkList(list: NetworkConfigList, valid: Attachment[]): Promise<GcReport> {
     if (list.disableGC) return { removed: [], pluginsCalled: false };
-    const version = this.versionOf(list);
+    const version = await this.versionOf(list);
     return this.locked(list, true, async () => {
       const keep = new Set(valid.map((a) => `${a.containerID}\0${a.ifname}`));
       const removed: Attachment[] = [];
@@ -246,7 +284,7 @@ export class CniRuntime {
         if (keep.has(`${entry.containerId}\0${entry.ifName}`)) continue;
         try {
           const cachedList = this.listFromCache(entry) ?? list;
-          await this.delLocked(cachedList, this.versionOf(cachedList), {
+          await this.delLocked(cachedList, await this.versionOf(cachedList), {
             containerId: entry.containerId, ifname: entry.ifName, netns: entry.netns ?? '',
             args: entry.cniArgs, capabilityArgs: entry.capabilityArgs,
           });
@@ -282,7 +320,7 @@ export class CniRuntime {
 
   /** VERSION of every plugin: checks that each exists and supports the list's version. */
   async validateNetworkList(list: NetworkConfigList): Promise<void> {
-    const version = this.versionOf(list);
+    const version = await this.versionOf(list);
     for (const plugin of list.plugins) {
       const out = (await this.call('VERSION', list, plugin, version, undefined)) as { supportedVersions?: string[] } | undefined;
       if (!out?.supportedVersions?.includes(version)) {
