@@ -100,8 +100,17 @@ export class IptablesMasq implements MasqBackend {
     return family === 4 ? { save: 'iptables-save', restore: 'iptables-restore' } : { save: 'ip6tables-save', restore: 'ip6tables-restore' };
   }
 
+  /**
+   * The nat table's state. Saves every table rather than `-t nat`, because iptables-nft creates
+   * a missing table when asked for it by name: reading must not change the host.
+   */
   private async read(family: 4 | 6): Promise<NatState> {
-    return parseSave(await mustRun('read the nat table', this.tools(family).save, ['-t', 'nat']));
+    const all = await mustRun('read the nat table', this.tools(family).save, []);
+    const start = all.indexOf('\n*nat\n');
+    if (start < 0 && !all.startsWith('*nat\n')) return { chains: new Set(), rules: [] };
+    const from = start < 0 ? 0 : start + 1;
+    const end = all.indexOf('\nCOMMIT', from);
+    return parseSave(all.slice(from, end < 0 ? undefined : end));
   }
 
   private async apply(family: 4 | 6, lines: string[], action: string): Promise<void> {
