@@ -24,7 +24,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { formatIp, networkOf, type Cidr } from '../ip/addr.js';
 import { masqChainName, masqComment, nftInstanceHash, nftMasqComment, nftNetworkHash } from './names.js';
-import { FirewallError, mustRun, runTool } from './run.js';
+import { FirewallError, mustRun, nftJson, runTool } from './run.js';
 
 export interface MasqTarget {
   network: string;
@@ -242,13 +242,8 @@ export class NftablesMasq implements MasqBackend {
   readonly kind = 'nftables';
 
   private async rules(): Promise<NftRule[]> {
-    const r = await runTool('nft', ['-j', 'list', 'chain', 'inet', NFT_TABLE, NFT_CHAIN]);
-    if (r.code !== 0) {
-      if (/No such file or directory/.test(r.stderr)) return [];
-      throw new FirewallError(`cannot list nft chain ${NFT_TABLE}/${NFT_CHAIN}: ${r.stderr.trim()}`, r.stderr);
-    }
-    const doc = JSON.parse(r.stdout) as { nftables: { rule?: NftRule }[] };
-    return doc.nftables.flatMap((x) => (x.rule ? [x.rule] : []));
+    const objs = await nftJson<{ rule?: NftRule }>(['list', 'chain', 'inet', NFT_TABLE, NFT_CHAIN], `nft chain ${NFT_TABLE}/${NFT_CHAIN}`);
+    return (objs ?? []).flatMap((x) => (x.rule ? [x.rule] : []));
   }
 
   private async run(script: string, action: string): Promise<void> {

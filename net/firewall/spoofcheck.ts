@@ -6,7 +6,7 @@
  * rest. Every rule is commented "macspoofchk-<id>-<ifname>". Names match the
  * reference so either side's DEL removes the other's rules.
  */
-import { FirewallError, mustRun, runTool } from './run.js';
+import { mustRun, nftJson } from './run.js';
 
 const T = 'bridge nat';
 
@@ -40,12 +40,7 @@ interface NftObj {
 }
 
 async function listTable(): Promise<NftObj[]> {
-  const r = await runTool('nft', ['-j', 'list', 'table', 'bridge', 'nat']);
-  if (r.code !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return [];
-    throw new FirewallError(`cannot list nft table bridge nat: ${r.stderr.trim()}`, r.stderr);
-  }
-  return (JSON.parse(r.stdout) as { nftables: NftObj[] }).nftables;
+  return (await nftJson<NftObj>(['list', 'table', 'bridge', 'nat'], 'nft table bridge nat')) ?? [];
 }
 
 export async function setupSpoofcheck(hostIface: string, mac: string, refId: string): Promise<void> {
