@@ -128,3 +128,35 @@ test('GC (spec 1.1.0 via cniVersions) removes dead attachments, crash leftovers 
   sb.ok(['network', 'rm', '-f', net], { netns: host });
   t.false(fs.existsSync(store));
 });
+
+test('ipMasq on the nftables backend and the MAC spoof check, by traffic; DEL removes both', async (t) => {
+  if (!requireRoot(t)) return;
+  const host = testNetns(t, 'nh');
+  const outside = testNetns(t, 'no');
+  const ctr = testNetns(t, 'nc');
+  await uplink(host, outside, '198.18.2.2', '198.18.2.1');
+  const dataDir = path.join('/tmp', `burrow-nft-${rand()}`);
+  t.teardown(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+  const conf = {
+    cniVersion: '1.1.0', name: 'nftnet', type: 'bridge', bridge: 'nftbr0', isGateway: true, ipMasq: true, ipMasqBackend: 'nftables', macspoofchk: true,
+    ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: '10.248.0.0/24' }]], routes: [{ dst: '0.0.0.0/0' }] },
+  };
+  const add = await callPlugin(host, OWN_BIN, 'bridge', { command: 'ADD', containerId: 'n1', netns: ctr }, conf);
+  t.is(add.code, 0, add.raw);
+  const ruleset = nsExec(host, ['nft', 'list', 'ruleset']);
+  t.regex(ruleset, /ip saddr 10\.248\.0\.2 ip daddr != 10\.248\.0\.0\/24 masquerade comment "[0-9a-f]{16}-[0-9a-f]{16}, net: nftnet, if: eth0, id: n1"/);
+  t.regex(ruleset, /macspoofchk-n1-eth0/);
+  t.notRegex(nsExec(host, ['iptables-save', '-t', 'nat']), /CNI-/, 'nothing in iptables');
+  await peerEchoServer(t, outside, '198.18.2.1', 7200);
+  t.is(await tcpRequest(ctr, '198.18.2.1', 7200), '198.18.2.2', 'masqueraded by nftables');
+  // A spoofed source MAC is dropped at the bridge port.
+  nsExec(ctr, ['ip', 'link', 'set', 'eth0', 'address', '02:66:66:66:66:66']);
+  nsExec(ctr, ['ip', 'neigh', 'flush', 'all']);
+  t.is(await tcpRequest(ctr, '198.18.2.1', 7200, 2).then(() => 'answered', () => 'dropped'), 'dropped');
+  const check = await callPlugin(host, OWN_BIN, 'bridge', { command: 'CHECK', containerId: 'n1', netns: ctr }, { ...conf, prevResult: add.out });
+  t.regex(String(check.out.msg), /has MAC 02:66:66:66:66:66/, 'CHECK notices the changed MAC');
+  const del = await callPlugin(host, OWN_BIN, 'bridge', { command: 'DEL', containerId: 'n1', netns: ctr }, { ...conf, prevResult: add.out });
+  t.is(del.code, 0, del.raw);
+  const after = nsExec(host, ['nft', 'list', 'ruleset']);
+  t.notRegex(after, /masquerade comment|macspoofchk|cni-br-iface/, 'no masquerade rule and no spoof-check chain left');
+});
