@@ -2,8 +2,9 @@
 import { bridge } from './bridge/index.js';
 import { hostLocal } from './host-local/index.js';
 import { loopback } from './loopback/index.js';
+import { portmap } from './portmap/index.js';
 import { registerPlugin } from './registry.js';
 import { tuning } from './tuning/index.js';
 
-export const ALL_PLUGINS = [bridge, hostLocal, loopback, tuning];
+export const ALL_PLUGINS = [bridge, hostLocal, loopback, portmap, tuning];
 for (const p of ALL_PLUGINS) registerPlugin(p);

@@ -153,3 +153,36 @@ test('loopback and tuning differential, and cross-implementation DEL of tuning',
     t.deepEqual(fs.readdirSync(tuningDir(tw)), []);
   }
 });
+
+test('portmap differential: rule text byte for byte, both families; cross-implementation DEL', async (t) => {
+  if (!requireRoot(t)) return;
+  const ref = twin(t);
+  const own = twin(t);
+  const conf = (tw: Twin) => ({
+    cniVersion: '1.0.0', name: 'pmnet', type: 'portmap', capabilities: { portMappings: true },
+    runtimeConfig: { portMappings: [
+      { hostPort: 8080, containerPort: 80, protocol: 'tcp' }, { hostPort: 53, containerPort: 53, protocol: 'udp' },
+      { hostPort: 9000, containerPort: 90, protocol: 'tcp', hostIP: '127.0.0.1' }, { hostPort: 7000, containerPort: 70, protocol: 'sctp' },
+      { hostPort: 8443, containerPort: 443, protocol: 'tcp' },
+    ] },
+    prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'br0' }, { name: 'eth0', sandbox: tw.ctr }], ips: [{ address: '10.235.0.3/24', interface: 1 }, { address: 'fd00:235::3/64', interface: 1 }], dns: {} },
+  });
+  const spec = (tw: Twin, command: string) => ({ command, containerId: 'pm1', netns: tw.ctr });
+  const r = await callPlugin(ref.host, REF_BIN, 'portmap', spec(ref, 'ADD'), conf(ref));
+  const o = await callPlugin(own.host, OWN_BIN, 'portmap', spec(own, 'ADD'), conf(own));
+  t.is(r.code, 0, r.raw);
+  t.is(o.code, 0, o.raw);
+  t.deepEqual(normalizeResult(o.out), normalizeResult(r.out));
+  const rules = (tw: Twin) => ({ v4: nsExec(tw.host, ['iptables-save', '-t', 'nat']).split('\n').filter((l) => /^[-:]/.test(l)), v6: nsExec(tw.host, ['ip6tables-save', '-t', 'nat']).split('\n').filter((l) => /^[-:]/.test(l)) });
+  t.deepEqual(rules(own), rules(ref), 'iptables-save output identical');
+  t.is((await callPlugin(own.host, OWN_BIN, 'portmap', spec(own, 'CHECK'), conf(own))).code, 0);
+  // Each implementation's DEL removes the other's ADD.
+  t.is((await callPlugin(own.host, REF_BIN, 'portmap', spec(own, 'DEL'), conf(own))).code, 0);
+  const crossDel = await callPlugin(ref.host, OWN_BIN, 'portmap', spec(ref, 'DEL'), conf(ref));
+  t.is(crossDel.code, 0, crossDel.raw);
+  for (const tw of [ref, own]) {
+    const left = [...rules(tw).v4, ...rules(tw).v6].filter((l) => l.includes('CNI-DN-'));
+    t.deepEqual(left, [], 'no per-container chain or jump left');
+  }
+  t.deepEqual(rules(ref).v4.filter((l) => l.includes('CNI-')), [], 'burrow also removes the shared chains once unused');
+});

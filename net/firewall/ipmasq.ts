@@ -20,11 +20,9 @@
  * postrouting base chain that skips multicast and jumps there. Each change is
  * one atomic `nft -f -` transaction.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { formatIp, networkOf, type Cidr } from '../ip/addr.js';
 import { masqChainName, masqComment, nftInstanceHash, nftMasqComment, nftNetworkHash } from './names.js';
-import { FirewallError, mustRun, nftJson, runTool } from './run.js';
+import { mustRun, nftJson, pickBackend, runTool } from './run.js';
 
 export interface MasqTarget {
   network: string;
@@ -294,17 +292,6 @@ export class NoMasq implements MasqBackend {
   async gc(): Promise<void> {}
 }
 
-function onPath(cmd: string): boolean {
-  return (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => {
-    try {
-      fs.accessSync(path.join(d, cmd), fs.constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
-
 /**
  * The backend for `preference` ("iptables", "nftables", "none" or auto). Auto prefers iptables
  * when its tools are installed (what the reference does, so cross-implementation DEL works)
@@ -319,8 +306,6 @@ export function masqBackend(preference?: string): MasqBackend {
     case 'none':
       return new NoMasq();
     default:
-      if (onPath('iptables-restore')) return new IptablesMasq();
-      if (onPath('nft')) return new NftablesMasq();
-      throw new FirewallError('no firewall tool found for ipMasq: install iptables or nftables, or set "ipMasqBackend": "none"', '');
+      return pickBackend(undefined, 'ipMasq') === 'iptables' ? new IptablesMasq() : new NftablesMasq();
   }
 }

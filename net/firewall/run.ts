@@ -1,5 +1,7 @@
 /** Runs firewall tools (iptables-restore, nft) with input on stdin; failures name the tool and its stderr. */
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { BurrowError } from '../../native/errors.js';
 
 export class FirewallError extends BurrowError {
@@ -58,4 +60,28 @@ export async function mustRun(action: string, cmd: string, args: string[], input
   const r = await runTool(cmd, args, input);
   if (r.code !== 0) throw new FirewallError(`cannot ${action}: ${cmd} ${args.join(' ')} failed: ${r.stderr.trim() || `exit status ${r.code}`}`, r.stderr);
   return r.stdout;
+}
+
+/** True when `cmd` is an executable on PATH. */
+export function onPath(cmd: string): boolean {
+  return (process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => {
+    try {
+      fs.accessSync(path.join(d, cmd), fs.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * The firewall backend for an explicit preference or "auto": iptables when its tools are
+ * installed (what the reference plugins use, so either side's DEL works), else nftables; this
+ * also picks nftables on nft-only hosts, where the reference's probe gets it wrong (plugins#1280).
+ */
+export function pickBackend(preference: string | undefined, what: string): 'iptables' | 'nftables' {
+  if (preference === 'iptables' || preference === 'nftables') return preference;
+  if (onPath('iptables-restore')) return 'iptables';
+  if (onPath('nft')) return 'nftables';
+  throw new FirewallError(`no firewall tool found for ${what}: install iptables or nftables`, '');
 }
