@@ -347,8 +347,8 @@ export function nftPortmapScript(t: PortmapTarget, ctrIp: Cidr, mappings: PortMa
     `add chain ${T} hostports`,
     `add chain ${T} hostip_hostports`,
     `add chain ${T} hostports_all`,
-    `add chain ${T} prerouting { type nat hook prerouting priority dstnat ; }`,
-    `add chain ${T} output { type nat hook output priority dstnat ; }`,
+    `add chain ${T} prerouting { type nat hook prerouting priority -100 ; }`,
+    `add chain ${T} output { type nat hook output priority -100 ; }`,
     `add chain ${T} masquerading { type nat hook postrouting priority srcnat ; }`,
     `flush chain ${T} hostports_all`,
     `add rule ${T} hostports_all jump hostip_hostports`,
@@ -374,7 +374,9 @@ export function nftPortmapScript(t: PortmapTarget, ctrIp: Cidr, mappings: PortMa
     lines.push(`add rule ${T} ${r.hostIP ? 'hostip_hostports' : 'hostports'} ${d}${r.protocol} dport ${ports} dnat to ${to} ${c}`);
   }
   if (o.snat) {
-    const src = o.masqAll ? (family === 4 ? '0.0.0.0/0' : '::/0') : ctr;
+    // Like the iptables rules: the container's whole subnet is masqueraded on hairpin, so a
+    // neighbour on the same bridge reaching a published port gets replies through the host.
+    const src = o.masqAll ? (family === 4 ? '0.0.0.0/0' : '::/0') : `${formatIp(networkOf(ctrIp))}/${ctrIp.prefixLen}`;
     lines.push(`add rule ${T} masquerading ${fam} saddr ${src} ${fam} daddr ${ctr} masquerade ${c}`);
     if (family === 4 && !o.masqAll) lines.push(`add rule ${T} masquerading ip saddr 127.0.0.1 ip daddr ${ctr} masquerade ${c}`);
   }
