@@ -26,7 +26,7 @@
  */
 import { formatIp, networkOf, parseIp, type Cidr, type Family } from '../ip/addr.js';
 import { hashedChainName } from './names.js';
-import { FirewallError, mustRun, nftJson } from './run.js';
+import { FirewallError, mustRun, nftJson, runTool } from './run.js';
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
 
@@ -400,8 +400,32 @@ export class NftablesPortmap implements PortmapBackend {
     return comment === nftComment(t) || comment === t.containerId;
   }
 
+  /** Host ports other attachments map, from the listing: "proto/port/hostIP" -> owner comment. */
+  private async taken(family: Family, t: PortmapTarget): Promise<Map<string, string>> {
+    const fam = family === 4 ? 'ip' : 'ip6';
+    const r = await runTool('nft', ['list', 'table', fam, NFT_TABLE]);
+    const out = new Map<string, string>();
+    if (r.code !== 0) return out;
+    for (const line of r.stdout.split('\n')) {
+      const m = /(?:ip6? daddr (\S+) )?(tcp|udp|sctp) dport (\d+)(?:-(\d+))? dnat .* comment "([^"]*)"/.exec(line);
+      if (!m || this.mine(t, m[5])) continue;
+      for (let p = Number(m[3]); p <= Number(m[4] ?? m[3]); p++) out.set(`${m[2]}/${p}/${m[1] ?? ''}`, m[5]);
+    }
+    return out;
+  }
+
   async setup(t: PortmapTarget, ctrIp: Cidr, mappings: PortMapping[], o: PortmapOptions): Promise<void> {
-    if (!mappingsFor(mappings, ctrIp.ip.family).length) return;
+    const mine = mappingsFor(mappings, ctrIp.ip.family);
+    if (!mine.length) return;
+    const taken = await this.taken(ctrIp.ip.family, t);
+    for (const m of mine) {
+      const owner = taken.get(`${m.protocol}/${m.hostPort}/${m.hostIP}`) ?? taken.get(`${m.protocol}/${m.hostPort}/`)
+        ?? (!m.hostIP ? [...taken].find(([k]) => k.startsWith(`${m.protocol}/${m.hostPort}/`))?.[1] : undefined);
+      if (owner) {
+        const id = owner.split(',')[0];
+        throw new FirewallError(`host port ${m.hostPort}/${m.protocol}${m.hostIP ? ` on ${m.hostIP}` : ''} is already mapped to container "${id}"`, '');
+      }
+    }
     const stale = (await this.rules(ctrIp.ip.family)).filter((r) => this.mine(t, r.comment));
     await mustRun(`map ports of "${t.containerId}" on network "${t.network}"`, 'nft', ['-f', '-'], nftPortmapScript(t, ctrIp, mappings, o, stale));
   }
