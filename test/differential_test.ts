@@ -186,3 +186,27 @@ test('portmap differential: rule text byte for byte, both families; cross-implem
   }
   t.deepEqual(rules(ref).v4.filter((l) => l.includes('CNI-')), [], 'burrow also removes the shared chains once unused');
 });
+
+test('firewall differential: rule text for open and same-bridge policies; cross-implementation DEL', async (t) => {
+  if (!requireRoot(t)) return;
+  const ref = twin(t);
+  const own = twin(t);
+  const conf = (tw: Twin, id: string, ip: string, ingressPolicy = 'open') => ({
+    cniVersion: '1.0.0', name: 'fwnet', type: 'firewall', backend: '', ingressPolicy,
+    prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'br0' }, { name: 'veth1' }, { name: 'eth0', sandbox: tw.ctr }], ips: [{ address: `10.236.0.${ip}/24`, interface: 2 }, { address: `fd00:236::${ip}/64`, interface: 2 }], dns: {} },
+  });
+  const filter = (tw: Twin) => [...nsExec(tw.host, ['iptables-save', '-t', 'filter']).split('\n'), ...nsExec(tw.host, ['ip6tables-save', '-t', 'filter']).split('\n')].filter((l) => /^[-:]/.test(l));
+  const steps: [string, string, string, string][] = [['ADD', 'f1', '3', 'open'], ['ADD', 'f2', '4', 'same-bridge'], ['ADD', 'f1', '3', 'open'], ['CHECK', 'f2', '4', 'same-bridge'], ['DEL', 'f1', '3', 'open']];
+  for (const [command, id, ip, pol] of steps) {
+    const r = await callPlugin(ref.host, REF_BIN, 'firewall', { command, containerId: id, netns: ref.ctr }, conf(ref, id, ip, pol));
+    const o = await callPlugin(own.host, OWN_BIN, 'firewall', { command, containerId: id, netns: own.ctr }, conf(own, id, ip, pol));
+    t.is(o.code, r.code, `${command} ${id}: ${r.raw} / ${o.raw}`);
+    t.deepEqual(normalizeResult(o.out), normalizeResult(r.out), `${command} ${id}: result`);
+    t.deepEqual(filter(own), filter(ref), `${command} ${id}: iptables-save filter`);
+  }
+  // The reference's DEL removes burrow's rules and the other way round.
+  t.is((await callPlugin(own.host, REF_BIN, 'firewall', { command: 'DEL', containerId: 'f2', netns: own.ctr }, conf(own, 'f2', '4', 'same-bridge'))).code, 0);
+  t.is((await callPlugin(ref.host, OWN_BIN, 'firewall', { command: 'DEL', containerId: 'f2', netns: ref.ctr }, conf(ref, 'f2', '4', 'same-bridge'))).code, 0);
+  t.false(filter(own).some((l) => /10\.236|fd00:236/.test(l)), 'no per-address rule left (reference DEL of burrow ADD)');
+  t.deepEqual(filter(ref).filter((l) => l.includes('CNI')), [], 'burrow\'s DEL of the last attachment removes the chains too');
+});
