@@ -11,6 +11,7 @@ server=""
 attached=no
 had_bridge=no
 ip link show burrow0 >/dev/null 2>&1 && had_bridge=yes
+forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
 
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
@@ -20,6 +21,8 @@ cleanup() {
   fi
   ip netns del "$ns" 2>/dev/null || true
   if [ "$had_bridge" = no ] && ip link show burrow0 >/dev/null 2>&1; then ip link del burrow0; fi
+  # The bridge plugin turns on IPv4 forwarding for its gateway; give the host back what it had.
+  echo "$forward_before" > /proc/sys/net/ipv4/ip_forward
   echo "cleaned up: netns $ns removed, attachment deleted"
 }
 trap cleanup EXIT
