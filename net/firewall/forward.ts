@@ -22,6 +22,7 @@
  * "<id>, net: N, if: I"; each change is one `nft -f` transaction.
  */
 import { formatIp, type Cidr, type Family } from '../ip/addr.js';
+import { applyTable, readTable, type TableState } from './iptables.js';
 import { FirewallError, mustRun, nftJson } from './run.js';
 
 export interface FirewallTarget {
@@ -70,40 +71,17 @@ export function iptablesIsolationRules(bridge: string, policy: IngressPolicy): {
   return { jump: `-A FORWARD ${c} -j ${STAGE1}`, stage1, stage2: [`-A ${STAGE2} -o ${bridge} ${c} -j DROP`] };
 }
 
-interface TableState {
-  chains: Set<string>;
-  rules: string[];
-}
-
-function parseTable(save: string, table: string): TableState {
-  const chains = new Set<string>();
-  const rules: string[] = [];
-  let inside = false;
-  for (const line of save.split('\n')) {
-    if (line.startsWith('*')) inside = line === `*${table}`;
-    else if (!inside) continue;
-    else if (line.startsWith(':')) chains.add(line.slice(1).split(' ')[0]);
-    else if (line.startsWith('-A ')) rules.push(line);
-  }
-  return { chains, rules };
-}
-
 const PER_IP = /^-A CNI-FORWARD -[ds] \S+ (-m conntrack --ctstate RELATED,ESTABLISHED )?-j ACCEPT$/;
 
 export class IptablesFirewall implements FirewallBackend {
   readonly kind = 'iptables';
 
-  private tools(family: Family) {
-    return family === 4 ? { save: 'iptables-save', restore: 'iptables-restore' } : { save: 'ip6tables-save', restore: 'ip6tables-restore' };
+  private read(family: Family): Promise<TableState> {
+    return readTable(family, 'filter');
   }
 
-  private async read(family: Family): Promise<TableState> {
-    return parseTable(await mustRun('read the filter table', this.tools(family).save, []), 'filter');
-  }
-
-  private async apply(family: Family, lines: string[], action: string): Promise<void> {
-    if (!lines.length) return;
-    await mustRun(action, this.tools(family).restore, ['-w', '--noflush'], `*filter\n${lines.join('\n')}\nCOMMIT\n`);
+  private apply(family: Family, lines: string[], action: string): Promise<void> {
+    return applyTable(family, 'filter', lines, action);
   }
 
   async setup(t: FirewallTarget, ips: Cidr[], o: FirewallOptions): Promise<void> {

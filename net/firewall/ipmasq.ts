@@ -22,7 +22,8 @@
  */
 import { formatIp, networkOf, type Cidr } from '../ip/addr.js';
 import { masqChainName, masqComment, nftInstanceHash, nftMasqComment, nftNetworkHash } from './names.js';
-import { mustRun, nftJson, pickBackend, runTool } from './run.js';
+import { applyTable, readTable, tryApplyTable, type TableState as NatState } from './iptables.js';
+import { mustRun, nftJson, pickBackend } from './run.js';
 
 export interface MasqTarget {
   network: string;
@@ -69,22 +70,6 @@ export function iptablesMasqRules(t: MasqTarget, ip: Cidr): { chainRules: string
   };
 }
 
-/** iptables-save -t nat, split into chain names and rule lines. */
-interface NatState {
-  chains: Set<string>;
-  rules: string[];
-}
-
-function parseSave(text: string): NatState {
-  const chains = new Set<string>();
-  const rules: string[] = [];
-  for (const line of text.split('\n')) {
-    if (line.startsWith(':')) chains.add(line.slice(1).split(' ')[0]);
-    else if (line.startsWith('-A ')) rules.push(line);
-  }
-  return { chains, rules };
-}
-
 /** Parses `name: "N" id: "ID"` out of a rule line. */
 export function parseMasqComment(rule: string): { network: string; containerId: string } | null {
   const m = /--comment "name: \\"((?:[^"\\]|\\.)*)\\" id: \\"((?:[^"\\]|\\.)*)\\""/.exec(rule);
@@ -94,26 +79,12 @@ export function parseMasqComment(rule: string): { network: string; containerId: 
 export class IptablesMasq implements MasqBackend {
   readonly kind = 'iptables';
 
-  private tools(family: 4 | 6) {
-    return family === 4 ? { save: 'iptables-save', restore: 'iptables-restore' } : { save: 'ip6tables-save', restore: 'ip6tables-restore' };
+  private read(family: 4 | 6): Promise<NatState> {
+    return readTable(family, 'nat');
   }
 
-  /**
-   * The nat table's state. Saves every table rather than `-t nat`, because iptables-nft creates
-   * a missing table when asked for it by name: reading must not change the host.
-   */
-  private async read(family: 4 | 6): Promise<NatState> {
-    const all = await mustRun('read the nat table', this.tools(family).save, []);
-    const start = all.indexOf('\n*nat\n');
-    if (start < 0 && !all.startsWith('*nat\n')) return { chains: new Set(), rules: [] };
-    const from = start < 0 ? 0 : start + 1;
-    const end = all.indexOf('\nCOMMIT', from);
-    return parseSave(all.slice(from, end < 0 ? undefined : end));
-  }
-
-  private async apply(family: 4 | 6, lines: string[], action: string): Promise<void> {
-    if (!lines.length) return;
-    await mustRun(action, this.tools(family).restore, ['-w', '--noflush'], `*nat\n${lines.join('\n')}\nCOMMIT\n`);
+  private apply(family: 4 | 6, lines: string[], action: string): Promise<void> {
+    return applyTable(family, 'nat', lines, action);
   }
 
   /**
@@ -158,8 +129,7 @@ export class IptablesMasq implements MasqBackend {
       for (const family of families) {
         const jumps = [...new Set(ips.filter((i) => i.ip.family === family).map((ip) => iptablesMasqRules(t, ip).jump))];
         const lines = [...jumps.map((j) => `-D${j.slice(2)}`), `-F ${chain}`, `-X ${chain}`];
-        const r = await runTool(this.tools(family).restore, ['-w', '--noflush'], `*nat\n${lines.join('\n')}\nCOMMIT\n`);
-        ok &&= r.code === 0;
+        ok &&= await tryApplyTable(family, 'nat', lines);
       }
       if (ok && families.length === 2) return true;
       if (ok) {

@@ -26,6 +26,7 @@
  */
 import { formatIp, networkOf, parseIp, type Cidr, type Family } from '../ip/addr.js';
 import { hashedChainName } from './names.js';
+import { applyTable, readTable, type TableState as NatState } from './iptables.js';
 import { FirewallError, mustRun, nftJson, runTool } from './run.js';
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
@@ -165,24 +166,6 @@ export function iptablesPortmapRules(t: PortmapTarget, ctrIp: Cidr, mappings: Po
   return { dn, jumps };
 }
 
-interface NatState {
-  chains: Set<string>;
-  rules: string[];
-}
-
-function parseNat(save: string): NatState {
-  const chains = new Set<string>();
-  const rules: string[] = [];
-  let inNat = false;
-  for (const line of save.split('\n')) {
-    if (line.startsWith('*')) inNat = line === '*nat';
-    else if (!inNat) continue;
-    else if (line.startsWith(':')) chains.add(line.slice(1).split(' ')[0]);
-    else if (line.startsWith('-A ')) rules.push(line);
-  }
-  return { chains, rules };
-}
-
 /** Mapped ports of other attachments, from their CNI-DN chains: "proto/port/hostIP" keys. */
 function takenPorts(state: NatState, ownChain: string): Map<string, string> {
   const out = new Map<string, string>();
@@ -207,18 +190,12 @@ function dnOwners(state: NatState): Map<string, { network: string; containerId: 
 export class IptablesPortmap implements PortmapBackend {
   readonly kind = 'iptables';
 
-  private tools(family: Family) {
-    return family === 4 ? { save: 'iptables-save', restore: 'iptables-restore' } : { save: 'ip6tables-save', restore: 'ip6tables-restore' };
+  private read(family: Family): Promise<NatState> {
+    return readTable(family, 'nat');
   }
 
-  private async read(family: Family): Promise<NatState> {
-    // Not "-t nat": iptables-nft would create a missing table just to list it.
-    return parseNat(await mustRun('read the nat table', this.tools(family).save, []));
-  }
-
-  private async apply(family: Family, lines: string[], action: string): Promise<void> {
-    if (!lines.length) return;
-    await mustRun(action, this.tools(family).restore, ['-w', '--noflush'], `*nat\n${lines.join('\n')}\nCOMMIT\n`);
+  private apply(family: Family, lines: string[], action: string): Promise<void> {
+    return applyTable(family, 'nat', lines, action);
   }
 
   /** Lines that remove one DN chain and every jump to it. */
