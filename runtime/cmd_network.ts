@@ -162,6 +162,21 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
       if (errors.length) throw new BurrowError('ENETRM', errors.join('\n'));
     });
 
+  net.command('reload').description('re-apply the firewall rules of every active attachment (after a firewall flush or restart)')
+    .argument('[names...]', 'networks (default: all)')
+    .action(async (names: string[]) => {
+      const c = await ctx(true);
+      const { reloadNetwork } = await import('./reload.js');
+      const targets = names.length ? names : c.networks.list().networks.map((n) => n.name);
+      const errors: string[] = [];
+      for (const n of targets) {
+        const r = await reloadNetwork(c, c.networks.get(n));
+        errors.push(...r.errors);
+        out(`${n}: ${r.attachments} attachment(s) reloaded\n`);
+      }
+      if (errors.length) throw new BurrowError('ERELOAD', `reload incomplete:\n${errors.join('\n')}`);
+    });
+
   net.command('prune').description('remove every network without attachments (except the default)')
     .option('-f, --force', 'accepted for podman compatibility; prune never asks')
     .action(async () => {

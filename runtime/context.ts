@@ -10,18 +10,16 @@ export interface Context {
   config: BurrowConfig;
   runtime: CniRuntime;
   networks: NetworkStore;
+  inProcess?: ReturnType<typeof inProcessResolver>;
 }
 
 /** Builds the context from --config (or the default file). burrow's plugins load only for commands that run them. */
 export async function makeContext(configFile?: string, opts: { plugins?: boolean } = {}): Promise<Context> {
   const config = loadConfig(configFile);
   if (opts.plugins && config.pluginMode === 'auto') await import('../plugins/all.js');
-  const runtime = new CniRuntime({
-    path: config.cniPath,
-    cacheDir: config.cniCacheDir,
-    inProcess: config.pluginMode === 'auto' ? inProcessResolver() : undefined,
-  });
-  return { config, runtime, networks: new NetworkStore(config) };
+  const inProcess = config.pluginMode === 'auto' ? inProcessResolver() : undefined;
+  const runtime = new CniRuntime({ path: config.cniPath, cacheDir: config.cniCacheDir, inProcess });
+  return { config, runtime, networks: new NetworkStore(config), inProcess };
 }
 
 /** Resolves a netns argument: a path, or a name under /run/netns. */

@@ -66,3 +66,35 @@ for (const backend of ['iptables', 'nftables'] as const) {
     t.notRegex(after, /CNI-|cni_hostport|masquerade comment/, 'no port-mapping or masquerade rule left');
   });
 }
+
+test.serial('network reload puts the rules back after the firewall was flushed (plugins#512)', async (t) => {
+  if (!requireRoot(t)) return;
+  const sb = sandbox(t, [OWN_BIN]);
+  const host = testNetns(t, 'rh');
+  const outside = testNetns(t, 'ro');
+  const ctr = testNetns(t, 'rc');
+  await uplink(host, outside, '198.18.5.2', '198.18.5.1');
+  const net = `rl-${rand()}`;
+  fs.mkdirSync(sb.confDir, { recursive: true });
+  fs.writeFileSync(path.join(sb.confDir, `${net}.conflist`), JSON.stringify({
+    cniVersion: '1.0.0', name: net,
+    plugins: [
+      { type: 'bridge', bridge: 'rlbr0', isGateway: true, ipMasq: true, ipam: { type: 'host-local', dataDir: path.join(sb.dir, 'ipam'), ranges: [[{ subnet: '10.252.0.0/24' }]], routes: [{ dst: '0.0.0.0/0' }] } },
+      { type: 'portmap', capabilities: { portMappings: true } },
+      { type: 'firewall' },
+    ],
+  }));
+  sb.ok(['cni', 'add', net, ctr, '--id', 'r1', '--cap-args', JSON.stringify({ portMappings: [{ hostPort: 8090, containerPort: 80, protocol: 'tcp' }] })], { netns: host });
+  await peerEchoServer(t, ctr, '0.0.0.0', 80);
+  await peerEchoServer(t, outside, '198.18.5.1', 7400);
+  t.is(await tcpRequest(outside, '198.18.5.2', 8090), '198.18.5.1', 'published port works before the flush');
+  const before = nsExec(host, ['iptables-save']).split('\n').filter((l) => /^[-:]/.test(l)).sort();
+  for (const table of ['nat', 'filter']) for (const flag of ['-F', '-X']) nsExec(host, ['iptables', '-t', table, flag]);
+  t.is(await tcpRequest(outside, '198.18.5.2', 8090, 2).then(() => 'passed', () => 'broken'), 'broken', 'the flush broke the published port');
+  t.regex(sb.ok(['network', 'reload', net], { netns: host }), new RegExp(`${net}: 1 attachment\\(s\\) reloaded`));
+  t.deepEqual(nsExec(host, ['iptables-save']).split('\n').filter((l) => /^[-:]/.test(l) && !l.startsWith(':FORWARD')).sort(), before.filter((l) => !l.startsWith(':FORWARD')), 'the same rules are back');
+  t.is(await tcpRequest(outside, '198.18.5.2', 8090), '198.18.5.1', 'the published port works again');
+  t.is(await tcpRequest(ctr, '198.18.5.1', 7400), '198.18.5.2', 'outbound masquerade and forwarding work again');
+  sb.ok(['cni', 'del', net, ctr, '--id', 'r1'], { netns: host });
+  t.notRegex(nsExec(host, ['iptables-save']), /CNI-/);
+});
