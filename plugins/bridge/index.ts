@@ -169,7 +169,13 @@ async function configureContainer(deps: BridgeDeps, req: PluginRequest, conf: Br
     for (const r of result.routes ?? []) {
       const fam = parseCidr(r.dst).ip.family;
       const gw = r.gw ?? (gws.get(fam) ? formatIp(gws.get(fam)!.gw) : undefined);
-      await ctr.addRoute({ dst: r.dst, gateway: gw, dev: req.ifname, priority: r.priority, table: r.table, mtu: r.mtu, advmss: r.advmss });
+      try {
+        await ctr.addRoute({ dst: r.dst, gateway: gw, dev: req.ifname, priority: r.priority, table: r.table, mtu: r.mtu, advmss: r.advmss });
+      } catch (err) {
+        // A container on several networks gets a default route from each; as the reference
+        // does, the first one wins and the duplicates are skipped.
+        if ((err as { code?: string }).code !== 'EEXIST') throw err;
+      }
     }
   } finally {
     ctr.close();

@@ -1,0 +1,101 @@
+/**
+ * Debian's podman 4.3.1 (CNI backend) as a real client of burrow's plugins alone: its
+ * cni_plugin_dirs holds only what `burrow cni install` wrote. podman runs inside a throwaway
+ * "host" netns with private storage. After each step nothing of burrow's may be left.
+ */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { nsExec, requireRoot, tcpRequest, testNetns, uplink } from './helpers/netns.js';
+import { sandbox } from './helpers/burrow.js';
+
+function podmanAvailable(t: import('ava').ExecutionContext): boolean {
+  if (spawnSync('podman', ['--version']).status === 0) return true;
+  if (process.env.CI) t.fail('podman is missing: scripts/setup.sh installs it');
+  else t.log('SKIP: podman is not installed');
+  return false;
+}
+
+test.serial('podman runs containers on burrow\'s plugins alone, and nothing is left after each step', async (t) => {
+  if (!requireRoot(t) || !podmanAvailable(t)) return;
+  const sb = sandbox(t);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-podman-'));
+  const bin = path.join(dir, 'bin');
+  const netd = path.join(dir, 'net.d');
+  const rootfs = path.join(dir, 'rootfs');
+  fs.mkdirSync(netd);
+  fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
+  for (const d of ['proc', 'sys', 'dev', 'etc', 'tmp', 'www']) fs.mkdirSync(path.join(rootfs, d));
+  fs.copyFileSync('/usr/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
+  fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
+  for (const a of ['sh', 'httpd', 'ip', 'sleep', 'cat']) fs.symlinkSync('busybox', path.join(rootfs, 'bin', a));
+  fs.writeFileSync(path.join(rootfs, 'www', 'index.html'), 'hello from podman on burrow\n');
+  sb.ok(['cni', 'install', '--dir', bin]);
+  const conf = path.join(dir, 'containers.conf');
+  fs.writeFileSync(conf, `[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n[network]\nnetwork_backend = "cni"\ncni_plugin_dirs = ["${bin}"]\nnetwork_config_dir = "${netd}"\n`);
+  const host = testNetns(t, 'ph');
+  const client = testNetns(t, 'pc');
+  await uplink(host, client, '198.18.6.2', '198.18.6.1');
+  const podman = (...args: string[]) => {
+    const r = spawnSync('nsenter', [`--net=${host}`, '--', 'podman', '--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'runroot'), '--storage-driver', 'vfs', ...args], { env: { ...process.env, CONTAINERS_CONF: conf }, encoding: 'utf8', timeout: 120_000 });
+    if (r.status !== 0) throw new Error(`podman ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout.trim();
+  };
+  const stores: string[] = [];
+  t.teardown(() => {
+    try {
+      podman('rm', '-af');
+      podman('network', 'rm', '-f', 'pa', 'pb');
+    } catch {
+      // best effort; the netns goes anyway
+    }
+    spawnSync('umount', ['-R', path.join(dir, 'root')]);
+    spawnSync('umount', ['-R', path.join(dir, 'runroot')]);
+    fs.rmSync(dir, { recursive: true, force: true });
+    for (const s of stores) fs.rmSync(s, { recursive: true, force: true });
+  });
+  const clean = (step: string) => {
+    const rules = nsExec(host, ['iptables-save']) + nsExec(host, ['ip6tables-save']);
+    t.notRegex(rules, /CNI-/, `${step}: no CNI rule left`);
+    t.deepEqual(nsExec(host, ['ip', '-o', 'link']).split('\n').filter((l) => /veth/.test(l)), [], `${step}: no veth left`);
+    for (const s of stores) t.deepEqual(fs.existsSync(s) ? fs.readdirSync(s).filter((f) => /^\d/.test(f)) : [], [], `${step}: no reservation left in ${s}`);
+  };
+
+  podman('network', 'create', '--subnet', '10.237.0.0/24', 'pa');
+  podman('network', 'create', '--subnet', '10.238.0.0/24', 'pb');
+  stores.push('/var/lib/cni/networks/pa', '/var/lib/cni/networks/pb');
+  t.regex(fs.readFileSync(path.join(netd, 'pa.conflist'), 'utf8'), /"type": "portmap"/);
+
+  podman('run', '-d', '--name', 'web', '--network', 'pa', '-p', '8088:80', '--rootfs', rootfs, '/bin/httpd', '-f', '-p', '80', '-h', '/www');
+  const get = (ns: string, hostAddr: string) => tcpRequest(ns, hostAddr, 8088).catch(() => '');
+  for (let i = 0; i < 20 && !(await get(host, '127.0.0.1').then(() => true)); i++) await new Promise((r) => setTimeout(r, 100));
+  const http = (ns: string, addr: string) => nsExec(ns, ['bash', '-c', `exec 3<>/dev/tcp/${addr}/8088; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3`]);
+  t.regex(http(host, '127.0.0.1'), /hello from podman on burrow/, 'from the host through -p');
+  t.regex(http(client, '198.18.6.2'), /hello from podman on burrow/, 'from a client namespace through -p');
+  podman('rm', '-f', 'web');
+  clean('run -p, rm -f');
+
+  podman('run', '-d', '--name', 'two', '--network', 'pa,pb', '--rootfs', rootfs, '/bin/sleep', '300');
+  const addrs = podman('exec', 'two', 'ip', '-o', '-4', 'addr');
+  t.regex(addrs, /eth0 .*10\.237\.0\.\d+\/24/);
+  t.regex(addrs, /eth1 .*10\.238\.0\.\d+\/24/);
+  podman('rm', '-f', 'two');
+  clean('--network a,b');
+
+  podman('run', '-d', '--name', 'fixed', '--network', 'pa', '--ip', '10.237.0.77', '--mac-address', '02:11:22:33:44:55', '--rootfs', rootfs, '/bin/sleep', '300');
+  t.regex(podman('exec', 'fixed', 'ip', '-o', 'addr', 'show', 'eth0'), /10\.237\.0\.77\/24/);
+  t.regex(podman('exec', 'fixed', 'ip', '-o', 'link', 'show', 'eth0'), /02:11:22:33:44:55/);
+  podman('network', 'connect', 'pb', 'fixed');
+  t.regex(podman('exec', 'fixed', 'ip', '-o', '-4', 'addr'), /eth1 .*10\.238\.0\.\d+/);
+  podman('network', 'disconnect', 'pb', 'fixed');
+  t.notRegex(podman('exec', 'fixed', 'ip', '-o', '-4', 'addr'), /10\.238/);
+  t.deepEqual(fs.readdirSync(stores[1]).filter((f) => /^\d/.test(f)), [], 'disconnect released the address');
+  const pid = podman('inspect', '-f', '{{.State.Pid}}', 'fixed');
+  process.kill(Number(pid), 'SIGKILL');
+  for (let i = 0; i < 50 && !/Exited/.test(podman('ps', '-a', '--format', '{{.Status}}')); i++) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 1000)); // podman's cleanup runs after the exit
+  clean('kill -9 of the container');
+  podman('rm', '-f', 'fixed');
+});
