@@ -22,7 +22,7 @@
  * "<id>, net: N, if: I"; each change is one `nft -f` transaction.
  */
 import { formatIp, type Cidr, type Family } from '../ip/addr.js';
-import { applyTable, readTable, type TableState } from './iptables.js';
+import { applyTable, readTable, withFirewallLock, type TableState } from './iptables.js';
 import { FirewallError, mustRun, nftJson } from './run.js';
 
 export interface FirewallTarget {
@@ -84,7 +84,7 @@ export class IptablesFirewall implements FirewallBackend {
     return applyTable(family, 'filter', lines, action);
   }
 
-  async setup(t: FirewallTarget, ips: Cidr[], o: FirewallOptions): Promise<void> {
+  private async setupLocked(t: FirewallTarget, ips: Cidr[], o: FirewallOptions): Promise<void> {
     for (const family of [4, 6] as const) {
       const mine = ips.filter((i) => i.ip.family === family);
       if (!mine.length) continue;
@@ -128,7 +128,7 @@ export class IptablesFirewall implements FirewallBackend {
     return lines;
   }
 
-  async teardown(t: FirewallTarget, ips: Cidr[], o: FirewallOptions): Promise<boolean> {
+  private async teardownLocked(t: FirewallTarget, ips: Cidr[], o: FirewallOptions): Promise<boolean> {
     let removed = false;
     for (const family of [4, 6] as const) {
       const mine = ips.filter((i) => i.ip.family === family);
@@ -155,9 +155,21 @@ export class IptablesFirewall implements FirewallBackend {
     return true;
   }
 
-  async gc(): Promise<void> {
+  private async gcLocked(): Promise<void> {
     // The reference's per-address rules name no attachment; GC works from addresses, which the
     // plugin does not have for invalid attachments. DEL (from the runtime's cache) removes them.
+  }
+
+  async setup(...a: Parameters<IptablesFirewall['setupLocked']>): Promise<void> {
+    return withFirewallLock(() => this.setupLocked(...a));
+  }
+
+  async teardown(...a: Parameters<IptablesFirewall['teardownLocked']>): Promise<boolean> {
+    return withFirewallLock(() => this.teardownLocked(...a));
+  }
+
+  async gc(...a: Parameters<IptablesFirewall['gcLocked']>): Promise<void> {
+    return withFirewallLock(() => this.gcLocked(...a));
   }
 }
 

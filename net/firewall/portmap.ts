@@ -26,7 +26,7 @@
  */
 import { formatIp, networkOf, parseIp, type Cidr, type Family } from '../ip/addr.js';
 import { hashedChainName } from './names.js';
-import { applyTable, readTable, type TableState as NatState } from './iptables.js';
+import { applyTable, readTable, withFirewallLock, type TableState as NatState } from './iptables.js';
 import { FirewallError, mustRun, nftJson, runTool } from './run.js';
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
@@ -236,7 +236,7 @@ export class IptablesPortmap implements PortmapBackend {
     return lines;
   }
 
-  async setup(t: PortmapTarget, ctrIp: Cidr, mappings: PortMapping[], o: PortmapOptions): Promise<void> {
+  private async setupLocked(t: PortmapTarget, ctrIp: Cidr, mappings: PortMapping[], o: PortmapOptions): Promise<void> {
     const family = ctrIp.ip.family;
     const { dn, jumps } = iptablesPortmapRules(t, ctrIp, mappings, o);
     if (!dn.length) return;
@@ -274,7 +274,7 @@ export class IptablesPortmap implements PortmapBackend {
     await this.apply(family, lines, `map ports of "${t.containerId}" on network "${t.network}"`);
   }
 
-  async teardown(t: PortmapTarget): Promise<boolean> {
+  private async teardownLocked(t: PortmapTarget): Promise<boolean> {
     const chains = new Set([dnChainName(t.network, t.containerId), hashedChainName('SN-', t.network, t.containerId)]);
     let removed = false;
     for (const family of [4, 6] as const) {
@@ -291,7 +291,7 @@ export class IptablesPortmap implements PortmapBackend {
     return state.chains.has(chain) && state.rules.some((r) => r.startsWith(`-A ${DNAT_CHAIN} `) && r.endsWith(` -j ${chain}`));
   }
 
-  async gc(network: string, validIds: Set<string>): Promise<void> {
+  private async gcLocked(network: string, validIds: Set<string>): Promise<void> {
     for (const family of [4, 6] as const) {
       const state = await this.read(family);
       const stale = new Set<string>();
@@ -302,6 +302,18 @@ export class IptablesPortmap implements PortmapBackend {
       const lines = this.teardownLines(state, stale);
       await this.apply(family, lines, `garbage-collect port mappings of network "${network}"`);
     }
+  }
+
+  async setup(...a: Parameters<IptablesPortmap['setupLocked']>): Promise<void> {
+    return withFirewallLock(() => this.setupLocked(...a));
+  }
+
+  async teardown(...a: Parameters<IptablesPortmap['teardownLocked']>): Promise<boolean> {
+    return withFirewallLock(() => this.teardownLocked(...a));
+  }
+
+  async gc(...a: Parameters<IptablesPortmap['gcLocked']>): Promise<void> {
+    return withFirewallLock(() => this.gcLocked(...a));
   }
 }
 
