@@ -23,7 +23,10 @@ export function requireRoot(t: ExecutionContext): boolean {
 
 /** A unique short name (netns, links) for this test process. */
 export function uniqueName(prefix: string): string {
-  return `${prefix}${process.pid.toString(36)}${(counter++).toString(36)}`.slice(0, 15);
+  // The separator keeps names of different test processes apart ("a"+"1b"+"c" vs "a"+"1"+"bc").
+  const name = `${prefix}${process.pid.toString(36)}-${(counter++).toString(36)}`;
+  if (name.length > 15) throw new Error(`netns/link name "${name}" is longer than 15 characters`);
+  return name;
 }
 
 /** Creates a named netns under /run/netns and removes it when the test ends. */
