@@ -5,6 +5,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 unset NODE_EXTRA_CA_CERTS   # ~100 ms per Node start, and tests start many
+# `npm test` puts node_modules/.bin first on PATH, where ava's dependency @vercel/nft installs a
+# program called "nft": tests must reach the system's tools.
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 bin=node_modules/.bin
 passed=0
 failed=0

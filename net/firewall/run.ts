@@ -18,10 +18,36 @@ export interface RunOutput {
   stderr: string;
 }
 
-/** Spawns `cmd args` with `input` on stdin and resolves with its output; never rejects for a non-zero exit. */
+/**
+ * System directories the firewall tools are looked up in. Deliberately not $PATH: under `npm run`
+ * (and in many runtimes' environments) PATH starts with node_modules/.bin, where an unrelated
+ * package can install a program called "nft" (ava's dependency @vercel/nft does).
+ */
+const SYSTEM_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin', '/usr/local/bin'];
+
+/** The absolute path of a system tool, or null when it is not installed. */
+export function toolPath(cmd: string): string | null {
+  for (const d of SYSTEM_DIRS) {
+    const p = path.join(d, cmd);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** Spawns system tool `cmd` with `input` on stdin and resolves with its output; never rejects for a non-zero exit. */
 export function runTool(cmd: string, args: string[], input = ''): Promise<RunOutput> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const file = toolPath(cmd);
+    if (!file) {
+      reject(new FirewallError(`cannot run ${cmd}: not installed in ${SYSTEM_DIRS.join(', ')}`, ''));
+      return;
+    }
+    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -62,16 +88,9 @@ export async function mustRun(action: string, cmd: string, args: string[], input
   return r.stdout;
 }
 
-/** True when `cmd` is an executable on PATH. */
+/** True when system tool `cmd` is installed. */
 export function onPath(cmd: string): boolean {
-  return (process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => {
-    try {
-      fs.accessSync(path.join(d, cmd), fs.constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  return toolPath(cmd) !== null;
 }
 
 /**

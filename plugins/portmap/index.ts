@@ -14,7 +14,7 @@ import { contains, formatIp, ipFamily, parseCidr, type Cidr, type Family } from 
 import {
   IptablesPortmap, NftablesPortmap, type PortMapping, type PortmapBackend, type PortmapOptions, type PortmapTarget, type Protocol,
 } from '../../net/firewall/portmap.js';
-import { onPath, pickBackend } from '../../net/firewall/run.js';
+import { onPath, pickBackend, toolPath } from '../../net/firewall/run.js';
 import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl } from '../../net/netlink/sysctl.js';
 import { configError, optBool, optInt, optString } from '../common.js';
@@ -125,7 +125,7 @@ async function flushUdpConntrack(mappings: PortMapping[]): Promise<void> {
   if (!onPath('conntrack')) return;
   for (const m of mappings.filter((x) => x.protocol === 'udp')) {
     await new Promise<void>((resolve) => {
-      const c = spawn('conntrack', ['-D', '-p', 'udp', '--orig-port-dst', String(m.hostPort)], { stdio: 'ignore' });
+      const c = spawn(toolPath('conntrack') ?? 'conntrack', ['-D', '-p', 'udp', '--orig-port-dst', String(m.hostPort)], { stdio: 'ignore' });
       c.on('close', () => resolve());
       c.on('error', () => resolve());
     });
