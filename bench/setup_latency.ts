@@ -47,23 +47,23 @@ const VARIANTS: Variant[] = [
 
 /** Chains measured, as podman writes them (its default network uses bridge, portmap, firewall, tuning). */
 function chains(subnetOctet: number): Record<string, object> {
-  const bridge = (name: string, br: string, third: number) => ({
+  const bridge = (br: string, third: number) => ({
     type: 'bridge', bridge: br, isGateway: true, ipMasq: true, hairpinMode: true,
     ipam: { type: 'host-local', routes: [{ dst: '0.0.0.0/0' }], ranges: [[{ subnet: `10.${subnetOctet}.${third}.0/24`, gateway: `10.${subnetOctet}.${third}.1` }]], dataDir: '' },
   });
   return {
-    'bridge+host-local': { cniVersion: '1.0.0', name: 'bench-bridge', plugins: [bridge('bench-bridge', 'bbr0', 1)] },
+    'bridge+host-local': { cniVersion: '1.0.0', name: 'bench-bridge', plugins: [bridge('bbr0', 1)] },
     'bridge+tuning': {
       cniVersion: '1.0.0', name: 'bench-tuning',
-      plugins: [bridge('bench-tuning', 'bbr2', 3), { type: 'tuning', capabilities: { mac: true } }],
+      plugins: [bridge('bbr2', 3), { type: 'tuning', capabilities: { mac: true } }],
     },
     'podman-default+1000-ports': {
       cniVersion: '1.0.0', name: 'bench-range',
-      plugins: [bridge('bench-range', 'bbr4', 5), { type: 'portmap', capabilities: { portMappings: true } }, { type: 'firewall', backend: '' }, { type: 'tuning' }],
+      plugins: [bridge('bbr4', 5), { type: 'portmap', capabilities: { portMappings: true } }, { type: 'firewall', backend: '' }, { type: 'tuning' }],
     },
     'podman-default': {
       cniVersion: '1.0.0', name: 'bench-podman',
-      plugins: [bridge('bench-podman', 'bbr1', 2), { type: 'portmap', capabilities: { portMappings: true } }, { type: 'firewall', backend: '' }, { type: 'tuning' }],
+      plugins: [bridge('bbr1', 2), { type: 'portmap', capabilities: { portMappings: true } }, { type: 'firewall', backend: '' }, { type: 'tuning' }],
     },
   };
 }

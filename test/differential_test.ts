@@ -191,7 +191,7 @@ test('firewall differential: rule text for open and same-bridge policies; cross-
   if (!requireRoot(t)) return;
   const ref = twin(t);
   const own = twin(t);
-  const conf = (tw: Twin, id: string, ip: string, ingressPolicy = 'open') => ({
+  const conf = (tw: Twin, _id: string, ip: string, ingressPolicy = 'open') => ({
     cniVersion: '1.0.0', name: 'fwnet', type: 'firewall', backend: '', ingressPolicy,
     prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'br0' }, { name: 'veth1' }, { name: 'eth0', sandbox: tw.ctr }], ips: [{ address: `10.236.0.${ip}/24`, interface: 2 }, { address: `fd00:236::${ip}/64`, interface: 2 }], dns: {} },
   });

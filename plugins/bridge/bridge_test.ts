@@ -45,7 +45,7 @@ function fakes(opts: { ipamFail?: boolean; masqFail?: boolean } = {}) {
       return sysctls.get(ns)!;
     },
     masq: () => masq,
-    ipam: async (req, type, cmd) => {
+    ipam: async (req, _type, cmd) => {
       log.push(`ipam ${cmd} ${req.containerId}`);
       if (cmd === 'ADD') {
         if (opts.ipamFail) throw new Error('no IP addresses available');
