@@ -33,6 +33,7 @@ import type { NetlinkClient } from '../../net/netlink/client.js';
 import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl, type Sysctl } from '../../net/netlink/sysctl.js';
 import { delegateIpam } from '../common.js';
+import { configureIface, trySysctl } from '../ipconfig.js';
 import { parseBridgeConf, type BridgeConf } from './config.js';
 
 /** The kernel and the outside world, as the bridge plugin sees them. */
@@ -67,14 +68,6 @@ type Undo = () => Promise<unknown>;
 
 function internal(msg: string): CniError {
   return new CniError(CniCode.Internal, msg);
-}
-
-function trySysctl(s: Sysctl, key: string, value: string): void {
-  try {
-    if (s.get(key) !== null && s.get(key) !== value) s.set(key, value);
-  } catch {
-    // a key the kernel lacks (IPv6 disabled) is not our failure
-  }
 }
 
 /** The other masquerade backend, if its tool is installed (DEL tries it when the configured one found nothing). */
@@ -159,24 +152,8 @@ async function configureContainer(deps: BridgeDeps, req: PluginRequest, conf: Br
       trySysctl(s, `net/ipv6/conf/${req.ifname}/accept_dad`, '0');
     }
     trySysctl(s, `net/ipv4/conf/${req.ifname}/arp_notify`, '1');
-    const ips = result.ips ?? [];
-    if (ips.some((i) => i.address.includes(':'))) {
-      for (const dev of ['lo', req.ifname]) trySysctl(s, `net/ipv6/conf/${dev}/disable_ipv6`, '0');
-      trySysctl(s, `net/ipv6/conf/${req.ifname}/keep_addr_on_down`, '1');
-    }
-    for (const ip of ips) await ctr.addAddress(req.ifname, ip.address, { noDad: !conf.enabledad });
-    if (!conf.disableContainerInterface) await ctr.setUp(req.ifname, true);
-    for (const r of result.routes ?? []) {
-      const fam = parseCidr(r.dst).ip.family;
-      const gw = r.gw ?? (gws.get(fam) ? formatIp(gws.get(fam)!.gw) : undefined);
-      try {
-        await ctr.addRoute({ dst: r.dst, gateway: gw, dev: req.ifname, priority: r.priority, table: r.table, mtu: r.mtu, advmss: r.advmss });
-      } catch (err) {
-        // A container on several networks gets a default route from each; as the reference
-        // does, the first one wins and the duplicates are skipped.
-        if ((err as { code?: string }).code !== 'EEXIST') throw err;
-      }
-    }
+    const gateways = new Map([...gws].map(([fam, g]) => [fam, g.gw] as [4 | 6, Ip]));
+    await configureIface(ctr, s, req.ifname, result, { noDad: !conf.enabledad, leaveDown: conf.disableContainerInterface, gateways });
   } finally {
     ctr.close();
   }

@@ -1,0 +1,189 @@
+/**
+ * macvlan: gives the container an interface of its own on a parent link (the
+ * host's default-route interface unless `master` says otherwise), in mode
+ * bridge, private, vepa or passthru, with addresses from the IPAM plugin.
+ *
+ * ADD creates the link directly inside the container netns under a temporary
+ * name and renames it to CNI_IFNAME there (the reference's workaround for name
+ * collisions), then IPAM, sysctls (arp_notify, ndisc_notify) and addresses;
+ * any failure deletes the link and releases the reservation. DEL releases
+ * IPAM first, then deletes the link; a missing netns or link is success.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import type { CniPlugin, PluginRequest } from '../../net/cni/skel.js';
+import { CniCode, CniError, type Dns, type Result } from '../../net/cni/types.js';
+import { parseCidr } from '../../net/ip/addr.js';
+import { parseMac, type MacvlanMode, type NetlinkClient } from '../../net/netlink/client.js';
+import { RtnlClient } from '../../net/netlink/rtnl_client.js';
+import { ProcSysctl, type Sysctl } from '../../net/netlink/sysctl.js';
+import { configError, delegateIpam, ipamType, loadArgs, optBool, optInt, optString } from '../common.js';
+import { configureIface, gatewaysOf, trySysctl } from '../ipconfig.js';
+
+const MODES: MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru'];
+
+export interface MacvlanConf {
+  master?: string;
+  mode: MacvlanMode;
+  mtu?: number;
+  mac?: string;
+  linkInContainer: boolean;
+  ipam: string | null;
+  dns?: Dns;
+}
+
+export interface MacvlanDeps {
+  netlink(netns: string): NetlinkClient;
+  sysctl(netns: string): Sysctl;
+  ipam(req: PluginRequest, type: string, command: 'ADD' | 'DEL' | 'CHECK' | 'STATUS' | 'GC'): Promise<Result | undefined>;
+  netnsExists(path: string): boolean;
+}
+
+const realDeps: MacvlanDeps = {
+  netlink: (n) => new RtnlClient(n),
+  sysctl: (n) => new ProcSysctl(n),
+  ipam: (req, type, command) => delegateIpam(req, type, command),
+  netnsExists: (p) => fs.existsSync(p),
+};
+
+type Obj = Record<string, unknown>;
+
+export function parseMacvlanConf(req: PluginRequest): MacvlanConf {
+  const c = req.config;
+  const mode = (optString(c, 'mode') ?? 'bridge') as MacvlanMode;
+  if (!MODES.includes(mode)) throw configError(`unknown macvlan mode: "${mode}" (expected ${MODES.join(', ')})`);
+  const rc = (c.runtimeConfig ?? {}) as Obj;
+  const cniArgs = ((c.args as Obj | undefined)?.cni ?? {}) as Obj;
+  const mac = (rc.mac ?? cniArgs.mac ?? loadArgs(req, ['MAC', 'IP']).get('MAC') ?? optString(c, 'mac')) as unknown;
+  if (mac !== undefined && mac !== '') {
+    try {
+      parseMac(String(mac));
+    } catch {
+      throw configError(`invalid MAC address "${String(mac)}"`);
+    }
+  }
+  const dns = c.dns && typeof c.dns === 'object' && Object.keys(c.dns as Obj).length ? (c.dns as Dns) : undefined;
+  return {
+    master: optString(c, 'master'),
+    mode,
+    mtu: optInt(c, 'mtu', 0, 65535) || undefined,
+    mac: mac ? String(mac).toLowerCase() : undefined,
+    linkInContainer: optBool(c, 'linkInContainer'),
+    ipam: ipamType(c),
+    dns,
+  };
+}
+
+/** The interface of the default route (IPv4 first), as the reference picks the default master. */
+async function defaultRouteIface(nl: NetlinkClient): Promise<string> {
+  for (const fam of [4, 6] as const) {
+    const r = (await nl.listRoutes(fam)).find((x) => x.dst === 'default' && x.dev);
+    if (r?.dev) return r.dev;
+  }
+  throw new CniError(CniCode.InvalidNetworkConfig, 'no "master" given and no default route to take it from');
+}
+
+function internal(msg: string): CniError {
+  return new CniError(CniCode.Internal, msg);
+}
+
+export function makeMacvlan(deps: MacvlanDeps = realDeps): CniPlugin {
+  return {
+    name: 'macvlan',
+    supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+
+    async add(req) {
+      const conf = parseMacvlanConf(req);
+      if (!deps.netnsExists(req.netns)) throw new CniError(CniCode.UnknownContainer, `failed to open netns "${req.netns}": no such file`);
+      const ctr = deps.netlink(req.netns);
+      const parentNl = conf.linkInContainer ? ctr : deps.netlink('');
+      let created = false;
+      let reserved = false;
+      try {
+        const master = conf.master ?? (await defaultRouteIface(parentNl));
+        const parent = await parentNl.getLink(master);
+        if (!parent) throw internal(`failed to lookup master "${master}"${conf.linkInContainer ? ` in netns "${req.netns}"` : ''}: Link not found`);
+        if (parent.kind === 'macvlan' && parent.mode === 'passthru') throw internal(`master "${master}" is itself a macvlan in passthru mode: it cannot be a parent`);
+        if (conf.mtu !== undefined && conf.mtu > parent.mtu) throw internal(`invalid MTU ${conf.mtu}, must be [0, master MTU(${parent.mtu})]`);
+        if (await ctr.getLink(req.ifname)) throw internal(`interface "${req.ifname}" already exists in netns "${req.netns}"`);
+        const tmp = `veth${crypto.randomBytes(4).toString('hex')}`;
+        await parentNl.addMacvlan(tmp, master, conf.mode, { netns: conf.linkInContainer ? undefined : req.netns, mtu: conf.mtu, mac: conf.mac });
+        created = true;
+        await ctr.rename(tmp, req.ifname);
+        const result: Result = { cniVersion: '1.1.0', interfaces: [], dns: {} };
+        if (conf.ipam) {
+          const ipamResult = await deps.ipam(req, conf.ipam, 'ADD');
+          reserved = true;
+          if (!ipamResult?.ips?.length) throw internal('IPAM plugin returned missing IP config');
+          result.ips = ipamResult.ips.map((ip) => ({ ...ip, interface: 0 }));
+          if (ipamResult.routes?.length) result.routes = ipamResult.routes;
+          result.dns = ipamResult.dns ?? {};
+          const s = deps.sysctl(req.netns);
+          trySysctl(s, `net/ipv4/conf/${req.ifname}/arp_notify`, '1');
+          trySysctl(s, `net/ipv6/conf/${req.ifname}/ndisc_notify`, '1');
+          await configureIface(ctr, s, req.ifname, result, { noDad: false, gateways: gatewaysOf(result) });
+        } else {
+          await ctr.setUp(req.ifname, true);
+        }
+        const link = await ctr.getLink(req.ifname);
+        result.interfaces = [{ name: req.ifname, mac: link?.mac ?? '', sandbox: req.netns }];
+        if (conf.dns) result.dns = conf.dns;
+        return result;
+      } catch (err) {
+        if (reserved && conf.ipam) await deps.ipam(req, conf.ipam, 'DEL').catch(() => undefined);
+        if (created) await ctr.removeLink(req.ifname).catch(() => false);
+        throw err instanceof CniError ? err : internal((err as Error).message);
+      } finally {
+        ctr.close();
+        if (parentNl !== ctr) parentNl.close();
+      }
+    },
+
+    async del(req) {
+      const conf = parseMacvlanConf(req);
+      if (conf.ipam) await deps.ipam(req, conf.ipam, 'DEL');
+      if (!req.netns || !deps.netnsExists(req.netns)) return;
+      const ctr = deps.netlink(req.netns);
+      try {
+        await ctr.removeLink(req.ifname);
+      } finally {
+        ctr.close();
+      }
+    },
+
+    async check(req) {
+      const conf = parseMacvlanConf(req);
+      const prev = req.prevResult;
+      if (!prev) throw new CniError(CniCode.InvalidNetworkConfig, 'Required prevResult missing');
+      const ctr = deps.netlink(req.netns);
+      try {
+        const link = await ctr.getLink(req.ifname);
+        if (!link) throw internal(`interface "${req.ifname}" not found in netns "${req.netns}"`);
+        if (link.kind !== 'macvlan') throw internal(`interface "${req.ifname}" is a ${link.kind || 'device'}, not a macvlan`);
+        if (link.mode !== conf.mode) throw internal(`interface "${req.ifname}" is in mode ${link.mode}, expected ${conf.mode}`);
+        const addrs = new Set((await ctr.listAddresses(req.ifname)).map((a) => a.cidr));
+        for (const ip of prev.ips ?? []) if (!addrs.has(ip.address)) throw internal(`address ${ip.address} not found on "${req.ifname}"`);
+        const routes = await ctr.listRoutes(undefined, 0);
+        for (const r of prev.routes ?? []) {
+          const c = parseCidr(r.dst);
+          if (!routes.some((x) => x.family === c.ip.family && (c.prefixLen === 0 ? x.dst === 'default' : x.dst === r.dst))) throw internal(`route to ${r.dst} not found`);
+        }
+      } finally {
+        ctr.close();
+      }
+      if (conf.ipam) await deps.ipam(req, conf.ipam, 'CHECK');
+    },
+
+    async status(req) {
+      const conf = parseMacvlanConf(req);
+      if (conf.ipam) await deps.ipam(req, conf.ipam, 'STATUS');
+    },
+
+    async gc(req) {
+      const conf = parseMacvlanConf(req);
+      if (conf.ipam) await deps.ipam(req, conf.ipam, 'GC');
+    },
+  };
+}
+
+export const macvlan = makeMacvlan();
