@@ -37,6 +37,21 @@ async function hostPrefixes(): Promise<Cidr[]> {
   }
 }
 
+/** The host's links (macvlan parent checks). Empty when netlink is unavailable. */
+async function hostLinks(): Promise<{ name: string; kind: string; mode?: string }[]> {
+  try {
+    const { RtnlClient } = await import('../net/netlink/rtnl_client.js');
+    const nl = new RtnlClient('');
+    try {
+      return (await nl.listLinks()).map((l) => ({ name: l.name, kind: l.kind, mode: l.mode }));
+    } finally {
+      nl.close();
+    }
+  } catch {
+    return [];
+  }
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] + 2))).join('').trimEnd()).join('\n') + '\n';
@@ -70,6 +85,29 @@ async function removeLeftovers(list: NetworkConfigList): Promise<void> {
     }
   }
   const ipam = main.ipam as { type?: string; dataDir?: string } | undefined;
+  if (main.type === 'macvlan' && main.hostShim === true) {
+    // The host shim: its link, and the address it holds in the network's own IPAM store.
+    const { hostShimName, HOST_SHIM_ID } = await import('../plugins/macvlan/index.js');
+    const shim = hostShimName(list.name);
+    const { RtnlClient } = await import('../net/netlink/rtnl_client.js');
+    const nl = new RtnlClient('');
+    try {
+      await nl.removeLink(shim);
+    } finally {
+      nl.close();
+    }
+    if (ipam?.type === 'host-local') {
+      const { DiskStore } = await import('../net/ipam/disk_store.js');
+      const store = new DiskStore(list.name, ipam.dataDir);
+      try {
+        await store.lock();
+        store.releaseByOwner({ id: HOST_SHIM_ID, ifname: shim });
+        await store.unlock();
+      } finally {
+        store.close();
+      }
+    }
+  }
   if (ipam?.type === 'host-local') {
     const dir = path.join(ipam.dataDir ?? '/var/lib/cni/networks', list.name);
     let names: string[] = [];
@@ -103,7 +141,7 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
 
   net.command('create').description('create a network')
     .argument('[name]', 'network name (default: the next free burrowN)')
-    .addOption(new Option('-d, --driver <driver>', 'network driver').default('bridge'))
+    .addOption(new Option('-d, --driver <driver>', 'network driver: bridge or macvlan (-o parent=IF, -o mode=bridge|private|vepa|passthru, -o host_shim=true)').default('bridge'))
     .option('--subnet <cidr>', 'subnet (repeatable)', collect)
     .option('--gateway <ip>', 'gateway for the matching --subnet (repeatable)', collect)
     .option('--ip-range <range>', 'allocate addresses from this CIDR or START-END only (repeatable)', collect)
@@ -111,14 +149,15 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
     .option('--internal', 'no gateway, masquerading or default route: containers reach only each other')
     .option('-o, --opt <key=value>', 'driver option: mtu=N, com.docker.network.bridge.name=NAME (repeatable)', collect)
     .option('--label <key=value>', 'label (repeatable)', collect)
-    .action(async (nameArg: string | undefined, o: { driver: string; subnet?: string[]; gateway?: string[]; ipRange?: string[]; ipv6?: boolean; internal?: boolean; opt?: string[]; label?: string[] }) => {
+    .option('--ipam-driver <driver>', 'IPAM driver: host-local (dhcp is not supported)', 'host-local')
+    .action(async (nameArg: string | undefined, o: { driver: string; subnet?: string[]; gateway?: string[]; ipRange?: string[]; ipv6?: boolean; internal?: boolean; opt?: string[]; label?: string[]; ipamDriver: string }) => {
       const c = await ctx();
       let name = nameArg;
       if (!name) for (let i = 1; !name; i++) if (!c.networks.exists(`burrow${i}`)) name = `burrow${i}`;
       const info = c.networks.create(name, {
         driver: o.driver, subnets: o.subnet, gateways: o.gateway, ipRanges: o.ipRange, ipv6: o.ipv6, internal: o.internal,
-        options: keyValues(o.opt, '-o'), labels: keyValues(o.label, '--label'),
-      }, o.subnet?.length ? [] : await hostPrefixes());
+        options: keyValues(o.opt, '-o'), labels: keyValues(o.label, '--label'), ipamDriver: o.ipamDriver,
+      }, o.subnet?.length ? [] : await hostPrefixes(), o.driver === 'macvlan' ? await hostLinks() : []);
       out(`${info.name}\n`);
     });
 

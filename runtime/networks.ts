@@ -42,6 +42,15 @@ export interface CreateOptions {
   /** -o key=value */
   options?: Record<string, string>;
   labels?: Record<string, string>;
+  /** host-local (default), dhcp (refused: not supported) or none */
+  ipamDriver?: string;
+}
+
+/** What `create` needs to know about the host's links (macvlan parents). */
+export interface HostLink {
+  name: string;
+  kind: string;
+  mode?: string;
 }
 
 export interface SubnetInfo {
@@ -153,6 +162,29 @@ export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRa
   };
 }
 
+/**
+ * The conflist of a macvlan network, as podman writes one (macvlan + host-local), plus burrow's
+ * `hostShim` (a host-side macvlan so the host can reach its containers; libnetwork#1915).
+ */
+export function macvlanConflist(name: string, ranges: HostLocalRange[], opts: { parent?: string; mode?: string; hostShim?: boolean; internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string }): Record<string, unknown> {
+  const routes = opts.internal ? [] : [...new Set(ranges.map((r) => (r.subnet.includes(':') ? '::/0' : '0.0.0.0/0')))].map((dst) => ({ dst }));
+  return {
+    cniVersion: CONFLIST_VERSION,
+    cniVersions: CONFLIST_VERSIONS,
+    name,
+    plugins: [{
+      type: 'macvlan',
+      ...(opts.parent ? { master: opts.parent } : {}),
+      ...(opts.mode ? { mode: opts.mode } : {}),
+      ...(opts.mtu ? { mtu: opts.mtu } : {}),
+      ...(opts.hostShim ? { hostShim: true } : {}),
+      linkInContainer: false,
+      ipam: { type: 'host-local', ...(routes.length ? { routes } : {}), ranges: ranges.map((r) => [r]) },
+    }],
+    args: { burrow_labels: opts.labels ?? {}, burrow_options: opts.options ?? {}, ...(opts.created ? { burrow_created: opts.created } : {}) },
+  };
+}
+
 /** Networks of a config dir plus the built-in default; `errors` lists unreadable files. */
 export class NetworkStore {
   constructor(readonly config: BurrowConfig) {}
@@ -245,14 +277,28 @@ export class NetworkStore {
    * Validates and writes a new network. `hostPrefixes` are subnets already
    * routed on the host, which automatic allocation avoids.
    */
-  create(name: string, opts: CreateOptions, hostPrefixes: Cidr[] = []): NetworkInfo {
+  create(name: string, opts: CreateOptions, hostPrefixes: Cidr[] = [], hostLinks: HostLink[] = []): NetworkInfo {
     const driver = opts.driver ?? 'bridge';
-    if (driver !== 'bridge') throw new NetworkError('EINVAL', `unsupported network driver "${driver}": this version of burrow creates "bridge" networks`);
+    if (driver !== 'bridge' && driver !== 'macvlan') throw new NetworkError('EINVAL', `unsupported network driver "${driver}": burrow creates "bridge" and "macvlan" networks`);
     if (!validName(name)) throw new NetworkError('EINVAL', `invalid network name "${name}": use letters, digits, "_", "." and "-", starting with a letter or digit`);
     if (this.exists(name)) throw new NetworkError('EEXIST', `network "${name}" already exists`);
+    const ipamDriver = opts.ipamDriver ?? 'host-local';
+    if (ipamDriver === 'dhcp') throw new NetworkError('EINVAL', 'the dhcp IPAM driver is not supported by burrow: give --subnet (host-local IPAM)');
+    if (ipamDriver !== 'host-local') throw new NetworkError('EINVAL', `unsupported IPAM driver "${ipamDriver}": burrow supports host-local`);
     const o = { ...(opts.options ?? {}) };
-    const known = new Set(['mtu', 'com.docker.network.bridge.name', 'com.docker.network.driver.mtu']);
-    for (const k of Object.keys(o)) if (!known.has(k)) throw new NetworkError('EINVAL', `unsupported bridge option "${k}" (supported: ${[...known].join(', ')})`);
+    const known = new Set(driver === 'bridge' ? ['mtu', 'com.docker.network.bridge.name', 'com.docker.network.driver.mtu'] : ['mtu', 'parent', 'mode', 'host_shim']);
+    for (const k of Object.keys(o)) if (!known.has(k)) throw new NetworkError('EINVAL', `unsupported ${driver} option "${k}" (supported: ${[...known].join(', ')})`);
+    if (driver === 'macvlan') {
+      if (!opts.subnets?.length) throw new NetworkError('EINVAL', 'a macvlan network needs --subnet (the subnet of the parent\'s LAN)');
+      const mode = o.mode ?? 'bridge';
+      if (!['bridge', 'private', 'vepa', 'passthru'].includes(mode)) throw new NetworkError('EINVAL', `invalid macvlan mode "${mode}": expected bridge, private, vepa or passthru`);
+      if (o.parent) {
+        const parent = hostLinks.find((l) => l.name === o.parent);
+        if (!parent) throw new NetworkError('ENODEV', `parent interface "${o.parent}" does not exist`);
+        if (parent.kind === 'macvlan' && parent.mode === 'passthru') throw new NetworkError('EINVAL', `parent interface "${o.parent}" is a macvlan in passthru mode and cannot be a parent`);
+      }
+      if (o.host_shim !== undefined && !['true', 'false'].includes(o.host_shim)) throw new NetworkError('EINVAL', `invalid host_shim "${o.host_shim}": expected true or false`);
+    }
     const mtuText = o.mtu ?? o['com.docker.network.driver.mtu'];
     let mtu: number | undefined;
     if (mtuText !== undefined) {
@@ -293,12 +339,16 @@ export class NetworkStore {
     });
     for (const r of opts.ipRanges ?? []) applyIpRange(r, ranges);
 
-    const bridge = o['com.docker.network.bridge.name'] ?? this.nextBridgeName();
-    if (!validIfname(bridge)) throw new NetworkError('EINVAL', `invalid bridge name "${bridge}": 1-15 characters without "/", ":" or spaces`);
-    if (o['com.docker.network.bridge.name'] && this.usedInterfaces().has(bridge)) throw new NetworkError('EEXIST', `bridge name "${bridge}" is already used by another network`);
-
     const created = new Date().toISOString();
-    const doc = bridgeConflist(name, bridge, ranges, { internal: opts.internal, mtu, labels: opts.labels, options: o, created });
+    let doc: Record<string, unknown>;
+    if (driver === 'macvlan') {
+      doc = macvlanConflist(name, ranges, { parent: o.parent, mode: o.mode, hostShim: o.host_shim === 'true', internal: opts.internal, mtu, labels: opts.labels, options: o, created });
+    } else {
+      const bridge = o['com.docker.network.bridge.name'] ?? this.nextBridgeName();
+      if (!validIfname(bridge)) throw new NetworkError('EINVAL', `invalid bridge name "${bridge}": 1-15 characters without "/", ":" or spaces`);
+      if (o['com.docker.network.bridge.name'] && this.usedInterfaces().has(bridge)) throw new NetworkError('EEXIST', `bridge name "${bridge}" is already used by another network`);
+      doc = bridgeConflist(name, bridge, ranges, { internal: opts.internal, mtu, labels: opts.labels, options: o, created });
+    }
     const file = path.join(this.config.cniConfigDir, `${name}.conflist`);
     writeAtomic(file, `${JSON.stringify(doc, null, 2)}\n`);
     return describe(parseConfList(fs.readFileSync(file), file));

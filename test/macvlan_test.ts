@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { nsExec, requireRoot, testNetns } from './helpers/netns.js';
 import { callPlugin, hostSnapshot, normalizeResult, OWN_BIN, REF_BIN, storeFiles } from './helpers/cni.js';
+import { sandbox } from './helpers/burrow.js';
 
 function lanSetup(t: import('ava').ExecutionContext) {
   const host = testNetns(t, 'vh');
@@ -85,3 +86,54 @@ for (const mode of ['bridge', 'private'] as const) {
     t.deepEqual(nsExec(host, ['ip', '-o', 'link']).split('\n').filter((l) => /macvlan|@par0/.test(l)), [], 'no macvlan left');
   });
 }
+
+test('network create -d macvlan validates like podman; host shim: host <-> container both ways, gone after rm', async (t) => {
+  if (!requireRoot(t)) return;
+  const { host, lan } = lanSetup(t);
+  nsExec(host, ['ip', 'addr', 'add', '10.240.0.250/24', 'dev', 'par0']); // the host's own address on the LAN
+  const sb = sandbox(t, [OWN_BIN]);
+  const create = (...a: string[]) => sb.run(['network', 'create', '-d', 'macvlan', ...a], { netns: host });
+  const bad: [string[], RegExp][] = [
+    [['-o', 'parent=nope0', '--subnet', '10.240.0.0/24', 'x'], /parent interface "nope0" does not exist/],
+    [['-o', 'parent=par0', '-o', 'mode=weird', '--subnet', '10.240.0.0/24', 'x'], /invalid macvlan mode "weird"/],
+    [['-o', 'parent=par0', 'x'], /a macvlan network needs --subnet/],
+    [['-o', 'parent=par0', '--ipam-driver', 'dhcp', 'x'], /dhcp IPAM driver is not supported/],
+    [['-o', 'parent=par0', '--subnet', '10.88.1.0/24', 'x'], /overlaps subnet 10\.88\.0\.0\/16 of network "burrow"/],
+  ];
+  for (const [args, re] of bad) {
+    const r = create(...args);
+    t.is(r.code, 1, args.join(' '));
+    t.regex(r.stderr, re);
+  }
+  nsExec(host, ['ip', 'link', 'add', 'pt0', 'link', 'par0', 'type', 'macvlan', 'mode', 'passthru']);
+  t.regex(create('-o', 'parent=pt0', '--subnet', '10.240.0.0/24', 'x').stderr, /"pt0" is a macvlan in passthru mode/);
+  nsExec(host, ['ip', 'link', 'del', 'pt0']);
+  t.deepEqual(fs.existsSync(sb.confDir) ? fs.readdirSync(sb.confDir) : [], [], 'no conflist written by the failures');
+
+  const net = 'mvshim';
+  t.is(create('-o', 'parent=par0', '-o', 'host_shim=true', '--subnet', '10.240.0.0/24', '--ip-range', '10.240.0.16/28', net).code, 0);
+  const doc = JSON.parse(fs.readFileSync(path.join(sb.confDir, `${net}.conflist`), 'utf8'));
+  t.like(doc.plugins[0], { type: 'macvlan', master: 'par0', hostShim: true, linkInContainer: false });
+  const ctr = testNetns(t, 'vc');
+  t.teardown(() => fs.rmSync(path.join('/var/lib/cni/networks', net), { recursive: true, force: true }));
+  const r = JSON.parse(sb.ok(['cni', 'add', net, ctr, '--id', 's1'], { netns: host }));
+  const ctrIp = r.ips[0].address.split('/')[0];
+  t.regex(nsExec(host, ['ping', '-c1', '-W2', ctrIp]), /1 received/, 'host to container through the shim');
+  const shimAddr = nsExec(host, ['ip', '-o', '-4', 'addr']).split('\n').find((l) => / bs[0-9a-f]{10} /.test(l))!.split(/\s+/)[3].split('/')[0];
+  t.regex(nsExec(ctr, ['ping', '-c1', '-W2', shimAddr]), /1 received/, 'container to host (the shim address)');
+  t.regex(nsExec(lan, ['ping', '-c1', '-W2', ctrIp]), /1 received/, 'the LAN still reaches the container');
+  sb.ok(['cni', 'del', net, ctr, '--id', 's1'], { netns: host });
+  sb.ok(['network', 'rm', net], { netns: host });
+  t.deepEqual(nsExec(host, ['ip', '-o', 'link']).split('\n').filter((l) => / bs[0-9a-f]{10}@/.test(l)), [], 'no shim left');
+  t.false(fs.existsSync(path.join('/var/lib/cni/networks', net)), 'the shim\'s reservation and the store are gone');
+});
+
+test('without the shim the host cannot reach its macvlan container (the kernel property the shim works around)', async (t) => {
+  if (!requireRoot(t)) return;
+  const { host, dataDir } = lanSetup(t);
+  nsExec(host, ['ip', 'addr', 'add', '10.240.0.250/24', 'dev', 'par0']);
+  const ctr = testNetns(t, 'vc');
+  t.is((await callPlugin(host, OWN_BIN, 'macvlan', { command: 'ADD', containerId: 'n1', netns: ctr }, conf(dataDir))).code, 0);
+  t.throws(() => nsExec(host, ['ping', '-c1', '-W1', '10.240.0.10']), undefined, 'host to container fails through the parent');
+  t.is((await callPlugin(host, OWN_BIN, 'macvlan', { command: 'DEL', containerId: 'n1', netns: ctr }, conf(dataDir))).code, 0);
+});

@@ -17,12 +17,15 @@ import { parseCidr } from '../../net/ip/addr.js';
 import { parseMac, type MacvlanMode, type NetlinkClient } from '../../net/netlink/client.js';
 import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl, type Sysctl } from '../../net/netlink/sysctl.js';
+import { constants as nativeConstants, flock } from '../../native/mod.js';
 import { configError, delegateIpam, ipamType, loadArgs, optBool, optInt, optString } from '../common.js';
 import { configureIface, gatewaysOf, trySysctl } from '../ipconfig.js';
 
 const MODES: MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru'];
 
 export interface MacvlanConf {
+  network: string;
+  hostShim: boolean;
   master?: string;
   mode: MacvlanMode;
   mtu?: number;
@@ -63,7 +66,11 @@ export function parseMacvlanConf(req: PluginRequest): MacvlanConf {
     }
   }
   const dns = c.dns && typeof c.dns === 'object' && Object.keys(c.dns as Obj).length ? (c.dns as Dns) : undefined;
+  const hostShim = optBool(c, 'hostShim');
+  if (hostShim && optBool(c, 'linkInContainer')) throw configError('"hostShim" needs the parent on the host: it cannot be combined with "linkInContainer"');
   return {
+    network: String(c.name ?? ''),
+    hostShim,
     master: optString(c, 'master'),
     mode,
     mtu: optInt(c, 'mtu', 0, 65535) || undefined,
@@ -125,6 +132,7 @@ export function makeMacvlan(deps: MacvlanDeps = realDeps): CniPlugin {
         } else {
           await ctr.setUp(req.ifname, true);
         }
+        if (conf.hostShim && conf.ipam) await attachHostShim(deps, req, conf, master, result);
         const link = await ctr.getLink(req.ifname);
         result.interfaces = [{ name: req.ifname, mac: link?.mac ?? '', sandbox: req.netns }];
         if (conf.dns) result.dns = conf.dns;
@@ -141,6 +149,7 @@ export function makeMacvlan(deps: MacvlanDeps = realDeps): CniPlugin {
 
     async del(req) {
       const conf = parseMacvlanConf(req);
+      if (conf.hostShim) await detachHostShim(deps, conf, req.prevResult);
       if (conf.ipam) await deps.ipam(req, conf.ipam, 'DEL');
       if (!req.netns || !deps.netnsExists(req.netns)) return;
       const ctr = deps.netlink(req.netns);
@@ -184,6 +193,65 @@ export function makeMacvlan(deps: MacvlanDeps = realDeps): CniPlugin {
       if (conf.ipam) await deps.ipam(req, conf.ipam, 'GC');
     },
   };
+}
+
+/** The host shim's interface name for a network ("bs" + 10 hex of its name's hash). */
+export function hostShimName(network: string): string {
+  return `bs${crypto.createHash('sha256').update(network).digest('hex').slice(0, 10)}`;
+}
+
+/** The IPAM owner of the shim's address (released by `burrow network rm`). */
+export const HOST_SHIM_ID = 'burrow-host-shim';
+
+/**
+ * Host shim (beyond the reference; moby/libnetwork#1915): a macvlan in bridge mode on the same
+ * parent, in the host, with an address reserved from the network's own IPAM as a /32, and one
+ * /32 host route per container through it. The parent cannot talk to its macvlan children; a
+ * sibling macvlan can. Created once per network under a lock; routes are per attachment.
+ */
+async function attachHostShim(deps: MacvlanDeps, req: PluginRequest, conf: MacvlanConf, master: string, result: Result): Promise<void> {
+  const name = hostShimName(conf.network);
+  const host = deps.netlink('');
+  const lock = fs.openSync(`/run/burrow-shim-${name}.lock`, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+  try {
+    await flock(lock, nativeConstants().LOCK_EX);
+    if (!(await host.getLink(name))) {
+      const shimReq: PluginRequest = { ...req, containerId: HOST_SHIM_ID, ifname: name, args: [], config: { ...req.config, runtimeConfig: undefined, args: undefined } };
+      const res = await deps.ipam(shimReq, conf.ipam!, 'ADD');
+      const v4 = res?.ips?.find((i) => !i.address.includes(':')) ?? res?.ips?.[0];
+      if (!v4) throw internal('IPAM gave the host shim no address');
+      try {
+        await host.addMacvlan(name, master, 'bridge', {});
+        const ip = parseCidr(v4.address);
+        await host.addAddress(name, `${v4.address.split('/')[0]}/${ip.ip.family === 4 ? 32 : 128}`, { noDad: true });
+        await host.setUp(name, true);
+      } catch (err) {
+        await host.removeLink(name).catch(() => false);
+        await deps.ipam(shimReq, conf.ipam!, 'DEL').catch(() => undefined);
+        throw err;
+      }
+    }
+    for (const ip of result.ips ?? []) {
+      const c = parseCidr(ip.address);
+      await host.replaceRoute({ dst: `${ip.address.split('/')[0]}/${c.ip.family === 4 ? 32 : 128}`, dev: name });
+    }
+  } finally {
+    fs.closeSync(lock);
+    host.close();
+  }
+}
+
+async function detachHostShim(deps: MacvlanDeps, conf: MacvlanConf, prev: Result | undefined): Promise<void> {
+  const name = hostShimName(conf.network);
+  const host = deps.netlink('');
+  try {
+    for (const ip of prev?.ips ?? []) {
+      const c = parseCidr(ip.address);
+      await host.removeRoute({ dst: `${ip.address.split('/')[0]}/${c.ip.family === 4 ? 32 : 128}`, dev: name });
+    }
+  } finally {
+    host.close();
+  }
 }
 
 export const macvlan = makeMacvlan();
