@@ -124,14 +124,14 @@ test('cni install writes working launchers, refuses to clobber foreign plugins, 
   const dir = path.join(sb.dir, 'bin');
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'bridge'), '#!/bin/sh\necho reference\n', { mode: 0o755 });
-  fs.writeFileSync(path.join(dir, 'macvlan'), '#!/bin/sh\n', { mode: 0o755 });
+  fs.writeFileSync(path.join(dir, 'vrf'), '#!/bin/sh\n', { mode: 0o755 });
   const r = sb.run(['cni', 'install', '--dir', dir]);
   t.is(r.code, 1);
   t.regex(r.stderr, /already has bridge that burrow did not install .* use --force/);
-  t.deepEqual(fs.readdirSync(dir).sort(), ['bridge', 'macvlan'], 'nothing written');
+  t.deepEqual(fs.readdirSync(dir).sort(), ['bridge', 'vrf'], 'nothing written');
   t.regex(sb.ok(['cni', 'install', '--dir', dir, '--force']), /installed .*\/bin\/host-local\n/);
   const version = spawnSync(path.join(dir, 'host-local'), [], { env: { PATH: process.env.PATH, CNI_COMMAND: 'VERSION' }, input: '{"cniVersion":"1.0.0"}', encoding: 'utf8' });
   t.is(JSON.parse(version.stdout).supportedVersions.at(-1), '1.1.0');
   t.regex(sb.ok(['cni', 'uninstall', '--dir', dir]), /removed .*\/bin\/bridge/);
-  t.deepEqual(fs.readdirSync(dir), ['macvlan']);
+  t.deepEqual(fs.readdirSync(dir), ['vrf']);
 });
