@@ -47,7 +47,7 @@ test.serial('podman runs containers on burrow\'s plugins alone, and nothing is l
   t.teardown(() => {
     try {
       podman('rm', '-af');
-      podman('network', 'rm', '-f', 'pa', 'pb');
+      podman('network', 'rm', '-f', 'pa', 'pb', 'pm');
     } catch {
       // best effort; the netns goes anyway
     }
@@ -99,4 +99,17 @@ test.serial('podman runs containers on burrow\'s plugins alone, and nothing is l
   await new Promise((r) => setTimeout(r, 1000)); // podman's cleanup runs after the exit
   clean('kill -9 of the container');
   podman('rm', '-f', 'fixed');
+
+  // macvlan: the parent is the host end of the veth to the client namespace (never eth0).
+  podman('network', 'create', '-d', 'macvlan', '-o', 'parent=up0', '--subnet', '198.18.6.0/24', '--ip-range', '198.18.6.128/25', 'pm');
+  stores.push('/var/lib/cni/networks/pm');
+  t.regex(fs.readFileSync(path.join(netd, 'pm.conflist'), 'utf8'), /"type": "macvlan"[\s\S]*"master": "up0"/);
+  podman('run', '-d', '--name', 'mv', '--network', 'pm', '--rootfs', rootfs, '/bin/httpd', '-f', '-p', '80', '-h', '/www');
+  const mvIp = podman('inspect', '-f', '{{.NetworkSettings.Networks.pm.IPAddress}}', 'mv');
+  t.regex(mvIp, /^198\.18\.6\.1(29|[3-9]\d)$|^198\.18\.6\.2\d\d$/);
+  t.regex(nsExec(client, ['ping', '-c1', '-W2', mvIp]), /1 received/, 'a LAN host reaches the macvlan container');
+  t.regex(nsExec(client, ['bash', '-c', `exec 3<>/dev/tcp/${mvIp}/80; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3`]), /hello from podman on burrow/);
+  podman('rm', '-f', 'mv');
+  clean('macvlan run, rm -f');
+  t.deepEqual(nsExec(host, ['ip', '-o', 'link']).split('\n').filter((l) => /@up0/.test(l)), [], 'no macvlan left on the parent');
 });
