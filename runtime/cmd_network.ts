@@ -141,7 +141,7 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
 
   net.command('create').description('create a network')
     .argument('[name]', 'network name (default: the next free burrowN)')
-    .addOption(new Option('-d, --driver <driver>', 'network driver: bridge or macvlan (-o parent=IF, -o mode=bridge|private|vepa|passthru, -o host_shim=true)').default('bridge'))
+    .addOption(new Option('-d, --driver <driver>', 'network driver: bridge, macvlan (-o parent=IF, -o mode=bridge|private|vepa|passthru, -o host_shim=true) or ipvlan (-o parent=IF, -o mode=l2|l3|l3s)').default('bridge'))
     .option('--subnet <cidr>', 'subnet (repeatable)', collect)
     .option('--gateway <ip>', 'gateway for the matching --subnet (repeatable)', collect)
     .option('--ip-range <range>', 'allocate addresses from this CIDR or START-END only (repeatable)', collect)
@@ -157,7 +157,7 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
       const info = c.networks.create(name, {
         driver: o.driver, subnets: o.subnet, gateways: o.gateway, ipRanges: o.ipRange, ipv6: o.ipv6, internal: o.internal,
         options: keyValues(o.opt, '-o'), labels: keyValues(o.label, '--label'), ipamDriver: o.ipamDriver,
-      }, o.subnet?.length ? [] : await hostPrefixes(), o.driver === 'macvlan' ? await hostLinks() : []);
+      }, o.subnet?.length ? [] : await hostPrefixes(), o.driver !== 'bridge' ? await hostLinks() : []);
       out(`${info.name}\n`);
     });
 

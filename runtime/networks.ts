@@ -166,14 +166,14 @@ export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRa
  * The conflist of a macvlan network, as podman writes one (macvlan + host-local), plus burrow's
  * `hostShim` (a host-side macvlan so the host can reach its containers; libnetwork#1915).
  */
-export function macvlanConflist(name: string, ranges: HostLocalRange[], opts: { parent?: string; mode?: string; hostShim?: boolean; internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string }): Record<string, unknown> {
+export function macvlanConflist(name: string, ranges: HostLocalRange[], opts: { type?: 'macvlan' | 'ipvlan'; parent?: string; mode?: string; hostShim?: boolean; internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string }): Record<string, unknown> {
   const routes = opts.internal ? [] : [...new Set(ranges.map((r) => (r.subnet.includes(':') ? '::/0' : '0.0.0.0/0')))].map((dst) => ({ dst }));
   return {
     cniVersion: CONFLIST_VERSION,
     cniVersions: CONFLIST_VERSIONS,
     name,
     plugins: [{
-      type: 'macvlan',
+      type: opts.type ?? 'macvlan',
       ...(opts.parent ? { master: opts.parent } : {}),
       ...(opts.mode ? { mode: opts.mode } : {}),
       ...(opts.mtu ? { mtu: opts.mtu } : {}),
@@ -279,19 +279,20 @@ export class NetworkStore {
    */
   create(name: string, opts: CreateOptions, hostPrefixes: Cidr[] = [], hostLinks: HostLink[] = []): NetworkInfo {
     const driver = opts.driver ?? 'bridge';
-    if (driver !== 'bridge' && driver !== 'macvlan') throw new NetworkError('EINVAL', `unsupported network driver "${driver}": burrow creates "bridge" and "macvlan" networks`);
+    if (!['bridge', 'macvlan', 'ipvlan'].includes(driver)) throw new NetworkError('EINVAL', `unsupported network driver "${driver}": burrow creates "bridge", "macvlan" and "ipvlan" networks`);
     if (!validName(name)) throw new NetworkError('EINVAL', `invalid network name "${name}": use letters, digits, "_", "." and "-", starting with a letter or digit`);
     if (this.exists(name)) throw new NetworkError('EEXIST', `network "${name}" already exists`);
     const ipamDriver = opts.ipamDriver ?? 'host-local';
     if (ipamDriver === 'dhcp') throw new NetworkError('EINVAL', 'the dhcp IPAM driver is not supported by burrow: give --subnet (host-local IPAM)');
     if (ipamDriver !== 'host-local') throw new NetworkError('EINVAL', `unsupported IPAM driver "${ipamDriver}": burrow supports host-local`);
     const o = { ...(opts.options ?? {}) };
-    const known = new Set(driver === 'bridge' ? ['mtu', 'com.docker.network.bridge.name', 'com.docker.network.driver.mtu'] : ['mtu', 'parent', 'mode', 'host_shim']);
+    const known = new Set(driver === 'bridge' ? ['mtu', 'com.docker.network.bridge.name', 'com.docker.network.driver.mtu'] : driver === 'macvlan' ? ['mtu', 'parent', 'mode', 'host_shim'] : ['mtu', 'parent', 'mode']);
     for (const k of Object.keys(o)) if (!known.has(k)) throw new NetworkError('EINVAL', `unsupported ${driver} option "${k}" (supported: ${[...known].join(', ')})`);
-    if (driver === 'macvlan') {
-      if (!opts.subnets?.length) throw new NetworkError('EINVAL', 'a macvlan network needs --subnet (the subnet of the parent\'s LAN)');
-      const mode = o.mode ?? 'bridge';
-      if (!['bridge', 'private', 'vepa', 'passthru'].includes(mode)) throw new NetworkError('EINVAL', `invalid macvlan mode "${mode}": expected bridge, private, vepa or passthru`);
+    if (driver !== 'bridge') {
+      if (!opts.subnets?.length) throw new NetworkError('EINVAL', `a ${driver} network needs --subnet (the subnet of the parent's LAN)`);
+      const modes = driver === 'macvlan' ? ['bridge', 'private', 'vepa', 'passthru'] : ['l2', 'l3', 'l3s'];
+      const mode = o.mode ?? modes[0];
+      if (!modes.includes(mode)) throw new NetworkError('EINVAL', `invalid ${driver} mode "${mode}": expected ${modes.join(', ')}`);
       if (o.parent) {
         const parent = hostLinks.find((l) => l.name === o.parent);
         if (!parent) throw new NetworkError('ENODEV', `parent interface "${o.parent}" does not exist`);
@@ -341,8 +342,8 @@ export class NetworkStore {
 
     const created = new Date().toISOString();
     let doc: Record<string, unknown>;
-    if (driver === 'macvlan') {
-      doc = macvlanConflist(name, ranges, { parent: o.parent, mode: o.mode, hostShim: o.host_shim === 'true', internal: opts.internal, mtu, labels: opts.labels, options: o, created });
+    if (driver !== 'bridge') {
+      doc = macvlanConflist(name, ranges, { type: driver as 'macvlan' | 'ipvlan', parent: o.parent, mode: o.mode, hostShim: o.host_shim === 'true', internal: opts.internal, mtu, labels: opts.labels, options: o, created });
     } else {
       const bridge = o['com.docker.network.bridge.name'] ?? this.nextBridgeName();
       if (!validIfname(bridge)) throw new NetworkError('EINVAL', `invalid bridge name "${bridge}": 1-15 characters without "/", ":" or spaces`);

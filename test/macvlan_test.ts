@@ -108,7 +108,12 @@ test('network create -d macvlan validates like podman; host shim: host <-> conta
   nsExec(host, ['ip', 'link', 'add', 'pt0', 'link', 'par0', 'type', 'macvlan', 'mode', 'passthru']);
   t.regex(create('-o', 'parent=pt0', '--subnet', '10.240.0.0/24', 'x').stderr, /"pt0" is a macvlan in passthru mode/);
   nsExec(host, ['ip', 'link', 'del', 'pt0']);
+  t.regex(sb.run(['network', 'create', '-d', 'ipvlan', '-o', 'parent=par0', '-o', 'mode=bridge', '--subnet', '10.240.0.0/24', 'x'], { netns: host }).stderr, /invalid ipvlan mode "bridge": expected l2, l3, l3s/);
+  t.regex(sb.run(['network', 'create', '-d', 'ipvlan', '-o', 'parent=par0', '-o', 'host_shim=true', '--subnet', '10.240.0.0/24', 'x'], { netns: host }).stderr, /unsupported ipvlan option "host_shim"/);
   t.deepEqual(fs.existsSync(sb.confDir) ? fs.readdirSync(sb.confDir) : [], [], 'no conflist written by the failures');
+  t.is(sb.run(['network', 'create', '-d', 'ipvlan', '-o', 'parent=par0', '-o', 'mode=l3', '--subnet', '10.241.0.0/24', 'iv'], { netns: host }).code, 0);
+  t.like(JSON.parse(fs.readFileSync(path.join(sb.confDir, 'iv.conflist'), 'utf8')).plugins[0], { type: 'ipvlan', master: 'par0', mode: 'l3' });
+  sb.ok(['network', 'rm', 'iv'], { netns: host });
 
   const net = 'mvshim';
   t.is(create('-o', 'parent=par0', '-o', 'host_shim=true', '--subnet', '10.240.0.0/24', '--ip-range', '10.240.0.16/28', net).code, 0);
@@ -136,4 +141,34 @@ test('without the shim the host cannot reach its macvlan container (the kernel p
   t.is((await callPlugin(host, OWN_BIN, 'macvlan', { command: 'ADD', containerId: 'n1', netns: ctr }, conf(dataDir))).code, 0);
   t.throws(() => nsExec(host, ['ping', '-c1', '-W1', '10.240.0.10']), undefined, 'host to container fails through the parent');
   t.is((await callPlugin(host, OWN_BIN, 'macvlan', { command: 'DEL', containerId: 'n1', netns: ctr }, conf(dataDir))).code, 0);
+});
+
+test('ipvlan on a kernel without ipvlan: burrow and the reference both fail clearly and leave nothing', async (t) => {
+  if (!requireRoot(t)) return;
+  const { host, dataDir } = lanSetup(t);
+  const ctr = testNetns(t, 'vc');
+  const ipvlan = (extra: object = {}) => ({ ...conf(dataDir), type: 'ipvlan', mode: 'l2', ...extra });
+  const probe = (() => {
+    try {
+      nsExec(host, ['ip', 'link', 'add', 'ivprobe', 'link', 'par0', 'type', 'ipvlan']);
+      nsExec(host, ['ip', 'link', 'del', 'ivprobe']);
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  const own = await callPlugin(host, OWN_BIN, 'ipvlan', { command: 'ADD', containerId: 'i1', netns: ctr }, ipvlan());
+  const ref = await callPlugin(host, REF_BIN, 'ipvlan', { command: 'ADD', containerId: 'i2', netns: ctr, ifname: 'eth1' }, ipvlan());
+  if (probe) {
+    t.is(own.code, 0, own.raw);
+    t.is(ref.code, 0, ref.raw);
+    t.regex(nsExec(ctr, ['ip', '-d', 'link', 'show', 'eth0']), /ipvlan\s+mode l2/);
+  } else {
+    t.log('this kernel has no ipvlan driver: checking the failure path');
+    t.is(own.code, 1);
+    t.is(ref.code, 1);
+    t.regex(String(own.out.msg), /cannot add ipvlan .* (EOPNOTSUPP|ENOTSUP)/);
+    t.deepEqual(nsExec(ctr, ['ip', '-o', 'link']).split('\n').filter(Boolean).length, 1, 'nothing left in the container');
+    t.deepEqual(Object.keys(storeFiles(path.join(dataDir, 'mvnet'))).filter((f) => /^\d/.test(f)), [], 'no reservation left');
+  }
 });

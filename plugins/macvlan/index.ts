@@ -14,20 +14,25 @@ import fs from 'node:fs';
 import type { CniPlugin, PluginRequest } from '../../net/cni/skel.js';
 import { CniCode, CniError, type Dns, type Result } from '../../net/cni/types.js';
 import { parseCidr } from '../../net/ip/addr.js';
-import { parseMac, type MacvlanMode, type NetlinkClient } from '../../net/netlink/client.js';
+import { parseMac, type IpvlanMode, type MacvlanMode, type NetlinkClient } from '../../net/netlink/client.js';
 import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl, type Sysctl } from '../../net/netlink/sysctl.js';
 import { constants as nativeConstants, flock } from '../../native/mod.js';
 import { configError, delegateIpam, ipamType, loadArgs, optBool, optInt, optString } from '../common.js';
 import { configureIface, gatewaysOf, trySysctl } from '../ipconfig.js';
 
-const MODES: MacvlanMode[] = ['bridge', 'private', 'vepa', 'passthru'];
+/** The two kinds of sub-interface this module serves: macvlan and ipvlan (same lifecycle). */
+export type SubKind = 'macvlan' | 'ipvlan';
+
+const MODES: Record<SubKind, string[]> = { macvlan: ['bridge', 'private', 'vepa', 'passthru'], ipvlan: ['l2', 'l3', 'l3s'] };
+const DEFAULT_MODE: Record<SubKind, string> = { macvlan: 'bridge', ipvlan: 'l2' };
 
 export interface MacvlanConf {
   network: string;
   hostShim: boolean;
   master?: string;
-  mode: MacvlanMode;
+  kind: SubKind;
+  mode: string;
   mtu?: number;
   mac?: string;
   linkInContainer: boolean;
@@ -51,10 +56,11 @@ const realDeps: MacvlanDeps = {
 
 type Obj = Record<string, unknown>;
 
-export function parseMacvlanConf(req: PluginRequest): MacvlanConf {
+export function parseMacvlanConf(req: PluginRequest, kind: SubKind = 'macvlan'): MacvlanConf {
   const c = req.config;
-  const mode = (optString(c, 'mode') ?? 'bridge') as MacvlanMode;
-  if (!MODES.includes(mode)) throw configError(`unknown macvlan mode: "${mode}" (expected ${MODES.join(', ')})`);
+  const mode = optString(c, 'mode') ?? DEFAULT_MODE[kind];
+  if (!MODES[kind].includes(mode)) throw configError(`unknown ${kind} mode: "${mode}" (expected ${MODES[kind].join(', ')})`);
+  if (kind === 'ipvlan' && (optString(c, 'mac') || optBool(c, 'hostShim'))) throw configError('ipvlan interfaces share the parent\'s MAC and have no host shim: drop "mac"/"hostShim"');
   const rc = (c.runtimeConfig ?? {}) as Obj;
   const cniArgs = ((c.args as Obj | undefined)?.cni ?? {}) as Obj;
   const mac = (rc.mac ?? cniArgs.mac ?? loadArgs(req, ['MAC', 'IP']).get('MAC') ?? optString(c, 'mac')) as unknown;
@@ -69,6 +75,7 @@ export function parseMacvlanConf(req: PluginRequest): MacvlanConf {
   const hostShim = optBool(c, 'hostShim');
   if (hostShim && optBool(c, 'linkInContainer')) throw configError('"hostShim" needs the parent on the host: it cannot be combined with "linkInContainer"');
   return {
+    kind,
     network: String(c.name ?? ''),
     hostShim,
     master: optString(c, 'master'),
@@ -94,13 +101,14 @@ function internal(msg: string): CniError {
   return new CniError(CniCode.Internal, msg);
 }
 
-export function makeMacvlan(deps: MacvlanDeps = realDeps): CniPlugin {
+export function makeMacvlan(deps: MacvlanDeps = realDeps, kind: SubKind = 'macvlan'): CniPlugin {
+  const parse = (req: PluginRequest) => parseMacvlanConf(req, kind);
   return {
-    name: 'macvlan',
+    name: kind,
     supportedVersions: ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
 
     async add(req) {
-      const conf = parseMacvlanConf(req);
+      const conf = parse(req);
       if (!deps.netnsExists(req.netns)) throw new CniError(CniCode.UnknownContainer, `failed to open netns "${req.netns}": no such file`);
       const ctr = deps.netlink(req.netns);
       const parentNl = conf.linkInContainer ? ctr : deps.netlink('');
@@ -114,7 +122,9 @@ export function makeMacvlan(deps: MacvlanDeps = realDeps): CniPlugin {
         if (conf.mtu !== undefined && conf.mtu > parent.mtu) throw internal(`invalid MTU ${conf.mtu}, must be [0, master MTU(${parent.mtu})]`);
         if (await ctr.getLink(req.ifname)) throw internal(`interface "${req.ifname}" already exists in netns "${req.netns}"`);
         const tmp = `veth${crypto.randomBytes(4).toString('hex')}`;
-        await parentNl.addMacvlan(tmp, master, conf.mode, { netns: conf.linkInContainer ? undefined : req.netns, mtu: conf.mtu, mac: conf.mac });
+        const where = { netns: conf.linkInContainer ? undefined : req.netns, mtu: conf.mtu, mac: conf.mac };
+        if (kind === 'macvlan') await parentNl.addMacvlan(tmp, master, conf.mode as MacvlanMode, where);
+        else await parentNl.addIpvlan(tmp, master, conf.mode as IpvlanMode, { ...where, mac: undefined });
         created = true;
         await ctr.rename(tmp, req.ifname);
         const result: Result = { cniVersion: '1.1.0', interfaces: [], dns: {} };
@@ -148,7 +158,7 @@ export function makeMacvlan(deps: MacvlanDeps = realDeps): CniPlugin {
     },
 
     async del(req) {
-      const conf = parseMacvlanConf(req);
+      const conf = parse(req);
       if (conf.hostShim) await detachHostShim(deps, conf, req.prevResult);
       if (conf.ipam) await deps.ipam(req, conf.ipam, 'DEL');
       if (!req.netns || !deps.netnsExists(req.netns)) return;
@@ -161,14 +171,14 @@ export function makeMacvlan(deps: MacvlanDeps = realDeps): CniPlugin {
     },
 
     async check(req) {
-      const conf = parseMacvlanConf(req);
+      const conf = parse(req);
       const prev = req.prevResult;
       if (!prev) throw new CniError(CniCode.InvalidNetworkConfig, 'Required prevResult missing');
       const ctr = deps.netlink(req.netns);
       try {
         const link = await ctr.getLink(req.ifname);
         if (!link) throw internal(`interface "${req.ifname}" not found in netns "${req.netns}"`);
-        if (link.kind !== 'macvlan') throw internal(`interface "${req.ifname}" is a ${link.kind || 'device'}, not a macvlan`);
+        if (link.kind !== kind) throw internal(`interface "${req.ifname}" is a ${link.kind || 'device'}, not a ${kind}`);
         if (link.mode !== conf.mode) throw internal(`interface "${req.ifname}" is in mode ${link.mode}, expected ${conf.mode}`);
         const addrs = new Set((await ctr.listAddresses(req.ifname)).map((a) => a.cidr));
         for (const ip of prev.ips ?? []) if (!addrs.has(ip.address)) throw internal(`address ${ip.address} not found on "${req.ifname}"`);
@@ -184,12 +194,12 @@ export function makeMacvlan(deps: MacvlanDeps = realDeps): CniPlugin {
     },
 
     async status(req) {
-      const conf = parseMacvlanConf(req);
+      const conf = parse(req);
       if (conf.ipam) await deps.ipam(req, conf.ipam, 'STATUS');
     },
 
     async gc(req) {
-      const conf = parseMacvlanConf(req);
+      const conf = parse(req);
       if (conf.ipam) await deps.ipam(req, conf.ipam, 'GC');
     },
   };
