@@ -96,7 +96,8 @@ test.serial('podman runs containers on burrow\'s plugins alone, and nothing is l
   const pid = podman('inspect', '-f', '{{.State.Pid}}', 'fixed');
   process.kill(Number(pid), 'SIGKILL');
   for (let i = 0; i < 50 && !/Exited/.test(podman('ps', '-a', '--format', '{{.Status}}')); i++) await new Promise((r) => setTimeout(r, 100));
-  await new Promise((r) => setTimeout(r, 1000)); // podman's cleanup runs after the exit
+  // podman's cleanup (conmon -> podman container cleanup -> CNI DEL) runs after the exit: wait for it.
+  for (let i = 0; i < 150 && /CNI-/.test(nsExec(host, ['iptables-save'])); i++) await new Promise((r) => setTimeout(r, 100));
   clean('kill -9 of the container');
   podman('rm', '-f', 'fixed');
 
