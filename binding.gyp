@@ -1,6 +1,12 @@
 {
   "targets": [
     {
+      "target_name": "burrow-ns",
+      "type": "executable",
+      "sources": ["native/burrow-ns.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
+    },
+    {
       "target_name": "burrow_native",
       "sources": ["native/addon.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

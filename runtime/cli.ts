@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { CniError } from '../net/cni/types.js';
 import { cniCommand } from './cmd_cni.js';
 import { networkCommand } from './cmd_network.js';
+import { unshareCommand } from './cmd_unshare.js';
 
 export const VERSION = '0.1.0';
 
@@ -16,6 +17,8 @@ const write = (s: string) => void process.stdout.write(s);
 const warn = (s: string) => void process.stderr.write(s);
 
 /** Builds the program; exported so tests can run commands in-process. */
+let exitCode = 0;
+
 export function buildProgram(out = write, err = warn): Command {
   const program = new Command('burrow')
     .description('container networking and rootless isolation for Linux: CNI runtime and plugins, userspace networking, user namespaces')
@@ -26,6 +29,9 @@ export function buildProgram(out = write, err = warn): Command {
   const globals = () => program.opts<{ config?: string }>();
   program.addCommand(networkCommand(globals, out, err));
   program.addCommand(cniCommand(globals, out));
+  program.addCommand(unshareCommand((code) => {
+    exitCode = code;
+  }));
   return program;
 }
 
@@ -45,7 +51,7 @@ export async function main(argv = process.argv): Promise<number> {
   override(program);
   try {
     await program.parseAsync(argv);
-    return 0;
+    return exitCode;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
     warn(`${describeError(e)}\n`);
