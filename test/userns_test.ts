@@ -82,6 +82,10 @@ test.serial('rootless errors name what to fix: no subuid entry, overlapping rang
   r = asUser(['unshare', '--', 'true'], { BURROW_SUBUID_FILE: overlap });
   t.is(r.code, 1);
   t.regex(r.stderr, /uid_map lines .* overlap on the outside/);
+  const shared = write('subuid-shared', `${USER}:300000:65536\nneighbour:330000:65536\n`);
+  r = asUser(['unshare', '--', 'true'], { BURROW_SUBUID_FILE: shared });
+  t.is(r.code, 1);
+  t.regex(r.stderr, new RegExp(`subuid-shared:1: the subuid range 300000-365535 of "${USER}" overlaps .*subuid-shared:2 \\(neighbour: 330000-395535\\)`));
   r = asUser(['unshare', '--userns', 'sideways', '--', 'true']);
   t.regex(r.stderr, /unknown --userns mode "sideways"/);
   r = asUser(['unshare', '--', 'no-such-command-here'], { PATH: '/usr/bin:/bin' });

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import {
   checkMapping, compose, intermediateMap, mapArgs, modeMapping, unownedHostIds, UsernsError, type IdMapping, type UsernsMode,
 } from './mapping.js';
-import { parseSubIdFile, rangesFor, totalIds, type SubIdRange } from './subid.js';
+import { findOverlaps, parseSubIdFile, rangesFor, totalIds, type SubIdRange } from './subid.js';
 
 export interface UnshareOptions {
   mode: UsernsMode;
@@ -56,7 +56,16 @@ function readSubIds(file: string, user: { name: string; uid: number }, kind: str
   } catch {
     throw new UsernsError(`cannot read ${file}: user ${user.name} needs ${kind} ranges there (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user.name})`);
   }
-  const ranges = rangesFor(parseSubIdFile(text, file), user);
+  const parsed = parseSubIdFile(text, file);
+  const ranges = rangesFor(parsed, user);
+  // Another user's range overlapping ours would hand the same host ids to two users.
+  for (const [a, b] of findOverlaps(parsed)) {
+    const mine = [a, b].find((r) => ranges.includes(r));
+    const other = [a, b].find((r) => !ranges.includes(r));
+    if (mine && other) {
+      throw new UsernsError(`${file}:${mine.line}: the ${kind} range ${mine.start}-${mine.start + mine.count - 1} of "${user.name}" overlaps ${file}:${other.line} (${other.owner}: ${other.start}-${other.start + other.count - 1}); give each user its own range`);
+    }
+  }
   if (!ranges.length) {
     throw new UsernsError(`no ${kind} ranges found for user "${user.name}" in ${file} (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user.name})`);
   }
