@@ -199,3 +199,19 @@ export function withNetnsSync<T>(netns: string, fn: () => T): T {
     fs.closeSync(self);
   }
 }
+
+/**
+ * Runs `fn` holding an exclusive flock(2) on the caller's network namespace itself
+ * (/proc/thread-self/ns/net): every process in that namespace contends for the same nsfs inode,
+ * so read-modify-write sequences on per-namespace state (firewall chains, the macvlan host shim)
+ * serialise without any lock file to leave behind.
+ */
+export async function withNetnsLock<T>(fn: () => Promise<T>): Promise<T> {
+  const fd = fs.openSync('/proc/thread-self/ns/net', 'r');
+  try {
+    await flock(fd, constants().LOCK_EX);
+    return await fn();
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -2,8 +2,7 @@
  * Reading and changing one iptables table per address family, shared by the ipMasq, portmap and
  * firewall backends: one iptables-save reads, one iptables-restore --noflush batch applies.
  */
-import fs from 'node:fs';
-import { constants as nativeConstants, flock } from '../../native/mod.js';
+import { withNetnsLock } from '../../native/mod.js';
 import type { Family } from '../ip/addr.js';
 import { mustRun, runTool } from './run.js';
 
@@ -60,13 +59,6 @@ export async function tryApplyTable(family: Family, table: string, lines: string
  * CNI-FORWARD) needs the read and the write under one lock, or two parallel ADDs both create a
  * shared chain and the second declaration flushes the first one's rules.
  */
-export async function withFirewallLock<T>(fn: () => Promise<T>): Promise<T> {
-  const ino = fs.statSync('/proc/thread-self/ns/net').ino;
-  const fd = fs.openSync(`/run/burrow-firewall-${ino}.lock`, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
-  try {
-    await flock(fd, nativeConstants().LOCK_EX);
-    return await fn();
-  } finally {
-    fs.closeSync(fd);
-  }
+export function withFirewallLock<T>(fn: () => Promise<T>): Promise<T> {
+  return withNetnsLock(fn);
 }

@@ -17,7 +17,7 @@ import { parseCidr } from '../../net/ip/addr.js';
 import { parseMac, type IpvlanMode, type MacvlanMode, type NetlinkClient } from '../../net/netlink/client.js';
 import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl, type Sysctl } from '../../net/netlink/sysctl.js';
-import { constants as nativeConstants, flock } from '../../native/mod.js';
+import { withNetnsLock } from '../../native/mod.js';
 import { configError, delegateIpam, ipamType, loadArgs, optBool, optInt, optString } from '../common.js';
 import { configureIface, gatewaysOf, trySysctl } from '../ipconfig.js';
 
@@ -222,31 +222,30 @@ export const HOST_SHIM_ID = 'burrow-host-shim';
 async function attachHostShim(deps: MacvlanDeps, req: PluginRequest, conf: MacvlanConf, master: string, result: Result): Promise<void> {
   const name = hostShimName(conf.network);
   const host = deps.netlink('');
-  const lock = fs.openSync(`/run/burrow-shim-${name}.lock`, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
   try {
-    await flock(lock, nativeConstants().LOCK_EX);
-    if (!(await host.getLink(name))) {
-      const shimReq: PluginRequest = { ...req, containerId: HOST_SHIM_ID, ifname: name, args: [], config: { ...req.config, runtimeConfig: undefined, args: undefined } };
-      const res = await deps.ipam(shimReq, conf.ipam!, 'ADD');
-      const v4 = res?.ips?.find((i) => !i.address.includes(':')) ?? res?.ips?.[0];
-      if (!v4) throw internal('IPAM gave the host shim no address');
-      try {
-        await host.addMacvlan(name, master, 'bridge', {});
-        const ip = parseCidr(v4.address);
-        await host.addAddress(name, `${v4.address.split('/')[0]}/${ip.ip.family === 4 ? 32 : 128}`, { noDad: true });
-        await host.setUp(name, true);
-      } catch (err) {
-        await host.removeLink(name).catch(() => false);
-        await deps.ipam(shimReq, conf.ipam!, 'DEL').catch(() => undefined);
-        throw err;
+    await withNetnsLock(async () => {
+      if (!(await host.getLink(name))) {
+        const shimReq: PluginRequest = { ...req, containerId: HOST_SHIM_ID, ifname: name, args: [], config: { ...req.config, runtimeConfig: undefined, args: undefined } };
+        const res = await deps.ipam(shimReq, conf.ipam!, 'ADD');
+        const v4 = res?.ips?.find((i) => !i.address.includes(':')) ?? res?.ips?.[0];
+        if (!v4) throw internal('IPAM gave the host shim no address');
+        try {
+          await host.addMacvlan(name, master, 'bridge', {});
+          const ip = parseCidr(v4.address);
+          await host.addAddress(name, `${v4.address.split('/')[0]}/${ip.ip.family === 4 ? 32 : 128}`, { noDad: true });
+          await host.setUp(name, true);
+        } catch (err) {
+          await host.removeLink(name).catch(() => false);
+          await deps.ipam(shimReq, conf.ipam!, 'DEL').catch(() => undefined);
+          throw err;
+        }
       }
-    }
+    });
     for (const ip of result.ips ?? []) {
       const c = parseCidr(ip.address);
       await host.replaceRoute({ dst: `${ip.address.split('/')[0]}/${c.ip.family === 4 ? 32 : 128}`, dev: name });
     }
   } finally {
-    fs.closeSync(lock);
     host.close();
   }
 }
