@@ -3,8 +3,8 @@
  * IPv6 enabled where needed, addresses, link up, routes with the gateway of their family.
  * Shared by the plugins that create container interfaces (bridge, macvlan).
  */
-import type { Result } from '../net/cni/types.js';
-import { formatIp, parseCidr, parseIp, type Ip } from '../net/ip/addr.js';
+import { CniCode, CniError, type Result } from '../net/cni/types.js';
+import { canonical, formatCidr, formatIp, parseCidr, parseIp, type Ip } from '../net/ip/addr.js';
 import type { NetlinkClient } from '../net/netlink/client.js';
 import type { Sysctl } from '../net/netlink/sysctl.js';
 
@@ -56,4 +56,23 @@ export function gatewaysOf(result: Result): Map<4 | 6, Ip> {
     if (!out.has(g.family)) out.set(g.family, g);
   }
   return out;
+}
+
+/**
+ * CHECK of what configureIface did: every address of prevResult that belongs to interface
+ * `ifaceIndex` (or names no interface) is on `ifname`, and every route of prevResult exists.
+ * Throws CniError(999) naming the missing address or route.
+ */
+export async function verifyIface(nl: NetlinkClient, ifname: string, netns: string, prev: Result, ifaceIndex: number): Promise<void> {
+  const addrs = new Set((await nl.listAddresses(ifname)).map((a) => a.cidr));
+  for (const ip of prev.ips ?? []) {
+    if (ip.interface !== undefined && ip.interface !== ifaceIndex) continue;
+    if (!addrs.has(ip.address)) throw new CniError(CniCode.Internal, `address ${ip.address} not found on "${ifname}" in netns "${netns}"`);
+  }
+  const routes = await nl.listRoutes(undefined, 0);
+  for (const r of prev.routes ?? []) {
+    const c = parseCidr(r.dst);
+    const dst = c.prefixLen === 0 ? 'default' : formatCidr(canonical(c));
+    if (!routes.some((x) => x.dst === dst && x.family === c.ip.family)) throw new CniError(CniCode.Internal, `route to ${r.dst} not found in netns "${netns}"`);
+  }
 }

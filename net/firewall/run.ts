@@ -59,26 +59,18 @@ export function runTool(cmd: string, args: string[], input = ''): Promise<RunOut
   });
 }
 
-/**
- * `nft -j <args>` as parsed JSON objects, or null when the object does not exist. Under heavy
- * concurrent ruleset churn nft can end a dump early with nothing on stdout and status 0, so an
- * empty answer is asked again (three tries) before it counts as "nothing there".
- */
+/** `nft -j <args>` as parsed JSON objects, or null when the object does not exist. */
 export async function nftJson<T>(args: string[], what: string): Promise<T[] | null> {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const r = await runTool('nft', ['-j', ...args]);
-    if (r.code !== 0) {
-      if (/No such file or directory/.test(r.stderr)) return null;
-      throw new FirewallError(`cannot list ${what}: ${r.stderr.trim() || `nft exited ${r.code}`}`, r.stderr);
-    }
-    if (!r.stdout.trim()) continue;
-    try {
-      return (JSON.parse(r.stdout) as { nftables: T[] }).nftables;
-    } catch (err) {
-      throw new FirewallError(`cannot parse nft's listing of ${what}: ${(err as Error).message}`, r.stderr);
-    }
+  const r = await runTool('nft', ['-j', ...args]);
+  if (r.code !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return null;
+    throw new FirewallError(`cannot list ${what}: ${r.stderr.trim() || `nft exited ${r.code}`}`, r.stderr);
   }
-  return [];
+  try {
+    return (JSON.parse(r.stdout) as { nftables: T[] }).nftables;
+  } catch (err) {
+    throw new FirewallError(`cannot parse nft's listing of ${what}: ${(err as Error).message}`, r.stderr);
+  }
 }
 
 /** Like runTool, but throws a FirewallError naming `action` unless the tool exits 0. */

@@ -28,12 +28,12 @@ import type { CniPlugin, PluginRequest } from '../../net/cni/skel.js';
 import { CniCode, CniError, type Interface, type IpConfig, type Result } from '../../net/cni/types.js';
 import { masqBackend, type MasqBackend, type MasqTarget } from '../../net/firewall/ipmasq.js';
 import { hasSpoofcheck, setupSpoofcheck, spoofRefId, teardownSpoofcheck } from '../../net/firewall/spoofcheck.js';
-import { canonical, defaultGateway, formatCidr, formatIp, overlaps, parseCidr, parseIp, type Cidr, type Ip } from '../../net/ip/addr.js';
+import { defaultGateway, formatCidr, formatIp, overlaps, parseCidr, parseIp, type Cidr, type Ip } from '../../net/ip/addr.js';
 import type { NetlinkClient } from '../../net/netlink/client.js';
 import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl, type Sysctl } from '../../net/netlink/sysctl.js';
 import { delegateIpam } from '../common.js';
-import { configureIface, trySysctl } from '../ipconfig.js';
+import { configureIface, trySysctl, verifyIface } from '../ipconfig.js';
 import { parseBridgeConf, type BridgeConf } from './config.js';
 
 /** The kernel and the outside world, as the bridge plugin sees them. */
@@ -400,17 +400,7 @@ async function checkAttachment(deps: BridgeDeps, req: PluginRequest, conf: Bridg
       if (hv.master !== br.index) throw internal(`host veth "${hostIface.name}" is not attached to bridge "${conf.bridge}"`);
       if (link.parentIndex !== undefined && link.parentIndex !== hv.index) throw internal(`"${req.ifname}" is not the peer of host veth "${hostIface.name}"`);
     }
-    const addrs = new Set((await ctr.listAddresses(req.ifname)).map((a) => a.cidr));
-    const idx = ifaces.indexOf(ctrIface);
-    for (const ip of prev.ips ?? []) {
-      if (ip.interface !== undefined && ip.interface !== idx) continue;
-      if (!addrs.has(ip.address)) throw internal(`address ${ip.address} not found on "${req.ifname}" in netns "${req.netns}"`);
-    }
-    const routes = await ctr.listRoutes(undefined, 0);
-    for (const r of prev.routes ?? []) {
-      const dst = parseCidr(r.dst).prefixLen === 0 ? 'default' : formatCidr(canonical(parseCidr(r.dst)));
-      if (!routes.some((x) => x.dst === dst && x.family === parseCidr(r.dst).ip.family)) throw internal(`route to ${r.dst} not found in netns "${req.netns}"`);
-    }
+    await verifyIface(ctr, req.ifname, req.netns, prev, ifaces.indexOf(ctrIface));
     if (conf.ipMasq) {
       const ips = (prev.ips ?? []).map((i: IpConfig) => parseCidr(i.address));
       if (!(await deps.masq(conf.ipMasqBackend).has(masqTarget(conf, req), ips))) throw internal(`masquerade rules of "${req.containerId}" are missing`);

@@ -19,7 +19,7 @@ import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl, type Sysctl } from '../../net/netlink/sysctl.js';
 import { withNetnsLock } from '../../native/mod.js';
 import { configError, delegateIpam, ipamType, loadArgs, optBool, optInt, optString } from '../common.js';
-import { configureIface, gatewaysOf, trySysctl } from '../ipconfig.js';
+import { configureIface, gatewaysOf, trySysctl, verifyIface } from '../ipconfig.js';
 
 /** The two kinds of sub-interface this module serves: macvlan and ipvlan (same lifecycle). */
 export type SubKind = 'macvlan' | 'ipvlan';
@@ -180,13 +180,7 @@ export function makeMacvlan(deps: MacvlanDeps = realDeps, kind: SubKind = 'macvl
         if (!link) throw internal(`interface "${req.ifname}" not found in netns "${req.netns}"`);
         if (link.kind !== kind) throw internal(`interface "${req.ifname}" is a ${link.kind || 'device'}, not a ${kind}`);
         if (link.mode !== conf.mode) throw internal(`interface "${req.ifname}" is in mode ${link.mode}, expected ${conf.mode}`);
-        const addrs = new Set((await ctr.listAddresses(req.ifname)).map((a) => a.cidr));
-        for (const ip of prev.ips ?? []) if (!addrs.has(ip.address)) throw internal(`address ${ip.address} not found on "${req.ifname}"`);
-        const routes = await ctr.listRoutes(undefined, 0);
-        for (const r of prev.routes ?? []) {
-          const c = parseCidr(r.dst);
-          if (!routes.some((x) => x.family === c.ip.family && (c.prefixLen === 0 ? x.dst === 'default' : x.dst === r.dst))) throw internal(`route to ${r.dst} not found`);
-        }
+        await verifyIface(ctr, req.ifname, req.netns, prev, 0);
       } finally {
         ctr.close();
       }
