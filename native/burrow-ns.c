@@ -12,7 +12,19 @@
  * SIGUSR2 to it, reaps every zombie, and exits with the command's status (like catatonit). The
  * helper forwards the same signals to the child and exits with its status (128+signal if killed).
  *
- * Usage: burrow-ns [-n net,mnt,pid,uts,ipc] -- CMD [ARGS...]
+ * Handing fds back: with -s FD (a unix socket inherited from the caller), once the maps are
+ * written the child sends one message on it: "OK" with SCM_RIGHTS [net ns, user ns, TAP] (the TAP
+ * only with -t NAME: IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, a 12-byte vnet header and checksum/TSO
+ * offloads, created inside the new namespaces where the child holds CAP_NET_ADMIN; loopback is
+ * brought up too), or "ERR <reason>" and no fds. The caller runs the userspace network stack on
+ * that TAP from outside the namespace.
+ *
+ * Joining: -j PID enters PID's user namespace (when it is not ours) and network namespace instead
+ * of cloning, then does the same -t/-s work and execs CMD if one is given (exit 0 otherwise). A
+ * user owns the namespaces it created, so this works unprivileged, like `nsenter -U -n`.
+ *
+ * Usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-t TAPNAME] [-s FD] -- CMD [ARGS...]
+ *        burrow-ns -j PID [-t TAPNAME] [-s FD] [-- CMD [ARGS...]]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,8 +34,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,6 +49,123 @@ static int sync_pipe[2];
 static char **target;
 static int new_pid_ns;
 static pid_t forward_to;
+static const char *tap_name;
+static int send_sock = -1;
+
+/* Brings loopback up and creates the TAP in the current network namespace; fd or -1 with msg. */
+static int make_tap(char *msg, size_t len) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s >= 0) {
+    struct ifreq lo;
+    memset(&lo, 0, sizeof lo);
+    strcpy(lo.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &lo) == 0) {
+      lo.ifr_flags |= IFF_UP;
+      ioctl(s, SIOCSIFFLAGS, &lo);
+    }
+    close(s);
+  }
+  if (strlen(tap_name) >= IFNAMSIZ) {
+    snprintf(msg, len, "TAP name \"%s\" is longer than %d bytes", tap_name, IFNAMSIZ - 1);
+    return -1;
+  }
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    int e = errno;
+    snprintf(msg, len, "cannot open /dev/net/tun: %s%s", strerror(e),
+             e == EACCES ? " (it must be mode 0666 for rootless use: as root, chmod 0666 /dev/net/tun)"
+             : e == ENOENT ? " (load the tun module: modprobe tun)" : "");
+    return -1;
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, tap_name);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  int hdr = 12;
+  const char *step = "TUNSETIFF";
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) goto fail;
+  step = "TUNSETVNETHDRSZ";
+  if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) goto fail;
+  step = "TUNSETOFFLOAD";
+  if (ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) < 0) goto fail;
+  return fd;
+fail:
+  snprintf(msg, len, "ioctl(%s) on TAP \"%s\": %s", step, tap_name, strerror(errno));
+  close(fd);
+  return -1;
+}
+
+/* Sends "OK" + [net ns, user ns, TAP] or "ERR reason" on send_sock; returns 0 on success. */
+static int hand_back(void) {
+  char msg[256] = "OK";
+  int fds[3], n = 0, rc = 0;
+  fds[n++] = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  fds[n++] = open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC);
+  if (fds[0] < 0 || fds[1] < 0) {
+    snprintf(msg, sizeof msg, "ERR cannot open /proc/self/ns: %s", strerror(errno));
+    rc = -1;
+  } else if (tap_name) {
+    char why[200];
+    int t = make_tap(why, sizeof why);
+    if (t < 0) {
+      snprintf(msg, sizeof msg, "ERR %s", why);
+      rc = -1;
+    } else {
+      fds[n++] = t;
+    }
+  }
+  if (send_sock < 0) {
+    if (rc) fprintf(stderr, "burrow-ns: %s\n", msg + 4);
+  } else {
+    struct iovec iov = {msg, strlen(msg)};
+    char cbuf[CMSG_SPACE(sizeof fds)];
+    memset(cbuf, 0, sizeof cbuf);
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (rc == 0) {
+      mh.msg_control = cbuf;
+      mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+      struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+      memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    }
+    while (sendmsg(send_sock, &mh, MSG_NOSIGNAL) < 0) {
+      if (errno != EINTR) { rc = -1; break; }
+    }
+    close(send_sock);
+  }
+  for (int i = 0; i < n; i++) if (fds[i] >= 0) close(fds[i]);
+  return rc;
+}
+
+/* -j PID: enter PID's user namespace (unless it is ours) and its network namespace. */
+static int join(const char *pid) {
+  char p[64];
+  struct stat mine, theirs;
+  snprintf(p, sizeof p, "/proc/%s/ns/user", pid);
+  int u = open(p, O_RDONLY | O_CLOEXEC);
+  if (u < 0 || fstat(u, &theirs) < 0 || stat("/proc/self/ns/user", &mine) < 0) {
+    fprintf(stderr, "burrow-ns: cannot open %s: %s\n", p, strerror(errno));
+    return -1;
+  }
+  if ((mine.st_ino != theirs.st_ino || mine.st_dev != theirs.st_dev) && setns(u, CLONE_NEWUSER) < 0) {
+    fprintf(stderr, "burrow-ns: cannot join the user namespace of pid %s: %s\n", pid, strerror(errno));
+    return -1;
+  }
+  close(u);
+  snprintf(p, sizeof p, "/proc/%s/ns/net", pid);
+  int n = open(p, O_RDONLY | O_CLOEXEC);
+  if (n < 0 || setns(n, CLONE_NEWNET) < 0) {
+    fprintf(stderr, "burrow-ns: cannot join the network namespace of pid %s: %s\n", pid, strerror(errno));
+    return -1;
+  }
+  close(n);
+  return 0;
+}
 
 static void forward(int sig) {
   if (forward_to > 0) kill(forward_to, sig);
@@ -66,6 +200,7 @@ static int child_main(void *arg) {
   char go = 0;
   if (read(sync_pipe[0], &go, 1) != 1 || go != 'G') _exit(125);
   close(sync_pipe[0]);
+  if ((tap_name || send_sock >= 0) && hand_back() < 0) _exit(125);
   if (!new_pid_ns) {
     exec_or_die();
   }
@@ -109,13 +244,26 @@ static int parse_flags(const char *list) {
 
 int main(int argc, char **argv) {
   int flags = 0, i = 1;
+  const char *join_pid = NULL;
   for (; i < argc; i++) {
     if (!strcmp(argv[i], "-n") && i + 1 < argc) flags |= parse_flags(argv[++i]);
+    else if (!strcmp(argv[i], "-t") && i + 1 < argc) tap_name = argv[++i];
+    else if (!strcmp(argv[i], "-s") && i + 1 < argc) send_sock = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "-j") && i + 1 < argc) join_pid = argv[++i];
     else if (!strcmp(argv[i], "--")) { i++; break; }
     else break;
   }
+  if (send_sock >= 0) fcntl(send_sock, F_SETFD, FD_CLOEXEC);
+  if (join_pid) {
+    if (join(join_pid) < 0) return 125;
+    if ((tap_name || send_sock >= 0) && hand_back() < 0) return 125;
+    if (i >= argc) return 0;
+    target = &argv[i];
+    exec_or_die();
+  }
   if (i >= argc) {
-    fprintf(stderr, "usage: burrow-ns [-n net,mnt,pid,uts,ipc] -- CMD [ARGS...]\n");
+    fprintf(stderr, "usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-t TAP] [-s FD] -- CMD [ARGS...]\n"
+                    "       burrow-ns -j PID [-t TAP] [-s FD] [-- CMD [ARGS...]]\n");
     return 2;
   }
   target = &argv[i];

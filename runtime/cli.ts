@@ -29,7 +29,7 @@ export function buildProgram(out = write, err = warn): Command {
   const globals = () => program.opts<{ config?: string }>();
   program.addCommand(networkCommand(globals, out, err));
   program.addCommand(cniCommand(globals, out));
-  program.addCommand(unshareCommand((code) => {
+  program.addCommand(unshareCommand(globals, (code) => {
     exitCode = code;
   }));
   return program;

@@ -103,3 +103,84 @@ test.serial('as root: host is the identity map, explicit maps apply, rootless-on
   t.regex(kid.stderr, /--userns keep-id is for rootless use/);
   t.is(run(['--ns', 'pid,mnt', '--', 'sh', '-c', 'exit 7']).status, 7, 'the exit status comes back through the helper and the init');
 });
+
+test.serial('rootless auto: sized from the rootfs, concurrent containers get disjoint ids, nothing stays reserved', async (t) => {
+  if (!requireRoot(t)) return;
+  const { subuid } = ensureUser(t);
+  const xdg = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-xdg-'));
+  fs.chownSync(xdg, Number(spawnSync('id', ['-u', USER], { encoding: 'utf8' }).stdout), 0);
+  const rootfs = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rootfs-'));
+  t.teardown(() => {
+    fs.rmSync(xdg, { recursive: true, force: true });
+    fs.rmSync(rootfs, { recursive: true, force: true });
+  });
+  fs.chmodSync(rootfs, 0o755);
+  fs.writeFileSync(path.join(rootfs, 'data'), '');
+  fs.chownSync(path.join(rootfs, 'data'), 3000, 4000);
+  const env = { XDG_RUNTIME_DIR: xdg };
+  const sized = asUser(['unshare', '--userns', 'auto', '--rootfs', rootfs, '--', 'cat', '/proc/self/uid_map', '/proc/self/gid_map'], env);
+  t.is(sized.code, 0, sized.stderr);
+  t.deepEqual(maps(sized.stdout), [`0 ${subuid} 4001`, `0 ${subuid} 4001`], 'size = highest id (gid 4000) + 1, from the first subordinate id');
+  // Two at once: the second must not reuse the first one's ids while it runs.
+  const { spawn } = await import('node:child_process');
+  const first = spawn('runuser', ['-u', USER, '--', 'env', `XDG_RUNTIME_DIR=${xdg}`, process.execPath, CLI, 'unshare', '--userns', 'auto:size=2000', '--', 'sh', '-c', 'head -1 /proc/self/uid_map; read x'], { cwd: '/' });
+  let out = '';
+  first.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  while (!out.includes('\n')) await new Promise((r) => setTimeout(r, 20));
+  const second = asUser(['unshare', '--userns', 'auto:size=1000', '--', 'head', '-1', '/proc/self/uid_map'], env);
+  first.stdin.end('\n');
+  await new Promise((r) => first.once('close', r));
+  t.deepEqual([maps(out)[0], maps(second.stdout)[0]], [`0 ${subuid} 2000`, `0 ${subuid + 2000} 1000`]);
+  const registry = JSON.parse(fs.readFileSync(path.join(xdg, 'burrow', 'userns-auto.json'), 'utf8'));
+  t.deepEqual(registry, [], 'every reservation was released');
+  const big = asUser(['unshare', '--userns', 'auto:size=70000', '--', 'true'], env);
+  t.regex(big.stderr, /not enough unused IDs in user namespace: need 70000, 65536 subordinate ids in all/);
+});
+
+test.serial('rootless: getsubids when the files are absent; a self-only map needs no subordinate ids (setgroups deny)', (t) => {
+  if (!requireRoot(t)) return;
+  const { uid, subuid } = ensureUser(t);
+  const missing = { BURROW_SUBUID_FILE: '/nonexistent/subuid', BURROW_SUBGID_FILE: '/nonexistent/subgid' };
+  const r = asUser(['unshare', '--', 'cat', '/proc/self/uid_map'], missing);
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(maps(r.stdout), [`0 ${uid} 1`, `1 ${subuid} 65536`], 'ranges came from getsubids (libsubid)');
+  const self = asUser(['unshare', '--uidmap', '0:0:1', '--gidmap', '0:0:1', '--', 'sh', '-c', 'cat /proc/self/uid_map /proc/self/setgroups'], { BURROW_SUBUID_FILE: '/dev/null', BURROW_SUBGID_FILE: '/dev/null' });
+  t.is(self.code, 0, self.stderr);
+  t.deepEqual(maps(self.stdout), [`0 ${uid} 1`, 'deny']);
+});
+
+test.serial('rootless: a newuidmap without its setuid bit is named as the cause', (t) => {
+  if (!requireRoot(t)) return;
+  ensureUser(t);
+  const tool = '/usr/bin/newuidmap';
+  const mode = fs.statSync(tool).mode & 0o7777;
+  fs.chmodSync(tool, mode & ~0o4000);
+  try {
+    const r = asUser(['unshare', '--', 'true']);
+    t.is(r.code, 1);
+    t.regex(r.stderr, /newuidmap \d+ 0 \d+ 1 1 \d+ 65536 failed: .*\(\/usr\/bin\/newuidmap is not setuid root: reinstall uidmap, or chmod u\+s \/usr\/bin\/newuidmap\)/);
+  } finally {
+    fs.chmodSync(tool, mode);
+  }
+});
+
+test.serial('the helper hands back the namespace fds and a TAP made inside, and joins a running namespace', async (t) => {
+  if (!requireRoot(t)) return;
+  const { startInNamespaces, joinNamespaces } = await import('../userns/unshare.js');
+  const { parseUsernsMode } = await import('../userns/mapping.js');
+  const s = await startInNamespaces(['sh', '-c', 'read x'], { mode: parseUsernsMode('host'), namespaces: ['net'], tap: 'tap0', stdio: 'pipe' });
+  t.teardown(() => s.child.kill('SIGKILL'));
+  t.truthy(s.fds?.tap);
+  t.is(fs.readlinkSync(`/proc/self/fd/${s.fds!.netns}`), fs.readlinkSync(`/proc/${s.pid}/ns/net`));
+  const j = await joinNamespaces(s.pid, { tap: 'tap1' });
+  t.is(fs.readlinkSync(`/proc/self/fd/${j.netns}`), fs.readlinkSync(`/proc/${s.pid}/ns/net`));
+  const links = spawnSync('nsenter', ['-t', String(s.pid), '-n', 'ip', '-j', 'link'], { encoding: 'utf8' });
+  const byName = Object.fromEntries(JSON.parse(links.stdout).map((l: { ifname: string; flags: string[] }) => [l.ifname, l.flags]));
+  t.deepEqual(Object.keys(byName).sort(), ['lo', 'tap0', 'tap1']);
+  t.true(byName.lo.includes('UP'), 'loopback is brought up');
+  for (const fd of [s.fds!.netns, s.fds!.userns, s.fds!.tap!, j.netns, j.userns, j.tap!]) fs.closeSync(fd);
+  await t.throwsAsync(startInNamespaces(['true'], { mode: parseUsernsMode('host'), namespaces: ['net'], tap: 'x'.repeat(16) }), { message: /TAP name "x{16}" is longer than 15 bytes/ });
+  await t.throwsAsync(joinNamespaces(999999999), { message: /cannot join the namespaces of pid 999999999: cannot open \/proc\/999999999\/ns\/user/ });
+  s.child.stdin!.end('\n');
+  t.is(await s.exited, 0);
+});

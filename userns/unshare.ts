@@ -11,10 +11,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { recvFds, socketPair } from '../native/mod.js';
+import { AutoRegistry, autoSizeFor, type AutoEntry } from './auto.js';
 import {
   checkMapping, compose, intermediateMap, mapArgs, modeMapping, unownedHostIds, UsernsError, type IdMapping, type UsernsMode,
 } from './mapping.js';
-import { findOverlaps, parseSubIdFile, rangesFor, totalIds, type SubIdRange } from './subid.js';
+import { findOverlaps, parseSubIdFile, rangesFor, totalIds, type SubIdFile, type SubIdRange } from './subid.js';
 
 export interface UnshareOptions {
   mode: UsernsMode;
@@ -24,11 +26,22 @@ export interface UnshareOptions {
   namespaces?: string[];
   subuidFile?: string;
   subgidFile?: string;
+  /** auto: the rootfs whose highest uid/gid sizes the namespace. */
+  rootfs?: string;
+  /** auto: where allocations of running containers are recorded. */
+  stateDir?: string;
+  /** Create a TAP with this name inside the new network namespace and hand its fd back. */
+  tap?: string;
+  /** Hand the namespace fds (and the TAP) back to the caller. */
+  wantFds?: boolean;
+  stdio?: 'inherit' | 'pipe' | 'ignore';
 }
 
 export interface Maps {
   uid: IdMapping[];
   gid: IdMapping[];
+  /** auto: the registry entry, released when the container ends. */
+  auto?: { registry: AutoRegistry; entry: AutoEntry };
 }
 
 const SYSTEM_DIRS = ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin'];
@@ -49,14 +62,43 @@ export function helperPath(): string {
   throw new UsernsError('native/burrow-ns is not built: run "npm ci"');
 }
 
-function readSubIds(file: string, user: { name: string; uid: number }, kind: string): SubIdRange[] {
+const usermodHint = (name: string) => name === 'containers'
+  ? 'root\'s --userns auto takes ids from the user "containers", as podman does: as root, add a line such as containers:2147483647:2147483648 to /etc/subuid and /etc/subgid'
+  : `as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${name}`;
+
+/** Parses `getsubids [-g] USER` output ("0: alice 100000 65536" per range) into a SubIdFile. */
+export function parseGetsubids(text: string, source: string): SubIdFile {
+  const f: SubIdFile = { file: source, ranges: [], problems: [] };
+  text.split('\n').forEach((line, i) => {
+    const m = /^\s*\d+:\s+(\S+)\s+(\d+)\s+(\d+)\s*$/.exec(line);
+    if (m) f.ranges.push({ owner: m[1], start: Number(m[2]), count: Number(m[3]), line: i + 1 });
+    else if (line.trim()) f.problems.push({ file: source, line: i + 1, message: `${source}:${i + 1}: unexpected output: "${line}"` });
+  });
+  return f;
+}
+
+/**
+ * The file's entries, or, when the file does not exist and libsubid's getsubids is installed,
+ * what getsubids reports (subid ranges kept in LDAP/SSSD through nsswitch).
+ */
+function loadSubIds(file: string, user: { name: string; uid: number }, kind: string): SubIdFile {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
-  } catch {
-    throw new UsernsError(`cannot read ${file}: user ${user.name} needs ${kind} ranges there (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user.name})`);
+  } catch (err) {
+    const getsubids = (err as NodeJS.ErrnoException).code === 'ENOENT' ? findTool('getsubids') : null;
+    if (getsubids) {
+      const r = spawnSync(getsubids, kind === 'subgid' ? ['-g', user.name] : [user.name], { encoding: 'utf8' });
+      // getsubids exits 1 ("Error fetching ranges") when the user has none: that is "no ranges".
+      return parseGetsubids(r.status === 0 ? r.stdout : '', `getsubids${kind === 'subgid' ? ' -g' : ''} ${user.name}`);
+    }
+    throw new UsernsError(`cannot read ${file}: user ${user.name} needs ${kind} ranges there (${usermodHint(user.name)})`);
   }
-  const parsed = parseSubIdFile(text, file);
+  return parseSubIdFile(text, file);
+}
+
+function readSubIds(file: string, user: { name: string; uid: number }, kind: string): SubIdRange[] {
+  const parsed = loadSubIds(file, user, kind);
   const ranges = rangesFor(parsed, user);
   // Another user's range overlapping ours would hand the same host ids to two users.
   for (const [a, b] of findOverlaps(parsed)) {
@@ -67,29 +109,80 @@ function readSubIds(file: string, user: { name: string; uid: number }, kind: str
     }
   }
   if (!ranges.length) {
-    throw new UsernsError(`no ${kind} ranges found for user "${user.name}" in ${file} (as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${user.name})`);
+    throw new UsernsError(`no ${kind} ranges found for user "${user.name}" in ${file} (${usermodHint(user.name)})`);
   }
   return ranges;
 }
 
-/** The uid and gid maps for the caller, checked against the kernel's rules and the caller's ranges. */
+/** True when every line maps into intermediate id 0 only (the caller's own id). */
+function selfOnly(m?: IdMapping[]): boolean {
+  return !!m?.length && m.every((x) => x.hostId === 0 && x.size === 1);
+}
+
+function checked(maps: Maps): Maps {
+  for (const [k, m] of [['uid', maps.uid], ['gid', maps.gid]] as const) {
+    const problems = checkMapping(m, `${k}_map`);
+    if (problems.length) throw new UsernsError(problems.join('; '));
+  }
+  return maps;
+}
+
+/**
+ * auto: reserves a slice of `size` ids from intermediate ids 1..total (the subordinate ranges,
+ * laid end to end) and maps container ids 0..size-1 onto it.
+ */
+function autoMaps(o: UnshareOptions, inner: { uid: IdMapping[]; gid: IdMapping[] }, totals: { uid: number; gid: number }): Maps {
+  if (o.mode.kind !== 'auto') throw new UsernsError('not an auto mode');
+  if (!o.stateDir) throw new UsernsError('--userns auto needs a state directory to record allocations');
+  const size = autoSizeFor(o.mode, o.rootfs);
+  const registry = new AutoRegistry(o.stateDir);
+  const entry = registry.allocate(size, totals);
+  try {
+    return { ...checked({ uid: compose([entry.uid], inner.uid), gid: compose([entry.gid], inner.gid) }), auto: { registry, entry } };
+  } catch (err) {
+    registry.release(entry);
+    throw err;
+  }
+}
+
+/** Intermediate ids 1..total laid over `ranges` (root's auto: the "containers" user's ranges). */
+function rangesAsIntermediate(ranges: SubIdRange[]): IdMapping[] {
+  return intermediateMap(0, ranges).slice(1);
+}
+
+/**
+ * The uid and gid maps for the caller, checked against the kernel's rules and the caller's ranges.
+ * For auto, the returned maps hold a registry reservation that {@link releaseMaps} gives back.
+ */
 export function computeMaps(o: UnshareOptions): Maps {
   const uid = process.getuid!();
   const gid = process.getgid!();
+  const subuidFile = o.subuidFile ?? process.env.BURROW_SUBUID_FILE ?? '/etc/subuid';
+  const subgidFile = o.subgidFile ?? process.env.BURROW_SUBGID_FILE ?? '/etc/subgid';
   if (uid === 0) {
     if (o.mode.kind === 'keep-id' || o.mode.kind === 'nomap') throw new UsernsError(`--userns ${o.mode.kind} is for rootless use; as root give --uidmap/--gidmap or use host`);
-    const full = [{ containerId: 0, hostId: 0, size: 0xffffffff }];
-    const maps = { uid: o.uidmaps?.length ? o.uidmaps : full, gid: o.gidmaps?.length ? o.gidmaps : o.uidmaps?.length ? o.uidmaps : full };
-    for (const [k, m] of Object.entries(maps)) {
-      const problems = checkMapping(m, `${k}_map`);
-      if (problems.length) throw new UsernsError(problems.join('; '));
+    if (o.mode.kind === 'auto') {
+      // As podman: root's auto namespaces come from the ranges of the user "containers".
+      const who = { name: 'containers', uid: -1 };
+      const ru = readSubIds(subuidFile, who, 'subuid');
+      const rg = readSubIds(subgidFile, who, 'subgid');
+      return autoMaps(o, { uid: rangesAsIntermediate(ru), gid: rangesAsIntermediate(rg) }, { uid: totalIds(ru), gid: totalIds(rg) });
     }
-    return maps;
+    const full = [{ containerId: 0, hostId: 0, size: 0xffffffff }];
+    return checked({ uid: o.uidmaps?.length ? o.uidmaps : full, gid: o.gidmaps?.length ? o.gidmaps : o.uidmaps?.length ? o.uidmaps : full });
   }
   const name = os.userInfo().username;
-  // BURROW_SUBUID_FILE/BURROW_SUBGID_FILE point elsewhere (tests, or hosts that keep them apart).
-  const subuid = readSubIds(o.subuidFile ?? process.env.BURROW_SUBUID_FILE ?? '/etc/subuid', { name, uid }, 'subuid');
-  const subgid = readSubIds(o.subgidFile ?? process.env.BURROW_SUBGID_FILE ?? '/etc/subgid', { name, uid }, 'subgid');
+  // A map of the caller's own ids only needs no subordinate ids (and no newuidmap).
+  const gidmaps = o.gidmaps ?? o.uidmaps;
+  if (selfOnly(o.uidmaps) && selfOnly(gidmaps)) {
+    const own = (m: IdMapping[], id: number) => m.map((x) => ({ ...x, hostId: id }));
+    return checked({ uid: own(o.uidmaps!, uid), gid: own(gidmaps!, gid) });
+  }
+  const subuid = readSubIds(subuidFile, { name, uid }, 'subuid');
+  const subgid = readSubIds(subgidFile, { name, uid }, 'subgid');
+  if (o.mode.kind === 'auto' && !o.uidmaps?.length) {
+    return autoMaps(o, { uid: intermediateMap(uid, subuid), gid: intermediateMap(gid, subgid) }, { uid: totalIds(subuid), gid: totalIds(subgid) });
+  }
   const build = (which: 'uid' | 'gid', own: number, ranges: SubIdRange[], explicit?: IdMapping[]) => {
     const inter = intermediateMap(own, ranges);
     const outer = explicit?.length ? explicit : modeMapping(o.mode, own, totalIds(ranges), which);
@@ -100,7 +193,12 @@ export function computeMaps(o: UnshareOptions): Maps {
     if (unowned.length) throw new UsernsError(`${which}_map needs host ids ${unowned.map((m) => `${m.hostId}-${m.hostId + m.size - 1}`).join(', ')} that user ${name} does not own`);
     return map;
   };
-  return { uid: build('uid', uid, subuid, o.uidmaps), gid: build('gid', gid, subgid, o.gidmaps ?? o.uidmaps) };
+  return { uid: build('uid', uid, subuid, o.uidmaps), gid: build('gid', gid, subgid, gidmaps) };
+}
+
+/** Gives back an auto reservation (no-op for other modes). */
+export function releaseMaps(maps: Maps): void {
+  maps.auto?.registry.release(maps.auto.entry);
 }
 
 function checkUsernsEnabled(): void {
@@ -118,8 +216,17 @@ function checkUsernsEnabled(): void {
 }
 
 function writeMaps(pid: number, maps: Maps): void {
+  const line = (m: IdMapping[]) => m.map((x) => `${x.containerId} ${x.hostId} ${x.size}\n`).join('');
   if (process.getuid!() === 0) {
-    const line = (m: IdMapping[]) => m.map((x) => `${x.containerId} ${x.hostId} ${x.size}\n`).join('');
+    fs.writeFileSync(`/proc/${pid}/uid_map`, line(maps.uid));
+    fs.writeFileSync(`/proc/${pid}/gid_map`, line(maps.gid));
+    return;
+  }
+  const own = (m: IdMapping[], id: number) => m.length === 1 && m[0].hostId === id && m[0].size === 1;
+  if (own(maps.uid, process.getuid!()) && own(maps.gid, process.getgid!())) {
+    // The kernel lets the namespace's owner map its own ids itself, but a gid_map written without
+    // CAP_SETGID in the parent namespace requires setgroups to be denied first (user_namespaces(7)).
+    fs.writeFileSync(`/proc/${pid}/setgroups`, 'deny');
     fs.writeFileSync(`/proc/${pid}/uid_map`, line(maps.uid));
     fs.writeFileSync(`/proc/${pid}/gid_map`, line(maps.gid));
     return;
@@ -136,36 +243,124 @@ function writeMaps(pid: number, maps: Maps): void {
   }
 }
 
-/** Runs `cmd` in new namespaces with the computed maps; resolves to its exit status. */
-export async function unshare(cmd: string[], o: UnshareOptions): Promise<number> {
-  const maps = computeMaps(o);
-  checkUsernsEnabled();
-  const helper = helperPath();
-  const args = o.namespaces?.length ? ['-n', o.namespaces.join(','), '--', ...cmd] : ['--', ...cmd];
-  const child = spawn(helper, args, { stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'] });
-  const report = child.stdio[3] as NodeJS.ReadableStream;
-  const control = child.stdio[4] as NodeJS.WritableStream;
-  const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1))));
-  const line = await new Promise<string>((resolve) => {
+export interface NamespaceFds {
+  netns: number;
+  userns: number;
+  tap?: number;
+}
+
+export interface Started {
+  /** pid of the namespace's first process (the init in a new pid namespace). */
+  pid: number;
+  child: import('node:child_process').ChildProcess;
+  maps: Maps;
+  /** The fds handed back (with wantFds or tap); the caller owns and closes them. */
+  fds: NamespaceFds | null;
+  /** Resolves to the command's exit status once the helper exits; the auto reservation is released then. */
+  exited: Promise<number>;
+}
+
+const closeFd = (fd: number) => fs.closeSync(fd);
+
+function readLine(stream: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve) => {
     let buf = '';
-    report.on('data', (d: Buffer) => {
+    stream.on('data', (d: Buffer) => {
       buf += d.toString();
       if (buf.includes('\n')) resolve(buf);
     });
-    report.on('end', () => resolve(buf));
+    stream.on('end', () => resolve(buf));
   });
-  const m = /^PID (\d+)/.exec(line);
-  if (!m) {
-    const code = await exited;
-    throw new UsernsError(code === 124 ? 'cannot create a user namespace: the kernel refused (user namespaces disabled or limit reached)' : `the namespace helper failed (exit ${code})`);
-  }
+}
+
+/** Receives the helper's "OK" + fds (or "ERR reason") on `sock`, closing `sock`. */
+function receiveFds(sock: number, tap: boolean): NamespaceFds {
   try {
-    writeMaps(Number(m[1]), maps);
+    const { data, fds } = recvFds(sock, 3, 512);
+    const text = data.toString();
+    if (text === 'OK' && fds.length === (tap ? 3 : 2)) return { netns: fds[0], userns: fds[1], tap: tap ? fds[2] : undefined };
+    for (const fd of fds) closeFd(fd);
+    throw new UsernsError(text.startsWith('ERR ') ? text.slice(4) : 'the namespace helper exited before handing back its fds');
+  } finally {
+    closeFd(sock);
+  }
+}
+
+/**
+ * Starts `cmd` in new namespaces with the computed maps. The maps are written (and the fds
+ * received) before the command runs; on any failure the helper is told to stop, the auto
+ * reservation is released, and the error is thrown, so nothing is left behind.
+ */
+export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promise<Started> {
+  const maps = computeMaps(o);
+  let pair: [number, number] | null = null;
+  try {
+    checkUsernsEnabled();
+    const helper = helperPath();
+    const wantFds = !!(o.wantFds || o.tap);
+    if (wantFds) pair = socketPair();
+    const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), '--', ...cmd];
+    const io = o.stdio ?? 'inherit';
+    const child = spawn(helper, args, { stdio: [io, io, io, 'pipe', 'pipe', ...(pair ? [pair[1]] : [])] });
+    if (pair) {
+      closeFd(pair[1]);
+      pair = [pair[0], -1];
+    }
+    const report = child.stdio[3] as NodeJS.ReadableStream;
+    const control = child.stdio[4] as NodeJS.WritableStream;
+    const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1)))).finally(() => releaseMaps(maps));
+    const m = /^PID (\d+)/.exec(await readLine(report));
+    if (!m) {
+      const code = await exited;
+      throw new UsernsError(code === 124 ? 'cannot create a user namespace: the kernel refused (user namespaces disabled or limit reached)' : `the namespace helper failed (exit ${code})`);
+    }
+    const pid = Number(m[1]);
+    try {
+      writeMaps(pid, maps);
+    } catch (err) {
+      control.end('NO\n'); // the child exits without running anything
+      await exited;
+      throw err;
+    }
+    control.end('GO\n');
+    let fds: NamespaceFds | null = null;
+    if (pair) {
+      const sock = pair[0];
+      pair = null;
+      try {
+        fds = receiveFds(sock, !!o.tap);
+      } catch (err) {
+        await exited;
+        throw err;
+      }
+    }
+    return { pid, child, maps, fds, exited };
   } catch (err) {
-    control.end('NO\n'); // the child exits without running anything
-    await exited;
+    if (pair) for (const fd of pair) if (fd >= 0) closeFd(fd);
+    releaseMaps(maps);
     throw err;
   }
-  control.end('GO\n');
-  return exited;
+}
+
+/** Runs `cmd` in new namespaces with the computed maps; resolves to its exit status. */
+export async function unshare(cmd: string[], o: UnshareOptions): Promise<number> {
+  return (await startInNamespaces(cmd, o)).exited;
+}
+
+/**
+ * Enters the user and network namespaces of `pid` (which the caller owns) and hands back their
+ * fds, plus a TAP created there with `tap` (like slirp4netns attaching to a PID).
+ */
+export async function joinNamespaces(pid: number, o: { tap?: string } = {}): Promise<NamespaceFds> {
+  const pair = socketPair();
+  const child = spawn(helperPath(), ['-j', String(pid), ...(o.tap ? ['-t', o.tap] : []), '-s', '3'], { stdio: ['ignore', 'ignore', 'pipe', pair[1]] });
+  closeFd(pair[1]);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
+  if (code !== 0 && !stderr.includes('ERR')) {
+    closeFd(pair[0]);
+    throw new UsernsError(`cannot join the namespaces of pid ${pid}: ${stderr.trim().replace(/^burrow-ns: /, '') || `exit ${code}`}`);
+  }
+  return receiveFds(pair[0], !!o.tap);
 }

@@ -79,3 +79,60 @@ test('the kernel\'s rules and the user\'s ownership are checked before anything 
   t.throws(() => compose([{ containerId: 0, hostId: 0, size: 70000 }], intermediateMap(1000, sub)), { message: /needs more subordinate ids than the user has/ });
   for (const bad of ['weird', 'keep-id:uid=x', 'auto:size=0', 'nomap:size=3', 'keep-id:foo=1']) t.throws(() => parseUsernsMode(bad), undefined, bad);
 });
+
+test('getsubids output parses into ranges; junk lines are problems', async (t) => {
+  const { parseGetsubids } = await import('./unshare.js');
+  const f = parseGetsubids('0: alice 100000 65536\n1: alice 300000 1000\nError fetching ranges\n', 'getsubids alice');
+  t.deepEqual(f.ranges.map((r) => [r.owner, r.start, r.count]), [['alice', 100000, 65536], ['alice', 300000, 1000]]);
+  t.deepEqual(f.problems.map((p) => p.message), ['getsubids alice:3: unexpected output: "Error fetching ranges"']);
+});
+
+test('auto: the highest uid/gid of a rootfs (files, passwd, group; nobody ignored) sizes the namespace', async (t) => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { highestIds, autoSizeFor } = await import('./auto.js');
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rootfs-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.mkdirSync(path.join(root, 'etc'));
+  fs.writeFileSync(path.join(root, 'etc', 'passwd'), 'root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\napp:x:1500:1600::/app:/bin/sh\n# comment\nbroken\n');
+  fs.writeFileSync(path.join(root, 'etc', 'group'), 'root:x:0:\nstaff:x:2100:\nnogroup:x:65534:\n');
+  fs.symlinkSync('/', path.join(root, 'escape'));
+  const ids = highestIds(root);
+  t.like(ids, { uid: 1500, gid: 2100 });
+  t.is(autoSizeFor({}, root), 2101, 'max(uid, gid) + 1');
+  t.is(autoSizeFor({}), 1024, 'at least the minimum without a rootfs');
+  t.is(autoSizeFor({ size: 500 }, root), 500, 'an explicit size wins');
+  t.throws(() => highestIds(path.join(root, 'missing')), { message: /is not a directory/ });
+  if (process.getuid?.() === 0) {
+    fs.writeFileSync(path.join(root, 'owned'), '');
+    fs.chownSync(path.join(root, 'owned'), 70000, 3000);
+    t.throws(() => autoSizeFor({}, root), { message: /needs a user namespace with size 70001 that is bigger than the maximum value allowed with userns=auto 65536/ });
+  }
+});
+
+test('auto registry: first fit beside live entries, dead holders pruned, release gives ids back', async (t) => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { spawn } = await import('node:child_process');
+  const { AutoRegistry } = await import('./auto.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-auto-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const reg = new AutoRegistry(dir);
+  const totals = { uid: 65536, gid: 65536 };
+  const a = reg.allocate(1024, totals);
+  const sleeper = spawn('sleep', ['30']);
+  t.teardown(() => sleeper.kill('SIGKILL'));
+  const b = reg.allocate(2000, totals, sleeper.pid!);
+  t.deepEqual([a.uid.hostId, b.uid.hostId, b.gid.hostId], [1, 1025, 1025]);
+  reg.release(a);
+  const c = reg.allocate(512, totals);
+  t.is(c.uid.hostId, 1, 'the released slice is reused first');
+  sleeper.kill('SIGKILL');
+  await new Promise((r) => sleeper.once('exit', r));
+  t.deepEqual(reg.list().map((e) => e.uid.hostId), [1], 'the dead holder\'s slice is pruned');
+  t.throws(() => reg.allocate(70000, totals), { message: /not enough unused IDs in user namespace: need 70000/ });
+  fs.writeFileSync(reg.file, '{ torn');
+  t.is(reg.allocate(10, totals).uid.hostId, 1, 'a torn registry file starts over instead of failing');
+});
