@@ -184,3 +184,20 @@ test.serial('the helper hands back the namespace fds and a TAP made inside, and 
   s.child.stdin!.end('\n');
   t.is(await s.exited, 0);
 });
+
+test.serial('as root: auto takes ids from the "containers" ranges, and says how to add them when there are none', (t) => {
+  if (!requireRoot(t)) return;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rootauto-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'subid'), 'containers:2147483647:1000\ncontainers:300000:5000\n');
+  const env = { ...process.env, BURROW_SUBUID_FILE: path.join(dir, 'subid'), BURROW_SUBGID_FILE: path.join(dir, 'subid'), XDG_RUNTIME_DIR: dir };
+  const conf = path.join(dir, 'burrow.toml');
+  fs.writeFileSync(conf, `[engine]\nstate_dir = "${dir}/state"\n`);
+  const r = spawnSync(process.execPath, [CLI, '--config', conf, 'unshare', '--userns', 'auto:size=1500', '--', 'cat', '/proc/self/uid_map'], { encoding: 'utf8', env });
+  t.is(r.status, 0, r.stderr);
+  t.deepEqual(maps(r.stdout), ['0 2147483647 1000', '1000 300000 500'], 'the slice spans both ranges in file order');
+  fs.writeFileSync(path.join(dir, 'subid'), 'someone:100000:65536\n');
+  const none = spawnSync(process.execPath, [CLI, '--config', conf, 'unshare', '--userns', 'auto', '--', 'true'], { encoding: 'utf8', env });
+  t.is(none.status, 1);
+  t.regex(none.stderr, /no subuid ranges found for user "containers" .*add a line such as containers:2147483647:2147483648 to \/etc\/subuid and \/etc\/subgid/);
+});
