@@ -25,6 +25,10 @@ interface Addon {
   recvFds(sock: number, maxFds: number, maxBytes: number): { data: Buffer; fds: number[] };
   socketPair(type: number): [number, number];
   setns(fd: number, nstype: number): void;
+  watchReadable(fd: number, cb: (status: number) => void): void;
+  unwatch(fd: number): boolean;
+  readFrames(fd: number, buf: Buffer, lens: Uint32Array, frameMax: number): number;
+  writeFrame(fd: number, parts: Buffer[]): number;
   constants: Record<string, number>;
 }
 
@@ -158,6 +162,31 @@ export function sendFds(sock: number, fds: number[], data: Buffer = Buffer.alloc
 /** recvmsg(2) with SCM_RIGHTS. Received fds are O_CLOEXEC and owned by the caller. */
 export function recvFds(sock: number, maxFds = 8, maxBytes = 4096): { data: Buffer; fds: number[] } {
   return call(() => addon().recvFds(sock, maxFds, maxBytes));
+}
+
+/**
+ * Calls `cb` on the event loop while `fd` is readable (level-triggered; `cb` must drain it or it
+ * is called again on the next loop turn). {@link unwatch} stops it. The TAP hot path.
+ */
+export function watchReadable(fd: number, cb: (status: number) => void): void {
+  call(() => addon().watchReadable(fd, cb));
+}
+
+export function unwatch(fd: number): boolean {
+  return call(() => addon().unwatch(fd));
+}
+
+/**
+ * Reads frames from a non-blocking fd back to back into `buf` (frame i follows frame i-1) and
+ * stores their lengths in `lens`; stops at EAGAIN, a full `lens`, or less than `frameMax` room.
+ */
+export function readFrames(fd: number, buf: Buffer, lens: Uint32Array, frameMax: number): number {
+  return addon().readFrames(fd, buf, lens, frameMax);
+}
+
+/** writev(2) of one frame's parts (at most 16); -1 when the fd would block (frame dropped). */
+export function writeFrame(fd: number, parts: Buffer[]): number {
+  return addon().writeFrame(fd, parts);
 }
 
 /** socketpair(AF_UNIX, type). Default SOCK_STREAM. */
