@@ -19,12 +19,20 @@
  * brought up too), or "ERR <reason>" and no fds. The caller runs the userspace network stack on
  * that TAP from outside the namespace.
  *
+ * With -w (and -s), the child then waits for one byte on that socket before it execs, so the
+ * caller can configure the network first; EOF instead of the byte aborts (exit 125).
+ *
+ * Socket factory: with -j PID -F and -s FD, the helper stays in PID's namespaces and answers
+ * requests on FD until it is closed: "CONNECT <4|6> <port> <address>" gets "OK" with a TCP socket
+ * connected from inside the namespace (SCM_RIGHTS), or "ERR <errno name>". The rootless port
+ * forwarder's loopback path uses it, since only a process inside can create such sockets.
+ *
  * Joining: -j PID enters PID's user namespace (when it is not ours) and network namespace instead
  * of cloning, then does the same -t/-s work and execs CMD if one is given (exit 0 otherwise). A
  * user owns the namespaces it created, so this works unprivileged, like `nsenter -U -n`.
  *
- * Usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-t TAPNAME] [-s FD] -- CMD [ARGS...]
- *        burrow-ns -j PID [-t TAPNAME] [-s FD] [-- CMD [ARGS...]]
+ * Usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-t TAPNAME] [-s FD [-w]] -- CMD [ARGS...]
+ *        burrow-ns -j PID [-t TAPNAME] [-s FD [-F]] [-- CMD [ARGS...]]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,7 +42,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <linux/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -51,6 +62,7 @@ static int new_pid_ns;
 static pid_t forward_to;
 static const char *tap_name;
 static int send_sock = -1;
+static int wait_go;
 
 /* Brings loopback up and creates the TAP in the current network namespace; fd or -1 with msg. */
 static int make_tap(char *msg, size_t len) {
@@ -136,10 +148,88 @@ static int hand_back(void) {
     while (sendmsg(send_sock, &mh, MSG_NOSIGNAL) < 0) {
       if (errno != EINTR) { rc = -1; break; }
     }
-    close(send_sock);
   }
   for (int i = 0; i < n; i++) if (fds[i] >= 0) close(fds[i]);
   return rc;
+}
+
+/* -w: one byte on send_sock means "configured, go on"; EOF means abort. */
+static int wait_for_go(void) {
+  char b;
+  ssize_t n;
+  do n = read(send_sock, &b, 1); while (n < 0 && errno == EINTR);
+  return n == 1 ? 0 : -1;
+}
+
+/* -F: serve CONNECT requests on send_sock until it is closed. */
+static int socket_factory(void) {
+  char req[128];
+  for (;;) {
+    ssize_t n;
+    do n = recv(send_sock, req, sizeof req - 1, 0); while (n < 0 && errno == EINTR);
+    if (n <= 0) return 0;
+    req[n] = 0;
+    int fam = 0, port = 0;
+    char addr[64] = "";
+    char reply[64] = "ERR EINVAL";
+    int fd = -1;
+    if (sscanf(req, "CONNECT %d %d %63s", &fam, &port, addr) == 3 && (fam == 4 || fam == 6) && port > 0 && port < 65536) {
+      struct sockaddr_storage ss;
+      memset(&ss, 0, sizeof ss);
+      socklen_t len;
+      int ok;
+      if (fam == 4) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        ok = inet_pton(AF_INET, addr, &a->sin_addr);
+        len = sizeof *a;
+      } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        ok = inet_pton(AF_INET6, addr, &a->sin6_addr);
+        len = sizeof *a;
+      }
+      if (ok == 1) {
+        fd = socket(fam == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct timeval tv = {5, 0};
+        int one = 1;
+        if (fd >= 0) {
+          setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+          setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&ss, len) == 0) {
+          strcpy(reply, "OK");
+        } else {
+          const char *name = strerrorname_np(errno);
+          snprintf(reply, sizeof reply, "ERR %s", name ? name : "EIO");
+          if (fd >= 0) close(fd);
+          fd = -1;
+        }
+      }
+    }
+    struct iovec iov = {reply, strlen(reply)};
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (fd >= 0) {
+      mh.msg_control = cbuf;
+      mh.msg_controllen = sizeof cbuf;
+      struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    }
+    ssize_t w;
+    do w = sendmsg(send_sock, &mh, MSG_NOSIGNAL); while (w < 0 && errno == EINTR);
+    if (fd >= 0) close(fd);
+    if (w < 0) return 0;
+  }
 }
 
 /* -j PID: enter PID's user namespace (unless it is ours) and its network namespace. */
@@ -201,6 +291,10 @@ static int child_main(void *arg) {
   if (read(sync_pipe[0], &go, 1) != 1 || go != 'G') _exit(125);
   close(sync_pipe[0]);
   if ((tap_name || send_sock >= 0) && hand_back() < 0) _exit(125);
+  if (send_sock >= 0) {
+    if (wait_go && wait_for_go() < 0) _exit(125);
+    close(send_sock);
+  }
   if (!new_pid_ns) {
     exec_or_die();
   }
@@ -245,18 +339,26 @@ static int parse_flags(const char *list) {
 int main(int argc, char **argv) {
   int flags = 0, i = 1;
   const char *join_pid = NULL;
+  int factory = 0;
   for (; i < argc; i++) {
     if (!strcmp(argv[i], "-n") && i + 1 < argc) flags |= parse_flags(argv[++i]);
     else if (!strcmp(argv[i], "-t") && i + 1 < argc) tap_name = argv[++i];
     else if (!strcmp(argv[i], "-s") && i + 1 < argc) send_sock = atoi(argv[++i]);
     else if (!strcmp(argv[i], "-j") && i + 1 < argc) join_pid = argv[++i];
+    else if (!strcmp(argv[i], "-w")) wait_go = 1;
+    else if (!strcmp(argv[i], "-F")) factory = 1;
     else if (!strcmp(argv[i], "--")) { i++; break; }
     else break;
   }
   if (send_sock >= 0) fcntl(send_sock, F_SETFD, FD_CLOEXEC);
   if (join_pid) {
     if (join(join_pid) < 0) return 125;
+    if (factory) {
+      if (send_sock < 0) return 2;
+      return socket_factory();
+    }
     if ((tap_name || send_sock >= 0) && hand_back() < 0) return 125;
+    if (send_sock >= 0) close(send_sock);
     if (i >= argc) return 0;
     target = &argv[i];
     exec_or_die();
@@ -279,6 +381,7 @@ int main(int argc, char **argv) {
     return e == EPERM || e == ENOSPC || e == EUSERS ? 124 : 125;
   }
   close(sync_pipe[0]);
+  if (send_sock >= 0) close(send_sock); /* the child's copy is the only one: its exit is EOF */
   dprintf(3, "PID %d\n", (int)child);
   close(3);
   char line[16] = {0};

@@ -10,6 +10,7 @@ import { CniError } from '../net/cni/types.js';
 import { cniCommand } from './cmd_cni.js';
 import { networkCommand } from './cmd_network.js';
 import { unshareCommand } from './cmd_unshare.js';
+import { usernetCommand } from './cmd_usernet.js';
 
 export const VERSION = '0.1.0';
 
@@ -32,6 +33,9 @@ export function buildProgram(out = write, err = warn): Command {
   program.addCommand(unshareCommand(globals, (code) => {
     exitCode = code;
   }));
+  program.addCommand(usernetCommand((code) => {
+    exitCode = code;
+  }, out));
   return program;
 }
 

@@ -1,30 +1,58 @@
 /** `burrow unshare`: run a command in a new user namespace with podman's --userns modes. */
 import { Command } from 'commander';
+import { usernetOptions, usernetSetup, type UsernetFlags } from './cmd_usernet.js';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
 }
 
 export function unshareCommand(globals: () => { config?: string }, setExit: (code: number) => void): Command {
-  return new Command('unshare')
+  return usernetOptions(new Command('unshare'))
     .description('run CMD in a new user namespace (like podman unshare): --userns host|keep-id[:uid=U,gid=G,size=S]|nomap|auto[:size=N]')
     .option('--userns <mode>', 'user namespace mode', 'host')
     .option('--uidmap <C:H[:S]>', 'explicit uid mapping (repeatable; H is an intermediate id when rootless)', collect)
     .option('--gidmap <C:H[:S]>', 'explicit gid mapping (repeatable)', collect)
     .option('--rootfs <dir>', 'for --userns auto: size the namespace from the highest uid/gid used in DIR')
     .option('--ns <list>', 'further namespaces: net,mnt,pid,uts,ipc', 'mnt')
+    .option('--network <mode>', 'usernet: a new network namespace served by burrow\'s userspace stack (implies net); none: leave --ns as given')
     .argument('<cmd...>', 'command and arguments (after --)')
-    .action(async (cmd: string[], o: { userns: string; uidmap?: string[]; gidmap?: string[]; rootfs?: string; ns: string }) => {
+    .action(async (cmd: string[], o: UsernetFlags & { userns: string; uidmap?: string[]; gidmap?: string[]; rootfs?: string; ns: string; network?: string }) => {
       const { parseUsernsMode, parseIdMapSpec } = await import('../userns/mapping.js');
-      const { unshare } = await import('../userns/unshare.js');
+      const { startInNamespaces } = await import('../userns/unshare.js');
       const { loadConfig } = await import('./config.js');
-      setExit(await unshare(cmd, {
+      if (o.network && o.network !== 'usernet' && o.network !== 'none') throw new Error(`unknown --network "${o.network}" (usernet or none)`);
+      const usernet = o.network === 'usernet';
+      if (!usernet && (o.publish?.length || o.apiSocket || o.mapHostLoopback)) throw new Error('-p, --api-socket and --map-host-loopback need --network usernet');
+      const setup = usernet ? await usernetSetup(o, true) : null;
+      const namespaces = o.ns.split(',').filter(Boolean);
+      if (usernet && !namespaces.includes('net')) namespaces.push('net');
+      const started = await startInNamespaces(cmd, {
         mode: parseUsernsMode(o.userns),
         uidmaps: o.uidmap?.map((s) => parseIdMapSpec(s, '--uidmap')),
         gidmaps: o.gidmap?.map((s) => parseIdMapSpec(s, '--gidmap')),
-        namespaces: o.ns.split(',').filter(Boolean),
+        namespaces,
         rootfs: o.rootfs,
         stateDir: loadConfig(globals().config).stateDir,
-      }));
+        tap: setup?.tapName,
+        holdUntilGo: !!setup,
+      });
+      let stop = () => undefined as void;
+      if (setup) {
+        const fs = await import('node:fs');
+        const { startUsernet } = await import('./usernet.js');
+        fs.closeSync(started.fds!.netns);
+        fs.closeSync(started.fds!.userns);
+        try {
+          stop = (await startUsernet(started.pid, started.fds!.tap!, setup)).stop;
+        } catch (err) {
+          started.abort();
+          await started.exited;
+          throw err;
+        }
+        started.go();
+      }
+      const code = await started.exited;
+      stop();
+      setExit(code);
     });
 }

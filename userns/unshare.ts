@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { recvFds, socketPair } from '../native/mod.js';
+import { constants, recvFds, socketPair } from '../native/mod.js';
 import { AutoRegistry, autoSizeFor, type AutoEntry } from './auto.js';
 import {
   checkMapping, compose, intermediateMap, mapArgs, modeMapping, unownedHostIds, UsernsError, type IdMapping, type UsernsMode,
@@ -34,6 +34,8 @@ export interface UnshareOptions {
   tap?: string;
   /** Hand the namespace fds (and the TAP) back to the caller. */
   wantFds?: boolean;
+  /** With wantFds/tap: the command waits until Started.go() (configure the network first). */
+  holdUntilGo?: boolean;
   stdio?: 'inherit' | 'pipe' | 'ignore';
 }
 
@@ -258,6 +260,9 @@ export interface Started {
   fds: NamespaceFds | null;
   /** Resolves to the command's exit status once the helper exits; the auto reservation is released then. */
   exited: Promise<number>;
+  /** holdUntilGo: lets the command run (go) or makes the child exit without running it (abort). */
+  go(): void;
+  abort(): void;
 }
 
 const closeFd = (fd: number) => fs.closeSync(fd);
@@ -273,16 +278,20 @@ function readLine(stream: NodeJS.ReadableStream): Promise<string> {
   });
 }
 
-/** Receives the helper's "OK" + fds (or "ERR reason") on `sock`, closing `sock`. */
-function receiveFds(sock: number, tap: boolean): NamespaceFds {
+/** Receives the helper's "OK" + fds (or "ERR reason") on `sock`; closes `sock` unless `keep`. */
+function receiveFds(sock: number, tap: boolean, keep = false): NamespaceFds {
+  let ok = false;
   try {
     const { data, fds } = recvFds(sock, 3, 512);
     const text = data.toString();
-    if (text === 'OK' && fds.length === (tap ? 3 : 2)) return { netns: fds[0], userns: fds[1], tap: tap ? fds[2] : undefined };
+    if (text === 'OK' && fds.length === (tap ? 3 : 2)) {
+      ok = true;
+      return { netns: fds[0], userns: fds[1], tap: tap ? fds[2] : undefined };
+    }
     for (const fd of fds) closeFd(fd);
     throw new UsernsError(text.startsWith('ERR ') ? text.slice(4) : 'the namespace helper exited before handing back its fds');
   } finally {
-    closeFd(sock);
+    if (!keep || !ok) closeFd(sock);
   }
 }
 
@@ -299,7 +308,8 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
     const helper = helperPath();
     const wantFds = !!(o.wantFds || o.tap);
     if (wantFds) pair = socketPair();
-    const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), '--', ...cmd];
+    const hold = wantFds && !!o.holdUntilGo;
+    const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), ...(hold ? ['-w'] : []), '--', ...cmd];
     const io = o.stdio ?? 'inherit';
     const child = spawn(helper, args, { stdio: [io, io, io, 'pipe', 'pipe', ...(pair ? [pair[1]] : [])] });
     if (pair) {
@@ -324,17 +334,31 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
     }
     control.end('GO\n');
     let fds: NamespaceFds | null = null;
+    let held = -1;
     if (pair) {
       const sock = pair[0];
       pair = null;
       try {
-        fds = receiveFds(sock, !!o.tap);
+        fds = receiveFds(sock, !!o.tap, hold);
       } catch (err) {
         await exited;
         throw err;
       }
+      if (hold) held = sock;
     }
-    return { pid, child, maps, fds, exited };
+    const release = (byte: boolean) => {
+      if (held < 0) return;
+      if (byte) {
+        try {
+          fs.writeSync(held, 'G');
+        } catch {
+          // the child is gone; exited tells the caller
+        }
+      }
+      closeFd(held);
+      held = -1;
+    };
+    return { pid, child, maps, fds, exited, go: () => release(true), abort: () => release(false) };
   } catch (err) {
     if (pair) for (const fd of pair) if (fd >= 0) closeFd(fd);
     releaseMaps(maps);
@@ -363,4 +387,55 @@ export async function joinNamespaces(pid: number, o: { tap?: string } = {}): Pro
     throw new UsernsError(`cannot join the namespaces of pid ${pid}: ${stderr.trim().replace(/^burrow-ns: /, '') || `exit ${code}`}`);
   }
   return receiveFds(pair[0], !!o.tap);
+}
+
+/** Runs `cmd` inside the user and network namespaces of `pid` with `input` on stdin. */
+export async function runInNamespaces(pid: number, cmd: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(helperPath(), ['-j', String(pid), '--', ...cmd], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdin!.on('error', () => undefined);
+  child.stdin!.end(input);
+  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
+  return { code, stdout, stderr };
+}
+
+/**
+ * A process inside the namespaces of `pid` that creates TCP sockets connected from there (the
+ * helper's -F mode). Requests are answered in order; `connect` blocks the caller for the local
+ * connect, which is immediate for addresses inside the namespace.
+ */
+export class NamespaceSocketFactory {
+  private sock: number;
+  private readonly child: import('node:child_process').ChildProcess;
+
+  constructor(pid: number) {
+    const [mine, theirs] = socketPair(constants().SOCK_SEQPACKET);
+    this.child = spawn(helperPath(), ['-j', String(pid), '-s', '3', '-F'], { stdio: ['ignore', 'ignore', 'inherit', theirs] });
+    closeFd(theirs);
+    this.sock = mine;
+    this.child.on('close', () => this.close());
+  }
+
+  /** A socket connected to address:port inside the namespace (the caller owns the fd). */
+  connect(family: 4 | 6, port: number, address: string): number {
+    if (this.sock < 0) throw new UsernsError('the namespace socket factory has exited');
+    fs.writeSync(this.sock, `CONNECT ${family} ${port} ${address}`);
+    const { data, fds } = recvFds(this.sock, 1, 64);
+    const text = data.toString();
+    if (text === 'OK' && fds.length === 1) return fds[0];
+    for (const fd of fds) closeFd(fd);
+    const e = new UsernsError(`connect to ${address}:${port} inside the namespace failed: ${text.replace(/^ERR /, '') || 'factory exited'}`);
+    (e as { errnoName?: string }).errnoName = text.replace(/^ERR /, '');
+    throw e;
+  }
+
+  close(): void {
+    if (this.sock < 0) return;
+    closeFd(this.sock);
+    this.sock = -1;
+    this.child.kill();
+  }
 }

@@ -176,6 +176,10 @@ export class Usernet {
     }, Math.max(0, Math.ceil(at - this.clock())));
   }
 
+  linkStats(): LinkDevice['stats'] {
+    return this.link.stats;
+  }
+
   /** Resets every flow, stops the timer and closes the link. */
   stop(): void {
     if (this.stopped) return;

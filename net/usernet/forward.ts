@@ -1,0 +1,252 @@
+/**
+ * Port forwards into a userspace-networked container, as pasta does them, on two paths:
+ *  - loopback clients (127.0.0.0/8, ::1) are spliced: a socket created inside the container's
+ *    namespace connects to the service, and bytes go kernel socket to kernel socket (relayed by
+ *    the host process, with no userspace TCP);
+ *  - every other client goes through the TAP with its real address as the source the container
+ *    sees (the request of podman#5138 and #8193).
+ * A spec binds exactly the host address it names ("" = every address, IPv4 and IPv6).
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import * as ipv4 from '../wire/ipv4.js';
+import * as ipv6 from '../wire/ipv6.js';
+import { wrapTcp, type Clock } from './host_sockets.js';
+import type { Usernet } from './usernet.js';
+
+export interface PortSpec {
+  proto: 'tcp' | 'udp';
+  /** "" binds every address. */
+  hostAddr: string;
+  hostPort: number;
+  guestPort: number;
+  /** Ports in the range (hostPort..hostPort+count-1 -> guestPort..). */
+  count: number;
+}
+
+export class PortSpecError extends Error {}
+
+/**
+ * Parses podman's -p syntax: [hostIP:]hostPort[-end]:ctrPort[-end][/tcp|udp], with IPv6 host
+ * addresses in brackets ([::1]:8080:80). A lone CTRPORT publishes the same host port.
+ */
+export function parsePortSpec(text: string): PortSpec[] {
+  const bad = (why: string) => new PortSpecError(`invalid port mapping "${text}": ${why}`);
+  let rest = text.trim();
+  let protos: Array<'tcp' | 'udp'> = ['tcp'];
+  const slash = rest.lastIndexOf('/');
+  if (slash >= 0) {
+    const p = rest.slice(slash + 1).split(',');
+    if (!p.length || !p.every((x) => x === 'tcp' || x === 'udp')) throw bad('the protocol must be tcp or udp');
+    protos = p as Array<'tcp' | 'udp'>;
+    rest = rest.slice(0, slash);
+  }
+  let hostAddr = '';
+  const v6 = /^\[([^\]]+)\]:(.*)$/.exec(rest);
+  if (v6) {
+    if (!ipv6.parseAddr(v6[1])) throw bad(`"${v6[1]}" is not an IPv6 address`);
+    hostAddr = v6[1];
+    rest = v6[2];
+  }
+  const parts = rest.split(':');
+  if (!v6 && parts.length === 3) {
+    hostAddr = parts.shift()!;
+    if (hostAddr && !ipv4.parseAddr(hostAddr)) throw bad(`"${hostAddr}" is not an IPv4 address (put IPv6 addresses in brackets)`);
+  }
+  if (parts.length > 2 || !parts[0]) throw bad('expected [hostIP:]hostPort[-end]:containerPort[-end][/tcp|udp]');
+  const range = (s: string, what: string) => {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(s);
+    if (!m) throw bad(`${what} "${s}" is not a port or range`);
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (a < 1 || b > 65535 || b < a) throw bad(`${what} ${s} is outside 1-65535 or reversed`);
+    return [a, b - a + 1];
+  };
+  const [hostPort, hostCount] = range(parts[0], 'host port');
+  const [guestPort, guestCount] = parts.length === 2 ? range(parts[1], 'container port') : [hostPort, hostCount];
+  if (hostCount !== guestCount) throw bad(`the host range has ${hostCount} ports and the container range ${guestCount}`);
+  return protos.map((proto) => ({ proto, hostAddr, hostPort, guestPort, count: hostCount }));
+}
+
+export function formatPortSpec(s: PortSpec): string {
+  const host = s.hostAddr.includes(':') ? `[${s.hostAddr}]:` : s.hostAddr ? `${s.hostAddr}:` : '';
+  const r = (p: number) => (s.count > 1 ? `${p}-${p + s.count - 1}` : `${p}`);
+  return `${host}${r(s.hostPort)}:${r(s.guestPort)}/${s.proto}`;
+}
+
+/** Opens a socket connected to the container's `port` from inside its namespace (an fd), or throws. */
+export type NamespaceConnect = (family: 4 | 6, port: number) => number;
+
+export interface ForwardEntry {
+  id: number;
+  spec: PortSpec;
+  /** Connections and datagrams handled, by path. */
+  counters: { spliced: number; tap: number; refused: number; udp: number };
+}
+
+interface Listening {
+  entry: ForwardEntry;
+  close: () => void;
+}
+
+/** Client address of an accepted socket, with v4-mapped IPv6 unwrapped. */
+function clientOf(addr: string | undefined): { family: 4 | 6; buf: Buffer; loopback: boolean } | null {
+  if (!addr) return null;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(addr);
+  const a = mapped ? mapped[1] : addr;
+  const b4 = ipv4.parseAddr(a);
+  if (b4) return { family: 4, buf: b4, loopback: b4[0] === 127 };
+  const b6 = ipv6.parseAddr(a);
+  if (b6) return { family: 6, buf: b6, loopback: a === '::1' };
+  return null;
+}
+
+export class Forwarder {
+  private readonly usernet: Usernet;
+  private readonly connectInside: NamespaceConnect | null;
+  private readonly clock: Clock;
+  private readonly listening = new Map<number, Listening>();
+  private nextId = 1;
+  private readonly relays = new Set<net.Socket>();
+
+  constructor(usernet: Usernet, connectInside: NamespaceConnect | null, clock: Clock = () => performance.now()) {
+    this.usernet = usernet;
+    this.connectInside = connectInside;
+    this.clock = clock;
+  }
+
+  /** Binds every port of `spec` (all or none); resolves to the new entry. */
+  async add(spec: PortSpec): Promise<ForwardEntry> {
+    const entry: ForwardEntry = { id: this.nextId++, spec, counters: { spliced: 0, tap: 0, refused: 0, udp: 0 } };
+    const closers: Array<() => void> = [];
+    try {
+      for (let i = 0; i < spec.count; i++) {
+        const hostPort = spec.hostPort + i;
+        const guestPort = spec.guestPort + i;
+        closers.push(spec.proto === 'tcp' ? await this.listenTcp(spec.hostAddr, hostPort, guestPort, entry) : await this.listenUdp(spec.hostAddr, hostPort, guestPort, entry));
+      }
+    } catch (err) {
+      for (const c of closers) c();
+      const e = err as NodeJS.ErrnoException;
+      const where = `${spec.hostAddr || '*'}:${(e as { port?: number }).port ?? spec.hostPort}/${spec.proto}`;
+      if (e.code === 'EADDRINUSE') throw new PortSpecError(`cannot publish ${formatPortSpec(spec)}: host port ${where} is already in use`);
+      if (e.code === 'EACCES') throw new PortSpecError(`cannot publish ${formatPortSpec(spec)}: binding ${where} needs privilege (ports below net.ipv4.ip_unprivileged_port_start)`);
+      if (e.code === 'EADDRNOTAVAIL') throw new PortSpecError(`cannot publish ${formatPortSpec(spec)}: ${spec.hostAddr} is not an address of this host`);
+      throw err;
+    }
+    this.listening.set(entry.id, { entry, close: () => closers.forEach((c) => c()) });
+    return entry;
+  }
+
+  remove(id: number): boolean {
+    const l = this.listening.get(id);
+    if (!l) return false;
+    this.listening.delete(id);
+    l.close();
+    return true;
+  }
+
+  list(): ForwardEntry[] {
+    return [...this.listening.values()].map((l) => l.entry);
+  }
+
+  /** Closes every listener and spliced connection. */
+  close(): void {
+    for (const id of [...this.listening.keys()]) this.remove(id);
+    for (const s of this.relays) s.destroy();
+    this.relays.clear();
+  }
+
+  private listenTcp(addr: string, hostPort: number, guestPort: number, entry: ForwardEntry): Promise<() => void> {
+    const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (sock) => this.onTcp(sock, guestPort, entry));
+    return new Promise((resolve, reject) => {
+      server.once('error', (err) => {
+        (err as { port?: number }).port = hostPort;
+        reject(err);
+      });
+      server.listen({ host: addr || '::', port: hostPort, ipv6Only: false, backlog: 511 }, () => {
+        server.removeAllListeners('error');
+        server.on('error', () => undefined);
+        resolve(() => server.close());
+      });
+    });
+  }
+
+  private onTcp(sock: net.Socket, guestPort: number, entry: ForwardEntry): void {
+    sock.on('error', () => undefined);
+    const client = clientOf(sock.remoteAddress);
+    if (!client) return void sock.destroy();
+    if (client.loopback && this.connectInside) return this.splice(sock, client.family, guestPort, entry);
+    const ok = this.usernet.stack.acceptInbound(client.family, client.buf, sock.remotePort ?? 0, guestPort, (h) => wrapTcp(sock, h, this.clock), this.clock());
+    this.usernet.kick();
+    if (!ok) {
+      entry.counters.refused++;
+      sock.destroy();
+      return;
+    }
+    entry.counters.tap++;
+  }
+
+  /** Loopback path: relay between the client and a socket connected inside the namespace. */
+  private splice(sock: net.Socket, family: 4 | 6, guestPort: number, entry: ForwardEntry): void {
+    let fd: number;
+    try {
+      fd = this.connectInside!(family, guestPort);
+    } catch {
+      entry.counters.refused++;
+      sock.resetAndDestroy();
+      return;
+    }
+    const inner = new net.Socket({ fd, readable: true, writable: true });
+    inner.setNoDelay(true);
+    entry.counters.spliced++;
+    this.relays.add(sock).add(inner);
+    const done = () => {
+      this.relays.delete(sock);
+      this.relays.delete(inner);
+    };
+    // A reset on one side resets the other; an orderly end is passed on by pipe (half-close).
+    inner.on('error', () => sock.resetAndDestroy());
+    sock.on('error', () => inner.resetAndDestroy());
+    sock.on('close', () => {
+      if (!inner.writableEnded) inner.end();
+      done();
+    });
+    inner.on('close', () => {
+      if (!sock.writableEnded) sock.end();
+      done();
+    });
+    sock.pipe(inner);
+    inner.pipe(sock);
+    sock.resume();
+  }
+
+  private listenUdp(addr: string, hostPort: number, guestPort: number, entry: ForwardEntry): Promise<() => void> {
+    const v6 = !addr || addr.includes(':');
+    const sock = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: false });
+    sock.on('message', (msg, rinfo) => {
+      const client = clientOf(rinfo.address);
+      if (!client) return;
+      entry.counters.udp++;
+      this.usernet.stack.forwardUdp(client.family, client.buf, rinfo.port, guestPort, msg, (d) => sock.send(d, rinfo.port, rinfo.address), this.clock());
+      this.usernet.kick();
+    });
+    return new Promise((resolve, reject) => {
+      sock.once('error', (err) => {
+        (err as { port?: number }).port = hostPort;
+        reject(err);
+      });
+      sock.bind({ address: addr || '::', port: hostPort }, () => {
+        sock.removeAllListeners('error');
+        sock.on('error', () => undefined);
+        resolve(() => {
+          try {
+            sock.close();
+          } catch {
+            // already closed
+          }
+        });
+      });
+    });
+  }
+}

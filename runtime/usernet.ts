@@ -1,0 +1,93 @@
+/**
+ * Rootless networking for a namespace: starts burrow's userspace stack on a TAP inside the
+ * container's user and network namespaces, configures the interface from inside (ip, through
+ * the namespace helper), publishes ports and serves the API socket. Used by `burrow unshare
+ * --network usernet`, `burrow usernet attach` and `burrow run`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { TapDevice } from '../net/link/tap_device.js';
+import { serveApi } from '../net/usernet/api.js';
+import { Forwarder, type PortSpec } from '../net/usernet/forward.js';
+import { Usernet, stackConfig, type UsernetPlan } from '../net/usernet/usernet.js';
+import { NamespaceSocketFactory, runInNamespaces } from '../userns/unshare.js';
+
+export interface UsernetSetup {
+  plan: UsernetPlan;
+  tapName: string;
+  /** Configure addresses, routes and MTU inside (like slirp4netns --configure). */
+  configure: boolean;
+  ports: PortSpec[];
+  mapHostLoopback?: string;
+  apiSocket?: string;
+}
+
+export interface UsernetSession {
+  usernet: Usernet;
+  forwarder: Forwarder;
+  /** Stops forwarding and the stack; idempotent. */
+  stop(): void;
+}
+
+function ipTool(): string {
+  for (const p of ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip']) if (fs.existsSync(p)) return p;
+  throw new Error('ip (iproute2) not found: install iproute2');
+}
+
+/** The `ip -batch` lines that configure the TAP like slirp4netns --configure (plus IPv6). */
+export function configureBatch(s: Pick<UsernetSetup, 'plan' | 'tapName'>): string {
+  const p = s.plan;
+  const lines = [
+    'link set lo up',
+    `link set dev ${s.tapName} mtu ${p.mtu} up`,
+    `addr add ${p.guest4}/${p.prefix4} dev ${s.tapName}`,
+    `route add default via ${p.gateway4} dev ${s.tapName}`,
+  ];
+  if (p.guest6) lines.push(`addr add ${p.guest6}/${p.prefix6} dev ${s.tapName} nodad`, `route add default via ${p.gateway6} dev ${s.tapName}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Starts the stack for the namespaces of `pid` on `tapFd` (which it takes over). On failure
+ * everything started is stopped again before the error is thrown.
+ */
+export async function startUsernet(pid: number, tapFd: number, s: UsernetSetup): Promise<UsernetSession> {
+  const usernet = new Usernet(new TapDevice(tapFd), stackConfig({ plan: s.plan, mapHostLoopback: s.mapHostLoopback }));
+  let factory: NamespaceSocketFactory | null = null;
+  const forwarder = new Forwarder(usernet, (family, port) => {
+    factory ??= new NamespaceSocketFactory(pid);
+    const addr = family === 4 ? s.plan.guest4 : s.plan.guest6;
+    if (!addr) throw new Error('IPv6 is disabled');
+    return factory.connect(family, port, addr);
+  });
+  let closeApi: (() => void) | null = null;
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    closeApi?.();
+    forwarder.close();
+    factory?.close();
+    usernet.stop();
+  };
+  try {
+    usernet.start();
+    if (s.configure) {
+      const r = await runInNamespaces(pid, [ipTool(), '-batch', '-'], configureBatch(s));
+      if (r.code !== 0) throw new Error(`configuring ${s.tapName} inside the namespace failed: ${r.stderr.trim() || `ip exited ${r.code}`}`);
+    }
+    for (const p of s.ports) await forwarder.add(p);
+    if (s.apiSocket) {
+      fs.mkdirSync(path.dirname(s.apiSocket), { recursive: true });
+      closeApi = await serveApi(s.apiSocket, {
+        forwarder,
+        guest4: s.plan.guest4,
+        stats: () => ({ link: usernet.linkStats(), stack: usernet.stack.stats, flows: usernet.stack.flowCount() }),
+      });
+    }
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return { usernet, forwarder, stop };
+}
