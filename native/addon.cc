@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <poll.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -662,6 +663,141 @@ Napi::Value WriteFrame(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(w));
 }
 
+// ---- Spliced relay: kernel socket to kernel socket ----------------------------
+//
+// spliceRelay(fdA, fdB, done) takes ownership of two connected stream sockets and
+// moves bytes both ways on a thread of its own with splice(2) through a pipe per
+// direction, so payload never enters user space (passt's tcp_splice.c path). An
+// EOF on one side becomes shutdown(SHUT_WR) on the other once its pipe is empty;
+// an error on either side resets both (SO_LINGER 0). done(aToB, bToA, error) runs
+// on the JS thread after both fds are closed.
+
+struct Relay {
+  int fd[2];
+  int pipe[2][2];
+  size_t inPipe[2] = {0, 0};
+  bool eof[2] = {false, false};   // read side saw EOF
+  bool shut[2] = {false, false};  // write side shut down
+  uint64_t moved[2] = {0, 0};
+  int err = 0;
+};
+
+void RelayLoop(Relay* r) {
+  for (int d = 0; d < 2; d++) {
+    if (pipe2(r->pipe[d], O_NONBLOCK | O_CLOEXEC) < 0) {
+      r->err = errno;
+      return;
+    }
+    fcntl(r->pipe[d][0], F_SETPIPE_SZ, 1 << 20);
+  }
+  for (int i = 0; i < 2; i++) fcntl(r->fd[i], F_SETFL, fcntl(r->fd[i], F_GETFL) | O_NONBLOCK);
+  while (!(r->shut[0] && r->shut[1])) {
+    pollfd p[2];
+    for (int i = 0; i < 2; i++) {
+      p[i].fd = r->fd[i];
+      p[i].events = 0;
+      p[i].revents = 0;
+      // direction d moves fd[d] -> fd[1-d]
+      if (!r->eof[i] && r->inPipe[i] < (1u << 20)) p[i].events |= POLLIN;
+      if (r->inPipe[1 - i] > 0 && !r->shut[1 - i]) p[i].events |= POLLOUT;
+      if (!p[i].events) p[i].fd = -1;  // nothing to wait for here (a HUP would spin)
+    }
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      r->err = errno;
+      return;
+    }
+    for (int i = 0; i < 2; i++) {
+      if (p[i].revents & (POLLERR | POLLNVAL)) {
+        int e = 0;
+        socklen_t l = sizeof e;
+        getsockopt(r->fd[i], SOL_SOCKET, SO_ERROR, &e, &l);
+        r->err = e ? e : EIO;
+        return;
+      }
+    }
+    for (int d = 0; d < 2; d++) {
+      int src = r->fd[d], dst = r->fd[1 - d];
+      if (!r->eof[d]) {
+        ssize_t n = splice(src, nullptr, r->pipe[d][1], nullptr, 1 << 20, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) r->inPipe[d] += static_cast<size_t>(n);
+        else if (n == 0) r->eof[d] = true;
+        else if (errno != EAGAIN && errno != EINTR) {
+          r->err = errno;
+          return;
+        }
+      }
+      while (r->inPipe[d] > 0) {
+        ssize_t n = splice(r->pipe[d][0], nullptr, dst, nullptr, r->inPipe[d], SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+          r->inPipe[d] -= static_cast<size_t>(n);
+          r->moved[d] += static_cast<uint64_t>(n);
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+          break;
+        } else {
+          r->err = n < 0 ? errno : EPIPE;
+          return;
+        }
+      }
+      if (r->eof[d] && r->inPipe[d] == 0 && !r->shut[1 - d]) {
+        shutdown(dst, SHUT_WR);
+        r->shut[1 - d] = true;
+      }
+    }
+  }
+}
+
+struct RelayDone {
+  double a, b;
+  int err;
+};
+
+Napi::Value SpliceRelay(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 3)) return env.Undefined();
+  int a = info[0].As<Napi::Number>().Int32Value();
+  int b = info[1].As<Napi::Number>().Int32Value();
+  auto tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "burrow:splice", 0, 1);
+  std::thread([a, b, tsfn]() mutable {
+    Relay r;
+    r.fd[0] = a;
+    r.fd[1] = b;
+    r.pipe[0][0] = r.pipe[0][1] = r.pipe[1][0] = r.pipe[1][1] = -1;
+    RelayLoop(&r);
+    if (r.err) {
+      linger lg{1, 0};  // reset both peers, as a crashed middlebox would
+      setsockopt(a, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    for (int d = 0; d < 2; d++)
+      for (int k = 0; k < 2; k++)
+        if (r.pipe[d][k] >= 0) close(r.pipe[d][k]);
+    close(a);
+    close(b);
+    auto* done = new RelayDone{static_cast<double>(r.moved[0]), static_cast<double>(r.moved[1]), r.err};
+    tsfn.BlockingCall(done, [](Napi::Env env, Napi::Function cb, RelayDone* d) {
+      cb.Call({Napi::Number::New(env, d->a), Napi::Number::New(env, d->b),
+               d->err ? Napi::String::New(env, ErrnoName(d->err)) : env.Null()});
+      delete d;
+    });
+    tsfn.Release();
+  }).detach();
+  return env.Undefined();
+}
+
+// dupFd(fd) -> a new O_CLOEXEC fd for the same open file.
+Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 1)) return env.Undefined();
+  int fd = fcntl(info[0].As<Napi::Number>().Int32Value(), F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) {
+    Failure f{errno, "fcntl(F_DUPFD_CLOEXEC)", ""};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
 Napi::Object Constants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
   c.Set("LOCK_SH", Napi::Number::New(env, static_cast<double>(LOCK_SH)));
@@ -702,6 +838,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unwatch", Napi::Function::New(env, Unwatch));
   exports.Set("readFrames", Napi::Function::New(env, ReadFrames));
   exports.Set("writeFrame", Napi::Function::New(env, WriteFrame));
+  exports.Set("spliceRelay", Napi::Function::New(env, SpliceRelay));
+  exports.Set("dupFd", Napi::Function::New(env, DupFd));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -29,6 +29,8 @@ interface Addon {
   unwatch(fd: number): boolean;
   readFrames(fd: number, buf: Buffer, lens: Uint32Array, frameMax: number): number;
   writeFrame(fd: number, parts: Buffer[]): number;
+  spliceRelay(a: number, b: number, done: (aToB: number, bToA: number, err: string | null) => void): void;
+  dupFd(fd: number): number;
   constants: Record<string, number>;
 }
 
@@ -187,6 +189,20 @@ export function readFrames(fd: number, buf: Buffer, lens: Uint32Array, frameMax:
 /** writev(2) of one frame's parts (at most 16); -1 when the fd would block (frame dropped). */
 export function writeFrame(fd: number, parts: Buffer[]): number {
   return addon().writeFrame(fd, parts);
+}
+
+/**
+ * Relays two connected stream sockets both ways with splice(2) on a thread of its own (payload
+ * never enters user space). Takes ownership of both fds; `done` runs once both are closed, with
+ * the bytes moved each way and the errno name that ended it (null for two orderly EOFs).
+ */
+export function spliceRelay(a: number, b: number, done: (aToB: number, bToA: number, err: string | null) => void): void {
+  call(() => addon().spliceRelay(a, b, done));
+}
+
+/** fcntl(F_DUPFD_CLOEXEC): a second fd for the same open file (the caller owns it). */
+export function dupFd(fd: number): number {
+  return call(() => addon().dupFd(fd));
 }
 
 /** socketpair(AF_UNIX, type). Default SOCK_STREAM. */

@@ -8,7 +8,9 @@
  * A spec binds exactly the host address it names ("" = every address, IPv4 and IPv6).
  */
 import dgram from 'node:dgram';
+import fs from 'node:fs';
 import net from 'node:net';
+import { dupFd, spliceRelay } from '../../native/mod.js';
 import * as ipv4 from '../wire/ipv4.js';
 import * as ipv6 from '../wire/ipv6.js';
 import { wrapTcp, type Clock } from './host_sockets.js';
@@ -107,7 +109,8 @@ export class Forwarder {
   private readonly clock: Clock;
   private readonly listening = new Map<number, Listening>();
   private nextId = 1;
-  private readonly relays = new Set<net.Socket>();
+  /** Spliced connections still open (each holds a relay thread). */
+  relays = 0;
 
   constructor(usernet: Usernet, connectInside: NamespaceConnect | null, clock: Clock = () => performance.now()) {
     this.usernet = usernet;
@@ -153,8 +156,6 @@ export class Forwarder {
   /** Closes every listener and spliced connection. */
   close(): void {
     for (const id of [...this.listening.keys()]) this.remove(id);
-    for (const s of this.relays) s.destroy();
-    this.relays.clear();
   }
 
   private listenTcp(addr: string, hostPort: number, guestPort: number, entry: ForwardEntry): Promise<() => void> {
@@ -187,38 +188,35 @@ export class Forwarder {
     entry.counters.tap++;
   }
 
-  /** Loopback path: relay between the client and a socket connected inside the namespace. */
+  /**
+   * Loopback path: the client socket and a socket connected inside the namespace are handed to
+   * a native splice relay (kernel to kernel, no copy through JS).
+   */
   private splice(sock: net.Socket, family: 4 | 6, guestPort: number, entry: ForwardEntry): void {
-    let fd: number;
+    let inner: number;
     try {
-      fd = this.connectInside!(family, guestPort);
+      inner = this.connectInside!(family, guestPort);
     } catch {
       entry.counters.refused++;
       sock.resetAndDestroy();
       return;
     }
-    const inner = new net.Socket({ fd, readable: true, writable: true });
-    inner.setNoDelay(true);
+    const handle = (sock as unknown as { _handle?: { fd?: number } })._handle;
+    let outer: number;
+    try {
+      outer = dupFd(handle?.fd ?? -1);
+    } catch {
+      fs.closeSync(inner);
+      sock.destroy();
+      return;
+    }
+    // Node's handle closes its fd; the relay's duplicate keeps the connection open.
+    sock.destroy();
     entry.counters.spliced++;
-    this.relays.add(sock).add(inner);
-    const done = () => {
-      this.relays.delete(sock);
-      this.relays.delete(inner);
-    };
-    // A reset on one side resets the other; an orderly end is passed on by pipe (half-close).
-    inner.on('error', () => sock.resetAndDestroy());
-    sock.on('error', () => inner.resetAndDestroy());
-    sock.on('close', () => {
-      if (!inner.writableEnded) inner.end();
-      done();
+    this.relays++;
+    spliceRelay(outer, inner, () => {
+      this.relays--;
     });
-    inner.on('close', () => {
-      if (!sock.writableEnded) sock.end();
-      done();
-    });
-    sock.pipe(inner);
-    inner.pipe(sock);
-    sock.resume();
   }
 
   private listenUdp(addr: string, hostPort: number, guestPort: number, entry: ForwardEntry): Promise<() => void> {
