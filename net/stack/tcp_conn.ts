@@ -400,7 +400,7 @@ export class TcpConn {
   }
 
   private peerMssCapped(): number {
-    return Math.min(this.peerMss, this.o.mss + 40);
+    return Math.min(this.peerMss, this.o.mss);
   }
 
   private onAcked(ack: number, acked: number, now: number): void {
@@ -571,7 +571,9 @@ export class TcpConn {
     if (this.finQueued && !this.finSent && inflight === this.queued) this.emitFin(now);
   }
 
-  private emitData(seq: number, len: number, now: number, retransmit: boolean): void {
+  private emitData(seq: number, len: number, now: number, resend: boolean): void {
+    // Anything below sndMax was sent before (go-back-N after a timeout): no RTT sample (Karn).
+    const retransmit = resend || seqLt(seq, this.sndMax);
     const off = seqDiff(seq, this.sndUna);
     const parts: Buffer[] = [];
     let skip = off;
