@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,7 +286,11 @@ static void exec_or_die(void) {
 }
 
 static int child_main(void *arg) {
-  (void)arg;
+  /* The namespace's first process dies with the helper, and the helper with its caller: a
+   * burrow killed with -9 leaves no container behind (PR_SET_PDEATHSIG survives execve). */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  pid_t pp = getppid(); /* 0 in a new pid namespace: the parent is outside it */
+  if (pp != 0 && pp != (pid_t)(intptr_t)arg) _exit(125);
   close(sync_pipe[1]);
   char go = 0;
   if (read(sync_pipe[0], &go, 1) != 1 || go != 'G') _exit(125);
@@ -374,7 +379,9 @@ int main(int argc, char **argv) {
   size_t stack_size = 1 << 20;
   char *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return 125;
-  pid_t child = clone(child_main, stack + stack_size, CLONE_NEWUSER | flags | SIGCHLD, NULL);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() == 1) return 125; /* the caller is already gone */
+  pid_t child = clone(child_main, stack + stack_size, CLONE_NEWUSER | flags | SIGCHLD, (void *)(intptr_t)getpid());
   if (child < 0) {
     int e = errno;
     fprintf(stderr, "burrow-ns: clone(CLONE_NEWUSER) failed: %s (errno %d)\n", strerror(e), e);

@@ -51,7 +51,12 @@ export function unshareCommand(globals: () => { config?: string }, setExit: (cod
         }
         started.go();
       }
+      // Signals for burrow are the container's: the helper passes them on to the command.
+      const forward = (sig: NodeJS.Signals) => started.child.kill(sig);
+      const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+      for (const s of signals) process.on(s, forward);
       const code = await started.exited;
+      for (const s of signals) process.off(s, forward);
       stop();
       setExit(code);
     });

@@ -159,7 +159,7 @@ export class Forwarder {
   }
 
   private listenTcp(addr: string, hostPort: number, guestPort: number, entry: ForwardEntry): Promise<() => void> {
-    const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (sock) => this.onTcp(sock, guestPort, entry));
+    const server = net.createServer({ pauseOnConnect: true, noDelay: true, allowHalfOpen: true }, (sock) => this.onTcp(sock, guestPort, entry));
     return new Promise((resolve, reject) => {
       server.once('error', (err) => {
         (err as { port?: number }).port = hostPort;

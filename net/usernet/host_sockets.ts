@@ -46,7 +46,8 @@ export class NodeHostSockets implements HostSockets {
   constructor(private readonly clock: Clock = () => performance.now()) {}
 
   connectTcp(family: 4 | 6, address: string, port: number, h: HostTcpHandlers): HostTcp {
-    const sock = net.connect({ host: address, port, family });
+    // Half-open allowed: the container may keep sending after the host peer's FIN (TCP half-close).
+    const sock = net.connect({ host: address, port, family, allowHalfOpen: true });
     return wrapTcp(sock, h, this.clock);
   }
 

@@ -90,7 +90,8 @@ export function stackConfig(o: UsernetOptions): StackConfig {
   const p = o.plan;
   let resolv = '';
   try {
-    resolv = fs.readFileSync(o.resolvConf ?? '/etc/resolv.conf', 'utf8');
+    // BURROW_RESOLV_CONF: another resolv.conf for the DNS forwarder (tests, split-DNS hosts).
+    resolv = fs.readFileSync(o.resolvConf ?? process.env.BURROW_RESOLV_CONF ?? '/etc/resolv.conf', 'utf8');
   } catch {
     // no resolver configured: DNS to the DNS address is refused
   }
