@@ -326,7 +326,6 @@ export class TcpConn {
     if (!this.inputAck(h, payload.length, now)) return;
     if (payload.length || h.flags & FIN) this.inputData(h, payload, now);
     this.output(now);
-    if (this.ackDue) this.sendAck(now);
     this.maybeDone(now);
   }
 
@@ -615,8 +614,9 @@ export class TcpConn {
   }
 
   private maybeDone(now: number): void {
-    if (this.state === 'ESTABLISHED' && this.finReceived && this.finAcked) this.close('done');
-    void now;
+    if (this.state !== 'ESTABLISHED' || !this.finReceived || !this.finAcked) return;
+    if (this.ackDue) this.sendAck(now); // their FIN's ACK goes out before we forget the flow
+    this.close('done');
   }
 
   /** Sends a pending ACK now (the stack calls this once per received batch). */

@@ -27,6 +27,12 @@ function harness(mode: 'active' | 'passive', opts: Partial<{ rcvBufBytes: number
   };
   const o = { mss: opts.mss ?? 1000, rcvBufBytes: opts.rcvBufBytes ?? 64_000, idleMs: 60_000, finTimeoutMs: 5_000, iss: 1000 };
   h.conn = mode === 'active' ? TcpConn.active(ev, o, 0) : TcpConn.passive(ev, o, opts.syn!, 0);
+  // Each scripted segment is a batch of its own: the stack flushes pending ACKs after a batch.
+  const input = h.conn.input.bind(h.conn);
+  h.conn.input = (hd, p, now) => {
+    input(hd, p, now);
+    h.conn.flush(now);
+  };
   return h;
 }
 
@@ -211,4 +217,15 @@ test('sequence numbers wrap around 2^32', (t) => {
   h.conn.input(seg(0xffffff01, 1001, ACK), bytes(1000, 7), 2);
   t.is(take(h)[0].ack, seqAdd(0xffffff01, 1000));
   t.is(Buffer.concat(h.data).length, 1000);
+});
+
+test('ACKs are coalesced per batch: several in-order segments in one batch get one ACK', (t) => {
+  const h = established();
+  const raw = TcpConn.prototype.input;
+  for (let i = 0; i < 4; i++) raw.call(h.conn, seg(5001 + i * 100, 1001, ACK), bytes(100), 2);
+  t.deepEqual(take(h), [], 'nothing until the batch ends');
+  h.conn.flush(2);
+  const acks = take(h);
+  t.is(acks.length, 1);
+  t.is(acks[0].ack, 5401);
 });
