@@ -247,8 +247,10 @@ async function measure(tool: Tool, p: PathName, o: Options, remote: string): Pro
       await waitFor(c, 'ready');
       await sleep(200);
       const out = await run(inNs(remote, [process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), '--http-client', `http://10.98.0.1:${port}/`, String(o.durationS), '32']));
-      const rps = Number(/rps (\d+(\.\d+)?)/.exec(out)?.[1]);
-      if (!rps) throw new Error(`http client failed: ${out.slice(-300)}`);
+      const m = /rps (\d+) failed (\d+)/.exec(out);
+      if (!m || !Number(m[1])) throw new Error(`http client failed: ${out.slice(-300)}`);
+      if (Number(m[2]) > 0) process.stderr.write(` (${tool}: ${m[2]} failed requests)`);
+      const rps = Number(m[1]);
       return rps;
     } finally {
       await c.stop();
@@ -277,7 +279,8 @@ async function measure(tool: Tool, p: PathName, o: Options, remote: string): Pro
 async function httpClient(url: string, seconds: number, concurrency: number): Promise<void> {
   const { Pool } = await import('undici');
   const u = new URL(url);
-  const pool = new Pool(u.origin, { connections: concurrency, pipelining: 1 });
+  // A request that stalls (a forwarder that drops it) counts as failed instead of hanging the run.
+  const pool = new Pool(u.origin, { connections: concurrency, pipelining: 1, headersTimeout: 5000, bodyTimeout: 5000, connectTimeout: 5000 });
   let done = 0;
   let failed = 0;
   const end = Date.now() + seconds * 1000;
@@ -321,7 +324,8 @@ async function inner(argv: string[]): Promise<number> {
           const timeout = new Promise<never>((_, reject) => {
             timer = setTimeout(() => reject(new Error(`no result within ${limitMs / 1000} s`)), limitMs);
           });
-          (samples[key] ??= []).push(await Promise.race([measure(tool, p, o, remote), timeout]));
+          const value = await Promise.race([measure(tool, p, o, remote), timeout]);
+          (samples[key] ??= []).push(value);
           clearTimeout(timer);
         } catch (err) {
           errors[key] = (err as Error).message.split('\n')[0];

@@ -407,7 +407,7 @@ export class Stack {
   // ---- UDP -----------------------------------------------------------------------------------
 
   private udpKey(family: number, guestAddr: Buffer, guestPort: number, ourAddr: Buffer, ourPort: number): string {
-    return `${family}|${guestAddr.toString('hex')}|${guestPort}|${ourAddr.toString('hex')}|${ourPort}`;
+    return `${guestPort}|${ourPort}|${guestAddr.toString('latin1')}|${ourAddr.toString('latin1')}|${family}`;
   }
 
   private receiveUdp(family: 4 | 6, p: Buffer, off: number, src: Buffer, dst: Buffer, now: number): void {
@@ -496,7 +496,7 @@ export class Stack {
   // ---- TCP -----------------------------------------------------------------------------------
 
   private tcpKey(family: number, guestAddr: Buffer, guestPort: number, ourAddr: Buffer, ourPort: number): string {
-    return `${family}|${guestAddr.toString('hex')}|${guestPort}|${ourAddr.toString('hex')}|${ourPort}`;
+    return `${guestPort}|${ourPort}|${guestAddr.toString('latin1')}|${ourAddr.toString('latin1')}|${family}`;
   }
 
   private receiveTcp(family: 4 | 6, p: Buffer, off: number, end: number, src: Buffer, dst: Buffer, now: number): void {

@@ -164,7 +164,9 @@ export class Usernet {
   private arm(): void {
     if (this.stopped) return;
     const at = this.stack.pollAt();
-    if (at === this.timerAt && this.timer) return;
+    // A timer that fires too early is harmless (poll finds nothing due and re-arms); moving it
+    // on every segment is not (a retransmission deadline moves with each send).
+    if (this.timer && at >= this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.timerAt = at;
