@@ -510,6 +510,94 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// ---- Unprivileged ICMP echo ("ping") sockets --------------------------------
+//
+// pingSocket(family) -> fd: socket(AF_INET[6], SOCK_DGRAM, IPPROTO_ICMP[V6]),
+// non-blocking. The kernel allows it only when the caller's gid is inside
+// net.ipv4.ping_group_range of its netns; otherwise EACCES. The kernel owns the
+// echo identifier (it is the socket's "port") and checksums both ways.
+
+Napi::Value PingSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 1)) return env.Undefined();
+  bool v6 = info[0].As<Napi::Number>().Int32Value() == 6;
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, v6 ? static_cast<int>(IPPROTO_ICMPV6) : static_cast<int>(IPPROTO_ICMP));
+  if (fd < 0) {
+    Failure f{errno, "socket(IPPROTO_ICMP)", v6 ? "IPv6" : "IPv4"};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
+bool ParseAddr(const std::string& text, sockaddr_storage& ss, socklen_t& len) {
+  memset(&ss, 0, sizeof ss);
+  auto* a4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET, text.c_str(), &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    len = sizeof *a4;
+    return true;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    len = sizeof *a6;
+    return true;
+  }
+  return false;
+}
+
+// sendTo(fd, buf, address) -> bytes, or -1 when it would block.
+Napi::Value SendTo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 3)) return env.Undefined();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<uint8_t> b = info[1].As<Napi::Buffer<uint8_t>>();
+  std::string addr = info[2].As<Napi::String>().Utf8Value();
+  sockaddr_storage ss;
+  socklen_t len;
+  if (!ParseAddr(addr, ss, len)) {
+    Napi::TypeError::New(env, "invalid address " + addr).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  ssize_t n;
+  do n = sendto(fd, b.Data(), b.Length(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&ss), len);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
+    Failure f{errno, "sendto", addr};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// recvFrom(fd, buf) -> { length, address } or null when nothing is waiting.
+Napi::Value RecvFrom(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 2)) return env.Undefined();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Buffer<uint8_t> b = info[1].As<Napi::Buffer<uint8_t>>();
+  sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  ssize_t n;
+  do n = recvfrom(fd, b.Data(), b.Length(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&ss), &len);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return env.Null();
+    Failure f{errno, "recvfrom", "fd " + std::to_string(fd)};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  char text[INET6_ADDRSTRLEN] = "";
+  if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, text, sizeof text);
+  else if (ss.ss_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, text, sizeof text);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("length", Napi::Number::New(env, static_cast<double>(n)));
+  o.Set("address", Napi::String::New(env, text));
+  return o;
+}
+
 // socketpair(AF_UNIX, SOCK_STREAM|SOCK_SEQPACKET) -> [fd, fd]
 Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -840,6 +928,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeFrame", Napi::Function::New(env, WriteFrame));
   exports.Set("spliceRelay", Napi::Function::New(env, SpliceRelay));
   exports.Set("dupFd", Napi::Function::New(env, DupFd));
+  exports.Set("pingSocket", Napi::Function::New(env, PingSocket));
+  exports.Set("sendTo", Napi::Function::New(env, SendTo));
+  exports.Set("recvFrom", Napi::Function::New(env, RecvFrom));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -31,6 +31,9 @@ interface Addon {
   writeFrame(fd: number, parts: Buffer[]): number;
   spliceRelay(a: number, b: number, done: (aToB: number, bToA: number, err: string | null) => void): void;
   dupFd(fd: number): number;
+  pingSocket(family: 4 | 6): number;
+  sendTo(fd: number, buf: Buffer, address: string): number;
+  recvFrom(fd: number, buf: Buffer): { length: number; address: string } | null;
   constants: Record<string, number>;
 }
 
@@ -203,6 +206,24 @@ export function spliceRelay(a: number, b: number, done: (aToB: number, bToA: num
 /** fcntl(F_DUPFD_CLOEXEC): a second fd for the same open file (the caller owns it). */
 export function dupFd(fd: number): number {
   return call(() => addon().dupFd(fd));
+}
+
+/**
+ * An unprivileged ICMP echo socket (SOCK_DGRAM, IPPROTO_ICMP/ICMPV6), non-blocking. Needs the
+ * caller's gid inside net.ipv4.ping_group_range of its netns; throws EACCES otherwise.
+ */
+export function pingSocket(family: 4 | 6): number {
+  return call(() => addon().pingSocket(family));
+}
+
+/** sendto(2) on a datagram socket; -1 when it would block. */
+export function sendTo(fd: number, buf: Buffer, address: string): number {
+  return call(() => addon().sendTo(fd, buf, address));
+}
+
+/** recvfrom(2) into `buf`; null when nothing is waiting. */
+export function recvFrom(fd: number, buf: Buffer): { length: number; address: string } | null {
+  return call(() => addon().recvFrom(fd, buf));
 }
 
 /** socketpair(AF_UNIX, type). Default SOCK_STREAM. */

@@ -106,6 +106,8 @@ test.serial('outbound: gateway ping, DNS through a host resolver on 127.0.0.53, 
     { proto: 'udp', host: 'fd98::2', port: 7002, mode: 'echo' },
   ]);
   await servers(t, w.host, [{ proto: 'udp', host: '127.0.0.53', port: 53, mode: 'dns' }]);
+  // Echo to other hosts uses unprivileged ping sockets, which the (per-netns) sysctl must allow.
+  nsExec(w.host, ['sysctl', '-q', '-w', 'net.ipv4.ping_group_range=0 2147483647']);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-resolv-'));
   fs.chmodSync(dir, 0o755);
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -114,6 +116,8 @@ test.serial('outbound: gateway ping, DNS through a host resolver on 127.0.0.53, 
   const r = await inContainer(w.host, [], [
     { name: 'ping-gw', kind: 'ping', host: '10.0.2.2' },
     { name: 'ping-gw6', kind: 'ping', host: 'fd00::2' },
+    { name: 'ping-remote', kind: 'ping', host: '10.98.0.2' },
+    { name: 'ping-remote6', kind: 'ping', host: 'fd98::2' },
     { name: 'dns', kind: 'udp', host: '10.0.2.3', port: 53, msg: query },
     { name: 'tcp4', kind: 'tcp', host: '10.98.0.2', port: 7001 },
     { name: 'udp4', kind: 'udp', host: '10.98.0.2', port: 7002, msg: 'hello' },
@@ -124,6 +128,8 @@ test.serial('outbound: gateway ping, DNS through a host resolver on 127.0.0.53, 
   ], { BURROW_RESOLV_CONF: path.join(dir, 'resolv.conf') });
   t.is(r['ping-gw'], 'ok');
   t.is(r['ping-gw6'], 'ok');
+  t.is(r['ping-remote'], 'ok', 'echo to another host through a ping socket');
+  t.is(r['ping-remote6'], 'ok');
   const dns = Buffer.from(r.dns as string, 'latin1');
   t.deepEqual([dns[0], dns[1], dns[2] & 0x80], [0x12, 0x34, 0x80], 'the host resolver on 127.0.0.53 answered through 10.0.2.3');
   // Outbound is socket-level NAT: the remote sees the host's address (the user's sockets).

@@ -39,9 +39,25 @@ export interface HostUdp {
   close(): void;
 }
 
+export interface HostPingHandlers {
+  /** An ICMP/ICMPv6 echo reply message (type onward, no IP header); the buffer is the caller's. */
+  onReply(message: Buffer, now: number): void;
+}
+
+export interface HostPing {
+  /** Sends an echo request message (the kernel sets the identifier and the checksum). */
+  send(message: Buffer, address: string): void;
+  close(): void;
+}
+
 export interface HostSockets {
   /** Connects a TCP socket to address:port (the connect result comes through the handlers). */
   connectTcp(family: 4 | 6, address: string, port: number, h: HostTcpHandlers): HostTcp;
   /** A UDP socket connected to address:port. */
   openUdp(family: 4 | 6, address: string, port: number, h: HostUdpHandlers): HostUdp;
+  /**
+   * An unprivileged echo ("ping") socket; throws when the host does not allow one (the user's
+   * gid outside net.ipv4.ping_group_range). Optional: without it echo is answered locally only.
+   */
+  openPing?(family: 4 | 6, h: HostPingHandlers): HostPing;
 }

@@ -41,7 +41,7 @@ import * as ipv6 from '../wire/ipv6.js';
 import * as tcp from '../wire/tcp.js';
 import * as udp from '../wire/udp.js';
 import * as vnet from '../wire/vnet.js';
-import type { HostSockets, HostTcp, HostTcpHandlers, HostUdp } from './host.js';
+import type { HostPing, HostSockets, HostTcp, HostTcpHandlers, HostUdp } from './host.js';
 import { TcpConn, type CloseReason, type OutSegment } from './tcp_conn.js';
 
 export interface StackConfig {
@@ -112,6 +112,20 @@ interface UdpFlow {
   expires: number;
 }
 
+interface PingFlow {
+  key: string;
+  family: 4 | 6;
+  remote: Buffer;
+  guestAddr: Buffer;
+  /** The container's echo identifier (the host socket's differs: the kernel owns it). */
+  id: number;
+  sock: HostPing;
+  expires: number;
+}
+
+/** Echo flows idle this long are closed (pasta uses 60 s too). */
+const PING_IDLE_MS = 60_000;
+
 export interface StackStats {
   [reason: string]: number;
 }
@@ -128,6 +142,7 @@ export class Stack {
   private guestMac: Buffer = eth.BROADCAST;
   private readonly tcpFlows = new Map<string, TcpFlow>();
   private readonly udpFlows = new Map<string, UdpFlow>();
+  private readonly pingFlows = new Map<string, PingFlow>();
   private halfOpen = 0;
   private readonly mss4: number;
   private readonly mss6: number;
@@ -149,8 +164,8 @@ export class Stack {
   }
 
   /** Number of live flows by protocol. */
-  flowCount(): { tcp: number; udp: number; halfOpen: number } {
-    return { tcp: this.tcpFlows.size, udp: this.udpFlows.size, halfOpen: this.halfOpen };
+  flowCount(): { tcp: number; udp: number; ping: number; halfOpen: number } {
+    return { tcp: this.tcpFlows.size, udp: this.udpFlows.size, ping: this.pingFlows.size, halfOpen: this.halfOpen };
   }
 
   // ---- receive path --------------------------------------------------------------------------
@@ -227,7 +242,7 @@ export class Stack {
     }
     if (!this.plausibleV4Source(src)) return this.count('ipv4-bad-source');
     if (dst[0] >= 224 || dst.equals(src)) return this.count('ipv4-not-unicast');
-    if (proto === ipv4.PROTO_ICMP) return this.receiveIcmp4(p, hl, end, src, dst);
+    if (proto === ipv4.PROTO_ICMP) return this.receiveIcmp4(p, hl, end, src, dst, now);
     if (proto === ipv4.PROTO_UDP) {
       if (!trusted && udp.checksum(p, hl) !== 0 && finish(sum16(p, hl, end, pseudo4(p, 12, 16, proto, end - hl))) !== 0) return this.count('udp-bad-checksum');
       return this.receiveUdp(4, p, hl, src, dst, now);
@@ -253,7 +268,7 @@ export class Stack {
     const end = ipv6.payloadEnd(p);
     const src = ipv6.src(p);
     const dst = ipv6.dst(p);
-    if (proto === ipv6.NH_ICMPV6) return this.receiveIcmp6(p, off, end, src, dst);
+    if (proto === ipv6.NH_ICMPV6) return this.receiveIcmp6(p, off, end, src, dst, now);
     if (dst[0] === 0xff) return this.count('ipv6-multicast');
     if (this.isOurV6(src) || src.every((x) => x === 0) || dst.equals(src)) return this.count('ipv6-bad-source');
     if (proto === ipv6.NH_UDP) {
@@ -303,16 +318,57 @@ export class Stack {
 
   // ---- ICMP ----------------------------------------------------------------------------------
 
-  private receiveIcmp4(p: Buffer, hl: number, end: number, src: Buffer, dst: Buffer): void {
+  /**
+   * Echo to another host: sent from an unprivileged ping socket, one per (destination, container
+   * identifier); replies get the container's identifier back. Where the host forbids ping
+   * sockets, the request is dropped and counted.
+   */
+  private forwardEcho(family: 4 | 6, msg: Buffer, guest: Buffer, dst: Buffer, now: number): void {
+    const target = this.hostTarget(family, dst, 0, 'udp');
+    if (!target || target.family !== family || !this.host.openPing) return this.count('icmp-echo-refused-destination');
+    const id = msg.readUInt16BE(4);
+    const key = `${family}|${dst.toString('latin1')}|${id}`;
+    let flow = this.pingFlows.get(key);
+    if (!flow) {
+      if (this.tcpFlows.size + this.udpFlows.size + this.pingFlows.size >= this.limits.maxFlows) return this.count('flow-limit');
+      const f: PingFlow = { key, family, remote: Buffer.from(dst), guestAddr: Buffer.from(guest), id, sock: null as unknown as HostPing, expires: 0 };
+      try {
+        f.sock = this.host.openPing(family, { onReply: (m) => this.echoReply(f, m) });
+      } catch {
+        return this.count('icmp-echo-not-permitted');
+      }
+      this.pingFlows.set(key, (flow = f));
+    }
+    flow.expires = now + PING_IDLE_MS;
+    flow.sock.send(Buffer.from(msg), target.address);
+  }
+
+  private echoReply(f: PingFlow, m: Buffer): void {
+    if (!this.pingFlows.has(f.key) || m.length < 8) return;
+    if (f.family === 4) {
+      if (m[0] !== icmp.ECHO_REPLY) return;
+      const rest = ((f.id << 16) | m.readUInt16BE(6)) >>> 0;
+      const body = m.subarray(8);
+      return this.emitIp(4, f.remote, f.guestAddr, ipv4.PROTO_ICMP, 8 + body.length, (out, o) => icmp.emit({ type: icmp.ECHO_REPLY, code: 0, rest, body }, out, o), [], 0, false);
+    }
+    if (m[0] !== icmpv6.ECHO_REPLY) return;
+    this.emitIcmp6(f.remote, f.guestAddr, (out, o) => {
+      m.copy(out, o);
+      out.writeUInt16BE(f.id, o + 4);
+      return m.length;
+    });
+  }
+
+  private receiveIcmp4(p: Buffer, hl: number, end: number, src: Buffer, dst: Buffer, now: number): void {
     if (icmp.check(p, hl, end)) return this.count('icmp-malformed');
     if (icmp.type(p, hl) !== icmp.ECHO_REQUEST) return this.count('icmp-ignored');
-    if (!this.isOurV4(dst)) return this.count('icmp-echo-unsupported-destination');
+    if (!this.isOurV4(dst)) return this.forwardEcho(4, p.subarray(hl, end), src, dst, now);
     const body = p.subarray(hl + 8, end);
     const rest = p.readUInt32BE(hl + 4);
     this.emitIp(4, dst, src, ipv4.PROTO_ICMP, 8 + body.length, (out, o) => icmp.emit({ type: icmp.ECHO_REPLY, code: 0, rest, body }, out, o), [], 0, false);
   }
 
-  private receiveIcmp6(p: Buffer, off: number, end: number, src: Buffer, dst: Buffer): void {
+  private receiveIcmp6(p: Buffer, off: number, end: number, src: Buffer, dst: Buffer, now: number): void {
     if (icmpv6.check(p, off, end, pseudo6(p, 8, 24, ipv6.NH_ICMPV6, end - off))) return this.count('icmpv6-malformed');
     const type = icmpv6.type(p, off);
     const v6 = this.c.v6!;
@@ -327,7 +383,7 @@ export class Stack {
       return this.emitIcmp6(v6.linkLocal, to, (out, o) => icmpv6.emitRouterAdvert({ mac: this.c.mac, mtu: this.c.mtu, prefix: v6.prefix, prefixLength: v6.prefixLength, dns: v6.dns, lifetimeS: 1800 }, out, o));
     }
     if (type === icmpv6.ECHO_REQUEST) {
-      if (!this.isOurV6(dst)) return this.count('icmp-echo-unsupported-destination');
+      if (!this.isOurV6(dst)) return this.forwardEcho(6, p.subarray(off, end), src, dst, now);
       const body = p.subarray(off + 4, end);
       return this.emitIcmp6(dst, src, (out, o) => {
         out[o] = icmpv6.ECHO_REPLY;
@@ -659,6 +715,7 @@ export class Stack {
       if (d < t) t = d;
     }
     for (const f of this.udpFlows.values()) if (f.expires < t) t = f.expires;
+    for (const f of this.pingFlows.values()) if (f.expires < t) t = f.expires;
     return t;
   }
 
@@ -671,12 +728,20 @@ export class Stack {
         this.closeUdp(f);
       }
     }
+    for (const f of [...this.pingFlows.values()]) {
+      if (f.expires <= now) {
+        this.pingFlows.delete(f.key);
+        f.sock.close();
+      }
+    }
   }
 
   /** Resets every TCP flow and closes every UDP flow (the container or the stack is going away). */
   shutdown(): void {
     for (const f of [...this.tcpFlows.values()]) f.conn.abort();
     for (const f of [...this.udpFlows.values()]) this.closeUdp(f);
+    for (const f of this.pingFlows.values()) f.sock.close();
+    this.pingFlows.clear();
   }
 
   /** Diagnostic snapshot of the flows. */

@@ -51,8 +51,8 @@ test('ARP: answers for the gateway and DNS addresses only, with our MAC', (t) =>
   t.is(replies[0].dstMac, '02:00:00:00:00:aa');
 });
 
-test('ICMP echo to the gateway is answered; other destinations are counted, not answered', (t) => {
-  const { stack, out } = setup();
+test('ICMP echo: the gateway answers itself; other hosts through a ping socket with the identifier restored; refusals counted', (t) => {
+  const { stack, out, host } = setup();
   const echo = (dst: Buffer) => {
     const l4 = Buffer.alloc(12);
     icmp.emit({ type: icmp.ECHO_REQUEST, code: 0, rest: 0x00070001, body: Buffer.from('abcd') }, l4);
@@ -64,7 +64,22 @@ test('ICMP echo to the gateway is answered; other destinations are counted, not 
   t.like(r, { src: '10.0.2.2', dst: '10.0.2.100', proto: 1, checksumOk: true });
   t.is(r.l4![0], icmp.ECHO_REPLY);
   t.is(r.l4!.subarray(8).toString(), 'abcd');
-  t.is(stack.stats['icmp-echo-unsupported-destination'], 1);
+  t.is(host.ping.length, 1);
+  t.is(host.ping[0].sent[0].address, '198.51.100.1');
+  // The kernel answers with its own identifier (0x4444); the container gets its own (7) back.
+  const reply = Buffer.alloc(12);
+  icmp.emit({ type: icmp.ECHO_REPLY, code: 0, rest: 0x44440001, body: Buffer.from('abcd') }, reply);
+  host.ping[0].h.onReply(reply, 1);
+  const [fwd] = out();
+  t.like(fwd, { src: '198.51.100.1', dst: '10.0.2.100', checksumOk: true });
+  t.deepEqual([fwd.l4!.readUInt16BE(4), fwd.l4!.readUInt16BE(6)], [7, 1]);
+  stack.receive(echo(a4('127.0.0.1')), 2);
+  t.is(stack.stats['icmp-echo-refused-destination'], 1, 'never toward the host\'s loopback');
+  stack.poll(2 + 60_000);
+  t.true(host.ping[0].closed, 'idle echo flows close');
+  host.pingAllowed = false;
+  stack.receive(echo(a4('198.51.100.2')), 70_000);
+  t.is(stack.stats['icmp-echo-not-permitted'], 1, 'a host without ping sockets for the user: dropped and counted');
 });
 
 test('UDP: a flow per 4-tuple on a connected host socket; DNS goes to the host nameserver; replies come back partial-checksummed', (t) => {

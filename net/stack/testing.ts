@@ -10,7 +10,7 @@ import * as ipv6 from '../wire/ipv6.js';
 import * as tcp from '../wire/tcp.js';
 import * as udp from '../wire/udp.js';
 import * as vnet from '../wire/vnet.js';
-import type { HostSockets, HostTcp, HostTcpHandlers, HostUdp, HostUdpHandlers } from './host.js';
+import type { HostPing, HostPingHandlers, HostSockets, HostTcp, HostTcpHandlers, HostUdp, HostUdpHandlers } from './host.js';
 
 export const GUEST_MAC = eth.parseMac('02:00:00:00:00:aa');
 export const OUR_MAC = eth.parseMac('52:55:0a:00:02:02');
@@ -137,10 +137,34 @@ export interface FakeUdp {
   closed: boolean;
 }
 
+export interface FakePing {
+  family: 4 | 6;
+  h: HostPingHandlers;
+  sent: Array<{ message: Buffer; address: string }>;
+  closed: boolean;
+}
+
 /** HostSockets that records everything and lets the test play the host peers. */
 export class FakeHost implements HostSockets {
   readonly tcp: FakeTcp[] = [];
   readonly udp: FakeUdp[] = [];
+  readonly ping: FakePing[] = [];
+  /** When false, openPing fails as on a host whose ping_group_range excludes the user. */
+  pingAllowed = true;
+
+  openPing(family: 4 | 6, h: HostPingHandlers): HostPing {
+    if (!this.pingAllowed) throw Object.assign(new Error('socket(IPPROTO_ICMP): EACCES'), { code: 'EACCES' });
+    const p: FakePing = { family, h, sent: [], closed: false };
+    this.ping.push(p);
+    return {
+      send: (message, address) => {
+        p.sent.push({ message: Buffer.from(message), address });
+      },
+      close: () => {
+        p.closed = true;
+      },
+    };
+  }
 
   connectTcp(family: 4 | 6, address: string, port: number, h: HostTcpHandlers): HostTcp {
     const s: FakeTcp = { family, address, port, h, written: [], ended: false, destroyed: false, paused: false, pendingBytes: 0 };

@@ -4,7 +4,9 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import type { HostSockets, HostTcp, HostTcpHandlers, HostUdp, HostUdpHandlers } from '../stack/host.js';
+import fs from 'node:fs';
+import { pingSocket, recvFrom, sendTo, unwatch, watchReadable } from '../../native/mod.js';
+import type { HostPing, HostPingHandlers, HostSockets, HostTcp, HostTcpHandlers, HostUdp, HostUdpHandlers } from '../stack/host.js';
 
 export type Clock = () => number;
 
@@ -49,6 +51,39 @@ export class NodeHostSockets implements HostSockets {
     // Half-open allowed: the container may keep sending after the host peer's FIN (TCP half-close).
     const sock = net.connect({ host: address, port, family, allowHalfOpen: true });
     return wrapTcp(sock, h, this.clock);
+  }
+
+  openPing(family: 4 | 6, h: HostPingHandlers): HostPing {
+    const fd = pingSocket(family);
+    const buf = Buffer.allocUnsafe(65536);
+    let closed = false;
+    watchReadable(fd, () => {
+      for (let i = 0; i < 64 && !closed; i++) {
+        let r: { length: number } | null;
+        try {
+          r = recvFrom(fd, buf);
+        } catch {
+          return; // an ICMP error queued on the socket; the next reply still arrives
+        }
+        if (!r) return;
+        h.onReply(Buffer.from(buf.subarray(0, r.length)), this.clock());
+      }
+    });
+    return {
+      send: (m, address) => {
+        try {
+          sendTo(fd, m, address);
+        } catch {
+          // unreachable right now: the container sees no reply, as with a lost packet
+        }
+      },
+      close: () => {
+        if (closed) return;
+        closed = true;
+        unwatch(fd);
+        fs.closeSync(fd);
+      },
+    };
   }
 
   openUdp(family: 4 | 6, address: string, port: number, h: HostUdpHandlers): HostUdp {

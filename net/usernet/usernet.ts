@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import * as eth from '../wire/ethernet.js';
 import * as ipv4 from '../wire/ipv4.js';
 import * as ipv6 from '../wire/ipv6.js';
-import type { HostSockets, HostTcpHandlers, HostUdpHandlers } from '../stack/host.js';
+import type { HostPingHandlers, HostSockets, HostTcpHandlers, HostUdpHandlers } from '../stack/host.js';
 import { Stack, type StackConfig, type StackLimits } from '../stack/stack.js';
 import type { LinkDevice } from '../link/tap_device.js';
 import { NodeHostSockets, type Clock } from './host_sockets.js';
@@ -140,6 +140,7 @@ export class Usernet {
     return {
       connectTcp: (f, a, p, h: HostTcpHandlers) => host.connectTcp(f, a, p, wrap(h)),
       openUdp: (f, a, p, h: HostUdpHandlers) => host.openUdp(f, a, p, wrap(h)),
+      openPing: host.openPing ? (f, h: HostPingHandlers) => host.openPing!(f, wrap(h)) : undefined,
     };
   }
 
