@@ -9,3 +9,4 @@ test: setup
 bench: setup
 	node_modules/.bin/tsx bench/startup.ts
 	node_modules/.bin/tsx bench/setup_latency.ts
+	node_modules/.bin/tsx bench/usernet.ts
