@@ -312,3 +312,39 @@ test.serial('cleanup: the container exiting stops the stack; killing the stack r
   const end = await finished(holder);
   t.is(end.code, 137, 'the container died by SIGKILL, reported as 128+9');
 });
+
+test.serial('guests that ask: DHCPv4 (busybox udhcpc) and SLAAC from router advertisements, without --configure', async (t) => {
+  if (!requireRoot(t)) return;
+  ensureUser(t);
+  const w = await world(t);
+  const holder = burrow(w.host, ['unshare', '--ns', 'net', '--', 'sleep', '32']);
+  let pid = 0;
+  t.teardown(() => {
+    holder.kill('SIGKILL');
+    if (pid) spawnSync('kill', ['-9', String(pid)]);
+  });
+  for (let i = 0; i < 100 && !pid; i++) {
+    await new Promise((res) => setTimeout(res, 50));
+    pid = Number(spawnSync('pgrep', ['-u', USER, '-f', '^sleep 32$'], { encoding: 'utf8' }).stdout.trim().split('\n')[0] || 0);
+  }
+  const attach = burrow(w.host, ['usernet', 'attach', String(pid)]);
+  t.teardown(() => void attach.kill('SIGKILL'));
+  const inNs = (cmd: string) => spawnSync('nsenter', ['-t', String(pid), '-n', 'sh', '-c', cmd], { encoding: 'utf8' });
+  for (let i = 0; i < 100 && !inNs('ip link show tap0').stdout; i++) await new Promise((res) => setTimeout(res, 50));
+  inNs('ip link set lo up; ip link set tap0 up');
+  // udhcpc hands the lease to a script; ours prints what it was given.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-dhcp-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const script = path.join(dir, 'lease.sh');
+  fs.writeFileSync(script, '#!/bin/sh\n[ "$1" = bound ] && echo "lease ip=$ip mask=$mask router=$router dns=$dns mtu=$mtu"\nexit 0\n', { mode: 0o755 });
+  const dhcp = inNs(`busybox udhcpc -i tap0 -n -q -f -t 5 -T 1 -s ${script}`);
+  t.regex(dhcp.stdout, /lease ip=10\.0\.2\.100 mask=24 router=10\.0\.2\.2 dns=10\.0\.2\.3 mtu=65520/, dhcp.stderr);
+  let slaac = '';
+  for (let i = 0; i < 100 && !/fd00::/.test(slaac); i++) {
+    if (i % 20 === 0) inNs('sysctl -q -w net.ipv6.conf.tap0.accept_ra=2; ip link set tap0 down; ip link set tap0 up');
+    await new Promise((res) => setTimeout(res, 100));
+    slaac = inNs('ip -6 -br addr show dev tap0 scope global').stdout;
+  }
+  t.regex(slaac, /fd00::[0-9a-f:]+\/64/, 'an address from the advertised prefix');
+  t.regex(inNs('ip -6 route show default').stdout, /default via fe80::2 dev tap0/, 'the router advertisement made us the default router');
+});
