@@ -194,7 +194,7 @@ static int socket_factory(void) {
       }
       if (ok == 1) {
         fd = socket(fam == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct timeval tv = {5, 0};
+        struct timeval tv = {1, 0}; /* a local connect is immediate; never stall the caller long */
         int one = 1;
         if (fd >= 0) {
           setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);

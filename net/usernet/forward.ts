@@ -111,6 +111,8 @@ export class Forwarder {
   private nextId = 1;
   /** Spliced connections still open (each holds a relay thread). */
   relays = 0;
+  /** At most this many spliced connections at once (each is a thread); more are reset. */
+  static readonly MAX_RELAYS = 1024;
 
   constructor(usernet: Usernet, connectInside: NamespaceConnect | null, clock: Clock = () => performance.now()) {
     this.usernet = usernet;
@@ -193,6 +195,11 @@ export class Forwarder {
    * a native splice relay (kernel to kernel, no copy through JS).
    */
   private splice(sock: net.Socket, family: 4 | 6, guestPort: number, entry: ForwardEntry): void {
+    if (this.relays >= Forwarder.MAX_RELAYS) {
+      entry.counters.refused++;
+      sock.resetAndDestroy();
+      return;
+    }
     let inner: number;
     try {
       inner = this.connectInside!(family, guestPort);
