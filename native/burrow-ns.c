@@ -9,7 +9,8 @@
  * written the maps (newuidmap/newgidmap, or /proc/PID/{uid,gid}_map directly as root), anything
  * else aborts. The child then execs the command; in a new pid namespace it is pid 1 and stays as
  * a minimal init instead: it forks the command, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/
- * SIGUSR2 to it, reaps every zombie, and exits with the command's status (like catatonit). The
+ * SIGUSR2 to it, reaps every zombie, and exits with the command's status as soon as the command
+ * exits (like catatonit; the kernel then kills whatever else ran in the namespace). The
  * helper forwards the same signals to the child and exits with its status (128+signal if killed).
  *
  * Handing fds back: with -s FD (a unix socket inherited from the caller), once the maps are
@@ -31,7 +32,14 @@
  * of cloning, then does the same -t/-s work and execs CMD if one is given (exit 0 otherwise). A
  * user owns the namespaces it created, so this works unprivileged, like `nsenter -U -n`.
  *
- * Usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-t TAPNAME] [-s FD [-w]] -- CMD [ARGS...]
+ * Filesystem (with a mount namespace): -R host gives the command the host's filesystem read-only
+ * with private tmpfs on /tmp, /run and /dev/shm and a fresh /proc; -R DIR pivots into DIR (with
+ * the same private mounts and a minimal /dev of bind-mounted host nodes). -B SRC:DST bind-mounts a
+ * file or directory read-only over DST inside (generated /etc/hosts, resolv.conf, hostname).
+ * -H NAME sets the hostname (with a uts namespace); -C DIR is the working directory.
+ *
+ * Usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-t TAPNAME] [-s FD [-w]] [-R host|DIR] [-B SRC:DST]...
+ *                  [-H NAME] [-C DIR] -- CMD [ARGS...]
  *        burrow-ns -j PID [-t TAPNAME] [-s FD [-F]] [-- CMD [ARGS...]]
  */
 #define _GNU_SOURCE
@@ -50,6 +58,9 @@
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -60,24 +71,34 @@
 static int sync_pipe[2];
 static char **target;
 static int new_pid_ns;
+static int new_net_ns;
 static pid_t forward_to;
 static const char *tap_name;
 static int send_sock = -1;
 static int wait_go;
+static const char *root_mode;
+static const char *binds[32];
+static int nbinds;
+static const char *hostname;
+static const char *workdir;
+
+/* Brings loopback up in the current network namespace (a new one starts with it down). */
+static void lo_up(void) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return;
+  struct ifreq lo;
+  memset(&lo, 0, sizeof lo);
+  strcpy(lo.ifr_name, "lo");
+  if (ioctl(s, SIOCGIFFLAGS, &lo) == 0) {
+    lo.ifr_flags |= IFF_UP;
+    ioctl(s, SIOCSIFFLAGS, &lo);
+  }
+  close(s);
+}
 
 /* Brings loopback up and creates the TAP in the current network namespace; fd or -1 with msg. */
 static int make_tap(char *msg, size_t len) {
-  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s >= 0) {
-    struct ifreq lo;
-    memset(&lo, 0, sizeof lo);
-    strcpy(lo.ifr_name, "lo");
-    if (ioctl(s, SIOCGIFFLAGS, &lo) == 0) {
-      lo.ifr_flags |= IFF_UP;
-      ioctl(s, SIOCSIFFLAGS, &lo);
-    }
-    close(s);
-  }
+  lo_up();
   if (strlen(tap_name) >= IFNAMSIZ) {
     snprintf(msg, len, "TAP name \"%s\" is longer than %d bytes", tap_name, IFNAMSIZ - 1);
     return -1;
@@ -152,6 +173,140 @@ static int hand_back(void) {
   }
   for (int i = 0; i < n; i++) if (fds[i] >= 0) close(fds[i]);
   return rc;
+}
+
+static void die(const char *what, const char *obj) {
+  fprintf(stderr, "burrow-ns: cannot %s \"%s\": %s\n", what, obj, strerror(errno));
+  _exit(125);
+}
+
+/* The flags a remount must keep: in a user namespace the kernel locks them (EPERM otherwise). */
+static unsigned long kept_flags(const char *path) {
+  struct statvfs sv;
+  unsigned long f = 0;
+  if (statvfs(path, &sv) != 0) return 0;
+  if (sv.f_flag & ST_NOSUID) f |= MS_NOSUID;
+  if (sv.f_flag & ST_NODEV) f |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  if (sv.f_flag & ST_NOATIME) f |= MS_NOATIME;
+  if (sv.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (sv.f_flag & ST_RELATIME) f |= MS_RELATIME;
+  return f;
+}
+
+/* Makes every mount at or below `top` read-only (best effort for kernel filesystems). */
+static void remount_tree_ro(const char *top) {
+  FILE *f = fopen("/proc/self/mountinfo", "r");
+  if (!f) die("read", "/proc/self/mountinfo");
+  char line[4096];
+  size_t n = strlen(top);
+  while (fgets(line, sizeof line, f)) {
+    char mp[4096];
+    if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1) continue;
+    if (strncmp(mp, top, n) != 0 || (mp[n] != '/' && mp[n] != 0)) continue;
+    /* mountinfo escapes spaces as \040; such mount points are left as they are */
+    if (strchr(mp, '\\')) continue;
+    mount(NULL, mp, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(mp), NULL);
+  }
+  fclose(f);
+}
+
+static void mkdir_p(const char *path) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s", path);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    mkdir(tmp, 0755);
+    *p = '/';
+  }
+  mkdir(tmp, 0755);
+}
+
+static void tmpfs_at(const char *root, const char *dir, const char *opts) {
+  char p[4096];
+  snprintf(p, sizeof p, "%s%s", root, dir);
+  mkdir(p, 0755);
+  if (mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) die("mount a tmpfs on", dir);
+}
+
+/* A minimal /dev for a rootfs: tmpfs with the host's safe nodes bind-mounted in. */
+static void minimal_dev(const char *root) {
+  tmpfs_at(root, "/dev", "mode=0755");
+  const char *nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+  char p[4096], src[64];
+  for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+    snprintf(p, sizeof p, "%s/dev/%s", root, nodes[i]);
+    snprintf(src, sizeof src, "/dev/%s", nodes[i]);
+    int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+    if (fd >= 0) close(fd);
+    if (mount(src, p, NULL, MS_BIND, NULL) < 0) die("bind", src);
+  }
+  snprintf(p, sizeof p, "%s/dev/pts", root);
+  mkdir(p, 0755);
+  snprintf(p, sizeof p, "%s/dev/shm", root);
+  mkdir(p, 01777);
+}
+
+/*
+ * -R: builds the container's root under a staging tmpfs and pivots into it. The staging tmpfs
+ * sits on /tmp (the container gets a private /tmp anyway), so no host directory is needed.
+ */
+static void setup_root(void) {
+  const char *root = "/tmp/.burrow-root";
+  /* Sources are opened before the staging tmpfs hides /tmp; mounts then use /proc/self/fd/N. */
+  int host = !strcmp(root_mode, "host");
+  int root_fd = open(host ? "/" : root_mode, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root_fd < 0) die("open the root", root_mode);
+  int bind_fd[32];
+  const char *bind_dst[32];
+  char specs[32][4096];
+  for (int i = 0; i < nbinds; i++) {
+    snprintf(specs[i], sizeof specs[i], "%s", binds[i]);
+    char *colon = strchr(specs[i], ':');
+    if (!colon) die("parse the bind (expected SRC:DST)", binds[i]);
+    *colon = 0;
+    bind_dst[i] = colon + 1;
+    bind_fd[i] = open(specs[i], O_PATH | O_CLOEXEC);
+    if (bind_fd[i] < 0) die("open", specs[i]);
+  }
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make private", "/");
+  if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0) die("mount a tmpfs on", "/tmp");
+  mkdir(root, 0755);
+  char src[64];
+  snprintf(src, sizeof src, "/proc/self/fd/%d", root_fd);
+  if (mount(src, root, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind", host ? "/" : root_mode);
+  close(root_fd);
+  if (host) remount_tree_ro(root);
+  else minimal_dev(root);
+  tmpfs_at(root, "/tmp", "mode=1777");
+  tmpfs_at(root, "/run", "mode=0755");
+  tmpfs_at(root, "/dev/shm", "mode=1777");
+  char p[4096];
+  snprintf(p, sizeof p, "%s/proc", root);
+  mkdir(p, 0555);
+  if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount proc on", "/proc");
+  for (int i = 0; i < nbinds; i++) {
+    snprintf(p, sizeof p, "%s%s", root, bind_dst[i]);
+    struct stat st;
+    if (fstat(bind_fd[i], &st) < 0) die("stat", specs[i]);
+    char spec[64];
+    snprintf(spec, sizeof spec, "/proc/self/fd/%d", bind_fd[i]);
+    if (S_ISDIR(st.st_mode)) mkdir_p(p);
+    else if (access(p, F_OK) != 0) {
+      /* the target must exist to be mounted over; only possible where the root is writable */
+      int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+      if (fd >= 0) close(fd);
+    }
+    if (mount(spec, p, NULL, MS_BIND, NULL) < 0) die("bind-mount over", bind_dst[i]);
+    mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(p), NULL);
+    close(bind_fd[i]);
+  }
+  if (chdir(root) < 0) die("enter", root);
+  /* pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only ours. */
+  if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root into", host ? "the host's root" : root_mode);
+  if (umount2(".", MNT_DETACH) < 0) die("detach the old root", "/");
+  if (chdir("/") < 0) die("enter", "/");
 }
 
 /* -w: one byte on send_sock means "configured, go on"; EOF means abort. */
@@ -243,9 +398,17 @@ static int join(const char *pid) {
     fprintf(stderr, "burrow-ns: cannot open %s: %s\n", p, strerror(errno));
     return -1;
   }
-  if ((mine.st_ino != theirs.st_ino || mine.st_dev != theirs.st_dev) && setns(u, CLONE_NEWUSER) < 0) {
-    fprintf(stderr, "burrow-ns: cannot join the user namespace of pid %s: %s\n", pid, strerror(errno));
-    return -1;
+  if (mine.st_ino != theirs.st_ino || mine.st_dev != theirs.st_dev) {
+    if (setns(u, CLONE_NEWUSER) < 0) {
+      fprintf(stderr, "burrow-ns: cannot join the user namespace of pid %s: %s\n", pid, strerror(errno));
+      return -1;
+    }
+    /* Become root of that namespace: setns grants every capability there, but an execve as
+     * another uid (our own uid is mapped to itself with --userns keep-id) would drop them. */
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
+      fprintf(stderr, "burrow-ns: cannot become root in the user namespace of pid %s: %s\n", pid, strerror(errno));
+      return -1;
+    }
   }
   close(u);
   snprintf(p, sizeof p, "/proc/%s/ns/net", pid);
@@ -300,6 +463,10 @@ static int child_main(void *arg) {
     if (wait_go && wait_for_go() < 0) _exit(125);
     close(send_sock);
   }
+  if (new_net_ns) lo_up();
+  if (hostname && sethostname(hostname, strlen(hostname)) < 0) die("set the hostname", hostname);
+  if (root_mode) setup_root();
+  if (workdir && chdir(workdir) < 0) die("change to the working directory", workdir);
   if (!new_pid_ns) {
     exec_or_die();
   }
@@ -318,7 +485,12 @@ static int child_main(void *arg) {
       if (errno == EINTR) continue;
       break; /* ECHILD: everyone is reaped */
     }
-    if (p == cmd) code = exit_code(status);
+    if (p == cmd) {
+      /* The command is the container: when it ends, so does the namespace (the kernel kills
+       * what is left once pid 1 exits), as with podman and catatonit. */
+      code = exit_code(status);
+      break;
+    }
   }
   _exit(code);
 }
@@ -351,6 +523,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-s") && i + 1 < argc) send_sock = atoi(argv[++i]);
     else if (!strcmp(argv[i], "-j") && i + 1 < argc) join_pid = argv[++i];
     else if (!strcmp(argv[i], "-w")) wait_go = 1;
+    else if (!strcmp(argv[i], "-R") && i + 1 < argc) root_mode = argv[++i];
+    else if (!strcmp(argv[i], "-B") && i + 1 < argc && nbinds < 32) binds[nbinds++] = argv[++i];
+    else if (!strcmp(argv[i], "-H") && i + 1 < argc) hostname = argv[++i];
+    else if (!strcmp(argv[i], "-C") && i + 1 < argc) workdir = argv[++i];
     else if (!strcmp(argv[i], "-F")) factory = 1;
     else if (!strcmp(argv[i], "--")) { i++; break; }
     else break;
@@ -375,6 +551,7 @@ int main(int argc, char **argv) {
   }
   target = &argv[i];
   new_pid_ns = (flags & CLONE_NEWPID) != 0;
+  new_net_ns = (flags & CLONE_NEWNET) != 0;
   if (pipe2(sync_pipe, O_CLOEXEC) < 0) return 125;
   size_t stack_size = 1 << 20;
   char *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);

@@ -11,6 +11,7 @@ import { cniCommand } from './cmd_cni.js';
 import { networkCommand } from './cmd_network.js';
 import { unshareCommand } from './cmd_unshare.js';
 import { usernetCommand } from './cmd_usernet.js';
+import { runCommand, systemCommand } from './cmd_run.js';
 
 export const VERSION = '0.1.0';
 
@@ -36,6 +37,10 @@ export function buildProgram(out = write, err = warn): Command {
   program.addCommand(usernetCommand((code) => {
     exitCode = code;
   }, out));
+  program.addCommand(runCommand(globals, (code) => {
+    exitCode = code;
+  }));
+  program.addCommand(systemCommand(globals, out));
   return program;
 }
 

@@ -11,21 +11,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { CLI, ROOT } from './helpers/burrow.js';
 import { nsExec, requireRoot, testNetns, uplink } from './helpers/netns.js';
+import { ensureUser } from './helpers/users.js';
 
 const USER = 'burrownet';
 const SERVERS = path.join(ROOT, 'test', 'fixtures', 'servers.cjs');
 const CHECKS = path.join(ROOT, 'test', 'fixtures', 'container_checks.cjs');
 
-function ensureUser(t: ExecutionContext): number {
-  if (spawnSync('id', ['-u', USER]).status !== 0) {
-    const r = spawnSync('useradd', ['-m', USER], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`useradd failed: ${r.stderr}`);
-    t.teardown(() => void spawnSync('userdel', ['-r', USER]));
-  }
-  // A fresh machine ships /dev/net/tun 0600; desktop and server distributions use 0666.
-  fs.chmodSync('/dev/net/tun', 0o666);
-  return Number(spawnSync('id', ['-u', USER], { encoding: 'utf8' }).stdout.trim());
-}
 
 interface World {
   host: string;
@@ -97,7 +88,7 @@ async function inContainer(ns: string, usernetArgs: string[], checks: Check[], e
 
 test.serial('outbound: gateway ping, DNS through a host resolver on 127.0.0.53, TCP/UDP to the remote world on v4 and v6', async (t) => {
   if (!requireRoot(t)) return;
-  ensureUser(t);
+  ensureUser(t, USER);
   const w = await world(t);
   await servers(t, w.remote, [
     { proto: 'tcp', host: '10.98.0.2', port: 7001, mode: 'peer' },
@@ -144,7 +135,7 @@ test.serial('outbound: gateway ping, DNS through a host resolver on 127.0.0.53, 
 
 test.serial('host loopback: unreachable by default, reachable only through --map-host-loopback', async (t) => {
   if (!requireRoot(t)) return;
-  ensureUser(t);
+  ensureUser(t, USER);
   const w = await world(t);
   await servers(t, w.host, [
     { proto: 'tcp', host: '127.0.0.1', port: 7101, mode: 'peer' },
@@ -203,7 +194,7 @@ function udpRequest(ns: string, host: string, port: number, msg: string): Promis
 
 test.serial('port forwards: loopback clients spliced, other clients through the TAP with their own address, UDP, IPv6, bound address only, API at runtime', async (t) => {
   if (!requireRoot(t)) return;
-  ensureUser(t);
+  ensureUser(t, USER);
   const w = await world(t);
   const api = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-api-')), 'api.sock');
   fs.chmodSync(path.dirname(api), 0o777);
@@ -238,7 +229,7 @@ test.serial('port forwards: loopback clients spliced, other clients through the 
 
 test.serial('a 1 GiB transfer each way arrives intact (sha256 on both ends)', async (t) => {
   if (!requireRoot(t)) return;
-  ensureUser(t);
+  ensureUser(t, USER);
   const w = await world(t);
   await servers(t, w.remote, [{ proto: 'tcp', host: '10.98.0.2', port: 7201, mode: 'sha' }]);
   const r = await inContainer(w.host, [], [{ name: 'up', kind: 'bulk', host: '10.98.0.2', port: 7201, bytes: 1 << 30 }]);
@@ -254,7 +245,7 @@ test.serial('a 1 GiB transfer each way arrives intact (sha256 on both ends)', as
 
 test.serial('cleanup: the container exiting stops the stack; killing the stack removes the TAP and frees the ports', async (t) => {
   if (!requireRoot(t)) return;
-  ensureUser(t);
+  ensureUser(t, USER);
   const w = await world(t);
   const r = await finished(burrow(w.host, ['unshare', '--network', 'usernet', '-p', '7401:80', '--', 'sh', '-c', 'exit 3']));
   t.is(r.code, 3, 'the exit status comes through');
@@ -315,7 +306,7 @@ test.serial('cleanup: the container exiting stops the stack; killing the stack r
 
 test.serial('guests that ask: DHCPv4 (busybox udhcpc) and SLAAC from router advertisements, without --configure', async (t) => {
   if (!requireRoot(t)) return;
-  ensureUser(t);
+  ensureUser(t, USER);
   const w = await world(t);
   const holder = burrow(w.host, ['unshare', '--ns', 'net', '--', 'sleep', '32']);
   let pid = 0;

@@ -37,6 +37,13 @@ export interface UnshareOptions {
   /** With wantFds/tap: the command waits until Started.go() (configure the network first). */
   holdUntilGo?: boolean;
   stdio?: 'inherit' | 'pipe' | 'ignore';
+  /** With a mount namespace: "host" (host filesystem read-only) or a rootfs directory to pivot into. */
+  root?: string;
+  /** Read-only bind mounts "SRC:DST" inside the root. */
+  binds?: string[];
+  hostname?: string;
+  workdir?: string;
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface Maps {
@@ -309,9 +316,10 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
     const wantFds = !!(o.wantFds || o.tap);
     if (wantFds) pair = socketPair();
     const hold = wantFds && !!o.holdUntilGo;
-    const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), ...(hold ? ['-w'] : []), '--', ...cmd];
+    const fsArgs = [...(o.root ? ['-R', o.root] : []), ...(o.binds ?? []).flatMap((b) => ['-B', b]), ...(o.hostname ? ['-H', o.hostname] : []), ...(o.workdir ? ['-C', o.workdir] : [])];
+    const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), ...(hold ? ['-w'] : []), ...fsArgs, '--', ...cmd];
     const io = o.stdio ?? 'inherit';
-    const child = spawn(helper, args, { stdio: [io, io, io, 'pipe', 'pipe', ...(pair ? [pair[1]] : [])] });
+    const child = spawn(helper, args, { stdio: [io, io, io, 'pipe', 'pipe', ...(pair ? [pair[1]] : [])], env: o.env ?? process.env });
     if (pair) {
       closeFd(pair[1]);
       pair = [pair[0], -1];

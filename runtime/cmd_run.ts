@@ -1,0 +1,42 @@
+/** `burrow run` (foreground) and `burrow system gc`. */
+import { Command } from 'commander';
+
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+export function runCommand(globals: () => { config?: string }, setExit: (code: number) => void): Command {
+  return new Command('run')
+    .description('run CMD in a new container (foreground): rootful on the default bridge network, rootless on usernet')
+    .option('--rm', 'remove the container when it exits (foreground containers are always removed for now)')
+    .option('--name <name>', 'container name')
+    .option('--network <net>', 'a CNI network (rootful), usernet, host or none')
+    .option('-p, --publish <spec>', 'publish a port: [hostIP:]hostPort[-end]:ctrPort[-end][/tcp|udp] (repeatable)', collect, [])
+    .option('--ip <ip>', 'static IP on a CNI network')
+    .option('--mac-address <mac>', 'static MAC on a CNI network')
+    .option('--dns <ip>', 'nameserver for /etc/resolv.conf (repeatable)', collect, [])
+    .option('--hostname <name>', 'hostname inside (default: the short container id)')
+    .option('--userns <mode>', 'host | keep-id[:uid=U,gid=G] | nomap | auto[:size=N]')
+    .option('--uidmap <C:H[:S]>', 'explicit uid mapping (repeatable)', collect, [])
+    .option('--gidmap <C:H[:S]>', 'explicit gid mapping (repeatable)', collect, [])
+    .option('--rootfs <dir>', 'root filesystem (default: the host\'s, read-only, with private /tmp /run /dev/shm /proc)')
+    .option('-e, --env <K=V>', 'environment variable (repeatable)', collect, [])
+    .option('-w, --workdir <dir>', 'working directory inside')
+    .option('--map-host-loopback <addr>', 'usernet: an address that reaches the host\'s loopback (host.containers.internal)')
+    .argument('<cmd...>', 'command and arguments (after --)')
+    .action(async (cmd: string[], o: { name?: string; network?: string; publish: string[]; ip?: string; macAddress?: string; dns: string[]; hostname?: string; userns?: string; uidmap: string[]; gidmap: string[]; rootfs?: string; env: string[]; workdir?: string; mapHostLoopback?: string }) => {
+      const { runContainer } = await import('./run.js');
+      setExit(await runContainer({ ...o, mac: o.macAddress, cmd }, globals().config));
+    });
+}
+
+export function systemCommand(globals: () => { config?: string }, out: (s: string) => void): Command {
+  const cmd = new Command('system').description('maintenance');
+  cmd.addCommand(new Command('gc').description('clean up after containers whose burrow process was killed (network attachments, state)').action(async () => {
+    const { makeContext } = await import('./context.js');
+    const { gcContainers } = await import('./run.js');
+    const ctx = await makeContext(globals().config, { plugins: true });
+    for (const c of await gcContainers(ctx)) out(`removed ${c}\n`);
+  }));
+  return cmd;
+}

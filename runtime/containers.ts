@@ -1,0 +1,101 @@
+/**
+ * Container state: one directory per container under <stateDir>/containers/<id>/ holding
+ * container.json and the generated /etc files. A record names the burrow process that supervises
+ * the container (pid + start time), so a record whose supervisor died (kill -9) is recognised and
+ * garbage-collected: its CNI attachment is deleted (IPAM, port rules) and the directory removed.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { BurrowError } from '../native/errors.js';
+import { processStartTime } from '../userns/auto.js';
+
+export interface CniAttachment {
+  network: string;
+  netns: string;
+  ifname: string;
+}
+
+export interface ContainerRecord {
+  id: string;
+  name: string;
+  /** The supervising burrow process. */
+  pid: number;
+  startTime: string;
+  command: string[];
+  created: string;
+  network: { mode: 'cni'; attachments: CniAttachment[] } | { mode: 'usernet' | 'host' | 'none' };
+  ports: string[];
+}
+
+export class ContainerError extends BurrowError {
+  constructor(message: string) {
+    super('ECONTAINER', message);
+  }
+}
+
+export class ContainerStore {
+  readonly dir: string;
+
+  constructor(stateDir: string) {
+    this.dir = path.join(stateDir, 'containers');
+  }
+
+  pathOf(id: string): string {
+    return path.join(this.dir, id);
+  }
+
+  static newId(): string {
+    return crypto.randomBytes(32).toString('hex');
+  }
+
+  /** Every readable record (unreadable or torn ones are skipped). */
+  list(): ContainerRecord[] {
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    const out: ContainerRecord[] = [];
+    for (const n of names) {
+      try {
+        out.push(JSON.parse(fs.readFileSync(path.join(this.dir, n, 'container.json'), 'utf8')) as ContainerRecord);
+      } catch {
+        // being created or half removed
+      }
+    }
+    return out;
+  }
+
+  /** True while the record's supervisor runs. */
+  static alive(r: ContainerRecord): boolean {
+    return processStartTime(r.pid) === r.startTime;
+  }
+
+  /** Creates the directory and record; refuses a name a live container holds. */
+  create(r: ContainerRecord): string {
+    const clash = this.list().find((c) => c.name === r.name && ContainerStore.alive(c));
+    if (clash) throw new ContainerError(`the container name "${r.name}" is already in use by ${clash.id.slice(0, 12)}; choose another --name or remove that container`);
+    const dir = this.pathOf(r.id);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(dir, 0o755); // the generated /etc files are read by the container's users
+    this.write(r);
+    return dir;
+  }
+
+  write(r: ContainerRecord): void {
+    const file = path.join(this.pathOf(r.id), 'container.json');
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(r, null, 1));
+    fs.renameSync(`${file}.tmp`, file);
+  }
+
+  remove(id: string): void {
+    fs.rmSync(this.pathOf(id), { recursive: true, force: true });
+  }
+
+  /** Records whose supervisor is gone: what gc() would clean. */
+  stale(): ContainerRecord[] {
+    return this.list().filter((r) => !ContainerStore.alive(r));
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * `burrow run` end to end, rootful (default bridge network through burrow's CNI runtime) and
+ * rootless (usernet, as a real unprivileged user), each inside a "host" namespace of the test's
+ * own with a "remote" namespace as the outside world.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CLI, ROOT, sandbox, type BurrowSandbox } from './helpers/burrow.js';
+import { nsExec, requireRoot, testNetns, uplink } from './helpers/netns.js';
+import { ensureUser } from './helpers/users.js';
+
+const USER = 'burrownet';
+const SERVERS = path.join(ROOT, 'test', 'fixtures', 'servers.cjs');
+const HTTP = (port: number) => [process.execPath, SERVERS, JSON.stringify([{ proto: 'tcp', host: '0.0.0.0', port, mode: 'http' }])];
+
+
+async function world(t: ExecutionContext): Promise<{ host: string; remote: string }> {
+  const host = testNetns(t, 'rh');
+  const remote = testNetns(t, 'rr');
+  await uplink(host, remote, '10.98.0.1', '10.98.0.2');
+  return { host, remote };
+}
+
+function rootSandbox(t: ExecutionContext): BurrowSandbox {
+  const sb = sandbox(t, [path.join(ROOT, 'plugins', 'bin')]);
+  fs.appendFileSync(sb.configFile, `[engine]\nstate_dir = "${path.join(sb.dir, 'state')}"\n`);
+  return sb;
+}
+
+interface Proc {
+  child: ChildProcess;
+  out: () => string;
+  done: Promise<number>;
+}
+
+function start(argv: string[]): Proc {
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const done = new Promise<number>((resolve) => child.on('exit', (code, sig) => resolve(code ?? 128 + (sig === 'SIGKILL' ? 9 : 15))));
+  return { child, out: () => out, done };
+}
+
+function rootRun(sb: BurrowSandbox, ns: string, args: string[]): Proc {
+  return start(['nsenter', `--net=${ns}`, '--', process.execPath, CLI, '--config', sb.configFile, 'run', ...args]);
+}
+
+function userRun(ns: string, args: string[]): Proc {
+  return start(['nsenter', `--net=${ns}`, '--', 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${USER}`, `USER=${USER}`, 'PATH=/usr/bin:/bin:/usr/sbin:/sbin', process.execPath, CLI, 'run', ...args]);
+}
+
+async function until(p: Proc, text: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!p.out().includes(text)) {
+    if (Date.now() > end || p.child.exitCode !== null) throw new Error(`never saw "${text}": ${p.out()}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function http(ns: string, url: string): string {
+  const r = spawnSync('nsenter', [`--net=${ns}`, '--', 'curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', url], { encoding: 'utf8' });
+  return r.stdout.trim();
+}
+
+test.serial('rootful: the default bridge network, -p from the host and from another namespace, /etc files, read-only host fs, signals and exit codes, nothing left', async (t) => {
+  if (!requireRoot(t)) return;
+  const sb = rootSandbox(t);
+  const w = await world(t);
+  const c = rootRun(sb, w.host, ['-p', '18080:8080', '--hostname', 'web', '--', 'sh', '-c', `hostname; tail -1 /etc/hosts; touch /usr/x 2>&1 | tail -1; exec ${HTTP(8080).map((a) => `'${a}'`).join(' ')}`]);
+  t.teardown(() => void c.child.kill('SIGKILL'));
+  await until(c, 'ready');
+  t.regex(c.out(), /^web\n10\.88\.\d+\.\d+\tweb burrow-[0-9a-f]{12}\n.*Read-only file system/m);
+  t.is(http(w.host, 'http://127.0.0.1:18080/'), '200', 'from the host through 127.0.0.1');
+  t.is(http(w.remote, 'http://10.98.0.1:18080/'), '200', 'from another namespace');
+  const state = path.join(sb.dir, 'state', 'containers');
+  t.is(fs.readdirSync(state).length, 1, 'the container is recorded while it runs');
+  c.child.kill('SIGTERM');
+  t.is(await c.done, 143, 'SIGTERM reached the container; its status came back');
+  t.deepEqual(fs.readdirSync(state), [], 'state removed');
+  t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), [], 'CNI attachment deleted');
+  t.notRegex(nsExec(w.host, ['iptables-save']), /CNI-DN-|dport 18080/, 'port rules removed');
+  const exit = spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, 'run', '--network', 'none', '--', 'sh', '-c', 'ip -br link | wc -l; exit 7'], { encoding: 'utf8' });
+  t.is(exit.status, 7);
+  t.is(exit.stdout.trim(), '1', '--network none: only loopback');
+});
+
+test.serial('rootful: kill -9 of burrow kills the container; burrow system gc removes the attachment and the state', async (t) => {
+  if (!requireRoot(t)) return;
+  const sb = rootSandbox(t);
+  const w = await world(t);
+  const c = rootRun(sb, w.host, ['-p', '18081:8080', '--', ...HTTP(8080)]);
+  await until(c, 'ready');
+  // nsenter execs node, so the child is burrow itself.
+  c.child.kill('SIGKILL');
+  await c.done;
+  await new Promise((r) => setTimeout(r, 200));
+  t.not(http(w.host, 'http://127.0.0.1:18081/'), '200', 'the container died with burrow');
+  t.is(fs.readdirSync(path.join(sb.cacheDir, 'results')).length, 1, 'the attachment is still cached');
+  const gc = sb.run(['system', 'gc'], { netns: w.host });
+  t.is(gc.code, 0, gc.stderr);
+  t.regex(gc.stdout, /^removed burrow-[0-9a-f]{12} \([0-9a-f]{12}\)$/m);
+  t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), []);
+  t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), []);
+  t.notRegex(nsExec(w.host, ['iptables-save']), /dport 18081/);
+});
+
+test.serial('rootful: 20 containers in parallel on the default network, each reached through its own port, then all gone', async (t) => {
+  if (!requireRoot(t)) return;
+  const sb = rootSandbox(t);
+  const w = await world(t);
+  const cs = Array.from({ length: 20 }, (_, i) => rootRun(sb, w.host, ['-p', `${18100 + i}:8080`, '--', ...HTTP(8080)]));
+  t.teardown(() => cs.forEach((c) => c.child.kill('SIGKILL')));
+  await Promise.all(cs.map((c) => until(c, 'ready', 60_000)));
+  const codes = cs.map((_, i) => http(w.remote, `http://10.98.0.1:${18100 + i}/`));
+  t.deepEqual(codes, Array(20).fill('200'));
+  for (const c of cs) c.child.kill('SIGTERM');
+  t.deepEqual(await Promise.all(cs.map((c) => c.done)), Array(20).fill(143));
+  t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), []);
+  t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), []);
+  t.notRegex(nsExec(w.host, ['iptables-save']), /dport 181\d\d/);
+  const links = nsExec(w.host, ['ip', '-br', 'link']);
+  t.notRegex(links, /veth/, 'no veth left');
+});
+
+test.serial('rootless: usernet by default, -p from the host and from another namespace, DNS config, keep-id, exit codes', async (t) => {
+  if (!requireRoot(t)) return;
+  const uid = ensureUser(t, USER);
+  const w = await world(t);
+  const c = userRun(w.host, ['-p', '18200:8080', '--', 'sh', '-c', `cat /etc/resolv.conf; ip -br addr show eth0; exec ${HTTP(8080).map((a) => `'${a}'`).join(' ')}`]);
+  t.teardown(() => void c.child.kill('SIGKILL'));
+  await until(c, 'ready');
+  t.regex(c.out(), /nameserver 10\.0\.2\.3/);
+  t.regex(c.out(), /eth0\s+UNKNOWN\s+10\.0\.2\.100\/24/);
+  t.is(http(w.host, 'http://127.0.0.1:18200/'), '200');
+  t.is(http(w.remote, 'http://10.98.0.1:18200/'), '200');
+  c.child.kill('SIGTERM');
+  t.is(await c.done, 143);
+  const keep = spawnSync('nsenter', [`--net=${w.host}`, '--', 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${USER}`, 'PATH=/usr/bin:/bin', process.execPath, CLI, 'run', '--userns', 'keep-id', '--', 'sh', '-c', 'id -u; exit 4'], { encoding: 'utf8', cwd: '/' });
+  t.is(keep.status, 4, keep.stderr);
+  t.is(keep.stdout.trim(), String(uid), '--userns keep-id: the user keeps its uid inside');
+});
+
+test.serial('bad input: clear errors and nothing left behind', async (t) => {
+  if (!requireRoot(t)) return;
+  ensureUser(t, USER);
+  const sb = rootSandbox(t);
+  const w = await world(t);
+  const root = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, 'run', ...args], { encoding: 'utf8' });
+  const user = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${USER}`, 'PATH=/usr/bin:/bin', process.execPath, CLI, 'run', ...args], { encoding: 'utf8', cwd: '/' });
+  t.regex(root(['--network', 'nosuch', '--', 'true']).stderr, /nosuch/);
+  t.regex(root(['--rootfs', '/nonexistent/rootfs', '--', 'true']).stderr, /--rootfs "\/nonexistent\/rootfs" does not exist/);
+  t.regex(root(['-p', '80:http', '--', 'true']).stderr, /invalid port mapping "80:http"/);
+  t.regex(user(['--network', 'burrow', '--', 'true']).stderr, /rootless containers cannot join the network "burrow": a bridge network needs root/);
+  const missing = root(['--', 'no-such-command-here']);
+  t.is(missing.status, 127);
+  t.regex(missing.stderr, /cannot execute "no-such-command-here"/);
+  const busy = spawn('nsenter', [`--net=${w.host}`, '--', process.execPath, '-e', 'require("net").createServer().listen(18300, "0.0.0.0", () => console.log("up"))']);
+  t.teardown(() => void busy.kill());
+  await new Promise((r) => busy.stdout.once('data', r));
+  const inUse = user(['-p', '18300:80', '--', 'true']);
+  t.is(inUse.status, 1);
+  t.regex(inUse.stderr, /host port \*:18300\/tcp is already in use/);
+  t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), [], 'no state left by the failures');
+  t.deepEqual(fs.existsSync(path.join(sb.cacheDir, 'results')) ? fs.readdirSync(path.join(sb.cacheDir, 'results')) : [], []);
+});
