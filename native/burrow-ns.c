@@ -35,7 +35,8 @@
  * Filesystem (with a mount namespace): -R host gives the command the host's filesystem read-only
  * with private tmpfs on /tmp, /run and /dev/shm and a fresh /proc; -R DIR pivots into DIR (with
  * the same private mounts and a minimal /dev of bind-mounted host nodes). -B SRC:DST bind-mounts a
- * file or directory read-only over DST inside (generated /etc/hosts, resolv.conf, hostname).
+ * file or directory read-only over DST inside (generated /etc/hosts, resolv.conf, hostname);
+ * -V SRC:DST does the same writable (volumes).
  * -H NAME sets the hostname (with a uts namespace); -C DIR is the working directory.
  *
  * Usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-t TAPNAME] [-s FD [-w]] [-R host|DIR] [-B SRC:DST]...
@@ -78,6 +79,7 @@ static int send_sock = -1;
 static int wait_go;
 static const char *root_mode;
 static const char *binds[32];
+static int bind_rw[32];
 static int nbinds;
 static const char *hostname;
 static const char *workdir;
@@ -298,8 +300,13 @@ static void setup_root(void) {
       int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
       if (fd >= 0) close(fd);
     }
+    if (access(p, F_OK) != 0) {
+      fprintf(stderr, "burrow-ns: cannot create the mount point \"%s\": the container's root is read-only there; "
+                      "mount under /tmp, /run or onto a path that exists\n", bind_dst[i]);
+      _exit(125);
+    }
     if (mount(spec, p, NULL, MS_BIND, NULL) < 0) die("bind-mount over", bind_dst[i]);
-    mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(p), NULL);
+    if (!bind_rw[i]) mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(p), NULL);
     close(bind_fd[i]);
   }
   if (chdir(root) < 0) die("enter", root);
@@ -525,6 +532,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-w")) wait_go = 1;
     else if (!strcmp(argv[i], "-R") && i + 1 < argc) root_mode = argv[++i];
     else if (!strcmp(argv[i], "-B") && i + 1 < argc && nbinds < 32) binds[nbinds++] = argv[++i];
+    else if (!strcmp(argv[i], "-V") && i + 1 < argc && nbinds < 32) {
+      bind_rw[nbinds] = 1;
+      binds[nbinds++] = argv[++i];
+    }
     else if (!strcmp(argv[i], "-H") && i + 1 < argc) hostname = argv[++i];
     else if (!strcmp(argv[i], "-C") && i + 1 < argc) workdir = argv[++i];
     else if (!strcmp(argv[i], "-F")) factory = 1;

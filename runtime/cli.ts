@@ -12,6 +12,7 @@ import { networkCommand } from './cmd_network.js';
 import { unshareCommand } from './cmd_unshare.js';
 import { usernetCommand } from './cmd_usernet.js';
 import { runCommand, systemCommand } from './cmd_run.js';
+import { containerCommands } from './cmd_containers.js';
 
 export const VERSION = '0.1.0';
 
@@ -26,6 +27,7 @@ export function buildProgram(out = write, err = warn): Command {
     .description('container networking and rootless isolation for Linux: CNI runtime and plugins, userspace networking, user namespaces')
     .version(VERSION, '-v, --version')
     .option('--config <file>', 'burrow.toml to use (default: /etc/burrow/burrow.toml, or ~/.config/burrow/burrow.toml for users)')
+    .enablePositionalOptions() // global options go before the command: 'run -v' is a volume
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeOut: out, writeErr: err });
   const globals = () => program.opts<{ config?: string }>();
@@ -39,8 +41,9 @@ export function buildProgram(out = write, err = warn): Command {
   }, out));
   program.addCommand(runCommand(globals, (code) => {
     exitCode = code;
-  }));
+  }, out));
   program.addCommand(systemCommand(globals, out));
+  for (const c of containerCommands(globals, out)) program.addCommand(c);
   return program;
 }
 

@@ -5,10 +5,11 @@ function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
 }
 
-export function runCommand(globals: () => { config?: string }, setExit: (code: number) => void): Command {
+export function runCommand(globals: () => { config?: string }, setExit: (code: number) => void, out: (s: string) => void): Command {
   return new Command('run')
     .description('run CMD in a new container (foreground): rootful on the default bridge network, rootless on usernet')
-    .option('--rm', 'remove the container when it exits (foreground containers are always removed for now)')
+    .option('--rm', 'remove the container when it exits (otherwise it stays, exited, until burrow rm)')
+    .option('-d, --detach', 'run in the background under a small supervisor; print the container id')
     .option('--name <name>', 'container name')
     .option('--network <net>', 'a CNI network (rootful), usernet, host or none')
     .option('-p, --publish <spec>', 'publish a port: [hostIP:]hostPort[-end]:ctrPort[-end][/tcp|udp] (repeatable)', collect, [])
@@ -20,13 +21,19 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
     .option('--uidmap <C:H[:S]>', 'explicit uid mapping (repeatable)', collect, [])
     .option('--gidmap <C:H[:S]>', 'explicit gid mapping (repeatable)', collect, [])
     .option('--rootfs <dir>', 'root filesystem (default: the host\'s, read-only, with private /tmp /run /dev/shm /proc)')
+    .option('-v, --volume <host:ctr[:ro|rw]>', 'bind-mount a host path into the container (repeatable)', collect, [])
     .option('-e, --env <K=V>', 'environment variable (repeatable)', collect, [])
     .option('-w, --workdir <dir>', 'working directory inside')
     .option('--map-host-loopback <addr>', 'usernet: an address that reaches the host\'s loopback (host.containers.internal)')
     .argument('<cmd...>', 'command and arguments (after --)')
-    .action(async (cmd: string[], o: { name?: string; network?: string; publish: string[]; ip?: string; macAddress?: string; dns: string[]; hostname?: string; userns?: string; uidmap: string[]; gidmap: string[]; rootfs?: string; env: string[]; workdir?: string; mapHostLoopback?: string }) => {
-      const { runContainer } = await import('./run.js');
-      setExit(await runContainer({ ...o, mac: o.macAddress, cmd }, globals().config));
+    .action(async (cmd: string[], o: { rm?: boolean; detach?: boolean; name?: string; network?: string; publish: string[]; ip?: string; macAddress?: string; dns: string[]; hostname?: string; userns?: string; uidmap: string[]; gidmap: string[]; rootfs?: string; volume: string[]; env: string[]; workdir?: string; mapHostLoopback?: string }) => {
+      const { runContainer, detachRun } = await import('./run.js');
+      const supervising = process.env.BURROW_SUPERVISE;
+      if (o.detach && !supervising) {
+        out(`${await detachRun(process.argv.slice(2), globals().config)}\n`);
+        return;
+      }
+      setExit(await runContainer({ ...o, mac: o.macAddress, cmd, fixedId: supervising, readyFd: supervising ? 3 : undefined, detached: !!supervising }, globals().config));
     });
 }
 

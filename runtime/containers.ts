@@ -26,6 +26,17 @@ export interface ContainerRecord {
   created: string;
   network: { mode: 'cni'; attachments: CniAttachment[] } | { mode: 'usernet' | 'host' | 'none' };
   ports: string[];
+  /** running while the supervisor lives; exited once the container ended (kept until rm). */
+  state: 'created' | 'running' | 'exited';
+  /** Host pid of the container's pid 1 (burrow's init), for stop and kill. */
+  initPid?: number;
+  exitCode?: number;
+  finished?: string;
+  detached?: boolean;
+  /** usernet: the stack's API socket (burrow port). */
+  apiSocket?: string;
+  hostname?: string;
+  ips?: string[];
 }
 
 export class ContainerError extends BurrowError {
@@ -94,8 +105,19 @@ export class ContainerStore {
     fs.rmSync(this.pathOf(id), { recursive: true, force: true });
   }
 
-  /** Records whose supervisor is gone: what gc() would clean. */
+  /** Records of containers that should be running but whose supervisor is gone (kill -9). */
   stale(): ContainerRecord[] {
-    return this.list().filter((r) => !ContainerStore.alive(r));
+    return this.list().filter((r) => r.state !== 'exited' && !ContainerStore.alive(r));
+  }
+
+  /** A container by full id, unique id prefix, or name. */
+  find(ref: string): ContainerRecord {
+    const all = this.list();
+    const hit = all.find((r) => r.name === ref) ?? all.find((r) => r.id === ref);
+    if (hit) return hit;
+    const prefix = ref.length >= 3 ? all.filter((r) => r.id.startsWith(ref)) : [];
+    if (prefix.length === 1) return prefix[0];
+    if (prefix.length > 1) throw new ContainerError(`"${ref}" matches ${prefix.length} containers; give more of the id`);
+    throw new ContainerError(`no such container "${ref}"`);
   }
 }

@@ -35,9 +35,17 @@ export interface RunOptions {
   uidmap: string[];
   gidmap: string[];
   rootfs?: string;
+  /** -v HOST:CTR[:ro|rw] bind mounts. */
+  volume?: string[];
   env: string[];
   workdir?: string;
   mapHostLoopback?: string;
+  /** Remove the container when it exits (otherwise it stays, exited, until burrow rm). */
+  rm?: boolean;
+  /** Set by a detached run's supervisor: the id the parent chose, and the fd to report "OK" on. */
+  fixedId?: string;
+  readyFd?: number;
+  detached?: boolean;
 }
 
 const SPECIAL = ['usernet', 'host', 'none'];
@@ -47,6 +55,19 @@ function checkRootfs(dir: string | undefined): void {
   const st = fs.statSync(dir, { throwIfNoEntry: false });
   if (!st) throw new ContainerError(`--rootfs "${dir}" does not exist`);
   if (!st.isDirectory()) throw new ContainerError(`--rootfs "${dir}" is not a directory`);
+}
+
+/** -v HOST:CTR[:ro|rw] -> read-only and writable bind specs. */
+function parseVolumes(specs: string[]): { ro: string[]; rw: string[] } {
+  const out = { ro: [] as string[], rw: [] as string[] };
+  for (const v of specs) {
+    const [src, dst, mode = 'rw', ...extra] = v.split(':');
+    if (!src || !dst || extra.length || (mode !== 'ro' && mode !== 'rw')) throw new ContainerError(`invalid --volume "${v}": expected HOST-PATH:CONTAINER-PATH[:ro|rw]`);
+    if (!path.isAbsolute(src) || !path.isAbsolute(dst)) throw new ContainerError(`invalid --volume "${v}": both paths must be absolute`);
+    if (!fs.existsSync(src)) throw new ContainerError(`--volume source "${src}" does not exist`);
+    (mode === 'ro' ? out.ro : out.rw).push(`${src}:${dst}`);
+  }
+  return out;
 }
 
 function containerEnv(o: RunOptions, hostname: string): NodeJS.ProcessEnv {
@@ -122,6 +143,7 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
   if (cni && rootless) throw new ContainerError(`rootless containers cannot join the network "${netName}": a bridge network needs root to create its veth pair and bridge in the host namespace; use --network usernet (the default when rootless), which also publishes ports with -p`);
   const list = cni ? ctx.networks.get(netName) : null;
   checkRootfs(o.rootfs);
+  const volumes = parseVolumes(o.volume ?? []);
   const ports = o.publish.flatMap((p) => parsePortSpec(p));
   if (ports.length && (netName === 'host' || netName === 'none')) throw new ContainerError(`-p needs a container network; --network ${netName} has none to publish from`);
   if (!o.cmd.length) throw new ContainerError('no command given (burrow run [OPTIONS] -- CMD [ARGS...])');
@@ -133,17 +155,19 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
 
   // ---- record, start held, attach, go
   const store = new ContainerStore(ctx.config.stateDir);
-  const id = ContainerStore.newId();
+  const id = o.fixedId ?? ContainerStore.newId();
   const name = o.name ?? `burrow-${id.slice(0, 12)}`;
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new ContainerError(`invalid --name "${name}": letters, digits, _ . - (not first)`);
   const hostname = o.hostname ?? id.slice(0, 12);
   const record: ContainerRecord = {
     id, name, pid: process.pid, startTime: processStartTime(process.pid) ?? '', command: o.cmd, created: new Date().toISOString(),
     network: cni ? { mode: 'cni', attachments: [] } : { mode: netName as 'usernet' | 'host' | 'none' }, ports: o.publish,
+    state: 'created', hostname, detached: !!o.detached,
   };
   const dir = store.create(record);
   let started: Started | null = null;
   let detach: Array<() => Promise<void> | void> = [];
+  let exitCode: number | null = null;
   const cleanup = async () => {
     for (const d of detach.reverse()) {
       try {
@@ -153,7 +177,12 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
       }
     }
     detach = [];
-    store.remove(id);
+    if (o.rm || exitCode === null) store.remove(id);
+    else {
+      // Kept, exited, until `burrow rm`: the network is already detached.
+      Object.assign(record, { state: 'exited', exitCode, finished: new Date().toISOString(), initPid: undefined });
+      store.write(record);
+    }
   };
   try {
     const plan = usernetSetup?.plan ?? planAddressing(DEFAULT_ADDRESSING);
@@ -164,7 +193,7 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
       mode, uidmaps, gidmaps, rootfs: o.rootfs, stateDir: ctx.config.stateDir,
       namespaces: ['mnt', 'pid', 'uts', 'ipc', ...(ownNet ? ['net'] : [])],
       tap: usernetSetup ? usernetSetup.tapName : undefined, wantFds: ownNet, holdUntilGo: ownNet,
-      root: o.rootfs ?? 'host', binds, hostname, workdir: o.workdir, env: containerEnv(o, hostname), stdio: 'inherit',
+      root: o.rootfs ?? 'host', binds: [...binds, ...volumes.ro], volumes: volumes.rw, hostname, workdir: o.workdir, env: containerEnv(o, hostname), stdio: 'inherit',
     });
     const s = started;
     detach.push(() => {
@@ -175,7 +204,9 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
     const extraHosts: string[] = [];
     if (usernetSetup) {
       const { startUsernet } = await import('./usernet.js');
-      const session = await startUsernet(s.pid, s.fds!.tap!, usernetSetup);
+      const apiSocket = path.join(ctx.config.stateDir, 'sock', `${id.slice(0, 12)}.sock`);
+      const session = await startUsernet(s.pid, s.fds!.tap!, { ...usernetSetup, apiSocket });
+      record.apiSocket = apiSocket;
       detach.push(() => session.stop());
       ips = [plan.guest4];
       resolv = `nameserver ${plan.dns4}\n${plan.dns6 ? `nameserver ${plan.dns6}\n` : ''}`;
@@ -196,12 +227,19 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
     if (o.dns.length && usernetSetup) resolv = o.dns.map((d) => `nameserver ${d}\n`).join('');
     binds = writeEtc(dir, hostname, name, ips, resolv, extraHosts);
     void binds;
+    Object.assign(record, { state: 'running', initPid: s.pid, ips });
+    store.write(record);
     const forward = (sig: NodeJS.Signals) => s.child.kill(sig);
     const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
     for (const sig of signals) process.on(sig, forward);
     s.go();
+    if (o.readyFd !== undefined) {
+      fs.writeSync(o.readyFd, 'OK\n');
+      fs.closeSync(o.readyFd);
+    }
     const code = await s.exited;
     for (const sig of signals) process.off(sig, forward);
+    exitCode = code;
     return code;
   } catch (err) {
     if (started) {
@@ -213,4 +251,48 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
   } finally {
     await cleanup();
   }
+}
+
+/**
+ * `run -d`: starts a supervisor (this CLI again, in its own session, with BURROW_SUPERVISE set)
+ * whose stdout and stderr go to the container's log file, waits until it reports the container
+ * running on fd 3, and returns the id. A supervisor that fails reports nothing: its log says why.
+ */
+export async function detachRun(argv: string[], configFile?: string): Promise<string> {
+  const { spawn } = await import('node:child_process');
+  const { loadConfig } = await import('./config.js');
+  const s = new ContainerStore(loadConfig(configFile).stateDir);
+  const id = ContainerStore.newId();
+  const dir = s.pathOf(id);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const log = path.join(dir, 'ctr.log');
+  const fd = fs.openSync(log, 'a', 0o600);
+  // Read through our own fd: a supervisor that fails removes the directory, log included.
+  const reader = fs.openSync(log, 'r');
+  const dash = argv.indexOf('--');
+  const head = (dash < 0 ? argv : argv.slice(0, dash)).filter((a) => a !== '-d' && a !== '--detach');
+  const args = [...head, ...(dash < 0 ? [] : argv.slice(dash))];
+  const child = spawn(process.execPath, [process.argv[1], ...args], { detached: true, stdio: ['ignore', fd, fd, 'pipe'], env: { ...process.env, BURROW_SUPERVISE: id }, cwd: '/' });
+  fs.closeSync(fd);
+  const ready = await new Promise<boolean>((resolve) => {
+    let buf = '';
+    const pipe = child.stdio[3] as NodeJS.ReadableStream;
+    pipe.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (buf.includes('OK')) resolve(true);
+    });
+    pipe.on('end', () => resolve(buf.includes('OK')));
+    pipe.on('error', () => resolve(false));
+  });
+  (child.stdio[3] as unknown as { destroy(): void }).destroy();
+  if (ready) {
+    fs.closeSync(reader);
+    child.unref(); // the supervisor lives on in its own session
+    return id;
+  }
+  await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(null)));
+  const why = fs.readFileSync(reader, 'utf8').trim().split('\n').slice(-3).join('\n');
+  fs.closeSync(reader);
+  fs.rmSync(dir, { recursive: true, force: true });
+  throw new ContainerError(why.replace(/^Error: /, '') || 'the container supervisor exited before the container started');
 }

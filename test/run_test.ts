@@ -12,8 +12,9 @@ import { nsExec, requireRoot, testNetns, uplink } from './helpers/netns.js';
 import { ensureUser } from './helpers/users.js';
 
 const USER = 'burrownet';
-const SERVERS = path.join(ROOT, 'test', 'fixtures', 'servers.cjs');
-const HTTP = (port: number) => [process.execPath, SERVERS, JSON.stringify([{ proto: 'tcp', host: '0.0.0.0', port, mode: 'http' }])];
+// The container has a private /tmp (where a checkout may live): the fixtures come in as a volume.
+const FIXTURES = ['-v', `${path.join(ROOT, 'test', 'fixtures')}:/run/fixtures:ro`];
+const HTTP = (port: number) => [process.execPath, '/run/fixtures/servers.cjs', JSON.stringify([{ proto: 'tcp', host: '0.0.0.0', port, mode: 'http' }])];
 
 
 async function world(t: ExecutionContext): Promise<{ host: string; remote: string }> {
@@ -45,11 +46,11 @@ function start(argv: string[]): Proc {
 }
 
 function rootRun(sb: BurrowSandbox, ns: string, args: string[]): Proc {
-  return start(['nsenter', `--net=${ns}`, '--', process.execPath, CLI, '--config', sb.configFile, 'run', ...args]);
+  return start(['nsenter', `--net=${ns}`, '--', process.execPath, CLI, '--config', sb.configFile, 'run', ...FIXTURES, ...args]);
 }
 
 function userRun(ns: string, args: string[]): Proc {
-  return start(['nsenter', `--net=${ns}`, '--', 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${USER}`, `USER=${USER}`, 'PATH=/usr/bin:/bin:/usr/sbin:/sbin', process.execPath, CLI, 'run', ...args]);
+  return start(['nsenter', `--net=${ns}`, '--', 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${USER}`, `USER=${USER}`, 'PATH=/usr/bin:/bin:/usr/sbin:/sbin', process.execPath, CLI, 'run', ...FIXTURES, ...args]);
 }
 
 async function until(p: Proc, text: string, ms = 20_000): Promise<void> {
@@ -69,7 +70,7 @@ test.serial('rootful: the default bridge network, -p from the host and from anot
   if (!requireRoot(t)) return;
   const sb = rootSandbox(t);
   const w = await world(t);
-  const c = rootRun(sb, w.host, ['-p', '18080:8080', '--hostname', 'web', '--', 'sh', '-c', `hostname; tail -1 /etc/hosts; touch /usr/x 2>&1 | tail -1; exec ${HTTP(8080).map((a) => `'${a}'`).join(' ')}`]);
+  const c = rootRun(sb, w.host, ['--rm', '-p', '18080:8080', '--hostname', 'web', '--', 'sh', '-c', `hostname; tail -1 /etc/hosts; touch /usr/x 2>&1 | tail -1; exec ${HTTP(8080).map((a) => `'${a}'`).join(' ')}`]);
   t.teardown(() => void c.child.kill('SIGKILL'));
   await until(c, 'ready');
   t.regex(c.out(), /^web\n10\.88\.\d+\.\d+\tweb burrow-[0-9a-f]{12}\n.*Read-only file system/m);
@@ -82,7 +83,7 @@ test.serial('rootful: the default bridge network, -p from the host and from anot
   t.deepEqual(fs.readdirSync(state), [], 'state removed');
   t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), [], 'CNI attachment deleted');
   t.notRegex(nsExec(w.host, ['iptables-save']), /CNI-DN-|dport 18080/, 'port rules removed');
-  const exit = spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, 'run', '--network', 'none', '--', 'sh', '-c', 'ip -br link | wc -l; exit 7'], { encoding: 'utf8' });
+  const exit = spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, 'run', '--rm', '--network', 'none', '--', 'sh', '-c', 'ip -br link | wc -l; exit 7'], { encoding: 'utf8' });
   t.is(exit.status, 7);
   t.is(exit.stdout.trim(), '1', '--network none: only loopback');
 });
@@ -111,7 +112,7 @@ test.serial('rootful: 20 containers in parallel on the default network, each rea
   if (!requireRoot(t)) return;
   const sb = rootSandbox(t);
   const w = await world(t);
-  const cs = Array.from({ length: 20 }, (_, i) => rootRun(sb, w.host, ['-p', `${18100 + i}:8080`, '--', ...HTTP(8080)]));
+  const cs = Array.from({ length: 20 }, (_, i) => rootRun(sb, w.host, ['--rm', '-p', `${18100 + i}:8080`, '--', ...HTTP(8080)]));
   t.teardown(() => cs.forEach((c) => c.child.kill('SIGKILL')));
   await Promise.all(cs.map((c) => until(c, 'ready', 60_000)));
   const codes = cs.map((_, i) => http(w.remote, `http://10.98.0.1:${18100 + i}/`));
@@ -129,7 +130,7 @@ test.serial('rootless: usernet by default, -p from the host and from another nam
   if (!requireRoot(t)) return;
   const uid = ensureUser(t, USER);
   const w = await world(t);
-  const c = userRun(w.host, ['-p', '18200:8080', '--', 'sh', '-c', `cat /etc/resolv.conf; ip -br addr show eth0; exec ${HTTP(8080).map((a) => `'${a}'`).join(' ')}`]);
+  const c = userRun(w.host, ['--rm', '-p', '18200:8080', '--', 'sh', '-c', `cat /etc/resolv.conf; ip -br addr show eth0; exec ${HTTP(8080).map((a) => `'${a}'`).join(' ')}`]);
   t.teardown(() => void c.child.kill('SIGKILL'));
   await until(c, 'ready');
   t.regex(c.out(), /nameserver 10\.0\.2\.3/);
@@ -138,7 +139,7 @@ test.serial('rootless: usernet by default, -p from the host and from another nam
   t.is(http(w.remote, 'http://10.98.0.1:18200/'), '200');
   c.child.kill('SIGTERM');
   t.is(await c.done, 143);
-  const keep = spawnSync('nsenter', [`--net=${w.host}`, '--', 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${USER}`, 'PATH=/usr/bin:/bin', process.execPath, CLI, 'run', '--userns', 'keep-id', '--', 'sh', '-c', 'id -u; exit 4'], { encoding: 'utf8', cwd: '/' });
+  const keep = spawnSync('nsenter', [`--net=${w.host}`, '--', 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${USER}`, 'PATH=/usr/bin:/bin', process.execPath, CLI, 'run', '--rm', '--userns', 'keep-id', '--', 'sh', '-c', 'id -u; exit 4'], { encoding: 'utf8', cwd: '/' });
   t.is(keep.status, 4, keep.stderr);
   t.is(keep.stdout.trim(), String(uid), '--userns keep-id: the user keeps its uid inside');
 });
@@ -148,7 +149,7 @@ test.serial('bad input: clear errors and nothing left behind', async (t) => {
   ensureUser(t, USER);
   const sb = rootSandbox(t);
   const w = await world(t);
-  const root = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, 'run', ...args], { encoding: 'utf8' });
+  const root = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, 'run', '--rm', ...args], { encoding: 'utf8' });
   const user = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${USER}`, 'PATH=/usr/bin:/bin', process.execPath, CLI, 'run', ...args], { encoding: 'utf8', cwd: '/' });
   t.regex(root(['--network', 'nosuch', '--', 'true']).stderr, /nosuch/);
   t.regex(root(['--rootfs', '/nonexistent/rootfs', '--', 'true']).stderr, /--rootfs "\/nonexistent\/rootfs" does not exist/);
@@ -157,6 +158,7 @@ test.serial('bad input: clear errors and nothing left behind', async (t) => {
   const missing = root(['--', 'no-such-command-here']);
   t.is(missing.status, 127);
   t.regex(missing.stderr, /cannot execute "no-such-command-here"/);
+  t.regex(root(['-v', '/etc:/nowhere-on-a-read-only-root', '--', 'true']).stderr, /cannot create the mount point "\/nowhere-on-a-read-only-root": the container's root is read-only there/);
   const busy = spawn('nsenter', [`--net=${w.host}`, '--', process.execPath, '-e', 'require("net").createServer().listen(18300, "0.0.0.0", () => console.log("up"))']);
   t.teardown(() => void busy.kill());
   await new Promise((r) => busy.stdout.once('data', r));
@@ -165,4 +167,40 @@ test.serial('bad input: clear errors and nothing left behind', async (t) => {
   t.regex(inUse.stderr, /host port \*:18300\/tcp is already in use/);
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), [], 'no state left by the failures');
   t.deepEqual(fs.existsSync(path.join(sb.cacheDir, 'results')) ? fs.readdirSync(path.join(sb.cacheDir, 'results')) : [], []);
+});
+
+test.serial('detached: run -d prints the id; ps, logs, port, stop, ps -a, rm; a failing start reports its error', async (t) => {
+  if (!requireRoot(t)) return;
+  const sb = rootSandbox(t);
+  const w = await world(t);
+  const b = (args: string[]) => sb.run(args, { netns: w.host });
+  const d = b(['run', '-d', '--name', 'web', ...FIXTURES, '-p', '18400:8080', '--', ...HTTP(8080)]);
+  t.is(d.code, 0, d.stderr);
+  const id = d.stdout.trim();
+  t.regex(id, /^[0-9a-f]{64}$/);
+  t.teardown(() => void sb.run(['rm', '-f', 'web'], { netns: w.host }));
+  let up = '';
+  for (let i = 0; i < 100 && up !== '200'; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    up = http(w.remote, 'http://10.98.0.1:18400/');
+  }
+  t.is(up, '200', 'reachable while burrow run -d has returned');
+  const ps = b(['ps']);
+  t.regex(ps.stdout, new RegExp(`^${id.slice(0, 12)}\\s+web\\s+.*Up .*18400:8080`, 'm'));
+  t.regex(b(['logs', 'web']).stdout, /ready/);
+  t.is(b(['port', 'web']).stdout.trim(), '18400:8080');
+  const json = JSON.parse(b(['ps', '--format', 'json']).stdout);
+  t.like(json[0], { Id: id, Names: ['web'], State: 'running' });
+  t.is(b(['rm', 'web']).code, 1, 'rm of a running container without -f refuses');
+  t.is(b(['stop', '-t', '5', 'web']).code, 0);
+  t.not(http(w.remote, 'http://10.98.0.1:18400/'), '200');
+  t.regex(b(['ps', '-a']).stdout, /web\s+.*Exited \(143\)/);
+  t.is(b(['ps']).stdout.trim().split('\n').length, 1, 'ps without -a: only the header');
+  t.is(b(['rm', 'web']).code, 0);
+  t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), []);
+  t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), []);
+  const failed = b(['run', '-d', '--rootfs', '/nonexistent', '--', 'true']);
+  t.is(failed.code, 1);
+  t.regex(failed.stderr, /--rootfs "\/nonexistent" does not exist/, 'a supervisor that fails reports why');
+  t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), [], 'nothing left by the failed start');
 });

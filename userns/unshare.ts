@@ -41,6 +41,8 @@ export interface UnshareOptions {
   root?: string;
   /** Read-only bind mounts "SRC:DST" inside the root. */
   binds?: string[];
+  /** Writable bind mounts "SRC:DST" (volumes). */
+  volumes?: string[];
   hostname?: string;
   workdir?: string;
   env?: NodeJS.ProcessEnv;
@@ -316,7 +318,7 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
     const wantFds = !!(o.wantFds || o.tap);
     if (wantFds) pair = socketPair();
     const hold = wantFds && !!o.holdUntilGo;
-    const fsArgs = [...(o.root ? ['-R', o.root] : []), ...(o.binds ?? []).flatMap((b) => ['-B', b]), ...(o.hostname ? ['-H', o.hostname] : []), ...(o.workdir ? ['-C', o.workdir] : [])];
+    const fsArgs = [...(o.root ? ['-R', o.root] : []), ...(o.binds ?? []).flatMap((b) => ['-B', b]), ...(o.volumes ?? []).flatMap((b) => ['-V', b]), ...(o.hostname ? ['-H', o.hostname] : []), ...(o.workdir ? ['-C', o.workdir] : [])];
     const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), ...(hold ? ['-w'] : []), ...fsArgs, '--', ...cmd];
     const io = o.stdio ?? 'inherit';
     const child = spawn(helper, args, { stdio: [io, io, io, 'pipe', 'pipe', ...(pair ? [pair[1]] : [])], env: o.env ?? process.env });
