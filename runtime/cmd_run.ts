@@ -7,7 +7,7 @@ function collect(v: string, prev: string[] = []): string[] {
 
 export function runCommand(globals: () => { config?: string }, setExit: (code: number) => void, out: (s: string) => void): Command {
   return new Command('run')
-    .description('run CMD in a new container (foreground): rootful on the default bridge network, rootless on usernet')
+    .description('run CMD in a new container (-d: in the background): rootful on the default bridge network, rootless on usernet')
     .option('--rm', 'remove the container when it exits (otherwise it stays, exited, until burrow rm)')
     .option('-d, --detach', 'run in the background under a small supervisor; print the container id')
     .option('--name <name>', 'container name')
