@@ -24,7 +24,7 @@ export interface ContainerRecord {
   startTime: string;
   command: string[];
   created: string;
-  network: { mode: 'cni'; attachments: CniAttachment[] } | { mode: 'usernet' | 'host' | 'none' };
+  network: { mode: 'cni'; attachments: CniAttachment[] } | { mode: 'usernet' | 'host' | 'none' | 'pasta' | 'slirp4netns' };
   ports: string[];
   /** running while the supervisor lives; exited once the container ended (kept until rm). */
   state: 'created' | 'running' | 'exited';

@@ -48,7 +48,80 @@ export interface RunOptions {
   detached?: boolean;
 }
 
-const SPECIAL = ['usernet', 'host', 'none'];
+const SPECIAL = ['usernet', 'host', 'none', 'pasta', 'slirp4netns'];
+
+function systemTool(name: string): string | null {
+  for (const d of ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin']) if (fs.existsSync(path.join(d, name))) return path.join(d, name);
+  return null;
+}
+
+/**
+ * --network pasta|slirp4netns: the established tools attach to the held container's namespaces
+ * (as `pasta PID` and `slirp4netns PID eth0` do), with -p as their port forwards, so users can
+ * compare and migrate. Returns the teardown.
+ */
+async function attachAnchor(tool: 'pasta' | 'slirp4netns', pid: number, ports: PortSpec[], dir: string, sockBase: string, mapHostLoopback: boolean): Promise<() => void> {
+  const { spawn } = await import('node:child_process');
+  const bin = systemTool(tool);
+  if (!bin) throw new ContainerError(`${tool} is not installed (apt-get install ${tool === 'pasta' ? 'passt' : 'slirp4netns'})`);
+  if (ports.some((p) => p.proto === 'udp' && tool === 'slirp4netns' && p.hostAddr.includes(':'))) throw new ContainerError('slirp4netns forwards IPv4 only');
+  if (tool === 'pasta') {
+    const pidFile = path.join(dir, 'pasta.pid');
+    const fwd = (proto: 'tcp' | 'udp') => {
+      const list = ports.filter((p) => p.proto === proto).map((p) => `${p.hostAddr ? `${p.hostAddr}/` : ''}${p.count > 1 ? `${p.hostPort}-${p.hostPort + p.count - 1}:${p.guestPort}-${p.guestPort + p.count - 1}` : `${p.hostPort}:${p.guestPort}`}`);
+      return list.length ? list.join(',') : 'none';
+    };
+    const args = ['--config-net', '--quiet', '-T', 'none', '-U', 'none', '-t', fwd('tcp'), '-u', fwd('udp'), ...(mapHostLoopback ? [] : ['--no-map-gw']), '--pid', pidFile, String(pid)];
+    // Without --foreground pasta returns once the namespace is configured, then runs detached.
+    const r = await new Promise<{ code: number; err: string }>((resolve) => {
+      const c = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      c.on('close', (code) => resolve({ code: code ?? 1, err }));
+    });
+    if (r.code !== 0) throw new ContainerError(`pasta failed: ${r.err.trim() || `exit ${r.code}`}`);
+    return () => {
+      try {
+        process.kill(Number(fs.readFileSync(pidFile, 'utf8')), 'SIGTERM');
+      } catch {
+        // pasta quits by itself when the namespace goes
+      }
+    };
+  }
+  // Unix socket paths are limited to 108 bytes: the state dir's short socket directory.
+  const api = `${sockBase}-slirp.sock`;
+  fs.mkdirSync(path.dirname(api), { recursive: true, mode: 0o700 });
+  const child = spawn(bin, ['--configure', '--mtu=65520', ...(mapHostLoopback ? [] : ['--disable-host-loopback']), '--api-socket', api, '--ready-fd', '3', String(pid), 'eth0'], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const ready = await new Promise<boolean>((resolve) => {
+    (child.stdio[3] as NodeJS.ReadableStream).on('data', () => resolve(true));
+    child.once('exit', () => resolve(false));
+  });
+  const stop = () => {
+    child.kill('SIGTERM');
+    fs.rmSync(api, { force: true });
+  };
+  if (!ready) throw new ContainerError(`slirp4netns failed: ${err.trim() || 'exited before the network was ready'}`);
+  const net = await import('node:net');
+  for (const p of ports) {
+    for (let i = 0; i < p.count; i++) {
+      const req = { execute: 'add_hostfwd', arguments: { proto: p.proto, host_addr: p.hostAddr || '0.0.0.0', host_port: p.hostPort + i, guest_port: p.guestPort + i } };
+      const reply = await new Promise<string>((resolve) => {
+        const c = net.connect(api, () => c.end(JSON.stringify(req)));
+        let out = '';
+        c.on('data', (d) => (out += d));
+        c.on('close', () => resolve(out));
+        c.on('error', (e) => resolve(`{"error":{"desc":"${e.message}"}}`));
+      });
+      if (!reply.includes('"return"')) {
+        stop();
+        throw new ContainerError(`slirp4netns could not publish ${p.hostPort + i}: ${reply.trim()}`);
+      }
+    }
+  }
+  return stop;
+}
 
 function checkRootfs(dir: string | undefined): void {
   if (dir === undefined) return;
@@ -138,7 +211,6 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
   const ctx = await makeContext(configFile, { plugins: !rootless && !SPECIAL.includes(network ?? '') });
   const netName = network ?? ctx.config.defaultNetwork;
   // ---- validate everything before anything starts
-  if (netName === 'pasta' || netName === 'slirp4netns') throw new ContainerError(`--network ${netName} is not supported yet; use --network usernet (burrow's own userspace stack)`);
   const cni = !SPECIAL.includes(netName);
   if (cni && rootless) throw new ContainerError(`rootless containers cannot join the network "${netName}": a bridge network needs root to create its veth pair and bridge in the host namespace; use --network usernet (the default when rootless), which also publishes ports with -p`);
   const list = cni ? ctx.networks.get(netName) : null;
@@ -161,7 +233,7 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
   const hostname = o.hostname ?? id.slice(0, 12);
   const record: ContainerRecord = {
     id, name, pid: process.pid, startTime: processStartTime(process.pid) ?? '', command: o.cmd, created: new Date().toISOString(),
-    network: cni ? { mode: 'cni', attachments: [] } : { mode: netName as 'usernet' | 'host' | 'none' }, ports: o.publish,
+    network: cni ? { mode: 'cni', attachments: [] } : { mode: netName as 'usernet' | 'host' | 'none' | 'pasta' | 'slirp4netns' }, ports: o.publish,
     state: 'created', hostname, detached: !!o.detached,
   };
   const dir = store.create(record);
@@ -221,6 +293,12 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
       const result = (await ctx.runtime.addNetworkList(list, rt)) as { ips?: Array<{ address: string }> };
       ips = (result.ips ?? []).map((i) => i.address.split('/')[0]);
       resolv = cniResolv(o.dns);
+    } else if (netName === 'pasta' || netName === 'slirp4netns') {
+      detach.push(await attachAnchor(netName, s.pid, ports, dir, path.join(ctx.config.stateDir, 'sock', id.slice(0, 12)), !!o.mapHostLoopback));
+      if (netName === 'slirp4netns') {
+        ips = ['10.0.2.100'];
+        resolv = o.dns.length ? cniResolv(o.dns) : 'nameserver 10.0.2.3\n';
+      } else resolv = cniResolv(o.dns);
     } else {
       resolv = netName === 'none' ? '' : cniResolv(o.dns);
     }

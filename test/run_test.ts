@@ -204,3 +204,25 @@ test.serial('detached: run -d prints the id; ps, logs, port, stop, ps -a, rm; a 
   t.regex(failed.stderr, /--rootfs "\/nonexistent" does not exist/, 'a supervisor that fails reports why');
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), [], 'nothing left by the failed start');
 });
+
+test.serial('rootless --network pasta and slirp4netns: the established tools attach to the container, with -p', async (t) => {
+  if (!requireRoot(t)) return;
+  ensureUser(t, USER);
+  const w = await world(t);
+  for (const [net, port] of [['slirp4netns', 18500], ['pasta', 18501]] as const) {
+    const c = userRun(w.host, ['--rm', '--network', net, '-p', `${port}:8080`, '--', ...HTTP(8080)]);
+    t.teardown(() => void c.child.kill('SIGKILL'));
+    await until(c, 'ready');
+    let code = '';
+    for (let i = 0; i < 50 && code !== '200'; i++) {
+      code = http(w.host, `http://127.0.0.1:${port}/`);
+      if (code !== '200') await new Promise((r) => setTimeout(r, 50));
+    }
+    t.is(code, '200', `${net}: published port reachable from the host`);
+    c.child.kill('SIGTERM');
+    t.is(await c.done, 143);
+  }
+  t.is(spawnSync('pgrep', ['-u', USER, '-x', 'slirp4netns']).status, 1, 'slirp4netns stopped with the container');
+  for (let i = 0; i < 50 && spawnSync('pgrep', ['-u', USER, '-x', 'pasta']).status === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  t.is(spawnSync('pgrep', ['-u', USER, '-x', 'pasta']).status, 1, 'pasta quit with the container');
+});
