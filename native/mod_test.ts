@@ -11,10 +11,15 @@ import { ipJson, nsExec, requireRoot, testNetns, uniqueName } from '../test/help
 
 test('flock is exclusive across open file descriptions, and LOCK_NB reports contention', async (t) => {
   const c = constants();
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-')), 'lock');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-'));
+  const file = path.join(dir, 'lock');
   const a = fs.openSync(file, 'w');
   const b = fs.openSync(file, 'r');
-  t.teardown(() => { fs.closeSync(a); fs.closeSync(b); });
+  t.teardown(() => {
+    fs.closeSync(a);
+    fs.closeSync(b);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
   t.true(flockSync(a, c.LOCK_EX | c.LOCK_NB));
   t.false(flockSync(b, c.LOCK_EX | c.LOCK_NB));
   let got = false;
@@ -32,7 +37,9 @@ test('flock is exclusive across open file descriptions, and LOCK_NB reports cont
 
 test('SCM_RIGHTS passes a working fd over a socketpair', (t) => {
   const [x, y] = socketPair();
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-')), 'f');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'f');
   fs.writeFileSync(file, 'hello fd');
   const fd = fs.openSync(file, 'r');
   sendFds(x, [fd], Buffer.from('tag'));

@@ -2,6 +2,8 @@
 import type { ExecutionContext } from 'ava';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 /**
  * Ensures user `name` exists (useradd gives it a subuid/subgid range) and that /dev/net/tun is
@@ -11,7 +13,13 @@ export function ensureUser(t: ExecutionContext, name: string): number {
   if (spawnSync('id', ['-u', name]).status !== 0) {
     const r = spawnSync('useradd', ['-m', name], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`useradd failed: ${r.stderr}`);
-    t.teardown(() => void spawnSync('userdel', ['-r', name]));
+    t.teardown(() => {
+      // burrow's rootless runtime dir without XDG_RUNTIME_DIR: $TMPDIR/burrow-UID
+      const uid = spawnSync('id', ['-u', name], { encoding: 'utf8' }).stdout.trim();
+      spawnSync('pkill', ['-9', '-u', name]);
+      spawnSync('userdel', ['-r', name]);
+      if (uid) fs.rmSync(path.join(os.tmpdir(), `burrow-${uid}`), { recursive: true, force: true });
+    });
   }
   fs.chmodSync('/dev/net/tun', 0o666);
   return Number(spawnSync('id', ['-u', name], { encoding: 'utf8' }).stdout.trim());
