@@ -11,7 +11,7 @@ import { CLI, ROOT, sandbox, type BurrowSandbox } from './helpers/burrow.js';
 import { nsExec, requireRoot, testNetns, uplink } from './helpers/netns.js';
 import { ensureUser } from './helpers/users.js';
 
-const USER = 'burrownet';
+const USER = 'burrowrun'; // one user per test file: files run in parallel, and a file deletes the user it created
 // The container has a private /tmp (where a checkout may live): the fixtures come in as a volume.
 const FIXTURES = ['-v', `${path.join(ROOT, 'test', 'fixtures')}:/run/fixtures:ro`];
 const HTTP = (port: number) => [process.execPath, '/run/fixtures/servers.cjs', JSON.stringify([{ proto: 'tcp', host: '0.0.0.0', port, mode: 'http' }])];
