@@ -16,8 +16,12 @@ export function ensureUser(t: ExecutionContext, name: string): number {
     t.teardown(() => {
       // burrow's rootless runtime dir without XDG_RUNTIME_DIR: $TMPDIR/burrow-UID
       const uid = spawnSync('id', ['-u', name], { encoding: 'utf8' }).stdout.trim();
-      spawnSync('pkill', ['-9', '-u', name]);
-      spawnSync('userdel', ['-r', name]);
+      // userdel refuses while the user has processes (a just-killed one may still be exiting).
+      for (let i = 0; i < 40; i++) {
+        spawnSync('pkill', ['-9', '-u', name]);
+        if (spawnSync('userdel', ['-r', name]).status !== 8) break;
+        spawnSync('sleep', ['0.05']);
+      }
       if (uid) fs.rmSync(path.join(os.tmpdir(), `burrow-${uid}`), { recursive: true, force: true });
     });
   }
