@@ -18,7 +18,7 @@ export function unshareCommand(globals: () => { config?: string }, setExit: (cod
     .argument('<cmd...>', 'command and arguments (after --)')
     .action(async (cmd: string[], o: UsernetFlags & { userns: string; uidmap?: string[]; gidmap?: string[]; rootfs?: string; ns: string; network?: string }) => {
       const { parseUsernsMode, parseIdMapSpec } = await import('../userns/mapping.js');
-      const { startInNamespaces } = await import('../userns/unshare.js');
+      const { relaySignals, startInNamespaces } = await import('../userns/unshare.js');
       const { loadConfig } = await import('./config.js');
       if (o.network && o.network !== 'usernet' && o.network !== 'none') throw new Error(`unknown --network "${o.network}" (usernet or none)`);
       const usernet = o.network === 'usernet';
@@ -52,11 +52,9 @@ export function unshareCommand(globals: () => { config?: string }, setExit: (cod
         started.go();
       }
       // Signals for burrow are the container's: the helper passes them on to the command.
-      const forward = (sig: NodeJS.Signals) => started.child.kill(sig);
-      const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
-      for (const s of signals) process.on(s, forward);
+      const unrelay = relaySignals(started.child);
       const code = await started.exited;
-      for (const s of signals) process.off(s, forward);
+      unrelay();
       stop();
       setExit(code);
     });

@@ -14,9 +14,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { toolPath } from '../net/firewall/run.js';
 import { parsePortSpec, type PortSpec } from '../net/usernet/forward.js';
 import { parseIdMapSpec, parseUsernsMode } from '../userns/mapping.js';
-import { startInNamespaces, type Started } from '../userns/unshare.js';
+import { relaySignals, startInNamespaces, type Started } from '../userns/unshare.js';
 import { ContainerError, ContainerStore, type ContainerRecord } from './containers.js';
 import { makeContext, type Context } from './context.js';
 import { planAddressing, DEFAULT_ADDRESSING } from '../net/usernet/usernet.js';
@@ -50,11 +51,6 @@ export interface RunOptions {
 
 const SPECIAL = ['usernet', 'host', 'none', 'pasta', 'slirp4netns'];
 
-function systemTool(name: string): string | null {
-  for (const d of ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin']) if (fs.existsSync(path.join(d, name))) return path.join(d, name);
-  return null;
-}
-
 /**
  * --network pasta|slirp4netns: the established tools attach to the held container's namespaces
  * (as `pasta PID` and `slirp4netns PID eth0` do), with -p as their port forwards, so users can
@@ -62,7 +58,7 @@ function systemTool(name: string): string | null {
  */
 async function attachAnchor(tool: 'pasta' | 'slirp4netns', pid: number, ports: PortSpec[], dir: string, sockBase: string, mapHostLoopback: boolean): Promise<() => void> {
   const { spawn } = await import('node:child_process');
-  const bin = systemTool(tool);
+  const bin = toolPath(tool);
   if (!bin) throw new ContainerError(`${tool} is not installed (apt-get install ${tool === 'pasta' ? 'passt' : 'slirp4netns'})`);
   if (ports.some((p) => p.proto === 'udp' && tool === 'slirp4netns' && p.hostAddr.includes(':'))) throw new ContainerError('slirp4netns forwards IPv4 only');
   if (tool === 'pasta') {
@@ -260,7 +256,7 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
     const plan = usernetSetup?.plan ?? planAddressing(DEFAULT_ADDRESSING);
     const ownNet = netName !== 'host';
     // The /etc files are bind-mounted after "go", so they may still change until then.
-    let binds = writeEtc(dir, hostname, name, [], '', []);
+    const binds = writeEtc(dir, hostname, name, [], '', []);
     started = await startInNamespaces(o.cmd, {
       mode, uidmaps, gidmaps, rootfs: o.rootfs, stateDir: ctx.config.stateDir,
       namespaces: ['mnt', 'pid', 'uts', 'ipc', ...(ownNet ? ['net'] : [])],
@@ -303,20 +299,17 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
       resolv = netName === 'none' ? '' : cniResolv(o.dns);
     }
     if (o.dns.length && usernetSetup) resolv = o.dns.map((d) => `nameserver ${d}\n`).join('');
-    binds = writeEtc(dir, hostname, name, ips, resolv, extraHosts);
-    void binds;
+    writeEtc(dir, hostname, name, ips, resolv, extraHosts); // same paths: the binds above still hold
     Object.assign(record, { state: 'running', initPid: s.pid, ips });
     store.write(record);
-    const forward = (sig: NodeJS.Signals) => s.child.kill(sig);
-    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
-    for (const sig of signals) process.on(sig, forward);
+    const unrelay = relaySignals(s.child);
     s.go();
     if (o.readyFd !== undefined) {
       fs.writeSync(o.readyFd, 'OK\n');
       fs.closeSync(o.readyFd);
     }
     const code = await s.exited;
-    for (const sig of signals) process.off(sig, forward);
+    unrelay();
     exitCode = code;
     return code;
   } catch (err) {

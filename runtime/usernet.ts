@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { toolPath } from '../net/firewall/run.js';
 import { TapDevice } from '../net/link/tap_device.js';
 import { serveApi } from '../net/usernet/api.js';
 import { Forwarder, type PortSpec } from '../net/usernet/forward.js';
@@ -30,8 +31,9 @@ export interface UsernetSession {
 }
 
 function ipTool(): string {
-  for (const p of ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip']) if (fs.existsSync(p)) return p;
-  throw new Error('ip (iproute2) not found: install iproute2');
+  const ip = toolPath('ip');
+  if (!ip) throw new Error('ip (iproute2) not found: install iproute2');
+  return ip;
 }
 
 /** The `ip -batch` lines that configure the TAP like slirp4netns --configure (plus IPv6). */

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { constants, recvFds, socketPair } from '../native/mod.js';
+import { toolPath } from '../net/firewall/run.js';
 import { AutoRegistry, autoSizeFor, type AutoEntry } from './auto.js';
 import {
   checkMapping, compose, intermediateMap, mapArgs, modeMapping, unownedHostIds, UsernsError, type IdMapping, type UsernsMode,
@@ -55,12 +56,6 @@ export interface Maps {
   auto?: { registry: AutoRegistry; entry: AutoEntry };
 }
 
-const SYSTEM_DIRS = ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/local/bin'];
-
-function findTool(name: string): string | null {
-  for (const d of SYSTEM_DIRS) if (fs.existsSync(path.join(d, name))) return path.join(d, name);
-  return null;
-}
 
 /** build/Release/burrow-ns of the install root. */
 export function helperPath(): string {
@@ -97,7 +92,7 @@ function loadSubIds(file: string, user: { name: string; uid: number }, kind: str
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    const getsubids = (err as NodeJS.ErrnoException).code === 'ENOENT' ? findTool('getsubids') : null;
+    const getsubids = (err as NodeJS.ErrnoException).code === 'ENOENT' ? toolPath('getsubids') : null;
     if (getsubids) {
       const r = spawnSync(getsubids, kind === 'subgid' ? ['-g', user.name] : [user.name], { encoding: 'utf8' });
       // getsubids exits 1 ("Error fetching ranges") when the user has none: that is "no ranges".
@@ -243,7 +238,7 @@ function writeMaps(pid: number, maps: Maps): void {
     return;
   }
   for (const [tool, map] of [['newuidmap', maps.uid], ['newgidmap', maps.gid]] as const) {
-    const file = findTool(tool);
+    const file = toolPath(tool);
     if (!file) throw new UsernsError(`${tool} not found: install the uidmap package (apt-get install uidmap)`);
     const st = fs.statSync(file);
     const r = spawnSync(file, [String(pid), ...mapArgs(map)], { encoding: 'utf8' });
@@ -374,6 +369,18 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
     releaseMaps(maps);
     throw err;
   }
+}
+
+/** The signals a container's caller passes on (the helper forwards them to the command). */
+const RELAYED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+
+/** Sends the caller's INT/TERM/HUP/QUIT/USR1/USR2 to `child` until the returned function is called. */
+export function relaySignals(child: import('node:child_process').ChildProcess): () => void {
+  const forward = (sig: NodeJS.Signals) => child.kill(sig);
+  for (const sig of RELAYED) process.on(sig, forward);
+  return () => {
+    for (const sig of RELAYED) process.off(sig, forward);
+  };
 }
 
 /** Runs `cmd` in new namespaces with the computed maps; resolves to its exit status. */

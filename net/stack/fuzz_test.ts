@@ -10,18 +10,7 @@ import * as eth from '../wire/ethernet.js';
 import * as tcp from '../wire/tcp.js';
 import type { HostSockets, HostTcpHandlers, HostUdpHandlers } from './host.js';
 import { Stack } from './stack.js';
-import { a4, a6, frame, GUEST_MAC, ipPacket, OUR_MAC, tcpFrame, udpFrame } from './testing.js';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { a4, a6, frame, GUEST_MAC, ipPacket, mulberry32, OUR_MAC, tcpFrame, udpFrame } from './testing.js';
 
 /** Host sockets that connect at once, answer with data sometimes, and keep nothing. */
 class ChattyHost implements HostSockets {

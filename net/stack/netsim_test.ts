@@ -5,18 +5,8 @@
  */
 import test from 'ava';
 import type { TcpHeader } from '../wire/tcp.js';
+import { mulberry32 } from './testing.js';
 import { TcpConn, type OutSegment, type TcpConnEvents } from './tcp_conn.js';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface LinkParams {
   loss: number;

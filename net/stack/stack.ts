@@ -243,16 +243,22 @@ export class Stack {
     if (!this.plausibleV4Source(src)) return this.count('ipv4-bad-source');
     if (dst[0] >= 224 || dst.equals(src)) return this.count('ipv4-not-unicast');
     if (proto === ipv4.PROTO_ICMP) return this.receiveIcmp4(p, hl, end, src, dst, now);
-    if (proto === ipv4.PROTO_UDP) {
-      if (!trusted && udp.checksum(p, hl) !== 0 && finish(sum16(p, hl, end, pseudo4(p, 12, 16, proto, end - hl))) !== 0) return this.count('udp-bad-checksum');
-      return this.receiveUdp(4, p, hl, src, dst, now);
-    }
-    if (proto === ipv4.PROTO_TCP) {
-      if (tcp.check(p, hl, end)) return this.count('tcp-malformed');
-      if (!trusted && finish(sum16(p, hl, end, pseudo4(p, 12, 16, proto, end - hl))) !== 0) return this.count('tcp-bad-checksum');
-      return this.receiveTcp(4, p, hl, end, src, dst, now);
-    }
-    this.count('ipv4-unknown-protocol');
+    // A zero UDP checksum means "none" in IPv4 (RFC 768); IPv6 has no such escape.
+    const verify = !trusted && !(proto === ipv4.PROTO_UDP && udp.checksum(p, hl) === 0);
+    this.receiveL4(4, proto, p, hl, end, src, dst, verify ? pseudo4(p, 12, 16, proto, end - hl) : null, now);
+  }
+
+  /**
+   * UDP and TCP for both families, after the IP layer's checks. `pseudo` is the pseudo-header sum
+   * when the L4 checksum must be verified, null when the kernel vouched for it (or there is none).
+   */
+  private receiveL4(family: 4 | 6, proto: number, p: Buffer, off: number, end: number, src: Buffer, dst: Buffer, pseudo: number | null, now: number): void {
+    if (proto !== ipv4.PROTO_UDP && proto !== ipv4.PROTO_TCP) return this.count(`ipv${family}-unknown-protocol`);
+    const name = proto === ipv4.PROTO_UDP ? 'udp' : 'tcp';
+    if (proto === ipv4.PROTO_TCP && tcp.check(p, off, end)) return this.count('tcp-malformed');
+    if (pseudo !== null && finish(sum16(p, off, end, pseudo)) !== 0) return this.count(`${name}-bad-checksum`);
+    if (proto === ipv4.PROTO_UDP) this.receiveUdp(family, p, off, src, dst, now);
+    else this.receiveTcp(family, p, off, end, src, dst, now);
   }
 
   private plausibleV4Source(src: Buffer): boolean {
@@ -271,17 +277,8 @@ export class Stack {
     if (proto === ipv6.NH_ICMPV6) return this.receiveIcmp6(p, off, end, src, dst, now);
     if (dst[0] === 0xff) return this.count('ipv6-multicast');
     if (this.isOurV6(src) || src.every((x) => x === 0) || dst.equals(src)) return this.count('ipv6-bad-source');
-    if (proto === ipv6.NH_UDP) {
-      if (udp.check(p, off, end)) return this.count('udp-malformed');
-      if (!trusted && finish(sum16(p, off, end, pseudo6(p, 8, 24, proto, end - off))) !== 0) return this.count('udp-bad-checksum');
-      return this.receiveUdp(6, p, off, src, dst, now);
-    }
-    if (proto === ipv6.NH_TCP) {
-      if (tcp.check(p, off, end)) return this.count('tcp-malformed');
-      if (!trusted && finish(sum16(p, off, end, pseudo6(p, 8, 24, proto, end - off))) !== 0) return this.count('tcp-bad-checksum');
-      return this.receiveTcp(6, p, off, end, src, dst, now);
-    }
-    this.count('ipv6-unknown-protocol');
+    if (proto === ipv6.NH_UDP && udp.check(p, off, end)) return this.count('udp-malformed');
+    this.receiveL4(6, proto, p, off, end, src, dst, trusted ? null : pseudo6(p, 8, 24, proto, end - off), now);
   }
 
   // ---- frames to the container ---------------------------------------------------------------
@@ -324,7 +321,7 @@ export class Stack {
    * sockets, the request is dropped and counted.
    */
   private forwardEcho(family: 4 | 6, msg: Buffer, guest: Buffer, dst: Buffer, now: number): void {
-    const target = this.hostTarget(family, dst, 0, 'udp');
+    const target = this.hostTarget(family, dst, 0);
     if (!target || target.family !== family || !this.host.openPing) return this.count('icmp-echo-refused-destination');
     const id = msg.readUInt16BE(4);
     const key = `${family}|${dst.toString('latin1')}|${id}`;
@@ -432,7 +429,7 @@ export class Stack {
   // ---- destinations --------------------------------------------------------------------------
 
   /** Where a container packet to `dst`:`port` goes on the host, or null when refused. */
-  private hostTarget(family: 4 | 6, dst: Buffer, port: number, proto: 'tcp' | 'udp'): { family: 4 | 6; address: string; port: number } | null {
+  private hostTarget(family: 4 | 6, dst: Buffer, port: number): { family: 4 | 6; address: string; port: number } | null {
     const m = this.c.mapHostLoopback;
     if (family === 4) {
       const v4 = this.c.v4;
@@ -456,13 +453,13 @@ export class Stack {
     const text = ipv6.formatAddr(dst);
     // ::, ::1, v4-mapped and v4-compatible (would reach IPv4 loopback), link-local, multicast.
     if (dst.subarray(0, 10).every((x) => x === 0) || (dst[0] === 0xfe && (dst[1] & 0xc0) === 0x80) || dst[0] === 0xff) return null;
-    void proto;
     return { family: 6, address: text, port };
   }
 
   // ---- UDP -----------------------------------------------------------------------------------
 
-  private udpKey(family: number, guestAddr: Buffer, guestPort: number, ourAddr: Buffer, ourPort: number): string {
+  /** Key of a UDP or TCP flow (each protocol has its own table). */
+  private flowKey(family: number, guestAddr: Buffer, guestPort: number, ourAddr: Buffer, ourPort: number): string {
     return `${guestPort}|${ourPort}|${guestAddr.toString('latin1')}|${ourAddr.toString('latin1')}|${family}`;
   }
 
@@ -470,10 +467,10 @@ export class Stack {
     const sport = udp.srcPort(p, off);
     const dport = udp.dstPort(p, off);
     const data = p.subarray(off + udp.UDP_HDR_LEN, off + udp.length(p, off));
-    const key = this.udpKey(family, src, sport, dst, dport);
+    const key = this.flowKey(family, src, sport, dst, dport);
     let flow = this.udpFlows.get(key);
     if (!flow) {
-      const target = this.hostTarget(family, dst, dport, 'udp');
+      const target = this.hostTarget(family, dst, dport);
       if (!target) return this.count('udp-refused-destination');
       if (this.tcpFlows.size + this.udpFlows.size >= this.limits.maxFlows) return this.count('flow-limit');
       flow = this.openUdpFlow(family, key, src, sport, dst, dport, target, now);
@@ -525,7 +522,7 @@ export class Stack {
     const guest = family === 4 ? this.c.v4.guest : this.c.v6?.guest;
     if (!guest) return;
     const src = this.visibleSource(family, client);
-    const key = this.udpKey(family, guest, guestPort, src, clientPort);
+    const key = this.flowKey(family, guest, guestPort, src, clientPort);
     let flow = this.udpFlows.get(key);
     if (!flow) {
       if (this.tcpFlows.size + this.udpFlows.size >= this.limits.maxFlows) return this.count('flow-limit');
@@ -551,19 +548,15 @@ export class Stack {
 
   // ---- TCP -----------------------------------------------------------------------------------
 
-  private tcpKey(family: number, guestAddr: Buffer, guestPort: number, ourAddr: Buffer, ourPort: number): string {
-    return `${guestPort}|${ourPort}|${guestAddr.toString('latin1')}|${ourAddr.toString('latin1')}|${family}`;
-  }
-
   private receiveTcp(family: 4 | 6, p: Buffer, off: number, end: number, src: Buffer, dst: Buffer, now: number): void {
     const h = tcp.parse(p, off);
     const payload = p.subarray(h.payloadOff, end);
-    const key = this.tcpKey(family, src, h.srcPort, dst, h.dstPort);
+    const key = this.flowKey(family, src, h.srcPort, dst, h.dstPort);
     const flow = this.tcpFlows.get(key);
     if (flow) return flow.conn.input(h, payload, now);
     if (h.flags & tcp.RST) return;
     if ((h.flags & (tcp.SYN | tcp.ACK)) !== tcp.SYN) return this.resetFor(family, src, dst, h, payload.length);
-    const target = this.hostTarget(family, dst, h.dstPort, 'tcp');
+    const target = this.hostTarget(family, dst, h.dstPort);
     if (!target) {
       this.count('tcp-refused-destination');
       return this.resetFor(family, src, dst, h, payload.length);
@@ -686,7 +679,7 @@ export class Stack {
       return false;
     }
     const src = this.visibleSource(family, client);
-    const key = this.tcpKey(family, guest, guestPort, src, clientPort);
+    const key = this.flowKey(family, guest, guestPort, src, clientPort);
     if (this.tcpFlows.has(key)) {
       this.count('tcp-inbound-clash');
       return false;

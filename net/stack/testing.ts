@@ -12,6 +12,18 @@ import * as udp from '../wire/udp.js';
 import * as vnet from '../wire/vnet.js';
 import type { HostPing, HostPingHandlers, HostSockets, HostTcp, HostTcpHandlers, HostUdp, HostUdpHandlers } from './host.js';
 
+/** A small seeded PRNG (mulberry32): reproducible fuzz corpora and network simulations. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export const GUEST_MAC = eth.parseMac('02:00:00:00:00:aa');
 export const OUR_MAC = eth.parseMac('52:55:0a:00:02:02');
 export const a4 = (s: string): Buffer => ipv4.parseAddr(s)!;
