@@ -39,8 +39,17 @@
  * -V SRC:DST does the same writable (volumes).
  * -H NAME sets the hostname (with a uts namespace); -C DIR is the working directory.
  *
- * Usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-t TAPNAME] [-s FD [-w]] [-R host|DIR] [-B SRC:DST]...
- *                  [-H NAME] [-C DIR] -- CMD [ARGS...]
+ * Capabilities: -c MASK (hex) keeps only those capabilities for the command: the others are
+ * dropped from the bounding set (so no exec can regain them) and from the init's own sets.
+ *
+ * Sharing namespaces (pods, --network container:NAME): -J PID enters PID's user namespace (when
+ * it is not ours, becoming root there), then its network, uts and ipc namespaces, and clones the
+ * child with only the -n namespaces (mnt, pid): no new user namespace, so no maps to write.
+ * -P (pause) runs no command: the init just holds the namespaces until SIGTERM/SIGINT (exit 0),
+ * like podman's infra container.
+ *
+ * Usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-J PID] [-t TAPNAME] [-s FD [-w]] [-R host|DIR]
+ *                  [-B SRC:DST]... [-V SRC:DST]... [-H NAME] [-C DIR] [-c MASK] (-P | -- CMD [ARGS...])
  *        burrow-ns -j PID [-t TAPNAME] [-s FD [-F]] [-- CMD [ARGS...]]
  */
 #define _GNU_SOURCE
@@ -56,6 +65,7 @@
 #include <linux/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/capability.h>
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -83,6 +93,10 @@ static int bind_rw[32];
 static int nbinds;
 static const char *hostname;
 static const char *workdir;
+static int cap_set; /* -c given */
+static uint64_t cap_keep;
+static int pause_mode;
+static volatile sig_atomic_t pause_done;
 
 /* Brings loopback up in the current network namespace (a new one starts with it down). */
 static void lo_up(void) {
@@ -395,6 +409,20 @@ static int socket_factory(void) {
   }
 }
 
+/* Enters PID's namespace of type `ns` ("net", "uts", "ipc"); prints why on failure. */
+static int join_one(const char *pid, const char *ns, int type) {
+  char p[64];
+  snprintf(p, sizeof p, "/proc/%s/ns/%s", pid, ns);
+  int n = open(p, O_RDONLY | O_CLOEXEC);
+  if (n < 0 || setns(n, type) < 0) {
+    fprintf(stderr, "burrow-ns: cannot join the %s namespace of pid %s: %s\n", ns, pid, strerror(errno));
+    if (n >= 0) close(n);
+    return -1;
+  }
+  close(n);
+  return 0;
+}
+
 /* -j PID: enter PID's user namespace (unless it is ours) and its network namespace. */
 static int join(const char *pid) {
   char p[64];
@@ -418,14 +446,38 @@ static int join(const char *pid) {
     }
   }
   close(u);
-  snprintf(p, sizeof p, "/proc/%s/ns/net", pid);
-  int n = open(p, O_RDONLY | O_CLOEXEC);
-  if (n < 0 || setns(n, CLONE_NEWNET) < 0) {
-    fprintf(stderr, "burrow-ns: cannot join the network namespace of pid %s: %s\n", pid, strerror(errno));
-    return -1;
+  return join_one(pid, "net", CLONE_NEWNET);
+}
+
+/* -c: keeps only cap_keep, in the bounding set (for every later exec) and in our own sets. */
+static void restrict_caps(void) {
+  if (!cap_set) return;
+  int last = 40;
+  FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "r");
+  if (f) {
+    if (fscanf(f, "%d", &last) != 1) last = 40;
+    fclose(f);
   }
-  close(n);
-  return 0;
+  for (int c = 0; c <= last && c < 64; c++) {
+    if (cap_keep & (1ULL << c)) continue;
+    if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) die("drop a capability from the bounding set", "-c");
+  }
+  struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct d[2];
+  memset(d, 0, sizeof d);
+  if (syscall(SYS_capget, &h, d) < 0) die("read the capabilities", "capget");
+  for (int i = 0; i < 2; i++) {
+    uint32_t keep = (uint32_t)(cap_keep >> (32 * i));
+    d[i].effective &= keep;
+    d[i].permitted &= keep;
+    d[i].inheritable &= keep;
+  }
+  if (syscall(SYS_capset, &h, d) < 0) die("set the capabilities", "capset");
+}
+
+static void on_pause_signal(int sig) {
+  (void)sig;
+  pause_done = 1;
 }
 
 static void forward(int sig) {
@@ -474,6 +526,22 @@ static int child_main(void *arg) {
   if (hostname && sethostname(hostname, strlen(hostname)) < 0) die("set the hostname", hostname);
   if (root_mode) setup_root();
   if (workdir && chdir(workdir) < 0) die("change to the working directory", workdir);
+  restrict_caps();
+  if (pause_mode) {
+    /* The infra process: holds the namespaces, reaps what joins its pid namespace, exits 0 on
+     * SIGTERM or SIGINT. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_pause_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    while (!pause_done) {
+      pause();
+      while (waitpid(-1, NULL, WNOHANG) > 0) {}
+    }
+    _exit(0);
+  }
   if (!new_pid_ns) {
     exec_or_die();
   }
@@ -522,7 +590,7 @@ static int parse_flags(const char *list) {
 
 int main(int argc, char **argv) {
   int flags = 0, i = 1;
-  const char *join_pid = NULL;
+  const char *join_pid = NULL, *share_pid = NULL;
   int factory = 0;
   for (; i < argc; i++) {
     if (!strcmp(argv[i], "-n") && i + 1 < argc) flags |= parse_flags(argv[++i]);
@@ -539,6 +607,17 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-H") && i + 1 < argc) hostname = argv[++i];
     else if (!strcmp(argv[i], "-C") && i + 1 < argc) workdir = argv[++i];
     else if (!strcmp(argv[i], "-F")) factory = 1;
+    else if (!strcmp(argv[i], "-J") && i + 1 < argc) share_pid = argv[++i];
+    else if (!strcmp(argv[i], "-P")) pause_mode = 1;
+    else if (!strcmp(argv[i], "-c") && i + 1 < argc) {
+      char *end = NULL;
+      cap_keep = strtoull(argv[++i], &end, 16);
+      if (!end || *end) {
+        fprintf(stderr, "burrow-ns: -c wants a hex capability mask, not \"%s\"\n", argv[i]);
+        return 2;
+      }
+      cap_set = 1;
+    }
     else if (!strcmp(argv[i], "--")) { i++; break; }
     else break;
   }
@@ -555,12 +634,18 @@ int main(int argc, char **argv) {
     target = &argv[i];
     exec_or_die();
   }
-  if (i >= argc) {
-    fprintf(stderr, "usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-t TAP] [-s FD] -- CMD [ARGS...]\n"
+  if (i >= argc && !pause_mode) {
+    fprintf(stderr, "usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-J PID] [-t TAP] [-s FD] [-c MASK] (-P | -- CMD [ARGS...])\n"
                     "       burrow-ns -j PID [-t TAP] [-s FD] [-- CMD [ARGS...]]\n");
     return 2;
   }
   target = &argv[i];
+  if (share_pid) {
+    /* Join the user namespace (as root there), then net/uts/ipc; the clone below adds no user
+     * namespace, and the caller writes no maps. */
+    if (join(share_pid) < 0 || join_one(share_pid, "uts", CLONE_NEWUTS) < 0 || join_one(share_pid, "ipc", CLONE_NEWIPC) < 0) return 125;
+    flags &= ~(CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC);
+  }
   new_pid_ns = (flags & CLONE_NEWPID) != 0;
   new_net_ns = (flags & CLONE_NEWNET) != 0;
   if (pipe2(sync_pipe, O_CLOEXEC) < 0) return 125;
@@ -569,7 +654,7 @@ int main(int argc, char **argv) {
   if (stack == MAP_FAILED) return 125;
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() == 1) return 125; /* the caller is already gone */
-  pid_t child = clone(child_main, stack + stack_size, CLONE_NEWUSER | flags | SIGCHLD, (void *)(intptr_t)getpid());
+  pid_t child = clone(child_main, stack + stack_size, (share_pid ? 0 : CLONE_NEWUSER) | flags | SIGCHLD, (void *)(intptr_t)getpid());
   if (child < 0) {
     int e = errno;
     fprintf(stderr, "burrow-ns: clone(CLONE_NEWUSER) failed: %s (errno %d)\n", strerror(e), e);

@@ -11,7 +11,8 @@ import { cniCommand } from './cmd_cni.js';
 import { networkCommand } from './cmd_network.js';
 import { unshareCommand } from './cmd_unshare.js';
 import { usernetCommand } from './cmd_usernet.js';
-import { runCommand, systemCommand } from './cmd_run.js';
+import { internalCommand, runCommand, systemCommand } from './cmd_run.js';
+import { podCommand } from './cmd_pods.js';
 import { containerCommands } from './cmd_containers.js';
 
 export const VERSION = '0.1.0';
@@ -43,6 +44,8 @@ export function buildProgram(out = write, err = warn): Command {
     exitCode = code;
   }, out));
   program.addCommand(systemCommand(globals, out));
+  program.addCommand(podCommand(globals, out));
+  program.addCommand(internalCommand(out), { hidden: true });
   for (const c of containerCommands(globals, out)) program.addCommand(c);
   return program;
 }

@@ -11,7 +11,7 @@ import { ContainerError, ContainerStore, type ContainerRecord } from './containe
 
 type Out = (s: string) => void;
 
-async function store(configFile?: string): Promise<ContainerStore> {
+export async function store(configFile?: string): Promise<ContainerStore> {
   const { makeContext } = await import('./context.js');
   const { gcContainers } = await import('./run.js');
   const ctx = await makeContext(configFile, { plugins: process.getuid?.() === 0 });
@@ -19,11 +19,11 @@ async function store(configFile?: string): Promise<ContainerStore> {
   return new ContainerStore(ctx.config.stateDir);
 }
 
-function running(r: ContainerRecord): boolean {
+export function running(r: ContainerRecord): boolean {
   return r.state === 'running' && ContainerStore.alive(r);
 }
 
-function ago(iso: string | undefined): string {
+export function ago(iso: string | undefined): string {
   if (!iso) return '';
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
   if (s < 60) return `${s} seconds ago`;
@@ -56,7 +56,7 @@ async function waitExited(s: ContainerStore, id: string, ms: number): Promise<bo
   }
 }
 
-async function stop(s: ContainerStore, r: ContainerRecord, timeoutS: number): Promise<void> {
+export async function stop(s: ContainerStore, r: ContainerRecord, timeoutS: number): Promise<void> {
   if (!running(r)) return;
   signal(r, 'SIGTERM');
   if (await waitExited(s, r.id, timeoutS * 1000)) return;
@@ -78,7 +78,7 @@ export function containerCommands(globals: () => { config?: string }, out: Out):
       const s = await store(globals().config);
       const rows = s.list().filter((r) => o.all || running(r)).sort((a, b) => a.created.localeCompare(b.created));
       if (o.format === 'json') {
-        out(`${JSON.stringify(rows.map((r) => ({ Id: r.id, Names: [r.name], Command: r.command, Created: r.created, State: running(r) ? 'running' : r.state, Status: status(r), ExitCode: r.exitCode ?? 0, Ports: r.ports, Networks: r.network.mode === 'cni' ? r.network.attachments.map((a) => a.network) : [r.network.mode], Pid: r.initPid ?? 0 })), null, 2)}\n`);
+        out(`${JSON.stringify(rows.map((r) => ({ Id: r.id, Names: [r.name], Command: r.command, Created: r.created, State: running(r) ? 'running' : r.state, Status: status(r), ExitCode: r.exitCode ?? 0, Ports: r.ports, Networks: r.network.mode === 'cni' ? r.network.attachments.map((a) => a.network) : [r.network.mode === 'container' ? `container:${r.network.target}` : r.network.mode], Pid: r.initPid ?? 0, Pod: r.pod ?? '', IsInfra: !!r.infra })), null, 2)}\n`);
         return;
       }
       if (o.format !== 'table') throw new ContainerError(`unknown --format "${o.format}" (table or json)`);
@@ -118,11 +118,14 @@ export function containerCommands(globals: () => { config?: string }, out: Out):
       const s = await store(globals().config);
       for (const n of names) {
         const r = s.find(n);
+        if (r.infra && r.pod) throw new ContainerError(`container "${r.name}" is the infra container of a pod: remove the pod with "burrow pod rm"`);
+        const deps = s.dependents(r.id);
+        if (deps.length) throw new ContainerError(`container "${r.name}" has running containers that share its namespaces (${deps.map((d) => d.name).join(', ')}): remove them first`);
         if (running(r)) {
           if (!o.force) throw new ContainerError(`container "${r.name}" is running: stop it first or use rm -f`);
           await stop(s, r, 0);
         }
-        s.remove(r.id);
+        await s.remove(r.id);
         out(`${r.id}\n`);
       }
     });

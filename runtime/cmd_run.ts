@@ -1,5 +1,5 @@
 /** `burrow run` (foreground) and `burrow system gc`. */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
@@ -11,7 +11,7 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
     .option('--rm', 'remove the container when it exits (otherwise it stays, exited, until burrow rm)')
     .option('-d, --detach', 'run in the background under a small supervisor; print the container id')
     .option('--name <name>', 'container name')
-    .option('--network <net>', 'a CNI network (rootful), usernet, host or none')
+    .option('--network <net>', 'a CNI network (rootful), usernet, pasta, slirp4netns, host, none, or container:NAME')
     .option('-p, --publish <spec>', 'publish a port: [hostIP:]hostPort[-end]:ctrPort[-end][/tcp|udp] (repeatable)', collect, [])
     .option('--ip <ip>', 'static IP on a CNI network')
     .option('--mac-address <mac>', 'static MAC on a CNI network')
@@ -21,12 +21,17 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
     .option('--uidmap <C:H[:S]>', 'explicit uid mapping (repeatable)', collect, [])
     .option('--gidmap <C:H[:S]>', 'explicit gid mapping (repeatable)', collect, [])
     .option('--rootfs <dir>', 'root filesystem (default: the host\'s, read-only, with private /tmp /run /dev/shm /proc)')
+    .option('--image <file.tar>', 'unpack an image tarball (docker save, OCI layout, or a plain rootfs tar, maybe gzipped) as the root')
+    .option('--cap-add <cap>', 'add a capability (NET_ADMIN, CAP_NET_RAW, ALL; repeatable)', collect, [])
+    .option('--cap-drop <cap>', 'drop a capability (repeatable; ALL drops every one)', collect, [])
+    .option('--pod <name>', 'run in this pod (share its network, uts and ipc namespaces)')
+    .addOption(new Option('--infra', 'internal: the pod\'s infra container').hideHelp())
     .option('-v, --volume <host:ctr[:ro|rw]>', 'bind-mount a host path into the container (repeatable)', collect, [])
     .option('-e, --env <K=V>', 'environment variable (repeatable)', collect, [])
     .option('-w, --workdir <dir>', 'working directory inside')
     .option('--map-host-loopback <addr>', 'usernet: an address that reaches the host\'s loopback (host.containers.internal)')
-    .argument('<cmd...>', 'command and arguments (after --)')
-    .action(async (cmd: string[], o: { rm?: boolean; detach?: boolean; name?: string; network?: string; publish: string[]; ip?: string; macAddress?: string; dns: string[]; hostname?: string; userns?: string; uidmap: string[]; gidmap: string[]; rootfs?: string; volume: string[]; env: string[]; workdir?: string; mapHostLoopback?: string }) => {
+    .argument('[cmd...]', 'command and arguments (after --; with --image, the image\'s command by default)')
+    .action(async (cmd: string[], o: { rm?: boolean; detach?: boolean; name?: string; network?: string; publish: string[]; ip?: string; macAddress?: string; dns: string[]; hostname?: string; userns?: string; uidmap: string[]; gidmap: string[]; rootfs?: string; image?: string; capAdd: string[]; capDrop: string[]; pod?: string; infra?: boolean; volume: string[]; env: string[]; workdir?: string; mapHostLoopback?: string }) => {
       const { runContainer, detachRun } = await import('./run.js');
       const supervising = process.env.BURROW_SUPERVISE;
       if (o.detach && !supervising) {
@@ -35,6 +40,17 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
       }
       setExit(await runContainer({ ...o, mac: o.macAddress, cmd, fixedId: supervising, readyFd: supervising ? 3 : undefined, detached: !!supervising }, globals().config));
     });
+}
+
+/** Hidden commands that burrow runs itself (inside a container's user namespace). */
+export function internalCommand(out: (s: string) => void): Command {
+  const cmd = new Command('internal').description('used by burrow itself');
+  cmd.addCommand(new Command('unpack-image').argument('<file>').argument('<root>').action(async (file: string, root: string) => {
+    const { planImage, unpackImage } = await import('./image.js');
+    const stats = await unpackImage(file, await planImage(file), root, { chown: true, spoolDir: `${root}.layers` });
+    out(`${JSON.stringify(stats)}\n`);
+  }));
+  return cmd;
 }
 
 export function systemCommand(globals: () => { config?: string }, out: (s: string) => void): Command {

@@ -24,7 +24,7 @@ export interface ContainerRecord {
   startTime: string;
   command: string[];
   created: string;
-  network: { mode: 'cni'; attachments: CniAttachment[] } | { mode: 'usernet' | 'host' | 'none' | 'pasta' | 'slirp4netns' };
+  network: { mode: 'cni'; attachments: CniAttachment[] } | { mode: 'usernet' | 'host' | 'none' | 'pasta' | 'slirp4netns' } | { mode: 'container'; target: string };
   ports: string[];
   /** running while the supervisor lives; exited once the container ended (kept until rm). */
   state: 'created' | 'running' | 'exited';
@@ -37,6 +37,24 @@ export interface ContainerRecord {
   apiSocket?: string;
   hostname?: string;
   ips?: string[];
+  /** The pod (id) this container belongs to; infra = it is the pod's infra container. */
+  pod?: string;
+  infra?: boolean;
+  /** Capabilities the command kept (CAP_ names). */
+  capabilities?: string[];
+  /** --image: the tarball the root filesystem was unpacked from. */
+  image?: string;
+}
+
+export interface PodRecord {
+  id: string;
+  name: string;
+  created: string;
+  /** The infra container holding the pod's namespaces ('' while it starts). */
+  infraId: string;
+  hostname: string;
+  network?: string;
+  ports: string[];
 }
 
 export class ContainerError extends BurrowError {
@@ -48,7 +66,7 @@ export class ContainerError extends BurrowError {
 export class ContainerStore {
   readonly dir: string;
 
-  constructor(stateDir: string) {
+  constructor(readonly stateDir: string) {
     this.dir = path.join(stateDir, 'containers');
   }
 
@@ -62,21 +80,7 @@ export class ContainerStore {
 
   /** Every readable record (unreadable or torn ones are skipped). */
   list(): ContainerRecord[] {
-    let names: string[] = [];
-    try {
-      names = fs.readdirSync(this.dir);
-    } catch {
-      return [];
-    }
-    const out: ContainerRecord[] = [];
-    for (const n of names) {
-      try {
-        out.push(JSON.parse(fs.readFileSync(path.join(this.dir, n, 'container.json'), 'utf8')) as ContainerRecord);
-      } catch {
-        // being created or half removed
-      }
-    }
-    return out;
+    return readRecords<ContainerRecord>(this.dir, 'container.json');
   }
 
   /** True while the record's supervisor runs. */
@@ -101,8 +105,24 @@ export class ContainerStore {
     fs.renameSync(`${file}.tmp`, file);
   }
 
-  remove(id: string): void {
-    fs.rmSync(this.pathOf(id), { recursive: true, force: true });
+  /**
+   * Removes the container's directory. A rootless --image root holds files owned by subordinate
+   * ids, which the user cannot delete directly: those go from inside a user namespace that maps
+   * the user's whole range (as `podman unshare rm`).
+   */
+  async remove(id: string): Promise<void> {
+    const dir = this.pathOf(id);
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (process.getuid?.() === 0 || (code !== 'EACCES' && code !== 'EPERM')) throw err;
+    }
+    const { unshare } = await import('../userns/unshare.js');
+    const { parseUsernsMode } = await import('../userns/mapping.js');
+    const rc = await unshare(['rm', '-rf', '--one-file-system', '--', dir], { mode: parseUsernsMode('host'), stdio: 'ignore' });
+    if (rc !== 0 || fs.existsSync(dir)) throw new ContainerError(`cannot remove ${dir} (rm exited ${rc})`);
   }
 
   /** Records of containers that should be running but whose supervisor is gone (kill -9). */
@@ -112,12 +132,71 @@ export class ContainerStore {
 
   /** A container by full id, unique id prefix, or name. */
   find(ref: string): ContainerRecord {
-    const all = this.list();
-    const hit = all.find((r) => r.name === ref) ?? all.find((r) => r.id === ref);
-    if (hit) return hit;
-    const prefix = ref.length >= 3 ? all.filter((r) => r.id.startsWith(ref)) : [];
-    if (prefix.length === 1) return prefix[0];
-    if (prefix.length > 1) throw new ContainerError(`"${ref}" matches ${prefix.length} containers; give more of the id`);
-    throw new ContainerError(`no such container "${ref}"`);
+    return findRecord(this.list(), ref, 'container');
+  }
+
+  /** Running containers that share `id`'s namespaces (--network container:, pod members). */
+  dependents(id: string): ContainerRecord[] {
+    return this.list().filter((r) => r.network.mode === 'container' && r.network.target === id && r.state !== 'exited' && ContainerStore.alive(r));
+  }
+}
+
+/** The JSON records <dir>/<id>/<file>; ones being created or half removed are skipped. */
+function readRecords<T>(dir: string, file: string): T[] {
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.flatMap((n) => {
+    try {
+      return [JSON.parse(fs.readFileSync(path.join(dir, n, file), 'utf8')) as T];
+    } catch {
+      return [];
+    }
+  });
+}
+
+function findRecord<T extends { id: string; name: string }>(all: T[], ref: string, kind: string): T {
+  const hit = all.find((r) => r.name === ref) ?? all.find((r) => r.id === ref);
+  if (hit) return hit;
+  const prefix = ref.length >= 3 ? all.filter((r) => r.id.startsWith(ref)) : [];
+  if (prefix.length === 1) return prefix[0];
+  if (prefix.length > 1) throw new ContainerError(`"${ref}" matches ${prefix.length} ${kind}s; give more of the id`);
+  throw new ContainerError(`no such ${kind} "${ref}"`);
+}
+
+/** Pods: <stateDir>/pods/<id>/pod.json; the namespaces live in the infra container. */
+export class PodStore {
+  readonly dir: string;
+
+  constructor(stateDir: string) {
+    this.dir = path.join(stateDir, 'pods');
+  }
+
+  list(): PodRecord[] {
+    return readRecords<PodRecord>(this.dir, 'pod.json');
+  }
+
+  find(ref: string): PodRecord {
+    return findRecord(this.list(), ref, 'pod');
+  }
+
+  /** Creates the record; refuses a name another pod holds. */
+  create(p: PodRecord): void {
+    if (this.list().some((x) => x.name === p.name)) throw new ContainerError(`the pod name "${p.name}" is already in use; choose another --name or burrow pod rm it`);
+    fs.mkdirSync(path.join(this.dir, p.id), { recursive: true, mode: 0o700 });
+    this.write(p);
+  }
+
+  write(p: PodRecord): void {
+    const file = path.join(this.dir, p.id, 'pod.json');
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(p, null, 1));
+    fs.renameSync(`${file}.tmp`, file);
+  }
+
+  remove(id: string): void {
+    fs.rmSync(path.join(this.dir, id), { recursive: true, force: true });
   }
 }

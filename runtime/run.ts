@@ -18,7 +18,9 @@ import { toolPath } from '../net/firewall/run.js';
 import { parsePortSpec, type PortSpec } from '../net/usernet/forward.js';
 import { parseIdMapSpec, parseUsernsMode } from '../userns/mapping.js';
 import { relaySignals, startInNamespaces, type Started } from '../userns/unshare.js';
-import { ContainerError, ContainerStore, type ContainerRecord } from './containers.js';
+import { capabilityMask, capabilityNames } from './caps.js';
+import { ContainerError, ContainerStore, PodStore, type ContainerRecord } from './containers.js';
+import type { ImageConfig, ImagePlan } from './image.js';
 import { makeContext, type Context } from './context.js';
 import { planAddressing, DEFAULT_ADDRESSING } from '../net/usernet/usernet.js';
 import { processStartTime } from '../userns/auto.js';
@@ -36,6 +38,14 @@ export interface RunOptions {
   uidmap: string[];
   gidmap: string[];
   rootfs?: string;
+  /** An image tarball (docker save, OCI layout or plain rootfs) unpacked as the root. */
+  image?: string;
+  capAdd?: string[];
+  capDrop?: string[];
+  /** Join this pod (its infra container's namespaces). */
+  pod?: string;
+  /** This is the pod's infra container: no command, it only holds the namespaces. */
+  infra?: boolean;
   /** -v HOST:CTR[:ro|rw] bind mounts. */
   volume?: string[];
   env: string[];
@@ -139,9 +149,9 @@ function parseVolumes(specs: string[]): { ro: string[]; rw: string[] } {
   return out;
 }
 
-function containerEnv(o: RunOptions, hostname: string): NodeJS.ProcessEnv {
+function containerEnv(o: RunOptions, hostname: string, image: ImageConfig = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', TERM: 'xterm', HOSTNAME: hostname, HOME: '/root', container: 'burrow' };
-  for (const kv of o.env) {
+  for (const kv of [...(image.Env ?? []), ...o.env]) {
     const eq = kv.indexOf('=');
     if (eq <= 0) {
       // -e NAME passes the caller's value, as podman does
@@ -194,27 +204,75 @@ export async function gcContainers(ctx: Context): Promise<string[]> {
         }
       }
     }
-    store.remove(r.id);
+    await store.remove(r.id);
     cleaned.push(`${r.name} (${r.id.slice(0, 12)})`);
   }
   return cleaned;
 }
 
+/** The running container whose namespaces a new one shares (--pod, --network container:NAME). */
+function joinTargetOf(o: RunOptions, stateDir: string): ContainerRecord | null {
+  const store = new ContainerStore(stateDir);
+  let target: ContainerRecord;
+  let what: string;
+  if (o.pod && !o.infra) {
+    if (o.network) throw new ContainerError(`--pod and --network: the containers of a pod share the pod's network; give --network to "burrow pod create"`);
+    const pod = new PodStore(stateDir).find(o.pod);
+    const infra = store.list().find((r) => r.id === pod.infraId);
+    if (!infra || infra.state !== 'running' || !ContainerStore.alive(infra) || !infra.initPid) throw new ContainerError(`pod "${pod.name}" is not running (its infra container is gone); remove it with "burrow pod rm -f ${pod.name}" and create it again`);
+    target = infra;
+    what = `pod "${pod.name}"`;
+  } else if (o.network?.startsWith('container:')) {
+    target = store.find(o.network.slice('container:'.length));
+    what = `container "${target.name}"`;
+    if (target.state !== 'running' || !ContainerStore.alive(target) || !target.initPid) throw new ContainerError(`--network ${o.network}: container "${target.name}" is not running`);
+    if (target.network.mode === 'host') throw new ContainerError(`--network ${o.network}: container "${target.name}" uses the host's network; use --network host`);
+  } else return null;
+  const shared = (flag: string, why: string, hint = '') => new ContainerError(`${flag} cannot be used with ${o.pod ? '--pod' : '--network container:'}: the container shares the ${why} of ${what}${hint}`);
+  if (o.publish.length) throw shared('-p', 'network namespace', o.pod ? '; publish ports when creating the pod (burrow pod create -p)' : '; publish ports on that container');
+  if (o.ip || o.mac) throw shared(o.ip ? '--ip' : '--mac-address', 'network namespace');
+  if (o.userns || o.uidmap.length || o.gidmap.length) throw shared('--userns/--uidmap/--gidmap', 'user namespace');
+  if (o.hostname) throw shared('--hostname', 'uts namespace');
+  if (o.mapHostLoopback) throw shared('--map-host-loopback', 'network');
+  return target;
+}
+
+/** Unpacks --image into `root`: in-process as root; inside the container's user namespace otherwise. */
+async function unpackInto(file: string, plan: ImagePlan, root: string, pid: number): Promise<void> {
+  if (process.getuid!() === 0) {
+    const { unpackImage } = await import('./image.js');
+    await unpackImage(file, plan, root, { chown: true, spoolDir: `${root}.layers` });
+    return;
+  }
+  const { runInNamespaces } = await import('../userns/unshare.js');
+  const r = await runInNamespaces(pid, [process.execPath, process.argv[1], 'internal', 'unpack-image', file, root]);
+  if (r.code !== 0) throw new ContainerError(r.stderr.trim().replace(/^Error: /, '') || `unpacking ${file} failed (exit ${r.code})`);
+}
+
 /** Runs a container in the foreground; resolves to its exit status. */
 export async function runContainer(o: RunOptions, configFile?: string): Promise<number> {
   const rootless = process.getuid!() !== 0;
-  const network = o.network ?? (rootless ? 'usernet' : undefined);
-  const ctx = await makeContext(configFile, { plugins: !rootless && !SPECIAL.includes(network ?? '') });
+  const { loadConfig } = await import('./config.js');
+  const joinTarget = joinTargetOf(o, loadConfig(configFile).stateDir);
+  const network = joinTarget ? 'container' : o.network ?? (rootless ? 'usernet' : undefined);
+  const ctx = await makeContext(configFile, { plugins: !rootless && !SPECIAL.includes(network ?? '') && !joinTarget });
   const netName = network ?? ctx.config.defaultNetwork;
   // ---- validate everything before anything starts
-  const cni = !SPECIAL.includes(netName);
+  const cni = !SPECIAL.includes(netName) && !joinTarget;
+  if (netName.startsWith('container:')) throw new ContainerError('--network container: needs a container name');
   if (cni && rootless) throw new ContainerError(`rootless containers cannot join the network "${netName}": a bridge network needs root to create its veth pair and bridge in the host namespace; use --network usernet (the default when rootless), which also publishes ports with -p`);
   const list = cni ? ctx.networks.get(netName) : null;
+  if (o.rootfs && o.image) throw new ContainerError('--rootfs and --image both give the root filesystem: choose one');
   checkRootfs(o.rootfs);
   const volumes = parseVolumes(o.volume ?? []);
   const ports = o.publish.flatMap((p) => parsePortSpec(p));
   if (ports.length && (netName === 'host' || netName === 'none')) throw new ContainerError(`-p needs a container network; --network ${netName} has none to publish from`);
-  if (!o.cmd.length) throw new ContainerError('no command given (burrow run [OPTIONS] -- CMD [ARGS...])');
+  const caps = capabilityMask(o.capAdd, o.capDrop);
+  const imagePlan = o.image ? await (await import('./image.js')).planImage(path.resolve(o.image)) : null;
+  const imageCfg = imagePlan?.config ?? {};
+  // As podman: the image's Entrypoint stays; arguments given replace its Cmd.
+  const cmd = [...(imageCfg.Entrypoint ?? []), ...(o.cmd.length ? o.cmd : imageCfg.Cmd ?? [])];
+  if (!cmd.length && !o.infra) throw new ContainerError(`no command given (burrow run [OPTIONS] -- CMD [ARGS...])${o.image ? `, and ${o.image} names none` : ''}`);
   const mode = parseUsernsMode(o.userns ?? 'host');
   const uidmaps = o.uidmap.map((s) => parseIdMapSpec(s, '--uidmap'));
   const gidmaps = o.gidmap.map((s) => parseIdMapSpec(s, '--gidmap'));
@@ -226,11 +284,12 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
   const id = o.fixedId ?? ContainerStore.newId();
   const name = o.name ?? `burrow-${id.slice(0, 12)}`;
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new ContainerError(`invalid --name "${name}": letters, digits, _ . - (not first)`);
-  const hostname = o.hostname ?? id.slice(0, 12);
+  const hostname = joinTarget?.hostname ?? o.hostname ?? id.slice(0, 12);
   const record: ContainerRecord = {
-    id, name, pid: process.pid, startTime: processStartTime(process.pid) ?? '', command: o.cmd, created: new Date().toISOString(),
-    network: cni ? { mode: 'cni', attachments: [] } : { mode: netName as 'usernet' | 'host' | 'none' | 'pasta' | 'slirp4netns' }, ports: o.publish,
-    state: 'created', hostname, detached: !!o.detached,
+    id, name, pid: process.pid, startTime: processStartTime(process.pid) ?? '', command: o.infra ? ['(infra)'] : cmd, created: new Date().toISOString(),
+    network: joinTarget ? { mode: 'container', target: joinTarget.id } : cni ? { mode: 'cni', attachments: [] } : { mode: netName as 'usernet' | 'host' | 'none' | 'pasta' | 'slirp4netns' }, ports: o.publish,
+    state: 'created', hostname, detached: !!o.detached, capabilities: capabilityNames(caps),
+    ...(o.pod ? { pod: o.infra ? o.pod : joinTarget!.pod, infra: !!o.infra } : {}), ...(o.image ? { image: path.resolve(o.image) } : {}),
   };
   const dir = store.create(record);
   let started: Started | null = null;
@@ -245,7 +304,7 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
       }
     }
     detach = [];
-    if (o.rm || exitCode === null) store.remove(id);
+    if (o.rm || exitCode === null) await store.remove(id);
     else {
       // Kept, exited, until `burrow rm`: the network is already detached.
       Object.assign(record, { state: 'exited', exitCode, finished: new Date().toISOString(), initPid: undefined });
@@ -254,23 +313,34 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
   };
   try {
     const plan = usernetSetup?.plan ?? planAddressing(DEFAULT_ADDRESSING);
-    const ownNet = netName !== 'host';
+    const ownNet = netName !== 'host' && !joinTarget;
+    const rootDir = o.image ? path.join(dir, 'rootfs') : o.rootfs;
+    if (o.image) fs.mkdirSync(rootDir!, { mode: 0o755 });
     // The /etc files are bind-mounted after "go", so they may still change until then.
     const binds = writeEtc(dir, hostname, name, [], '', []);
-    started = await startInNamespaces(o.cmd, {
-      mode, uidmaps, gidmaps, rootfs: o.rootfs, stateDir: ctx.config.stateDir,
-      namespaces: ['mnt', 'pid', 'uts', 'ipc', ...(ownNet ? ['net'] : [])],
-      tap: usernetSetup ? usernetSetup.tapName : undefined, wantFds: ownNet, holdUntilGo: ownNet,
-      root: o.rootfs ?? 'host', binds: [...binds, ...volumes.ro], volumes: volumes.rw, hostname, workdir: o.workdir, env: containerEnv(o, hostname), stdio: 'inherit',
+    const hold = ownNet || !!o.image;
+    started = await startInNamespaces(cmd, {
+      mode, uidmaps, gidmaps, rootfs: rootDir, stateDir: ctx.config.stateDir,
+      namespaces: joinTarget ? ['mnt', 'pid'] : ['mnt', 'pid', 'uts', 'ipc', ...(ownNet ? ['net'] : [])], joinPid: joinTarget?.initPid,
+      tap: usernetSetup ? usernetSetup.tapName : undefined, wantFds: hold, holdUntilGo: hold, pause: o.infra, capabilities: caps,
+      root: rootDir ?? 'host', binds: [...binds, ...volumes.ro], volumes: volumes.rw, hostname: joinTarget ? undefined : hostname,
+      workdir: o.workdir ?? (imageCfg.WorkingDir || undefined), env: containerEnv(o, hostname, imageCfg), stdio: o.infra ? 'ignore' : 'inherit',
     });
     const s = started;
     detach.push(() => {
       for (const fd of [s.fds?.netns, s.fds?.userns]) if (fd !== undefined) fs.closeSync(fd);
     });
+    if (o.image) await unpackInto(path.resolve(o.image), imagePlan!, rootDir!, s.pid);
     let ips: string[] = [];
     let resolv = '';
     const extraHosts: string[] = [];
-    if (usernetSetup) {
+    if (joinTarget) {
+      // The namespace's own files: its addresses, nameservers and hostname, plus this name.
+      const from = store.pathOf(joinTarget.id);
+      ips = joinTarget.ips ?? [];
+      resolv = o.dns.length ? cniResolv(o.dns) : fs.readFileSync(path.join(from, 'resolv.conf'), 'utf8');
+      for (const l of fs.readFileSync(path.join(from, 'hosts'), 'utf8').split('\n').slice(2)) if (l.trim()) extraHosts.push(l);
+    } else if (usernetSetup) {
       const { startUsernet } = await import('./usernet.js');
       const apiSocket = path.join(ctx.config.stateDir, 'sock', `${id.slice(0, 12)}.sock`);
       const session = await startUsernet(s.pid, s.fds!.tap!, { ...usernetSetup, apiSocket });
@@ -330,6 +400,13 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
  * running on fd 3, and returns the id. A supervisor that fails reports nothing: its log says why.
  */
 export async function detachRun(argv: string[], configFile?: string): Promise<string> {
+  const dash = argv.indexOf('--');
+  const head = (dash < 0 ? argv : argv.slice(0, dash)).filter((a) => a !== '-d' && a !== '--detach');
+  return startSupervisor([...head, ...(dash < 0 ? [] : argv.slice(dash))], configFile);
+}
+
+/** Starts `burrow ARGS` (a run without -d) as a detached supervisor; resolves to the container id once it runs. */
+export async function startSupervisor(args: string[], configFile?: string): Promise<string> {
   const { spawn } = await import('node:child_process');
   const { loadConfig } = await import('./config.js');
   const s = new ContainerStore(loadConfig(configFile).stateDir);
@@ -340,9 +417,6 @@ export async function detachRun(argv: string[], configFile?: string): Promise<st
   const fd = fs.openSync(log, 'a', 0o600);
   // Read through our own fd: a supervisor that fails removes the directory, log included.
   const reader = fs.openSync(log, 'r');
-  const dash = argv.indexOf('--');
-  const head = (dash < 0 ? argv : argv.slice(0, dash)).filter((a) => a !== '-d' && a !== '--detach');
-  const args = [...head, ...(dash < 0 ? [] : argv.slice(dash))];
   const child = spawn(process.execPath, [process.argv[1], ...args], { detached: true, stdio: ['ignore', fd, fd, 'pipe'], env: { ...process.env, BURROW_SUPERVISE: id }, cwd: '/' });
   fs.closeSync(fd);
   const ready = await new Promise<boolean>((resolve) => {

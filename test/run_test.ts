@@ -3,68 +3,19 @@
  * rootless (usernet, as a real unprivileged user), each inside a "host" namespace of the test's
  * own with a "remote" namespace as the outside world.
  */
-import test, { type ExecutionContext } from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import test from 'ava';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CLI, ROOT, sandbox, type BurrowSandbox } from './helpers/burrow.js';
-import { nsExec, requireRoot, testNetns, uplink } from './helpers/netns.js';
+import { CLI, type BurrowSandbox } from './helpers/burrow.js';
+import { nsExec, requireRoot } from './helpers/netns.js';
+import { FIXTURES, http, HTTP, rootArgv, rootSandbox, start, until, userArgv, world, type Proc } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
 const USER = 'burrowrun'; // one user per test file: files run in parallel, and a file deletes the user it created
-// The container has a private /tmp (where a checkout may live): the fixtures come in as a volume.
-const FIXTURES = ['-v', `${path.join(ROOT, 'test', 'fixtures')}:/run/fixtures:ro`];
-const HTTP = (port: number) => [process.execPath, '/run/fixtures/servers.cjs', JSON.stringify([{ proto: 'tcp', host: '0.0.0.0', port, mode: 'http' }])];
 
-
-async function world(t: ExecutionContext): Promise<{ host: string; remote: string }> {
-  const host = testNetns(t, 'rh');
-  const remote = testNetns(t, 'rr');
-  await uplink(host, remote, '10.98.0.1', '10.98.0.2');
-  return { host, remote };
-}
-
-function rootSandbox(t: ExecutionContext): BurrowSandbox {
-  const sb = sandbox(t, [path.join(ROOT, 'plugins', 'bin')]);
-  fs.appendFileSync(sb.configFile, `[engine]\nstate_dir = "${path.join(sb.dir, 'state')}"\n`);
-  return sb;
-}
-
-interface Proc {
-  child: ChildProcess;
-  out: () => string;
-  done: Promise<number>;
-}
-
-function start(argv: string[]): Proc {
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const done = new Promise<number>((resolve) => child.on('exit', (code, sig) => resolve(code ?? 128 + (sig === 'SIGKILL' ? 9 : 15))));
-  return { child, out: () => out, done };
-}
-
-function rootRun(sb: BurrowSandbox, ns: string, args: string[]): Proc {
-  return start(['nsenter', `--net=${ns}`, '--', process.execPath, CLI, '--config', sb.configFile, 'run', ...FIXTURES, ...args]);
-}
-
-function userRun(ns: string, args: string[]): Proc {
-  return start(['nsenter', `--net=${ns}`, '--', 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${USER}`, `USER=${USER}`, 'PATH=/usr/bin:/bin:/usr/sbin:/sbin', process.execPath, CLI, 'run', ...FIXTURES, ...args]);
-}
-
-async function until(p: Proc, text: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!p.out().includes(text)) {
-    if (Date.now() > end || p.child.exitCode !== null) throw new Error(`never saw "${text}": ${p.out()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-function http(ns: string, url: string): string {
-  const r = spawnSync('nsenter', [`--net=${ns}`, '--', 'curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', url], { encoding: 'utf8' });
-  return r.stdout.trim();
-}
+const rootRun = (sb: BurrowSandbox, ns: string, args: string[]): Proc => start(rootArgv(sb, ns, ['run', ...FIXTURES, ...args]));
+const userRun = (ns: string, args: string[]): Proc => start(userArgv(USER, ns, ['run', ...FIXTURES, ...args]));
 
 test.serial('rootful: the default bridge network, -p from the host and from another namespace, /etc files, read-only host fs, signals and exit codes, nothing left', async (t) => {
   if (!requireRoot(t)) return;

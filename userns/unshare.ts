@@ -47,6 +47,15 @@ export interface UnshareOptions {
   hostname?: string;
   workdir?: string;
   env?: NodeJS.ProcessEnv;
+  /** Capabilities the command keeps (bit mask); all of the namespace's when absent. */
+  capabilities?: bigint;
+  /**
+   * Share the user, network, uts and ipc namespaces of this pid (a pod's infra, --network
+   * container:NAME) instead of creating them; no maps are written.
+   */
+  joinPid?: number;
+  /** Run no command: the init only holds the namespaces until SIGTERM (a pod's infra). */
+  pause?: boolean;
 }
 
 export interface Maps {
@@ -305,16 +314,19 @@ function receiveFds(sock: number, tap: boolean, keep = false): NamespaceFds {
  * reservation is released, and the error is thrown, so nothing is left behind.
  */
 export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promise<Started> {
-  const maps = computeMaps(o);
+  const joining = o.joinPid !== undefined;
+  const maps: Maps = joining ? { uid: [], gid: [] } : computeMaps(o);
   let pair: [number, number] | null = null;
   try {
-    checkUsernsEnabled();
+    if (!joining) checkUsernsEnabled();
     const helper = helperPath();
     const wantFds = !!(o.wantFds || o.tap);
     if (wantFds) pair = socketPair();
     const hold = wantFds && !!o.holdUntilGo;
     const fsArgs = [...(o.root ? ['-R', o.root] : []), ...(o.binds ?? []).flatMap((b) => ['-B', b]), ...(o.volumes ?? []).flatMap((b) => ['-V', b]), ...(o.hostname ? ['-H', o.hostname] : []), ...(o.workdir ? ['-C', o.workdir] : [])];
-    const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), ...(hold ? ['-w'] : []), ...fsArgs, '--', ...cmd];
+    const caps = o.capabilities !== undefined ? ['-c', o.capabilities.toString(16)] : [];
+    const join = joining ? ['-J', String(o.joinPid)] : [];
+    const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...join, ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), ...(hold ? ['-w'] : []), ...fsArgs, ...caps, ...(o.pause ? ['-P'] : ['--', ...cmd])];
     const io = o.stdio ?? 'inherit';
     const child = spawn(helper, args, { stdio: [io, io, io, 'pipe', 'pipe', ...(pair ? [pair[1]] : [])], env: o.env ?? process.env });
     if (pair) {
@@ -331,7 +343,7 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
     }
     const pid = Number(m[1]);
     try {
-      writeMaps(pid, maps);
+      if (!joining) writeMaps(pid, maps);
     } catch (err) {
       control.end('NO\n'); // the child exits without running anything
       await exited;

@@ -1,0 +1,125 @@
+/**
+ * Pods, as podman's: `burrow pod create` starts a small infra container (the namespace helper in
+ * pause mode, under a detached supervisor) that holds the network namespace and the port
+ * mappings; `burrow run --pod NAME` adds containers that join its user, network, uts and ipc
+ * namespaces, so they reach each other on localhost. `pod ls`, `pod inspect` and `pod rm [-f]`
+ * manage them. Rootless pods share one user namespace, which is what lets members join the
+ * infra's network namespace at all.
+ */
+import { Command } from 'commander';
+import { ContainerError, ContainerStore, PodStore, type PodRecord } from './containers.js';
+import { ago, running, stop, store } from './cmd_containers.js';
+
+type Out = (s: string) => void;
+
+function collect(v: string, prev: string[] = []): string[] {
+  return [...prev, v];
+}
+
+function podStatus(s: ContainerStore, p: PodRecord): { state: string; members: number; running: number } {
+  const all = s.list();
+  const infra = all.find((r) => r.id === p.infraId);
+  const members = all.filter((r) => r.pod === p.id && !r.infra);
+  const state = infra && running(infra) ? 'Running' : p.infraId ? 'Exited' : 'Created';
+  return { state, members: members.length, running: members.filter(running).length };
+}
+
+export function podCommand(globals: () => { config?: string }, out: Out): Command {
+  const pod = new Command('pod').description('pods: containers sharing one network namespace (podman\'s pod model)');
+  pod.addCommand(new Command('create')
+    .description('create a pod; its infra process holds the network namespace and the published ports')
+    .option('--name <name>', 'pod name')
+    .option('--network <net>', 'a CNI network (rootful), usernet, pasta, slirp4netns, host or none')
+    .option('-p, --publish <spec>', 'publish a port of the pod (repeatable)', collect, [])
+    .option('--hostname <name>', 'hostname inside (default: the pod name)')
+    .option('--dns <ip>', 'nameserver (repeatable)', collect, [])
+    .option('--userns <mode>', 'user namespace mode of the pod (every member shares it)')
+    .option('--map-host-loopback <addr>', 'usernet: an address that reaches the host\'s loopback')
+    .action(async (o: { name?: string; network?: string; publish: string[]; hostname?: string; dns: string[]; userns?: string; mapHostLoopback?: string }) => {
+      const s = await store(globals().config);
+      const pods = new PodStore(s.stateDir);
+      const id = ContainerStore.newId();
+      const name = o.name ?? `pod-${id.slice(0, 8)}`;
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new ContainerError(`invalid --name "${name}": letters, digits, _ . - (not first)`);
+      const record: PodRecord = { id, name, created: new Date().toISOString(), infraId: '', hostname: o.hostname ?? name, network: o.network, ports: o.publish };
+      pods.create(record);
+      const argv = [
+        ...(globals().config ? ['--config', globals().config!] : []), 'run', '--infra', '--pod', id, '--name', `${id.slice(0, 12)}-infra`, '--hostname', record.hostname,
+        ...(o.network ? ['--network', o.network] : []), ...o.publish.flatMap((p) => ['-p', p]), ...o.dns.flatMap((d) => ['--dns', d]),
+        ...(o.userns ? ['--userns', o.userns] : []), ...(o.mapHostLoopback ? ['--map-host-loopback', o.mapHostLoopback] : []),
+      ];
+      try {
+        const { startSupervisor } = await import('./run.js');
+        record.infraId = await startSupervisor(argv, globals().config);
+      } catch (err) {
+        pods.remove(id);
+        throw err;
+      }
+      pods.write(record);
+      out(`${id}\n`);
+    }));
+  pod.addCommand(new Command('ls')
+    .alias('ps')
+    .description('list pods')
+    .option('--format <fmt>', 'table or json', 'table')
+    .action(async (o: { format: string }) => {
+      const s = await store(globals().config);
+      const pods = new PodStore(s.stateDir).list().sort((a, b) => a.created.localeCompare(b.created));
+      if (o.format === 'json') {
+        out(`${JSON.stringify(pods.map((p) => {
+          const st = podStatus(s, p);
+          return { Id: p.id, Name: p.name, Status: st.state, Created: p.created, InfraId: p.infraId, NumberOfContainers: st.members + 1, Networks: [p.network ?? 'default'], Ports: p.ports };
+        }), null, 2)}\n`);
+        return;
+      }
+      if (o.format !== 'table') throw new ContainerError(`unknown --format "${o.format}" (table or json)`);
+      const table = [['POD ID', 'NAME', 'STATUS', 'CREATED', 'INFRA ID', '# OF CONTAINERS'], ...pods.map((p) => {
+        const st = podStatus(s, p);
+        return [p.id.slice(0, 12), p.name, st.state, ago(p.created), p.infraId.slice(0, 12), String(st.members + 1)];
+      })];
+      const widths = table[0].map((_, i) => Math.max(...table.map((row) => row[i].length)));
+      out(`${table.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd()).join('\n')}\n`);
+    }));
+  pod.addCommand(new Command('inspect')
+    .description('print pods as JSON, with their containers')
+    .argument('<names...>')
+    .action(async (names: string[]) => {
+      const s = await store(globals().config);
+      const pods = new PodStore(s.stateDir);
+      out(`${JSON.stringify(names.map((n) => {
+        const p = pods.find(n);
+        const infra = s.list().find((r) => r.id === p.infraId);
+        return {
+          Id: p.id, Name: p.name, Created: p.created, State: podStatus(s, p).state, Hostname: p.hostname, InfraContainerId: p.infraId,
+          Network: p.network ?? 'default', Ports: p.ports, IPs: infra?.ips ?? [],
+          Containers: s.list().filter((r) => r.pod === p.id).map((r) => ({ Id: r.id, Name: r.name, State: running(r) ? 'running' : r.state, Infra: !!r.infra })),
+        };
+      }), null, 2)}\n`);
+    }));
+  pod.addCommand(new Command('rm')
+    .description('remove pods (-f: stop their containers first)')
+    .option('-f, --force', 'stop running containers of the pod, then remove it')
+    .option('-t, --time <s>', 'seconds to wait for each container before SIGKILL', '10')
+    .argument('<names...>')
+    .action(async (names: string[], o: { force?: boolean; time: string }) => {
+      const s = await store(globals().config);
+      const pods = new PodStore(s.stateDir);
+      for (const n of names) {
+        const p = pods.find(n);
+        const members = s.list().filter((r) => r.pod === p.id && !r.infra);
+        const live = members.filter(running);
+        if (live.length && !o.force) throw new ContainerError(`pod "${p.name}" has running containers (${live.map((r) => r.name).join(', ')}): stop them or use pod rm -f`);
+        // Members first (they hold the pod's namespaces too), then the infra.
+        await Promise.all(live.map((r) => stop(s, r, Number(o.time))));
+        for (const r of members) await s.remove(r.id);
+        const infra = s.list().find((r) => r.id === p.infraId);
+        if (infra) {
+          await stop(s, infra, Number(o.time));
+          await s.remove(infra.id);
+        }
+        pods.remove(p.id);
+        out(`${p.id}\n`);
+      }
+    }));
+  return pod;
+}

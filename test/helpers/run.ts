@@ -1,0 +1,76 @@
+/** Shared pieces of the `burrow run` / pod / image integration tests. */
+import type { ExecutionContext } from 'ava';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CLI, ROOT, sandbox, type BurrowSandbox } from './burrow.js';
+import { testNetns, uplink } from './netns.js';
+
+// The container has a private /tmp (where a checkout may live): the fixtures come in as a volume.
+export const FIXTURES = ['-v', `${path.join(ROOT, 'test', 'fixtures')}:/run/fixtures:ro`];
+export const HTTP = (port: number) => [process.execPath, '/run/fixtures/servers.cjs', JSON.stringify([{ proto: 'tcp', host: '0.0.0.0', port, mode: 'http' }])];
+
+/** A "host" namespace with an uplink to a "remote" one (10.98.0.1 <-> 10.98.0.2). */
+export async function world(t: ExecutionContext): Promise<{ host: string; remote: string }> {
+  const host = testNetns(t, 'rh');
+  const remote = testNetns(t, 'rr');
+  await uplink(host, remote, '10.98.0.1', '10.98.0.2');
+  return { host, remote };
+}
+
+/** A sandbox using burrow's plugins, with its own state dir. */
+export function rootSandbox(t: ExecutionContext): BurrowSandbox {
+  const sb = sandbox(t, [path.join(ROOT, 'plugins', 'bin')]);
+  fs.appendFileSync(sb.configFile, `[engine]\nstate_dir = "${path.join(sb.dir, 'state')}"\n`);
+  return sb;
+}
+
+export interface Proc {
+  child: ChildProcess;
+  out: () => string;
+  done: Promise<number>;
+}
+
+export function start(argv: string[]): Proc {
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const done = new Promise<number>((resolve) => child.on('exit', (code, sig) => resolve(code ?? 128 + (sig === 'SIGKILL' ? 9 : 15))));
+  return { child, out: () => out, done };
+}
+
+/** `burrow ARGS` as root inside `ns` (argv for start/spawnSync). */
+export const rootArgv = (sb: BurrowSandbox, ns: string, args: string[]) => ['nsenter', `--net=${ns}`, '--', process.execPath, CLI, '--config', sb.configFile, ...args];
+
+/** `burrow ARGS` as `user` inside `ns`, with a clean environment (argv for start/spawnSync). */
+export const userArgv = (user: string, ns: string, args: string[], env: string[] = []) => ['nsenter', `--net=${ns}`, '--', 'setpriv', `--reuid=${user}`, `--regid=${user}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${user}`, `USER=${user}`, 'PATH=/usr/bin:/bin:/usr/sbin:/sbin', ...env, process.execPath, CLI, ...args];
+
+export function sync(argv: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', cwd: '/' });
+  return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
+}
+
+export async function until(p: Proc, text: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!p.out().includes(text)) {
+    if (Date.now() > end || p.child.exitCode !== null) throw new Error(`never saw "${text}": ${p.out()}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The HTTP status of `url` fetched with curl from inside `ns` ('' when unreachable). */
+export function http(ns: string, url: string): string {
+  const r = spawnSync('nsenter', [`--net=${ns}`, '--', 'curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', url], { encoding: 'utf8' });
+  return r.stdout.trim();
+}
+
+/** Polls `http` until it answers 200 (a detached container's server takes a moment). */
+export async function httpUp(ns: string, url: string, tries = 100): Promise<string> {
+  let code = '';
+  for (let i = 0; i < tries && code !== '200'; i++) {
+    code = http(ns, url);
+    if (code !== '200') await new Promise((r) => setTimeout(r, 50));
+  }
+  return code;
+}
