@@ -59,9 +59,15 @@ export async function until(p: Proc, text: string, ms = 20_000): Promise<void> {
   }
 }
 
-/** The HTTP status of `url` fetched with curl from inside `ns` ('' when unreachable). */
+// An HTTP client from inside a namespace: undici (the client users' Node code runs), in a node
+// started there, since this test process lives in the machine's own namespace.
+const UNDICI = path.join(ROOT, 'node_modules', 'undici');
+const CLIENT = `require(${JSON.stringify(UNDICI)}).request(process.argv[1], { headersTimeout: 5000, bodyTimeout: 5000 })
+  .then(async (r) => { await r.body.dump(); process.stdout.write(String(r.statusCode)); }, () => {})`;
+
+/** The HTTP status of `url` fetched with undici from inside `ns` ('' when unreachable). */
 export function http(ns: string, url: string): string {
-  const r = spawnSync('nsenter', [`--net=${ns}`, '--', 'curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', url], { encoding: 'utf8' });
+  const r = spawnSync('nsenter', [`--net=${ns}`, '--', process.execPath, '-e', CLIENT, url], { encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
   return r.stdout.trim();
 }
 
