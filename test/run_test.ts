@@ -77,7 +77,7 @@ test.serial('rootful: 20 containers in parallel on the default network, each rea
   t.notRegex(links, /veth/, 'no veth left');
 });
 
-test.serial('rootless: usernet by default, -p from the host and from another namespace, DNS config, keep-id, exit codes', async (t) => {
+test.serial('rootless: usernet by default, -p from the host and from another namespace, DNS config, keep-id, exit codes, kill -9 cleanup', async (t) => {
   if (!requireRoot(t)) return;
   const uid = ensureUser(t, USER);
   const w = await world(t);
@@ -93,6 +93,18 @@ test.serial('rootless: usernet by default, -p from the host and from another nam
   const keep = spawnSync('nsenter', [`--net=${w.host}`, '--', 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${USER}`, 'PATH=/usr/bin:/bin', process.execPath, CLI, 'run', '--rm', '--userns', 'keep-id', '--', 'sh', '-c', 'id -u; exit 4'], { encoding: 'utf8', cwd: '/' });
   t.is(keep.status, 4, keep.stderr);
   t.is(keep.stdout.trim(), String(uid), '--userns keep-id: the user keeps its uid inside');
+  // kill -9 of the rootless burrow: the container and its stack go, the next command cleans the state
+  const k = userRun(w.host, ['-p', '18201:8080', '--', ...HTTP(8080)]);
+  t.teardown(() => void k.child.kill('SIGKILL'));
+  await until(k, 'ready');
+  t.is(http(w.host, 'http://127.0.0.1:18201/'), '200');
+  k.child.kill('SIGKILL'); // nsenter, setpriv and env exec: this is burrow itself
+  await k.done;
+  await new Promise((r) => setTimeout(r, 200));
+  t.not(http(w.host, 'http://127.0.0.1:18201/'), '200', 'the forward died with burrow');
+  const ps = spawnSync(userArgv(USER, w.host, ['ps', '-a'])[0], userArgv(USER, w.host, ['ps', '-a']).slice(1), { encoding: 'utf8', cwd: '/' });
+  t.is(ps.stdout.trim().split('\n').length, 1, 'the stale record was collected: only the header');
+  t.deepEqual(fs.readdirSync(path.join('/tmp', `burrow-${uid}`, 'burrow', 'containers')), []);
 });
 
 test.serial('bad input: clear errors and nothing left behind', async (t) => {
