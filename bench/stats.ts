@@ -14,6 +14,7 @@ export interface Summary {
   n: number;
   p50: number;
   p95: number;
+  p99: number;
   min: number;
   max: number;
   mean: number;
@@ -25,6 +26,7 @@ export function summarize(samples: readonly number[]): Summary {
     n,
     p50: percentile(samples, 50),
     p95: percentile(samples, 95),
+    p99: percentile(samples, 99),
     min: n ? Math.min(...samples) : NaN,
     max: n ? Math.max(...samples) : NaN,
     mean: n ? samples.reduce((a, b) => a + b, 0) / n : NaN,
@@ -48,4 +50,18 @@ export function formatMs(ms: number): string {
 export function renderTable(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+/** Half the range relative to the median: 0.1 = the runs lie within ±10 % of it. */
+export function relativeSpread(s: Summary): number {
+  if (!Number.isFinite(s.p50) || s.p50 === 0 || s.n < 2) return 0;
+  return (s.max - s.min) / 2 / Math.abs(s.p50);
+}
+
+/**
+ * True when two summaries' spreads are too wide to trust their ratio: either one's runs vary by
+ * more than `limit` (±25 % by default) around its median.
+ */
+export function untrustworthy(a: Summary, b: Summary, limit = 0.25): boolean {
+  return relativeSpread(a) > limit || relativeSpread(b) > limit;
 }

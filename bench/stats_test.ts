@@ -8,7 +8,7 @@ test('percentiles interpolate between closest ranks', (t) => {
   t.is(percentile([7], 95), 7);
   t.true(Number.isNaN(percentile([], 50)));
   const s = summarize([5, 1, 4, 2, 3]);
-  t.deepEqual({ ...s }, { n: 5, p50: 3, p95: 4.8, min: 1, max: 5, mean: 3 });
+  t.deepEqual({ ...s }, { n: 5, p50: 3, p95: 4.8, p99: 4.96, min: 1, max: 5, mean: 3 });
 });
 
 test('ratios and table formatting', (t) => {

@@ -13,6 +13,7 @@ import { unshareCommand } from './cmd_unshare.js';
 import { usernetCommand } from './cmd_usernet.js';
 import { internalCommand, runCommand, systemCommand } from './cmd_run.js';
 import { podCommand } from './cmd_pods.js';
+import { benchCommand } from './cmd_bench.js';
 import { containerCommands } from './cmd_containers.js';
 
 export const VERSION = '0.1.0';
@@ -45,6 +46,9 @@ export function buildProgram(out = write, err = warn): Command {
   }, out));
   program.addCommand(systemCommand(globals, out));
   program.addCommand(podCommand(globals, out));
+  program.addCommand(benchCommand((code) => {
+    exitCode = code;
+  }));
   program.addCommand(internalCommand(out), { hidden: true });
   for (const c of containerCommands(globals, out)) program.addCommand(c);
   return program;

@@ -18,7 +18,7 @@ const common = {
 
 fs.mkdirSync('dist', { recursive: true });
 fs.writeFileSync('dist/package.json', '{ "type": "commonjs" }\n');
-await build({ ...common, entryPoints: { burrow: 'runtime/main.ts' }, outdir: 'dist', outExtension: { '.js': '.cjs' } });
+await build({ ...common, entryPoints: { burrow: 'runtime/main.ts', bench: 'bench/cli.ts' }, outdir: 'dist', outExtension: { '.js': '.cjs' } });
 // One bundle per CNI plugin, so each executable parses only its own code.
 const plugins = fs.readdirSync('plugins', { withFileTypes: true })
   .filter((d) => d.isDirectory() && fs.existsSync(`plugins/${d.name}/main.ts`))

@@ -31,7 +31,12 @@ host_state() {
 before=$(host_state)
 
 tap=$(mktemp)
-trap 'rm -f "$tap"' EXIT
+smoke=$(mktemp)
+trap 'rm -f "$tap" "$smoke"' EXIT
+# The bench smoke run takes minutes (longer than ava's inactivity timeout): it runs beside ava,
+# in namespaces of its own, and counts as one step. Skipped when only some tests are asked for.
+smoke_pid=
+if [ $# -eq 0 ]; then "$bin/tsx" test/bench_smoke.ts > "$smoke" 2>&1 & smoke_pid=$!; fi
 "$bin/ava" --tap "$@" | tee "$tap"
 ava_pass=$(awk '/^# pass /{print $3}' "$tap" | tail -1)
 ava_fail=$(awk '/^# fail /{print $3}' "$tap" | tail -1)
@@ -41,6 +46,11 @@ passed=$((passed + ${ava_pass:-0}))
 failed=$((failed + ${ava_fail:-0}))
 # A crash before ava's summary (no "# pass" line) is a failure too.
 if [ -z "$ava_pass" ] || [ "$ava_notok" -gt "${ava_fail:-0}" ]; then failed=$((failed + 1)); fi
+if [ -n "$smoke_pid" ]; then
+  wait "$smoke_pid"; rc=$?
+  cat "$smoke"
+  if [ $rc -eq 0 ]; then passed=$((passed + 1)); echo "ok: bench smoke run"; else failed=$((failed + 1)); echo "FAILED: bench smoke run"; fi
+fi
 if [ -n "${CI:-}" ] && [ "${ava_skip:-0}" -gt 0 ]; then echo "CI treats skipped tests as failures"; failed=$((failed + ava_skip)); fi
 after=$(host_state)
 if [ "$before" = "$after" ]; then

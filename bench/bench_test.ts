@@ -1,0 +1,117 @@
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { IperfError, iperfVersion, parseIperf } from './iperf.js';
+import { chartOf, leadRatio, METRICS, parseOptions, PATHS, renderReport, type Report } from './main.js';
+import { relativeSpread, summarize, untrustworthy } from './stats.js';
+import { escapeXml, niceScale, renderSvg, shortNumber } from './svg.js';
+
+const DATA = path.join(path.dirname(fileURLToPath(import.meta.url)), 'testdata');
+
+test('iperf3 JSON: TCP (parallel streams) and UDP with loss, from real iperf 3.12 output', (t) => {
+  const tcp = parseIperf(fs.readFileSync(path.join(DATA, 'iperf3_tcp_p2.json'), 'utf8'));
+  t.is(tcp.bytes, 2717122560);
+  t.is(tcp.gbps.toFixed(3), '21.732');
+  t.is(tcp.lostPercent, undefined);
+  const udp = parseIperf(`warning: something first\n${fs.readFileSync(path.join(DATA, 'iperf3_udp.json'), 'utf8')}`);
+  t.is(udp.gbps.toFixed(4), '0.9927');
+  t.is(udp.lostPercent!.toFixed(3), '0.626');
+  t.true(udp.jitterMs! > 0);
+});
+
+test('iperf3 failures are errors with iperf3\'s own words', (t) => {
+  t.throws(() => parseIperf('{"start":{},"end":{},"error":"unable to connect to server: Connection refused"}'), { instanceOf: IperfError, message: 'iperf3: unable to connect to server: Connection refused' });
+  t.throws(() => parseIperf(''), { message: /printed no JSON: \(nothing\)/ });
+  t.throws(() => parseIperf('{"start": {"connected": ['), { message: /truncated or invalid/ });
+  t.throws(() => parseIperf('{"end": {}}'), { message: /no end.sum_received/ });
+  t.is(iperfVersion('iperf 3.12 (cJSON 1.7.15)'), '3.12');
+  t.is(iperfVersion('something else'), 'unknown');
+});
+
+test('spread: half the range around the median; a ratio from wide runs is untrustworthy', (t) => {
+  const tight = summarize([10, 10.5, 9.8]);
+  const wide = summarize([5, 10, 20]);
+  t.true(relativeSpread(tight) < 0.05);
+  t.is(relativeSpread(wide), 0.75);
+  t.false(untrustworthy(tight, tight));
+  t.true(untrustworthy(tight, wide));
+  t.is(relativeSpread(summarize([7])), 0, 'one run: no spread to judge');
+});
+
+test('options: defaults, checks, --only names paths and sections', (t) => {
+  const d = parseOptions([]);
+  t.is(d.durationS, 3);
+  t.is(d.runs, 3);
+  t.deepEqual(d.scale, [1, 10, 50, 100]);
+  t.is(d.only.length, PATHS.length + 2);
+  const o = parseOptions(['--duration', '1', '--runs', '1', '--only', 'bridge-c2h,scale', '--scale', '1,5', '--anchors', 'none', '--json', 'x.json']);
+  t.like(o, { durationS: 1, runs: 1, only: ['bridge-c2h', 'scale'], scale: [1, 5], anchors: 'none', json: 'x.json' });
+  t.throws(() => parseOptions(['--only', 'nope']), { message: /unknown path or section "nope"/ });
+  t.throws(() => parseOptions(['--runs', '0']), { message: /--runs wants a number >= 1/ });
+  t.throws(() => parseOptions(['--anchors', 'some']), { message: /--anchors is auto or none/ });
+  t.throws(() => parseOptions(['--frobnicate']), { message: /unknown argument "--frobnicate"/ });
+});
+
+test('ratios point the same way for every metric: > 1 means burrow leads', (t) => {
+  t.is(leadRatio('tcp', 20, 10), 2);
+  t.is(leadRatio('setup', 100, 200), 2, 'less time is better');
+  t.is(leadRatio('udp-loss', 1, 4), 4);
+  t.true(Number.isNaN(leadRatio('tcp', 0, 10)));
+  t.true(METRICS.every((m) => typeof m.higherIsBetter === 'boolean'));
+});
+
+function sampleReport(): Report {
+  return {
+    date: '2026-11-22T12:00:00.000Z',
+    machine: { kernel: '6.18', cpus: 2, cpuModel: 'Test CPU', memGiB: 24, os: 'Debian GNU/Linux 12 (bookworm)', node: 'v20.20.2' },
+    versions: { burrow: '0.1.0' },
+    options: parseOptions(['--runs', '3']),
+    tools: { rootful: ['burrow', 'reference'], rootless: ['burrow', 'pasta', 'slirp4netns'] },
+    samples: {
+      'bridge-h2c': { tcp: { burrow: [20, 21, 22], reference: [10, 10, 10] }, setup: { burrow: [100, 100, 100], reference: [200, 100, 300] } },
+      'rootless-fwd-lo': { 'http-32': { burrow: [9000, 9100, 8900], pasta: [10000, 10000, 10000] } },
+    },
+    errors: { 'rootless-fwd-lo|udp|pasta': 'iperf3 gave no result within 13 s' },
+    scale: { rootful: [{ tool: 'burrow', n: 1, setupWallMs: 200, setupP50Ms: 200, teardownWallMs: 90, rssPerCtrMiB: 50 }, { tool: 'burrow', n: 10, setupWallMs: 900, setupP50Ms: 700, teardownWallMs: 300, rssPerCtrMiB: 48 }], rootless: [] },
+    flowsRss: { burrow: 66.7, pasta: 22.5 },
+    cpuPerGb: { burrow: [1.5, 1.4, 1.6] },
+  };
+}
+
+test('terminal report: medians, spreads, ratios, flags for noisy ratios, errors', (t) => {
+  const text = renderReport(sampleReport());
+  t.regex(text, /^tcp\s+Gbit\/s\s+21\.00 ±1\.00\s+10\.00 ±0\.000\s+2\.10x$/m);
+  t.regex(text, /^setup\s+ms\s+100\.0 ±0\.000\s+200\.0 ±100\.0\s+2\.00x ~$/m, 'the reference\'s runs spread ±50 %: flagged');
+  t.regex(text, /^http-32\s+req\/s\s+9000 ±100\.0\s+10000 ±0\.000\s+-\s+0\.90x\s+-$/m);
+  t.regex(text, /warning: 1 ratio\(s\) marked ~/);
+  t.regex(text, /rootless-fwd-lo\|udp\|pasta: iperf3 gave no result/);
+  t.regex(text, /^rootful\s+burrow\s+10\s+900\.0/m);
+  t.regex(text, /CPU s per GB/);
+  t.regex(text, /^pasta\s+22\.50$/m);
+});
+
+test('SVG: one bar per tool and path, whiskers, legend, scale curves, escaped text', (t) => {
+  const r = sampleReport();
+  r.samples['bridge-h2c'].tcp['a<b&c'] = [1, 2, 3];
+  const svg = renderSvg(chartOf(r));
+  t.true(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"'));
+  t.true(svg.trimEnd().endsWith('</svg>'));
+  t.is((svg.match(/<rect x="230"/g) ?? []).length, 3 + 2 + 2, 'tcp: 3 bars; http-32: 2; setup: 2');
+  t.regex(svg, /<path d="M[\d.]+ [\d.]+H[\d.]+/, 'whiskers for runs that differ');
+  t.regex(svg, /rootful: setup wall time/);
+  t.regex(svg, /<polyline /);
+  t.regex(svg, /a&lt;b&amp;c/);
+  t.notRegex(svg, /a<b&c/);
+  t.is((svg.match(/<text/g) ?? []).length > 20, true);
+});
+
+test('axis and number helpers', (t) => {
+  t.deepEqual(niceScale(17.3), { max: 20, step: 5 });
+  t.deepEqual(niceScale(0), { max: 1, step: 0.2 });
+  t.is(niceScale(21100).max, 25000);
+  t.is(shortNumber(21100), '21.1k');
+  t.is(shortNumber(0.5), '0.500');
+  t.is(shortNumber(150), '150');
+  t.is(escapeXml('"<&>'), '&quot;&lt;&amp;&gt;');
+});
