@@ -2,7 +2,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { IperfError, iperfVersion, parseIperf } from './iperf.js';
+import { IperfError, iperfNotReady, iperfVersion, parseIperf } from './iperf.js';
 import { chartOf, leadRatio, METRICS, parseOptions, PATHS, renderReport, type Report } from './main.js';
 import { relativeSpread, summarize, untrustworthy } from './stats.js';
 import { escapeXml, niceScale, renderSvg, shortNumber } from './svg.js';
@@ -27,6 +27,13 @@ test('iperf3 failures are errors with iperf3\'s own words', (t) => {
   t.throws(() => parseIperf('{"end": {}}'), { message: /no end.sum_received/ });
   t.is(iperfVersion('iperf 3.12 (cJSON 1.7.15)'), '3.12');
   t.is(iperfVersion('something else'), 'unknown');
+});
+
+test('iperf3 "not listening yet" is retried; other failures are results', (t) => {
+  t.true(iperfNotReady('iperf3: unable to connect to server: Connection refused'));
+  t.true(iperfNotReady('iperf3: the server is busy running a test. try again later'));
+  t.false(iperfNotReady('iperf3: unable to connect to server: No route to host'));
+  t.false(iperfNotReady('iperf3 JSON has no end.sum_received'));
 });
 
 test('spread: half the range around the median; a ratio from wide runs is untrustworthy', (t) => {

@@ -39,6 +39,16 @@ export function parseIperf(text: string): IperfResult {
   return out;
 }
 
+/**
+ * True for the failures that mean "the server was not listening yet": iperf3 -s closes its
+ * listening socket after each test and opens a new one, so a client that comes right after
+ * the previous test can be refused, or told the server is still busy. Worth a retry; every
+ * other failure is a result.
+ */
+export function iperfNotReady(message: string): boolean {
+  return /unable to connect to server: Connection refused|server is busy/i.test(message);
+}
+
 /** "iperf 3.12 (cJSON 1.7.15)" -> "3.12". */
 export function iperfVersion(text: string): string {
   return /iperf (\d+\.\d+(?:\.\d+)?)/.exec(text)?.[1] ?? 'unknown';

@@ -25,7 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agent } from './agent.js';
-import { iperfVersion, parseIperf } from './iperf.js';
+import { iperfNotReady, iperfVersion, parseIperf, type IperfResult } from './iperf.js';
 import { renderTable, summarize, untrustworthy, type Summary } from './stats.js';
 import { renderSvg, type BarPanel, type Chart, type LinePanel } from './svg.js';
 
@@ -398,9 +398,17 @@ async function measurePath(env: Env, o: Options, pathName: string, tool: string,
     const iperf = async (m: string, extra: string[]) => {
       progress(m);
       try {
-        const r = await run(inNs(t.clientNs, ['iperf3', '-J', '-c', t.target, '-p', String(t.ports.iperf), '-t', String(d), ...extra]), limit);
-        if (r.timedOut) throw new Error(`iperf3 gave no result within ${limit / 1000} s${m === 'udp' ? ' (the UDP test hangs when replies do not come back through this path)' : ''}`);
-        const res = parseIperf(r.out);
+        let res: IperfResult | undefined;
+        for (let attempt = 1; !res; attempt++) {
+          const r = await run(inNs(t.clientNs, ['iperf3', '-J', '-c', t.target, '-p', String(t.ports.iperf), '-t', String(d), ...extra]), limit);
+          if (r.timedOut) throw new Error(`iperf3 gave no result within ${limit / 1000} s${m === 'udp' ? ' (the UDP test hangs when replies do not come back through this path)' : ''}`);
+          try {
+            res = parseIperf(r.out);
+          } catch (err) {
+            if (attempt >= 5 || !iperfNotReady((err as Error).message)) throw err;
+            await sleep(200 * attempt); // the server is between two tests
+          }
+        }
         add(samples, pathName, m, tool, res.gbps);
         if (res.lostPercent !== undefined) add(samples, pathName, 'udp-loss', tool, res.lostPercent);
       } catch (err) {
@@ -696,6 +704,22 @@ async function outer(argv: string[]): Promise<number> {
   for (const bin of ['iperf3', 'nsenter', 'setpriv', 'ip']) if (!have(bin)) throw new Error(`${bin} is not installed (run scripts/setup.sh, or apt-get install iperf3 util-linux iproute2)`);
   if (!fs.existsSync(CLI) || !fs.existsSync(SELF)) throw new Error(`${CLI} is not built: run "npm ci" (or npm run build)`);
   const { netnsCreate, netnsRemove } = await import('../native/mod.js');
+  // One bench at a time: two would share the throwaway user, and each one's cleanup kills its processes.
+  const lock = '/run/burrow-bench.pid';
+  try {
+    fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+  } catch {
+    const holder = Number(fs.readFileSync(lock, 'utf8'));
+    let alive = false;
+    try {
+      process.kill(holder, 0);
+      alive = holder !== process.pid;
+    } catch {
+      // stale: its bench was killed with -9
+    }
+    if (alive) throw new Error(`another burrow bench is running (pid ${holder}); wait for it or stop it first`);
+    fs.writeFileSync(lock, String(process.pid));
+  }
   const tag = TAG;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bench-'));
   const host = netnsCreate(`bbh${tag}`);
@@ -717,6 +741,7 @@ async function outer(argv: string[]): Promise<number> {
       for (let i = 0; i < 40 && spawnSync('userdel', ['-r', USER], { stdio: 'ignore' }).status === 8; i++) spawnSync('sleep', ['0.05']);
     }
     fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(lock, { force: true });
   };
   const onSignal = (sig: NodeJS.Signals) => {
     process.stderr.write(`\n${sig}: cleaning up\n`);

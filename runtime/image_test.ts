@@ -31,7 +31,12 @@ const layer2: Entry[] = [
   { name: 'etc/os-release', body: 'ID=test\nVERSION=2\n' },
 ];
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-image-'));
+/** A temp dir removed when the test ends, pass or fail (read-only dirs made writable first). */
+function tmp(t: import('ava').ExecutionContext): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-image-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 
 function check(t: import('ava').ExecutionContext, root: string, outside: string): void {
@@ -49,7 +54,7 @@ function check(t: import('ava').ExecutionContext, root: string, outside: string)
 }
 
 test('docker save: layers in manifest order (gzip and plain), whiteouts, opaque dirs, links, config', async (t) => {
-  const dir = tmp();
+  const dir = tmp(t);
   const l1 = zlib.gzipSync(await tarOf(layer1));
   const l2 = await tarOf(layer2);
   const config = Buffer.from(JSON.stringify({ config: { Env: ['A=1'], Cmd: ['/bin/tool'], WorkingDir: '/srv' } }));
@@ -71,11 +76,10 @@ test('docker save: layers in manifest order (gzip and plain), whiteouts, opaque 
   t.is(stats.whiteouts, 2);
   t.is(stats.skippedDevices, 1);
   t.false(fs.existsSync(path.join(dir, 'spool')));
-  fs.rmSync(dir, { recursive: true });
 });
 
 test('OCI layout: index -> nested index -> manifest for this architecture -> layers', async (t) => {
-  const dir = tmp();
+  const dir = tmp(t);
   const blobs: Entry[] = [];
   const add = (b: Buffer) => {
     const d = sha(b);
@@ -101,11 +105,10 @@ test('OCI layout: index -> nested index -> manifest for this architecture -> lay
   t.deepEqual(plan.config.Entrypoint, ['/bin/tool']);
   await unpackImage(path.join(dir, 'img.tar.gz'), plan, path.join(dir, 'root'), { chown: false, spoolDir: path.join(dir, 'spool') });
   check(t, path.join(dir, 'root'), os.tmpdir());
-  fs.rmSync(dir, { recursive: true });
 });
 
 test('plain rootfs tarball', async (t) => {
-  const dir = tmp();
+  const dir = tmp(t);
   fs.writeFileSync(path.join(dir, 'rootfs.tar'), await tarOf([{ name: './', type: 'directory' }, { name: './etc/hostname', body: 'x\n' }, { name: './ro/', type: 'directory', mode: 0o555 }, { name: './ro/file', body: 'in a read-only dir\n' }]));
   const plan = await planImage(path.join(dir, 'rootfs.tar'));
   t.is(plan.format, 'rootfs');
@@ -113,11 +116,10 @@ test('plain rootfs tarball', async (t) => {
   t.is(fs.readFileSync(path.join(dir, 'root/ro/file'), 'utf8'), 'in a read-only dir\n');
   t.is(fs.statSync(path.join(dir, 'root/ro')).mode & 0o777, 0o555);
   fs.chmodSync(path.join(dir, 'root/ro'), 0o755);
-  fs.rmSync(dir, { recursive: true });
 });
 
 test('bad archives: clear errors', async (t) => {
-  const dir = tmp();
+  const dir = tmp(t);
   const f = path.join(dir, 'bad.tar');
   fs.writeFileSync(f, crypto.randomBytes(4096));
   await t.throwsAsync(planImage(f), { instanceOf: ImageError, message: /not a valid tar archive/ });
@@ -136,11 +138,10 @@ test('bad archives: clear errors', async (t) => {
   await t.throwsAsync(unpackImage(f, plan, path.join(dir, 'root'), { chown: false, spoolDir: path.join(dir, 'spool') }), { message: /unsafe path/ });
   fs.writeFileSync(f, await tarOf([{ name: 'h', type: 'link', linkname: '../../etc/passwd' }]));
   await t.throwsAsync(unpackImage(f, await planImage(f), path.join(dir, 'root2'), { chown: false, spoolDir: path.join(dir, 'spool') }), { message: /unsafe hard link/ });
-  fs.rmSync(dir, { recursive: true });
 });
 
 test('resolveInRoot never leaves the root', (t) => {
-  const root = tmp();
+  const root = tmp(t);
   fs.mkdirSync(path.join(root, 'a'));
   fs.symlinkSync('../../../..', path.join(root, 'a/up'));
   fs.symlinkSync('/a', path.join(root, 'abs'));
@@ -149,5 +150,4 @@ test('resolveInRoot never leaves the root', (t) => {
   t.is(resolveInRoot(root, 'a/up'), path.join(root, 'a/up')); // the last component is not followed
   fs.symlinkSync('loop', path.join(root, 'loop'));
   t.throws(() => resolveInRoot(root, 'loop/x'), { message: /too many symlinks/ });
-  fs.rmSync(root, { recursive: true });
 });
