@@ -261,7 +261,12 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
   const cni = !SPECIAL.includes(netName) && !joinTarget;
   if (netName.startsWith('container:')) throw new ContainerError('--network container: needs a container name');
   if (cni && rootless) throw new ContainerError(`rootless containers cannot join the network "${netName}": a bridge network needs root to create its veth pair and bridge in the host namespace; use --network usernet (the default when rootless), which also publishes ports with -p`);
-  const list = cni ? ctx.networks.get(netName) : null;
+  // --network a,b: several CNI networks, eth0, eth1, ... in that order (published ports on the first)
+  const netList = netName.split(',').map((n) => n.trim());
+  if (netList.length > 1 && (!cni || netList.some((n) => SPECIAL.includes(n) || n.startsWith('container:') || !n))) throw new ContainerError(`--network ${netName}: only CNI networks can be combined (usernet, pasta, slirp4netns, host, none and container: stand alone)`);
+  if (netList.length > 1 && (o.ip || o.mac)) throw new ContainerError(`--${o.ip ? 'ip' : 'mac-address'} with several networks is ambiguous: it would apply to each; give one network`);
+  if (new Set(netList).size !== netList.length) throw new ContainerError(`--network ${netName} names a network twice`);
+  const lists = cni ? netList.map((n) => ctx.networks.get(n)) : [];
   if (o.rootfs && o.image) throw new ContainerError('--rootfs and --image both give the root filesystem: choose one');
   checkRootfs(o.rootfs);
   const volumes = parseVolumes(o.volume ?? []);
@@ -349,15 +354,18 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
       ips = [plan.guest4];
       resolv = `nameserver ${plan.dns4}\n${plan.dns6 ? `nameserver ${plan.dns6}\n` : ''}`;
       if (o.mapHostLoopback) extraHosts.push(`${o.mapHostLoopback}\thost.containers.internal host.docker.internal`);
-    } else if (list) {
+    } else if (lists.length) {
       const netns = `/proc/${process.pid}/fd/${s.fds!.netns}`;
-      const attachment = { network: netName, netns, ifname: 'eth0' };
-      record.network = { mode: 'cni', attachments: [attachment] };
+      const attachments = lists.map((_, i) => ({ network: netList[i], netns, ifname: `eth${i}` }));
+      record.network = { mode: 'cni', attachments };
       store.write(record);
-      const rt = { containerId: id, netns, ifname: 'eth0', capabilityArgs: { ...(ports.length ? { portMappings: portMappings(ports) } : {}), ...(o.ip ? { ips: [o.ip] } : {}), ...(o.mac ? { mac: o.mac } : {}) } };
-      detach.push(() => ctx.runtime.delNetworkList(list, rt));
-      const result = (await ctx.runtime.addNetworkList(list, rt)) as { ips?: Array<{ address: string }> };
-      ips = (result.ips ?? []).map((i) => i.address.split('/')[0]);
+      for (const [i, list] of lists.entries()) {
+        const first = i === 0;
+        const rt = { containerId: id, netns, ifname: `eth${i}`, capabilityArgs: { ...(ports.length && first ? { portMappings: portMappings(ports) } : {}), ...(o.ip ? { ips: [o.ip] } : {}), ...(o.mac ? { mac: o.mac } : {}) } };
+        detach.push(() => ctx.runtime.delNetworkList(list, rt));
+        const result = (await ctx.runtime.addNetworkList(list, rt)) as { ips?: Array<{ address: string }> };
+        ips.push(...(result.ips ?? []).map((x) => x.address.split('/')[0]));
+      }
       resolv = cniResolv(o.dns);
     } else if (netName === 'pasta' || netName === 'slirp4netns') {
       detach.push(await attachAnchor(netName, s.pid, ports, dir, path.join(ctx.config.stateDir, 'sock', id.slice(0, 12)), !!o.mapHostLoopback));

@@ -54,7 +54,7 @@ function http18700(ns: string): string {
   return spawnSync('nsenter', [`--net=${ns}`, '--', ...CURL('http://127.0.0.1:18700/')], { encoding: 'utf8' }).stdout;
 }
 
-test.serial('rootful --network container:NAME shares the address; capabilities follow --cap-add/--cap-drop', async (t) => {
+test.serial('rootful --network container:NAME shares the address; capabilities follow --cap-add/--cap-drop; --network a,b', async (t) => {
   if (!requireRoot(t)) return;
   const sb = rootSandbox(t);
   const w = await world(t);
@@ -77,6 +77,14 @@ test.serial('rootful --network container:NAME shares the address; capabilities f
   t.regex(b(['run', '--rm', '--cap-add', 'NET_ADMN', '--', 'true']).stderr, /unknown capability "NET_ADMN"/);
   t.is(b(['rm', '-f', 'base']).code, 0);
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), []);
+  // several CNI networks: eth0, eth1 in order; both detached afterwards
+  t.is(b(['network', 'create', '--subnet', '10.91.0.0/24', 'second']).code, 0);
+  const two = b(['run', '--rm', '--network', 'burrow,second', '--', 'sh', '-c', 'ip -4 -o addr show | awk \'{print $2, $4}\'']);
+  t.is(two.code, 0, two.stderr);
+  t.regex(two.stdout, /^eth0 10\.88\.\d+\.\d+\/16\neth1 10\.91\.0\.\d+\/24$/m);
+  t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), [], 'both attachments deleted');
+  t.regex(b(['run', '--rm', '--network', 'burrow,usernet', '--', 'true']).stderr, /only CNI networks can be combined/);
+  t.regex(b(['run', '--rm', '--network', 'burrow,second', '--ip', '10.91.0.9', '--', 'true']).stderr, /--ip with several networks is ambiguous/);
 });
 
 test.serial('rootless pod: one user namespace, members share localhost, published port, rm -f leaves nothing', async (t) => {
