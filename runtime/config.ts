@@ -33,6 +33,8 @@ export interface BurrowConfig {
   cniCacheDir: string;
   /** burrow's own state (containers, pods). */
   stateDir: string;
+  /** host-local's dataDir in the networks burrow writes; null: the plugin's default, /var/lib/cni/networks. */
+  ipamDataDir: string | null;
   /** auto | iptables | nftables | none */
   firewallBackend: 'auto' | 'iptables' | 'nftables' | 'none';
   /** "auto": burrow's own plugins run in-process when CNI_PATH resolves to them; "exec": always exec. */
@@ -75,6 +77,7 @@ export function defaultConfig(): BurrowConfig {
     cniPath: [path.join(installRoot(), 'plugins', 'bin'), '/usr/local/libexec/cni', '/usr/libexec/cni', '/usr/local/lib/cni', '/usr/lib/cni', '/opt/cni/bin'],
     cniCacheDir: user ? path.join(dataHome, 'burrow', 'cni') : '/var/lib/cni',
     stateDir: user ? path.join(runtimeDir, 'burrow') : '/run/burrow',
+    ipamDataDir: null,
     firewallBackend: 'auto',
     pluginMode: 'auto',
     defaultNetwork: 'burrow',
@@ -116,6 +119,7 @@ const FIELDS: Record<string, Field & { expects: string }> = {
   'network.cni_config_dir': { key: 'cniConfigDir', check: str, expects: 'a path' },
   'network.cni_path': { key: 'cniPath', check: strList, expects: 'a list of directories' },
   'network.cni_cache_dir': { key: 'cniCacheDir', check: str, expects: 'a path' },
+  'network.ipam_data_dir': { key: 'ipamDataDir', check: str, expects: 'a path' },
   'network.firewall_backend': { key: 'firewallBackend', check: oneOf('auto', 'iptables', 'nftables', 'none'), expects: '"auto", "iptables", "nftables" or "none"' },
   'network.plugin_mode': { key: 'pluginMode', check: oneOf('auto', 'exec'), expects: '"auto" or "exec"' },
   'network.default_network': { key: 'defaultNetwork', check: str, expects: 'a network name' },

@@ -13,7 +13,7 @@ import zlib from 'node:zlib';
 import { ROOT } from './helpers/burrow.js';
 import { busyboxImage, tarOf } from './helpers/image.js';
 import { requireRoot } from './helpers/netns.js';
-import { httpUp, rootArgv, rootSandbox, start, sync, until, userArgv, world } from './helpers/run.js';
+import { httpUp, reservations, rootArgv, rootSandbox, start, sync, until, userArgv, world } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
 const USER = 'burrowimg'; // one user per test file
@@ -49,6 +49,7 @@ test.serial('rootful --image: the image\'s command serves through -p; layers, wh
   t.is(fs.statSync(path.join(sb.dir, 'state', 'containers', id, 'rootfs', 'srv', 'index.html')).uid, 33, 'rootful: ids as in the image');
   t.is(b(['rm', '-f', 'imgweb']).code, 0);
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), [], 'the unpacked root goes with the container');
+  t.deepEqual(reservations(sb), []);
 });
 
 test.serial('rootless --image: unpacked inside the user namespace (uid 33 inside = subordinate id on the host), -p, rm removes it', async (t) => {
@@ -104,6 +105,7 @@ test.serial('bad input: corrupt tarball, --rootfs with --image, no subuid range'
   t.regex(noRange.stderr, /no subuid ranges found for user "burrowimg" in .*subuid \(as root: usermod --add-subuids/);
   const rootState = path.join(sb.dir, 'state', 'containers');
   t.deepEqual(fs.existsSync(rootState) ? fs.readdirSync(rootState) : [], [], 'nothing left by the rootful failures');
+  t.deepEqual(reservations(sb), [], 'no address left reserved by the rootful failures');
   const userState = path.join('/tmp', `burrow-${uid}`, 'burrow', 'containers');
   t.deepEqual(fs.existsSync(userState) ? fs.readdirSync(userState) : [], [], 'nothing left by the rootless failures');
 });

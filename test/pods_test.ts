@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { nsExec, requireRoot } from './helpers/netns.js';
-import { FIXTURES, HTTP, httpUp, rootArgv, rootSandbox, sync, userArgv, world } from './helpers/run.js';
+import { FIXTURES, HTTP, httpUp, reservations, rootArgv, rootSandbox, sync, userArgv, world } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
 const USER = 'burrowpod'; // one user per test file
@@ -46,6 +46,7 @@ test.serial('rootful pod: members share localhost, the pod publishes the port, l
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), [], 'no container state left');
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'pods')), [], 'no pod state left');
   t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), [], 'the infra\'s CNI attachment is deleted');
+  t.deepEqual(reservations(sb), [], 'the pod\'s address is released');
   t.notRegex(nsExec(w.host, ['iptables-save']), /dport 18700/, 'port rules removed');
   t.notRegex(nsExec(w.host, ['ip', '-br', 'link']), /veth/, 'no veth left');
 });
@@ -83,6 +84,9 @@ test.serial('rootful --network container:NAME shares the address; capabilities f
   t.is(two.code, 0, two.stderr);
   t.regex(two.stdout, /^eth0 10\.88\.\d+\.\d+\/16\neth1 10\.91\.0\.\d+\/24$/m);
   t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), [], 'both attachments deleted');
+  t.deepEqual(reservations(sb), [], 'both addresses released');
+  t.is(b(['network', 'rm', 'second']).code, 0);
+  t.deepEqual(fs.readdirSync(path.join(sb.dir, 'ipam')), ['burrow'], 'the removed network\'s IPAM store went with it');
   t.regex(b(['run', '--rm', '--network', 'burrow,usernet', '--', 'true']).stderr, /only CNI networks can be combined/);
   t.regex(b(['run', '--rm', '--network', 'burrow,second', '--ip', '10.91.0.9', '--', 'true']).stderr, /--ip with several networks is ambiguous/);
 });

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CLI, type BurrowSandbox } from './helpers/burrow.js';
 import { nsExec, requireRoot } from './helpers/netns.js';
-import { FIXTURES, http, HTTP, rootArgv, rootSandbox, start, until, userArgv, world, type Proc } from './helpers/run.js';
+import { FIXTURES, http, HTTP, reservations, rootArgv, rootSandbox, start, until, userArgv, world, type Proc } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
 const USER = 'burrowrun'; // one user per test file: files run in parallel, and a file deletes the user it created
@@ -29,9 +29,11 @@ test.serial('rootful: the default bridge network, -p from the host and from anot
   t.is(http(w.remote, 'http://10.98.0.1:18080/'), '200', 'from another namespace');
   const state = path.join(sb.dir, 'state', 'containers');
   t.is(fs.readdirSync(state).length, 1, 'the container is recorded while it runs');
+  t.regex(reservations(sb).join(), /^burrow\/10\.88\.\d+\.\d+$/, 'one address reserved while it runs');
   c.child.kill('SIGTERM');
   t.is(await c.done, 143, 'SIGTERM reached the container; its status came back');
   t.deepEqual(fs.readdirSync(state), [], 'state removed');
+  t.deepEqual(reservations(sb), [], 'address released');
   t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), [], 'CNI attachment deleted');
   t.notRegex(nsExec(w.host, ['iptables-save']), /CNI-DN-|dport 18080/, 'port rules removed');
   const exit = spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, 'run', '--rm', '--network', 'none', '--', 'sh', '-c', 'ip -br link | wc -l; exit 7'], { encoding: 'utf8' });
@@ -57,6 +59,7 @@ test.serial('rootful: kill -9 of burrow kills the container; burrow system gc re
   t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), []);
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), []);
   t.notRegex(nsExec(w.host, ['iptables-save']), /dport 18081/);
+  t.deepEqual(reservations(sb), [], 'gc released the address');
 });
 
 test.serial('rootful: 20 containers in parallel on the default network, each reached through its own port, then all gone', async (t) => {
@@ -66,12 +69,14 @@ test.serial('rootful: 20 containers in parallel on the default network, each rea
   const cs = Array.from({ length: 20 }, (_, i) => rootRun(sb, w.host, ['--rm', '-p', `${18100 + i}:8080`, '--', ...HTTP(8080)]));
   t.teardown(() => cs.forEach((c) => c.child.kill('SIGKILL')));
   await Promise.all(cs.map((c) => until(c, 'ready', 60_000)));
+  t.is(new Set(reservations(sb)).size, 20, 'twenty distinct addresses');
   const codes = cs.map((_, i) => http(w.remote, `http://10.98.0.1:${18100 + i}/`));
   t.deepEqual(codes, Array(20).fill('200'));
   for (const c of cs) c.child.kill('SIGTERM');
   t.deepEqual(await Promise.all(cs.map((c) => c.done)), Array(20).fill(143));
   t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), []);
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), []);
+  t.deepEqual(reservations(sb), []);
   t.notRegex(nsExec(w.host, ['iptables-save']), /dport 181\d\d/);
   const links = nsExec(w.host, ['ip', '-br', 'link']);
   t.notRegex(links, /veth/, 'no veth left');
@@ -129,6 +134,7 @@ test.serial('bad input: clear errors and nothing left behind', async (t) => {
   t.is(inUse.status, 1);
   t.regex(inUse.stderr, /host port \*:18300\/tcp is already in use/);
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), [], 'no state left by the failures');
+  t.deepEqual(reservations(sb), [], 'no address left reserved by the failures');
   t.deepEqual(fs.existsSync(path.join(sb.cacheDir, 'results')) ? fs.readdirSync(path.join(sb.cacheDir, 'results')) : [], []);
 });
 
@@ -166,6 +172,7 @@ test.serial('detached: run -d prints the id; ps, logs, port, stop, ps -a, rm; a 
   t.is(failed.code, 1);
   t.regex(failed.stderr, /--rootfs "\/nonexistent" does not exist/, 'a supervisor that fails reports why');
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), [], 'nothing left by the failed start');
+  t.deepEqual(reservations(sb), []);
 });
 
 test.serial('rootless --network pasta and slirp4netns: the established tools attach to the container, with -p', async (t) => {

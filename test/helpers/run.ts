@@ -18,11 +18,19 @@ export async function world(t: ExecutionContext): Promise<{ host: string; remote
   return { host, remote };
 }
 
-/** A sandbox using burrow's plugins, with its own state dir. */
+/** A sandbox using burrow's plugins, with its own state dir and IPAM store (sb.dir/ipam/<network>). */
 export function rootSandbox(t: ExecutionContext): BurrowSandbox {
   const sb = sandbox(t, [path.join(ROOT, 'plugins', 'bin')]);
-  fs.appendFileSync(sb.configFile, `[engine]\nstate_dir = "${path.join(sb.dir, 'state')}"\n`);
+  const toml = fs.readFileSync(sb.configFile, 'utf8').replace('[network]\n', `[network]\nipam_data_dir = "${path.join(sb.dir, 'ipam')}"\n`);
+  fs.writeFileSync(sb.configFile, `${toml}[engine]\nstate_dir = "${path.join(sb.dir, 'state')}"\n`);
   return sb;
+}
+
+/** IP reservations held in a rootSandbox's IPAM store, as "network/ip" (the store's bookkeeping files are not reservations). */
+export function reservations(sb: BurrowSandbox): string[] {
+  const dir = path.join(sb.dir, 'ipam');
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir).flatMap((net) => fs.readdirSync(path.join(dir, net)).filter((f) => f !== 'lock' && !f.startsWith('last_reserved_ip')).map((f) => `${net}/${f}`));
 }
 
 export interface Proc {
