@@ -738,6 +738,9 @@ async function outer(argv: string[]): Promise<number> {
     netnsRemove(host);
     netnsRemove(remote);
     if (createdUser) {
+      const uid = spawnSync('id', ['-u', USER], { encoding: 'utf8' }).stdout.trim();
+      // its rootless state dir when XDG_RUNTIME_DIR is unset: $TMPDIR/burrow-UID
+      if (uid) fs.rmSync(path.join(os.tmpdir(), `burrow-${uid}`), { recursive: true, force: true });
       for (let i = 0; i < 40 && spawnSync('userdel', ['-r', USER], { stdio: 'ignore' }).status === 8; i++) spawnSync('sleep', ['0.05']);
     }
     fs.rmSync(dir, { recursive: true, force: true });
@@ -764,7 +767,7 @@ async function outer(argv: string[]): Promise<number> {
     for (const [who, cniPath, bridge, subnet] of [['own', path.join(ROOT, 'plugins', 'bin'), 'bbr0', '10.88.0.0/16'], ['ref', REFERENCE_DIR, 'rbr0', '10.87.0.0/16']] as const) {
       const d = path.join(dir, who);
       fs.mkdirSync(path.join(d, 'net.d'), { recursive: true });
-      fs.writeFileSync(path.join(dir, `${who}.toml`), `[network]\ncni_config_dir = "${d}/net.d"\ncni_cache_dir = "${d}/cache"\ncni_path = ${JSON.stringify([cniPath])}\ndefault_bridge = "${bridge}"\ndefault_subnet = "${subnet}"\n[engine]\nstate_dir = "${d}/state"\n`);
+      fs.writeFileSync(path.join(dir, `${who}.toml`), `[network]\ncni_config_dir = "${d}/net.d"\ncni_cache_dir = "${d}/cache"\nipam_data_dir = "${d}/ipam"\ncni_path = ${JSON.stringify([cniPath])}\ndefault_bridge = "${bridge}"\ndefault_subnet = "${subnet}"\n[engine]\nstate_dir = "${d}/state"\n`);
     }
     const child = spawn('nsenter', [`--net=${host}`, '--', process.execPath, SELF, ...argv], {
       stdio: 'inherit', env: { ...process.env, BURROW_BENCH_INNER: JSON.stringify({ dir, host, remote }), BURROW_BENCH_TAG: tag, NODE_EXTRA_CA_CERTS: '' },
@@ -796,7 +799,8 @@ async function inner(argv: string[]): Promise<number> {
     iperf3: iperfVersion(firstLine(['iperf3', '--version'])),
     node: process.version,
     ...(refOk ? { 'cni-reference': firstLine(['dpkg-query', '-W', '-f', '${Version}', 'containernetworking-plugins']) || 'installed' } : {}),
-    ...(tools.rootless.includes('pasta') ? { pasta: firstLine(['pasta', '--version']) } : {}),
+    // Debian's 2023 pasta says "pasta unknown version": the package version names the snapshot
+    ...(tools.rootless.includes('pasta') ? { pasta: [firstLine(['pasta', '--version']), firstLine(['dpkg-query', '-W', '-f', 'passt ${Version}', 'passt'])].filter((v) => v && !/unknown/.test(v)).join(', ') || 'unknown' } : {}),
     ...(tools.rootless.includes('slirp4netns') ? { slirp4netns: firstLine(['slirp4netns', '--version']) } : {}),
     podman: have('podman') ? `${firstLine(['podman', '--version'])} (not measured: it runs the same reference plugins as the "reference" anchor, plus its own start-up)` : 'not installed',
   };

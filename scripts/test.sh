@@ -33,10 +33,6 @@ before=$(host_state)
 tap=$(mktemp)
 smoke=$(mktemp)
 trap 'rm -f "$tap" "$smoke"' EXIT
-# The bench smoke run takes minutes (longer than ava's inactivity timeout): it runs beside ava,
-# in namespaces of its own, and counts as one step. Skipped when only some tests are asked for.
-smoke_pid=
-if [ $# -eq 0 ]; then "$bin/tsx" test/bench_smoke.ts > "$smoke" 2>&1 & smoke_pid=$!; fi
 "$bin/ava" --tap "$@" | tee "$tap"
 ava_pass=$(awk '/^# pass /{print $3}' "$tap" | tail -1)
 ava_fail=$(awk '/^# fail /{print $3}' "$tap" | tail -1)
@@ -46,8 +42,11 @@ passed=$((passed + ${ava_pass:-0}))
 failed=$((failed + ${ava_fail:-0}))
 # A crash before ava's summary (no "# pass" line) is a failure too.
 if [ -z "$ava_pass" ] || [ "$ava_notok" -gt "${ava_fail:-0}" ]; then failed=$((failed + 1)); fi
-if [ -n "$smoke_pid" ]; then
-  wait "$smoke_pid"; rc=$?
+# The bench smoke run takes minutes (longer than ava's inactivity timeout), so it is a step of
+# its own, after ava rather than beside it: it times real traffic, and two cores shared with the
+# integration tests made it flaky. Skipped when only some tests are asked for.
+if [ $# -eq 0 ]; then
+  "$bin/tsx" test/bench_smoke.ts > "$smoke" 2>&1; rc=$?
   cat "$smoke"
   if [ $rc -eq 0 ]; then passed=$((passed + 1)); echo "ok: bench smoke run"; else failed=$((failed + 1)); echo "FAILED: bench smoke run"; fi
 fi

@@ -37,6 +37,9 @@ async function main(): Promise<number> {
     return process.env.CI ? 1 : 0;
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-smoke-'));
+  // the machine's own IPAM stores and state: the bench keeps its own inside its temp dir
+  const machineState = () => ['/var/lib/cni/networks', '/var/lib/cni/results', '/run/burrow/containers'].flatMap((d) => (fs.existsSync(d) ? (fs.readdirSync(d, { recursive: true }) as string[]).map((f) => `${d}/${f}`) : [])).sort();
+  const stateBefore = machineState();
   try {
     const json = path.join(dir, 'bench.json');
     const svg = path.join(dir, 'bench.svg');
@@ -96,6 +99,8 @@ async function main(): Promise<number> {
       assert.deepEqual(fs.readdirSync(os.tmpdir()).filter((x) => x.startsWith('burrow-bench-')), []);
       assert.equal(spawnSync('pgrep', ['-f', 'bench.cjs --agent']).status, 1, 'no agent left');
       assert.ok(!fs.existsSync('/run/burrow-bench.pid'), 'the lock is released');
+      assert.deepEqual(machineState(), stateBefore, 'the machine\'s IPAM stores, CNI cache and container state are as they were');
+      assert.deepEqual(fs.readdirSync(os.tmpdir()).filter((x) => /^burrow-\d+$/.test(x) && spawnSync('getent', ['passwd', x.slice(7)]).status !== 0), [], 'no rootless state dir of the deleted bench user');
     });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
