@@ -14,3 +14,10 @@ apt-get install -y -qq --no-install-recommends \
 command -v node >/dev/null || { echo "Node.js 20 is required (node not found)" >&2; exit 1; }
 export npm_config_nodedir=/usr   # node-gyp builds against /usr/include/node; no header download
 npm ci --no-audit --no-fund --loglevel=error
+# `burrow` on PATH: a link to this checkout's launcher. Another program of that name is left alone.
+link=/usr/local/bin/burrow
+if [ ! -e "$link" ] || { [ -L "$link" ] && [[ "$(readlink "$link")" == */bin/burrow ]]; }; then
+  ln -sfn "$PWD/bin/burrow" "$link"
+else
+  echo "scripts/setup.sh: $link exists and is not a burrow link; run $PWD/bin/burrow instead" >&2
+fi

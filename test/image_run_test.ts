@@ -1,7 +1,8 @@
 /**
  * `burrow run --image FILE.tar` end to end: a two-layer docker-save image built in the test
  * (busybox-static), rootful and rootless (ownership mapped through the user namespace), bad
- * tarballs; plus rootful outbound traffic and DNS from a container to a "remote" namespace.
+ * tarballs; plus outbound traffic and DNS from a container to a "remote" namespace, rootful and
+ * rootless, and the rootless opt-in to the host's loopback.
  */
 import test from 'ava';
 import crypto from 'node:crypto';
@@ -123,4 +124,28 @@ test.serial('rootful outbound and DNS: a name resolved by a DNS server in anothe
   t.regex(r.stdout, /^nameserver 10\.98\.0\.2\n/);
   t.regex(r.stdout, /^10\.98\.0\.2\s+STREAM svc\.example\.test$/m, 'resolved through the bridge and the host\'s masquerade');
   t.regex(r.stdout, /^200$/m, 'and fetched from the remote server');
+});
+
+test.serial('rootless outbound and DNS: a name resolved by a DNS server in another namespace; host loopback only with --map-host-loopback', async (t) => {
+  if (!requireRoot(t)) return;
+  ensureUser(t, USER);
+  const w = await world(t);
+  const fixtures = path.join(ROOT, 'test', 'fixtures', 'servers.cjs');
+  const remote = start(['nsenter', `--net=${w.remote}`, '--', process.execPath, fixtures,
+    JSON.stringify([{ proto: 'udp', host: '10.98.0.2', port: 53, mode: 'dns-a', answer: '10.98.0.2' }, { proto: 'tcp', host: '10.98.0.2', port: 8080, mode: 'http' }])]);
+  t.teardown(() => void remote.child.kill());
+  const local = start(['nsenter', `--net=${w.host}`, '--', process.execPath, fixtures, JSON.stringify([{ proto: 'tcp', host: '127.0.0.1', port: 18700, mode: 'http' }])]);
+  t.teardown(() => void local.child.kill());
+  await until(remote, 'ready');
+  await until(local, 'ready');
+  const curl = (url: string) => `curl -s -m 3 -o /dev/null -w "%{http_code}\\n" ${url} || true`;
+  const r = sync(userArgv(USER, w.host, ['run', '--rm', '--dns', '10.98.0.2', '--', 'sh', '-c', `cat /etc/resolv.conf; getent ahostsv4 svc.example.test | head -1; ${curl('http://svc.example.test:8080/')}; ${curl('http://10.0.2.2:18700/')}`]));
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /^nameserver 10\.98\.0\.2\n/);
+  t.regex(r.stdout, /^10\.98\.0\.2\s+STREAM svc\.example\.test$/m, 'resolved through the userspace stack');
+  t.regex(r.stdout, /^200\n000$/m, 'fetched from the remote server; the host\'s loopback is closed by default');
+  const m = sync(userArgv(USER, w.host, ['run', '--rm', '--map-host-loopback', '10.0.2.2', '--', 'sh', '-c', `grep host.containers.internal /etc/hosts; ${curl('http://host.containers.internal:18700/')}`]));
+  t.is(m.code, 0, m.stderr);
+  t.regex(m.stdout, /^10\.0\.2\.2\thost\.containers\.internal/m);
+  t.regex(m.stdout, /^200$/m, 'with the opt-in, host.containers.internal reaches 127.0.0.1 on the host');
 });
