@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IperfError, iperfNotReady, iperfVersion, parseIperf } from './iperf.js';
-import { chartOf, leadRatio, METRICS, parseOptions, PATHS, renderReport, type Report } from './main.js';
+import { chartOf, leadRatio, METRICS, parseOptions, PATHS, renderReport, runOrder, type Report } from './main.js';
 import { relativeSpread, summarize, untrustworthy } from './stats.js';
 import { escapeXml, niceScale, renderSvg, shortNumber } from './svg.js';
 
@@ -121,4 +121,13 @@ test('axis and number helpers', (t) => {
   t.is(shortNumber(0.5), '0.500');
   t.is(shortNumber(150), '150');
   t.is(escapeXml('"<&>'), '&quot;&lt;&amp;&gt;');
+});
+
+test('run order: each path\'s tools rotate from run to run, paths stay in order', (t) => {
+  const jobs = [['a', 'burrow'], ['a', 'pasta'], ['a', 'slirp4netns'], ['b', 'burrow'], ['b', 'reference'], ['c', 'burrow']].map(([p, tool]) => ({ p: { name: p }, tool }));
+  const order = (r: number) => runOrder(jobs, r).map((j) => `${j.p.name}:${j.tool}`).join(' ');
+  t.is(order(0), 'a:burrow a:pasta a:slirp4netns b:burrow b:reference c:burrow');
+  t.is(order(1), 'a:pasta a:slirp4netns a:burrow b:reference b:burrow c:burrow');
+  t.is(order(2), 'a:slirp4netns a:burrow a:pasta b:burrow b:reference c:burrow');
+  t.is(runOrder(jobs, 5).length, jobs.length);
 });

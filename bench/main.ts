@@ -385,6 +385,23 @@ async function clientJson<T>(ns: string, argv: string[], limitMs: number): Promi
   return JSON.parse(line) as T;
 }
 
+/**
+ * The jobs of run `r`: paths in order, each path's tools rotated by r (A B C, then B C A, ...), so
+ * no tool is always the first to run after a path change or a previous run's teardown.
+ */
+export function runOrder<J extends { p: { name: string }; tool: string }>(jobs: J[], r: number): J[] {
+  const out: J[] = [];
+  for (let i = 0; i < jobs.length;) {
+    let j = i;
+    while (j < jobs.length && jobs[j].p.name === jobs[i].p.name) j++;
+    const group = jobs.slice(i, j);
+    const k = r % group.length;
+    out.push(...group.slice(k), ...group.slice(0, k));
+    i = j;
+  }
+  return out;
+}
+
 async function measurePath(env: Env, o: Options, pathName: string, tool: string, samples: Samples, errors: Record<string, string>, progress: (what: string) => void): Promise<void> {
   const key = (m: string) => `${pathName}|${m}|${tool}`;
   progress('setup');
@@ -818,7 +835,7 @@ async function inner(argv: string[]): Promise<number> {
   let done = 0;
   const t0 = Date.now();
   for (let r = 0; r < o.runs && !stopping; r++) {
-    for (const { p, tool } of jobs) {
+    for (const { p, tool } of runOrder(jobs, r)) {
       if (stopping) break;
       const progress = (what: string) => process.stderr.write(`\r\x1b[K[${String(done + 1).padStart(3)}/${total} · ${Math.round((Date.now() - t0) / 1000)} s] run ${r + 1}/${o.runs} ${p.name} ${tool}: ${what}`);
       try {
