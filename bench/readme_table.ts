@@ -12,7 +12,7 @@ const COLS = ['tcp', 'tcp-P', 'udp', 'rr-p50', 'http-1', 'http-32', 'setup', 'te
 
 function value(v: number): string {
   const a = Math.abs(v);
-  return a >= 1000 ? v.toFixed(0) : a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : v.toFixed(2);
+  return a >= 100 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : v.toFixed(2);
 }
 
 export function markdown(r: Report): string {

@@ -135,9 +135,14 @@ export function describe(list: NetworkConfigList, isDefault = false): NetworkInf
   };
 }
 
-/** Builds the conflist of a bridge network. */
-export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRange[], opts: { internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string; dataDir?: string }): Record<string, unknown> {
+/** host-local IPAM for the ranges: a default route per family unless internal, and the store's dataDir if one is set. */
+function hostLocalIpam(ranges: HostLocalRange[], opts: { internal?: boolean; dataDir?: string | null }): Record<string, unknown> {
   const routes = opts.internal ? [] : [...new Set(ranges.map((r) => (r.subnet.includes(':') ? '::/0' : '0.0.0.0/0')))].map((dst) => ({ dst }));
+  return { type: 'host-local', ...(routes.length ? { routes } : {}), ranges: ranges.map((r) => [r]), ...(opts.dataDir ? { dataDir: opts.dataDir } : {}) };
+}
+
+/** Builds the conflist of a bridge network. */
+export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRange[], opts: { internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string; dataDir?: string | null }): Record<string, unknown> {
   const bridgePlugin: Record<string, unknown> = {
     type: 'bridge',
     bridge,
@@ -146,7 +151,7 @@ export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRa
     hairpinMode: true,
     ...(opts.mtu ? { mtu: opts.mtu } : {}),
     capabilities: { ips: true },
-    ipam: { type: 'host-local', ...(routes.length ? { routes } : {}), ranges: ranges.map((r) => [r]), ...(opts.dataDir ? { dataDir: opts.dataDir } : {}) },
+    ipam: hostLocalIpam(ranges, opts),
   };
   return {
     cniVersion: CONFLIST_VERSION,
@@ -166,8 +171,7 @@ export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRa
  * The conflist of a macvlan network, as podman writes one (macvlan + host-local), plus burrow's
  * `hostShim` (a host-side macvlan so the host can reach its containers; libnetwork#1915).
  */
-export function macvlanConflist(name: string, ranges: HostLocalRange[], opts: { type?: 'macvlan' | 'ipvlan'; parent?: string; mode?: string; hostShim?: boolean; internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string; dataDir?: string }): Record<string, unknown> {
-  const routes = opts.internal ? [] : [...new Set(ranges.map((r) => (r.subnet.includes(':') ? '::/0' : '0.0.0.0/0')))].map((dst) => ({ dst }));
+export function macvlanConflist(name: string, ranges: HostLocalRange[], opts: { type?: 'macvlan' | 'ipvlan'; parent?: string; mode?: string; hostShim?: boolean; internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string; dataDir?: string | null }): Record<string, unknown> {
   return {
     cniVersion: CONFLIST_VERSION,
     cniVersions: CONFLIST_VERSIONS,
@@ -179,7 +183,7 @@ export function macvlanConflist(name: string, ranges: HostLocalRange[], opts: { 
       ...(opts.mtu ? { mtu: opts.mtu } : {}),
       ...(opts.hostShim ? { hostShim: true } : {}),
       linkInContainer: false,
-      ipam: { type: 'host-local', ...(routes.length ? { routes } : {}), ranges: ranges.map((r) => [r]), ...(opts.dataDir ? { dataDir: opts.dataDir } : {}) },
+      ipam: hostLocalIpam(ranges, opts),
     }],
     args: { burrow_labels: opts.labels ?? {}, burrow_options: opts.options ?? {}, ...(opts.created ? { burrow_created: opts.created } : {}) },
   };
@@ -206,7 +210,7 @@ export class NetworkStore {
   /** The in-memory default network (unless a file defines that name). */
   defaultList(): NetworkConfigList {
     const c = parseCidr(this.config.defaultSubnet, { strict: true });
-    const doc = bridgeConflist(this.config.defaultNetwork, this.config.defaultBridge, [{ subnet: formatCidr(c), gateway: formatIp(defaultGateway(c)) }], { dataDir: this.config.ipamDataDir ?? undefined });
+    const doc = bridgeConflist(this.config.defaultNetwork, this.config.defaultBridge, [{ subnet: formatCidr(c), gateway: formatIp(defaultGateway(c)) }], { dataDir: this.config.ipamDataDir });
     return parseConfList(Buffer.from(JSON.stringify(doc, null, 2)));
   }
 
@@ -343,12 +347,12 @@ export class NetworkStore {
     const created = new Date().toISOString();
     let doc: Record<string, unknown>;
     if (driver !== 'bridge') {
-      doc = macvlanConflist(name, ranges, { type: driver as 'macvlan' | 'ipvlan', parent: o.parent, mode: o.mode, hostShim: o.host_shim === 'true', internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir ?? undefined });
+      doc = macvlanConflist(name, ranges, { type: driver as 'macvlan' | 'ipvlan', parent: o.parent, mode: o.mode, hostShim: o.host_shim === 'true', internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir });
     } else {
       const bridge = o['com.docker.network.bridge.name'] ?? this.nextBridgeName();
       if (!validIfname(bridge)) throw new NetworkError('EINVAL', `invalid bridge name "${bridge}": 1-15 characters without "/", ":" or spaces`);
       if (o['com.docker.network.bridge.name'] && this.usedInterfaces().has(bridge)) throw new NetworkError('EEXIST', `bridge name "${bridge}" is already used by another network`);
-      doc = bridgeConflist(name, bridge, ranges, { internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir ?? undefined });
+      doc = bridgeConflist(name, bridge, ranges, { internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir });
     }
     const file = path.join(this.config.cniConfigDir, `${name}.conflist`);
     writeAtomic(file, `${JSON.stringify(doc, null, 2)}\n`);
