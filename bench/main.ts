@@ -715,6 +715,53 @@ function killTagged(tag: string): number {
   return n;
 }
 
+/** Deletes the throwaway user, its home and its rootless state dir ($TMPDIR/burrow-UID when XDG_RUNTIME_DIR is unset). */
+function removeUser(): void {
+  const uid = spawnSync('id', ['-u', USER], { encoding: 'utf8' }).stdout.trim();
+  if (!uid) return;
+  spawnSync('pkill', ['-9', '-u', USER]);
+  fs.rmSync(path.join(os.tmpdir(), `burrow-${uid}`), { recursive: true, force: true });
+  // userdel refuses (8) while a just-killed process of the user is still exiting
+  for (let i = 0; i < 40 && spawnSync('userdel', ['-r', USER], { stdio: 'ignore' }).status === 8; i++) spawnSync('sleep', ['0.05']);
+}
+
+/**
+ * What an earlier bench left when it was killed with -9 (or its machine was stopped) before its
+ * cleanup ran: its tagged processes, namespaces, temp dir and the throwaway user. Called with the
+ * lock held, so no other bench is running and all of it is stale. Returns what was removed.
+ */
+export function collectStale(netnsRemove: (p: string) => boolean, netnsDir = '/run/netns', tmp = os.tmpdir()): string[] {
+  const removed: string[] = [];
+  const tags = new Set<string>();
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const tag = fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').find((e) => e.startsWith('BURROW_BENCH_TAG='));
+      if (tag && Number(pid) !== process.pid && tag !== `BURROW_BENCH_TAG=${process.env.BURROW_BENCH_TAG}`) tags.add(tag.slice('BURROW_BENCH_TAG='.length));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  for (const tag of tags) {
+    const n = killTagged(tag);
+    if (n) removed.push(`${n} process(es) tagged ${tag}`);
+  }
+  for (const name of fs.existsSync(netnsDir) ? fs.readdirSync(netnsDir) : []) {
+    if (!/^bb[hr]bb[0-9a-z]+$/.test(name)) continue;
+    netnsRemove(path.join(netnsDir, name));
+    removed.push(`netns ${name}`);
+  }
+  for (const name of fs.readdirSync(tmp).filter((n) => /^burrow-bench-/.test(n))) {
+    fs.rmSync(path.join(tmp, name), { recursive: true, force: true });
+    removed.push(path.join(tmp, name));
+  }
+  // the name is the bench's own (README); it exists now only if a bench was stopped before userdel
+  if (spawnSync('id', ['-u', USER]).status === 0) {
+    removeUser();
+    removed.push(`user ${USER}`);
+  }
+  return removed;
+}
+
 async function outer(argv: string[]): Promise<number> {
   const o = parseOptions(argv); // fail on bad flags before creating anything
   if (process.getuid?.() !== 0) throw new Error('burrow bench needs root: it creates network namespaces, a bridge, and a throwaway user for the rootless runs');
@@ -738,12 +785,11 @@ async function outer(argv: string[]): Promise<number> {
     fs.writeFileSync(lock, String(process.pid));
   }
   const tag = TAG;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bench-'));
-  const host = netnsCreate(`bbh${tag}`);
-  const remote = netnsCreate(`bbr${tag}`);
-  const createdUser = spawnSync('id', ['-u', USER]).status !== 0;
-  if (createdUser) spawnSync('useradd', ['-m', USER]);
+  let dir: string | undefined;
+  let host: string | undefined;
+  let remote: string | undefined;
   let cleaned = false;
+  // Tolerates a failure half-way through the set-up: removes whatever exists by then.
   const cleanup = () => {
     if (cleaned) return;
     cleaned = true;
@@ -751,16 +797,10 @@ async function outer(argv: string[]): Promise<number> {
     killTagged(tag);
     spawnSync('sleep', ['0.2']);
     killTagged(tag);
-    spawnSync('pkill', ['-9', '-u', USER]);
-    netnsRemove(host);
-    netnsRemove(remote);
-    if (createdUser) {
-      const uid = spawnSync('id', ['-u', USER], { encoding: 'utf8' }).stdout.trim();
-      // its rootless state dir when XDG_RUNTIME_DIR is unset: $TMPDIR/burrow-UID
-      if (uid) fs.rmSync(path.join(os.tmpdir(), `burrow-${uid}`), { recursive: true, force: true });
-      for (let i = 0; i < 40 && spawnSync('userdel', ['-r', USER], { stdio: 'ignore' }).status === 8; i++) spawnSync('sleep', ['0.05']);
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (host) netnsRemove(host);
+    if (remote) netnsRemove(remote);
+    removeUser();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(lock, { force: true });
   };
   const onSignal = (sig: NodeJS.Signals) => {
@@ -771,6 +811,13 @@ async function outer(argv: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
+    const stale = collectStale(netnsRemove);
+    if (stale.length) process.stderr.write(`burrow bench: removed what an earlier bench left when it was killed: ${stale.join(', ')}\n`);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bench-'));
+    host = netnsCreate(`bbh${tag}`);
+    remote = netnsCreate(`bbr${tag}`);
+    const useradd = spawnSync('useradd', ['-m', '-c', 'burrow bench throwaway user', USER], { encoding: 'utf8' });
+    if (useradd.status !== 0) throw new Error(`useradd ${USER}: ${useradd.stderr.trim()}`);
     const sh = (ns: string, cmd: string) => {
       const r = spawnSync('nsenter', [`--net=${ns}`, '--', 'sh', '-ec', cmd], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`${cmd}: ${r.stderr.trim()}`);

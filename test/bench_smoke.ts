@@ -4,7 +4,7 @@
  * the run leaves nothing behind; the numbers themselves are for the benchmark, not for a test.
  *
  * A script rather than an ava test: the run takes minutes, longer than ava's inactivity timeout,
- * so scripts/test.sh starts it next to ava and counts it as one step. Prints "ok N - ..." per check
+ * so scripts/test.sh runs it after ava and counts it as one step. Prints "ok N - ..." per check
  * and exits 1 if any failed.
  */
 import assert from 'node:assert/strict';
@@ -40,6 +40,15 @@ async function main(): Promise<number> {
   // the machine's own IPAM stores and state: the bench keeps its own inside its temp dir
   const machineState = () => ['/var/lib/cni/networks', '/var/lib/cni/results', '/run/burrow/containers'].flatMap((d) => (fs.existsSync(d) ? (fs.readdirSync(d, { recursive: true }) as string[]).map((f) => `${d}/${f}`) : [])).sort();
   const stateBefore = machineState();
+  // What a bench killed with -9 leaves (its cleanup never ran): the next bench must collect it.
+  // The stale lock names a pid that has exited; the tagged process stands for an orphaned agent.
+  const staleTag = 'bbstale1';
+  for (const ns of [`bbh${staleTag}`, `bbr${staleTag}`]) spawnSync('ip', ['netns', 'add', ns]);
+  fs.mkdirSync(path.join(os.tmpdir(), `burrow-bench-${staleTag}`), { recursive: true });
+  if (spawnSync('id', ['-u', 'burrowbench']).status !== 0) spawnSync('useradd', ['-m', 'burrowbench']);
+  fs.writeFileSync('/run/burrow-bench.pid', String(spawnSync('true').pid));
+  const orphan = spawn('sleep', ['600'], { env: { ...process.env, BURROW_BENCH_TAG: staleTag }, stdio: 'ignore', detached: true });
+  orphan.unref();
   try {
     const json = path.join(dir, 'bench.json');
     const svg = path.join(dir, 'bench.svg');
@@ -92,6 +101,10 @@ async function main(): Promise<number> {
       assert.ok(text.startsWith('<svg') && text.trimEnd().endsWith('</svg>'));
       for (const title of ['TCP throughput, one stream', 'HTTP requests per second, 32 clients', 'Request/response latency, p50', 'Container setup time', 'rootful: setup wall time', 'rootless: network process memory per stack']) assert.ok(text.includes(title), title);
     });
+    check('the leftovers of a killed bench were collected first', () => {
+      assert.match(r.out, /removed what an earlier bench left when it was killed: 1 process\(es\) tagged bbstale1, netns bbhbbstale1, netns bbrbbstale1, .*burrow-bench-bbstale1, user burrowbench/);
+      assert.equal(orphan.exitCode ?? orphan.signalCode, 'SIGKILL', 'the orphaned tagged process was killed');
+    });
     check('terminal table printed', () => assert.match(r.out, /^bridge-c2h: rootful bridge, container -> host$/m));
     check('nothing left: namespaces, user, temp dirs, agents', () => {
       assert.deepEqual(fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns').filter((x) => /^bb[hr]/.test(x)) : [], []);
@@ -104,6 +117,14 @@ async function main(): Promise<number> {
     });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+    // what was planted, in case the bench did not collect it (a check above has failed then)
+    try {
+      process.kill(orphan.pid!, 'SIGKILL');
+    } catch {
+      // collected
+    }
+    for (const ns of [`bbh${staleTag}`, `bbr${staleTag}`]) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    fs.rmSync(path.join(os.tmpdir(), `burrow-bench-${staleTag}`), { recursive: true, force: true });
   }
   console.log(`# bench smoke: ${n - failed} passed, ${failed} failed`);
   return failed ? 1 : 0;
