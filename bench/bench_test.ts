@@ -6,6 +6,7 @@ import { IperfError, iperfNotReady, iperfVersion, parseIperf } from './iperf.js'
 import { chartOf, leadRatio, METRICS, parseOptions, PATHS, renderReport, runOrder, type Report } from './main.js';
 import { relativeSpread, summarize, untrustworthy } from './stats.js';
 import { escapeXml, niceScale, renderSvg, shortNumber } from './svg.js';
+import { containersConf, parsePodmanInspect, podmanArgv, podmanLayout, podmanMissing } from './podman.js';
 
 const DATA = path.join(path.dirname(fileURLToPath(import.meta.url)), 'testdata');
 
@@ -130,4 +131,24 @@ test('run order: each path\'s tools rotate from run to run, paths stay in order'
   t.is(order(1), 'a:pasta a:slirp4netns a:burrow b:reference b:burrow c:burrow');
   t.is(order(2), 'a:slirp4netns a:burrow a:pasta b:burrow b:reference c:burrow');
   t.is(runOrder(jobs, 5).length, jobs.length);
+});
+
+test('podman anchor: inspect from real podman 4.3.1 output, its configuration, what it needs', (t) => {
+  const c = parsePodmanInspect(fs.readFileSync(path.join(DATA, 'podman_inspect.json'), 'utf8'));
+  t.deepEqual(c, { ns: '/run/netns/netns-a8b03d34-fbe7-8382-ac70-4dfc28eea928', ip: '10.86.0.2', conmonPid: 9038, pid: 9048 });
+  // a stopped container has no pid: an error, not a netns path of pid 0
+  t.throws(() => parsePodmanInspect('[{"State":{"Pid":0},"NetworkSettings":{}}]'), { message: /not running/ });
+  // no SandboxKey (podman on a netns it did not create): the container's own; address from its networks
+  t.deepEqual(parsePodmanInspect('[{"State":{"Pid":42,"ConmonPid":41},"NetworkSettings":{"SandboxKey":"","IPAddress":"","Networks":{"mv":{"IPAddress":"10.77.3.2"}}}}]'), { ns: '/proc/42/ns/net', ip: '10.77.3.2', conmonPid: 41, pid: 42 });
+
+  const l = podmanLayout('/tmp/burrow-bench-x');
+  t.is(l.rootfs, '/tmp/burrow-bench-x/podman/rootfs');
+  const conf = containersConf(l, { referenceDir: '/usr/lib/cni', runtime: 'runc', defaultNetwork: 'bbpodman' });
+  for (const line of ['network_backend = "cni"', 'cni_plugin_dirs = ["/usr/lib/cni"]', 'network_config_dir = "/tmp/burrow-bench-x/podman/net.d"', 'default_network = "bbpodman"', 'runtime = "runc"']) t.true(conf.split('\n').includes(line), line);
+  // storage in the bench dir, never the machine's /var/lib/containers
+  t.deepEqual(podmanArgv(l, ['ps']), ['env', 'CONTAINERS_CONF=/tmp/burrow-bench-x/podman/containers.conf', 'podman', '--root', '/tmp/burrow-bench-x/podman/root', '--runroot', '/tmp/burrow-bench-x/podman/runroot', '--storage-driver', 'vfs', 'ps']);
+
+  const missing = podmanMissing((b) => b !== 'conmon' && b !== 'runc' && b !== 'crun', '/nonexistent');
+  t.true(missing.includes('conmon') && missing.includes('runc or crun') && missing.includes('/nonexistent/portmap'));
+  t.false(missing.includes('podman'));
 });

@@ -6,9 +6,12 @@
  * paths run twice, once with burrow's plugins and once with Debian's reference CNI plugins driven
  * by the same runtime (the "reference" anchor, cni_path = /usr/lib/cni); rootless paths run on
  * burrow's userspace stack and, where installed, on pasta and slirp4netns (`--network pasta` /
- * `--network slirp4netns`, which hand the container to those tools). Servers (iperf3, an HTTP
- * server, a TCP echo server) and clients (iperf3, undici, a 1-byte request/response loop) are
- * started by nsenter in the right network namespace, so each path carries exactly its traffic.
+ * `--network slirp4netns`, which hand the container to those tools). Where podman is installed,
+ * rootful paths also run as `podman run -d` on its CNI backend with the reference plugins (the
+ * "podman" anchor: podman's own start-up and teardown around the same plugins; bench/podman.ts).
+ * Servers (iperf3, an HTTP server, a TCP echo server) and clients (iperf3, undici, a 1-byte
+ * request/response loop) are started by nsenter in the right network namespace, so each path
+ * carries exactly its traffic.
  *
  * Runs are interleaved: run 1 of every path and tool, then run 2, ... so drift hits every tool
  * alike. A ratio whose runs spread by more than ±25 % is flagged.
@@ -26,6 +29,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agent } from './agent.js';
 import { iperfNotReady, iperfVersion, parseIperf, type IperfResult } from './iperf.js';
+import { parsePodmanInspect, podmanArgv, podmanLayout, podmanMissing, preparePodman, removePodmanState, unmountUnder } from './podman.js';
 import { renderTable, summarize, untrustworthy, type Summary } from './stats.js';
 import { renderSvg, type BarPanel, type Chart, type LinePanel } from './svg.js';
 
@@ -168,14 +172,17 @@ const inNs = (ns: string, argv: string[]) => ['nsenter', `--net=${ns}`, '--', ..
 
 // ---- burrow invocations ---------------------------------------------------------------------
 
-/** Who runs burrow: root with burrow's plugins, root with the reference plugins, or the bench user. */
-type Who = 'own' | 'ref' | 'user';
+/**
+ * Who runs burrow: root with burrow's plugins, root with the reference plugins, the bench user, or
+ * (for podman's networks, which `burrow network create` writes in podman's format) root on podman's dir.
+ */
+type Who = 'own' | 'ref' | 'pm' | 'user';
 
 interface Env {
   dir: string;
   host: string;
   remote: string;
-  configs: Record<'own' | 'ref', string>;
+  configs: Record<'own' | 'ref' | 'pm', string>;
   uid: number;
 }
 
@@ -194,7 +201,8 @@ async function burrow(env: Env, who: Who, args: string[]): Promise<string> {
 
 interface Ctr {
   name: string;
-  proc: Proc;
+  /** The processes that hold the container's network: burrow's supervisor, or podman's conmon. */
+  netPids: number[];
   setupMs: number;
   ns: string;
   ip: string;
@@ -221,8 +229,42 @@ async function startContainer(env: Env, who: Who, args: string[]): Promise<Ctr> 
     clearTimeout(timer);
     return performance.now() - s;
   };
-  return { name, proc, setupMs, ns: `/proc/${rec.initPid}/ns/net`, ip: rec.ips?.[0] ?? '', stop };
+  return { name, netPids: [proc.child.pid!], setupMs, ns: `/proc/${rec.initPid}/ns/net`, ip: rec.ips?.[0] ?? '', stop };
 }
+
+/** `podman run -d` of a container that only waits (podman returns once it runs); stop = `podman rm -f -t 0`. */
+async function startPodman(env: Env, args: string[]): Promise<Ctr> {
+  const l = podmanLayout(env.dir);
+  const name = `b${TAG}${counter++}`;
+  const t0 = performance.now();
+  const r = await run(podmanArgv(l, ['run', '-d', '--name', name, ...args, '--rootfs', l.rootfs, '/bin/sh', '-c', 'exec sleep 100000']), 120_000);
+  const setupMs = performance.now() - t0;
+  const remove = async () => run(podmanArgv(l, ['rm', '-f', '-t', '0', name]), 120_000);
+  if (r.code !== 0) {
+    await remove();
+    throw new Error(`podman run: ${r.out.trim().split('\n').slice(-1)[0]}`);
+  }
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return 0;
+    stopped = true;
+    const s = performance.now();
+    const rm = await remove();
+    if (rm.code !== 0) throw new Error(`podman rm: ${rm.out.trim().split('\n').slice(-1)[0]}`);
+    return performance.now() - s;
+  };
+  try {
+    const inspect = await run(podmanArgv(l, ['inspect', name]));
+    const c = parsePodmanInspect(inspect.out);
+    return { name, netPids: c.conmonPid ? [c.conmonPid] : [], setupMs, ns: c.ns, ip: c.ip, stop };
+  } catch (err) {
+    await stop().catch(() => 0);
+    throw err;
+  }
+}
+
+/** A waiting container of `tool`: podman's own, or burrow's (with burrow's or the reference plugins, or rootless). */
+const startCtr = (env: Env, who: Who, tool: string, args: string[]) => (tool === 'podman' ? startPodman(env, args) : startContainer(env, who, args));
 
 // ---- topologies -----------------------------------------------------------------------------
 
@@ -270,8 +312,13 @@ async function gatewayOf(ns: string): Promise<string> {
   return m[1];
 }
 
+function whoRuns(tool: string, kind: Kind): Who {
+  return tool === 'reference' ? 'ref' : tool === 'podman' ? 'pm' : kind === 'rootful' ? 'own' : 'user';
+}
+
 async function topology(env: Env, pathName: string, tool: string): Promise<Topo> {
-  const who: Who = tool === 'reference' ? 'ref' : PATHS.find((p) => p.name === pathName)!.kind === 'rootful' ? 'own' : 'user';
+  const who = whoRuns(tool, PATHS.find((p) => p.name === pathName)!.kind);
+  const ctr = (args: string[]) => startCtr(env, who, tool, args);
   const stops: Array<() => Promise<number>> = [];
   const teardown = async () => {
     let first = 0;
@@ -284,13 +331,13 @@ async function topology(env: Env, pathName: string, tool: string): Promise<Topo>
   try {
     switch (pathName) {
       case 'bridge-c2h': {
-        const c = await startContainer(env, who, []);
+        const c = await ctr([]);
         stops.push(c.stop);
         const p = nextPorts();
         return { serverNs: env.host, bind: '0.0.0.0', clientNs: c.ns, target: await gatewayOf(c.ns), ports: p, listen: p, setupMs: c.setupMs, teardown };
       }
       case 'bridge-h2c': {
-        const c = await startContainer(env, who, []);
+        const c = await ctr([]);
         stops.push(c.stop);
         return { serverNs: c.ns, bind: '0.0.0.0', clientNs: env.host, target: c.ip, ports: INNER, listen: INNER, setupMs: c.setupMs, teardown };
       }
@@ -300,7 +347,7 @@ async function topology(env: Env, pathName: string, tool: string): Promise<Topo>
       case 'rootless-fwd-remote': {
         const p = nextPorts();
         const rootless = pathName.startsWith('rootless');
-        const c = await startContainer(env, who, [...(rootless ? rootlessNet(tool) : []), ...publish(p)]);
+        const c = await ctr([...(rootless ? rootlessNet(tool) : []), ...publish(p)]);
         stops.push(c.stop);
         const remote = pathName.endsWith('remote');
         return { serverNs: c.ns, bind: '0.0.0.0', clientNs: remote ? env.remote : env.host, target: remote ? '10.98.0.1' : '127.0.0.1', ports: p, listen: INNER, setupMs: c.setupMs, teardown };
@@ -308,25 +355,25 @@ async function topology(env: Env, pathName: string, tool: string): Promise<Topo>
       case 'bridge-c2c':
       case 'macvlan-c2c': {
         const net = pathName === 'macvlan-c2c' ? ['--network', 'benchmv'] : [];
-        const a = await startContainer(env, who, net);
+        const a = await ctr(net);
         stops.push(a.stop);
-        const b = await startContainer(env, who, net);
+        const b = await ctr(net);
         stops.push(b.stop);
         return { serverNs: a.ns, bind: '0.0.0.0', clientNs: b.ns, target: a.ip, ports: INNER, listen: INNER, setupMs: a.setupMs, teardown };
       }
       case 'rootless-out': {
         const lb = loopbackFor(tool);
-        const c = await startContainer(env, who, lb.args);
+        const c = await ctr(lb.args);
         stops.push(c.stop);
         const p = nextPorts();
         return { serverNs: env.host, bind: '127.0.0.1', clientNs: c.ns, target: lb.addr, ports: p, listen: p, setupMs: c.setupMs, teardown };
       }
       case 'rootless-c2c': {
         const p = nextPorts();
-        const a = await startContainer(env, who, [...rootlessNet(tool), ...publish(p)]);
+        const a = await ctr([...rootlessNet(tool), ...publish(p)]);
         stops.push(a.stop);
         const lb = loopbackFor(tool);
-        const b = await startContainer(env, who, lb.args);
+        const b = await ctr(lb.args);
         stops.push(b.stop);
         return { serverNs: a.ns, bind: '0.0.0.0', clientNs: b.ns, target: lb.addr, ports: p, listen: INNER, setupMs: a.setupMs, teardown };
       }
@@ -338,8 +385,8 @@ async function topology(env: Env, pathName: string, tool: string): Promise<Topo>
           await run(burrowArgv(env, who, ['pod', 'rm', '-f', '-t', '2', pod]));
           return performance.now() - s;
         });
-        const a = await startContainer(env, who, ['--pod', pod]);
-        const b = await startContainer(env, who, ['--pod', pod]);
+        const a = await ctr(['--pod', pod]);
+        const b = await ctr(['--pod', pod]);
         return { serverNs: a.ns, bind: '127.0.0.1', clientNs: b.ns, target: '127.0.0.1', ports: INNER, listen: INNER, setupMs: a.setupMs, teardown };
       }
       default:
@@ -494,14 +541,14 @@ function pidsOf(name: string): number[] {
 async function scalePoint(env: Env, who: Who, tool: string, n: number): Promise<ScalePoint> {
   const t0 = performance.now();
   const args = who === 'user' ? rootlessNet(tool) : [];
-  const results = await Promise.allSettled(Array.from({ length: n }, () => startContainer(env, who, args)));
+  const results = await Promise.allSettled(Array.from({ length: n }, () => startCtr(env, who, tool, args)));
   const wall = performance.now() - t0;
   const ctrs = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {
     const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
     if (failed) throw new Error(`${n - ctrs.length} of ${n} containers failed: ${(failed.reason as Error).message}`);
     await sleep(500);
-    const netPids = tool === 'pasta' ? pidsOf('pasta') : tool === 'slirp4netns' ? pidsOf('slirp4netns') : ctrs.map((c) => c.proc.child.pid!);
+    const netPids = tool === 'pasta' ? pidsOf('pasta') : tool === 'slirp4netns' ? pidsOf('slirp4netns') : ctrs.flatMap((c) => c.netPids);
     const rss = rssMiB(netPids) / n;
     const s = performance.now();
     await Promise.all(ctrs.map((c) => c.stop()));
@@ -539,7 +586,7 @@ async function rssWithFlows(env: Env, tool: string, flows: number): Promise<numb
     const opened = JSON.parse(client.out().slice(client.out().indexOf('{'))).open as number;
     if (opened < flows) throw new Error(`only ${opened} of ${flows} connections opened`);
     await sleep(500);
-    const pids = tool === 'pasta' ? pidsOf('pasta') : tool === 'slirp4netns' ? pidsOf('slirp4netns') : [c.proc.child.pid!];
+    const pids = tool === 'pasta' ? pidsOf('pasta') : tool === 'slirp4netns' ? pidsOf('slirp4netns') : c.netPids;
     const mib = rssMiB(pids);
     client.child.kill('SIGKILL');
     return mib;
@@ -556,7 +603,7 @@ async function cpuPerGb(env: Env, o: Options, tool: string): Promise<number> {
   const iperf = start(inNs(c.ns, ['iperf3', '-s', '--forceflush', '-p', String(INNER.iperf)]));
   try {
     await until(iperf, 'listening', 15_000);
-    const pids = tool === 'pasta' ? pidsOf('pasta') : tool === 'slirp4netns' ? pidsOf('slirp4netns') : [c.proc.child.pid!];
+    const pids = tool === 'pasta' ? pidsOf('pasta') : tool === 'slirp4netns' ? pidsOf('slirp4netns') : c.netPids;
     const before = cpuTicks(pids);
     const r = await run(inNs(env.remote, ['iperf3', '-J', '-c', '10.98.0.1', '-p', String(p.iperf), '-t', String(o.durationS)]), o.durationS * 4000 + 20_000);
     const res = parseIperf(r.out);
@@ -745,14 +792,29 @@ export function collectStale(netnsRemove: (p: string) => boolean, netnsDir = '/r
     const n = killTagged(tag);
     if (n) removed.push(`${n} process(es) tagged ${tag}`);
   }
+  const staleDirs = fs.readdirSync(tmp).filter((n) => /^burrow-bench-/.test(n)).map((n) => path.join(tmp, n));
+  for (const d of staleDirs) {
+    // podman's containers (conmon does not carry the tag): removed inside the bench's host netns
+    let hostNs: string | undefined;
+    try {
+      hostNs = fs.readFileSync(path.join(d, 'host-netns'), 'utf8').trim();
+    } catch {
+      // set-up stopped before it was written
+    }
+    if (fs.existsSync(podmanLayout(d).conf)) {
+      removePodmanState(podmanLayout(d), hostNs);
+      removed.push(`podman containers of ${d}`);
+    }
+  }
   for (const name of fs.existsSync(netnsDir) ? fs.readdirSync(netnsDir) : []) {
     if (!/^bb[hr]bb[0-9a-z]+$/.test(name)) continue;
     netnsRemove(path.join(netnsDir, name));
     removed.push(`netns ${name}`);
   }
-  for (const name of fs.readdirSync(tmp).filter((n) => /^burrow-bench-/.test(n))) {
-    fs.rmSync(path.join(tmp, name), { recursive: true, force: true });
-    removed.push(path.join(tmp, name));
+  for (const d of staleDirs) {
+    unmountUnder(d);
+    fs.rmSync(d, { recursive: true, force: true });
+    removed.push(d);
   }
   // the name is the bench's own (README); it exists now only if a bench was stopped before userdel
   if (spawnSync('id', ['-u', USER]).status === 0) {
@@ -797,10 +859,14 @@ async function outer(argv: string[]): Promise<number> {
     killTagged(tag);
     spawnSync('sleep', ['0.2']);
     killTagged(tag);
+    if (dir) removePodmanState(podmanLayout(dir), host);
     if (host) netnsRemove(host);
     if (remote) netnsRemove(remote);
     removeUser();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (dir) {
+      unmountUnder(dir);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
     fs.rmSync(lock, { force: true });
   };
   const onSignal = (sig: NodeJS.Signals) => {
@@ -815,6 +881,8 @@ async function outer(argv: string[]): Promise<number> {
     if (stale.length) process.stderr.write(`burrow bench: removed what an earlier bench left when it was killed: ${stale.join(', ')}\n`);
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bench-'));
     host = netnsCreate(`bbh${tag}`);
+    // for a later bench, should this one be killed: podman's containers are removed inside it
+    fs.writeFileSync(path.join(dir, 'host-netns'), host);
     remote = netnsCreate(`bbr${tag}`);
     const useradd = spawnSync('useradd', ['-m', '-c', 'burrow bench throwaway user', USER], { encoding: 'utf8' });
     if (useradd.status !== 0) throw new Error(`useradd ${USER}: ${useradd.stderr.trim()}`);
@@ -828,8 +896,10 @@ async function outer(argv: string[]): Promise<number> {
     // the macvlan parent: a veth of the bench's own, never the machine's eth0
     sh(host, 'ip link add mvpar0 type veth peer name mvpeer0; ip link set mvpar0 up; ip link set mvpeer0 up');
     fs.chmodSync('/dev/net/tun', 0o666);
-    for (const [who, cniPath, bridge, subnet] of [['own', path.join(ROOT, 'plugins', 'bin'), 'bbr0', '10.88.0.0/16'], ['ref', REFERENCE_DIR, 'rbr0', '10.87.0.0/16']] as const) {
-      const d = path.join(dir, who);
+    // pm: podman's own network dir, where `burrow network create` writes the anchor's conflists
+    // (podman reads files only: its network bbpodman on pbr0, 10.86/16; this default is unused)
+    for (const [who, cniPath, bridge, subnet] of [['own', path.join(ROOT, 'plugins', 'bin'), 'bbr0', '10.88.0.0/16'], ['ref', REFERENCE_DIR, 'rbr0', '10.87.0.0/16'], ['pm', REFERENCE_DIR, 'pbr9', '10.85.0.0/16']] as const) {
+      const d = who === 'pm' ? podmanLayout(dir).dir : path.join(dir, who);
       fs.mkdirSync(path.join(d, 'net.d'), { recursive: true });
       fs.writeFileSync(path.join(dir, `${who}.toml`), `[network]\ncni_config_dir = "${d}/net.d"\ncni_cache_dir = "${d}/cache"\nipam_data_dir = "${d}/ipam"\ncni_path = ${JSON.stringify([cniPath])}\ndefault_bridge = "${bridge}"\ndefault_subnet = "${subnet}"\n[engine]\nstate_dir = "${d}/state"\n`);
     }
@@ -848,14 +918,16 @@ async function outer(argv: string[]): Promise<number> {
 async function inner(argv: string[]): Promise<number> {
   const o = parseOptions(argv);
   const { dir, host, remote } = JSON.parse(process.env.BURROW_BENCH_INNER!) as { dir: string; host: string; remote: string };
-  const env: Env = { dir, host, remote, configs: { own: path.join(dir, 'own.toml'), ref: path.join(dir, 'ref.toml') }, uid: Number(spawnSync('id', ['-u', USER], { encoding: 'utf8' }).stdout.trim()) };
+  const env: Env = { dir, host, remote, configs: { own: path.join(dir, 'own.toml'), ref: path.join(dir, 'ref.toml'), pm: path.join(dir, 'pm.toml') }, uid: Number(spawnSync('id', ['-u', USER], { encoding: 'utf8' }).stdout.trim()) };
   let stopping = false;
   process.on('SIGINT', () => {
     stopping = true;
   });
   const refOk = o.anchors === 'auto' && ['bridge', 'host-local', 'portmap', 'firewall', 'tuning', 'macvlan'].every((p) => fs.existsSync(path.join(REFERENCE_DIR, p)));
+  const podmanGaps = podmanMissing(have, REFERENCE_DIR);
+  const podmanOk = o.anchors === 'auto' && podmanGaps.length === 0;
   const tools = {
-    rootful: ['burrow', ...(refOk ? ['reference'] : [])],
+    rootful: ['burrow', ...(refOk ? ['reference'] : []), ...(podmanOk ? ['podman'] : [])],
     rootless: ['burrow', ...(o.anchors === 'auto' ? ['pasta', 'slirp4netns'].filter(have) : [])],
   };
   const versions: Record<string, string> = {
@@ -866,12 +938,16 @@ async function inner(argv: string[]): Promise<number> {
     // Debian's 2023 pasta says "pasta unknown version": the package version names the snapshot
     ...(tools.rootless.includes('pasta') ? { pasta: [firstLine(['pasta', '--version']), firstLine(['dpkg-query', '-W', '-f', 'passt ${Version}', 'passt'])].filter((v) => v && !/unknown/.test(v)).join(', ') || 'unknown' } : {}),
     ...(tools.rootless.includes('slirp4netns') ? { slirp4netns: firstLine(['slirp4netns', '--version']) } : {}),
-    podman: have('podman') ? `${firstLine(['podman', '--version'])} (not measured: it runs the same reference plugins as the "reference" anchor, plus its own start-up)` : 'not installed',
+    ...(podmanOk ? { podman: `${firstLine(['podman', '--version'])} (CNI backend, reference plugins, runtime ${have('crun') ? 'crun' : 'runc'})` } : o.anchors === 'auto' ? { podman: `not measured: missing ${podmanGaps.join(', ')}` } : {}),
   };
+  if (podmanOk) {
+    preparePodman(podmanLayout(dir), { referenceDir: REFERENCE_DIR, runtime: have('crun') ? 'crun' : 'runc', defaultNetwork: 'bbpodman', busybox: firstLine(['sh', '-c', 'command -v busybox']) });
+    await burrow(env, 'pm', ['network', 'create', '--subnet', '10.86.0.0/16', '-o', 'com.docker.network.bridge.name=pbr0', 'bbpodman']);
+  }
   const paths = PATHS.filter((p) => o.only.includes(p.name));
   if (paths.some((p) => p.name === 'macvlan-c2c')) {
-    for (const [who, subnet] of [['own', '10.77.1.0/24'], ['ref', '10.77.2.0/24']] as const) {
-      if (who === 'ref' && !refOk) continue;
+    for (const [who, subnet] of [['own', '10.77.1.0/24'], ['ref', '10.77.2.0/24'], ['pm', '10.77.3.0/24']] as const) {
+      if ((who === 'ref' && !refOk) || (who === 'pm' && !podmanOk)) continue;
       await burrow(env, who, ['network', 'create', '-d', 'macvlan', '-o', 'parent=mvpar0', '--subnet', subnet, 'benchmv']);
     }
   }
@@ -899,7 +975,7 @@ async function inner(argv: string[]): Promise<number> {
       for (const tool of tools.rootful) {
         process.stderr.write(`\r\x1b[Kscale: ${n} rootful containers, ${tool}`);
         try {
-          scale.rootful.push(await scalePoint(env, tool === 'reference' ? 'ref' : 'own', tool, n));
+          scale.rootful.push(await scalePoint(env, whoRuns(tool, 'rootful'), tool, n));
         } catch (err) {
           errors[`scale|${n}|${tool}`] = (err as Error).message;
         }

@@ -33,7 +33,7 @@ export interface Chart {
   lines: LinePanel[];
 }
 
-const COLORS: Record<string, string> = { burrow: '#1f6fb2', reference: '#8c8c8c', pasta: '#e0822c', slirp4netns: '#5a9e44' };
+const COLORS: Record<string, string> = { burrow: '#1f6fb2', reference: '#8c8c8c', pasta: '#e0822c', slirp4netns: '#5a9e44', podman: '#892ca0' };
 const EXTRA = ['#b04a8a', '#7a5cc0', '#2aa198', '#b58900'];
 
 export function colorOf(tool: string, all: string[]): string {

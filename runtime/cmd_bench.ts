@@ -11,7 +11,7 @@ import { BurrowError } from '../native/errors.js';
 
 export function benchCommand(setExit: (code: number) => void): Command {
   return new Command('bench')
-    .description('rootful vs rootless throughput, latency, HTTP and setup time, with pasta, slirp4netns and the reference CNI plugins measured in the same run (needs root)')
+    .description('rootful vs rootless throughput, latency, HTTP and setup time, with the reference CNI plugins, podman, pasta and slirp4netns measured in the same run (needs root)')
     .option('--duration <s>', 'seconds per throughput/latency/HTTP measurement', '3')
     .option('--runs <n>', 'interleaved runs of every path and tool', '3')
     .option('--parallel <p>', 'streams for the parallel TCP measurement', '4')
