@@ -81,7 +81,7 @@ function sampleReport(): Report {
       'rootless-fwd-lo': { 'http-32': { burrow: [9000, 9100, 8900], pasta: [10000, 10000, 10000] } },
     },
     errors: { 'rootless-fwd-lo|udp|pasta': 'iperf3 gave no result within 13 s' },
-    scale: { rootful: [{ tool: 'burrow', n: 1, setupWallMs: 200, setupP50Ms: 200, teardownWallMs: 90, rssPerCtrMiB: 50 }, { tool: 'burrow', n: 10, setupWallMs: 900, setupP50Ms: 700, teardownWallMs: 300, rssPerCtrMiB: 48 }], rootless: [] },
+    scale: { rootful: [{ tool: 'burrow', n: 1, setupWallMs: 200, setupP50Ms: 200, teardownWallMs: 90, rssPerCtrMiB: 50, pssPerCtrMiB: 20 }, { tool: 'burrow', n: 10, setupWallMs: 900, setupP50Ms: 700, teardownWallMs: 300, rssPerCtrMiB: 48, pssPerCtrMiB: 18 }], rootless: [] },
     flowsRss: { burrow: 66.7, pasta: 22.5 },
     cpuPerGb: { burrow: [1.5, 1.4, 1.6] },
   };

@@ -517,19 +517,28 @@ export interface ScalePoint {
   setupP50Ms: number;
   teardownWallMs: number;
   rssPerCtrMiB: number;
+  /**
+   * Proportional set size per container: shared pages (the node, conmon or pasta binary and its
+   * libraries) divided among the processes that map them, so what one more container costs.
+   */
+  pssPerCtrMiB: number;
 }
 
-function rssMiB(pids: number[]): number {
+/** Sum of a /proc/PID file's "Field: N kB" over pids, in MiB. */
+function memMiB(pids: number[], file: 'status' | 'smaps_rollup', field: 'VmRSS' | 'Pss'): number {
   let kb = 0;
   for (const pid of pids) {
     try {
-      kb += Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+      kb += Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/${file}`, 'utf8'))?.[1] ?? 0);
     } catch {
       // gone
     }
   }
   return kb / 1024;
 }
+
+const rssMiB = (pids: number[]) => memMiB(pids, 'status', 'VmRSS');
+const pssMiB = (pids: number[]) => memMiB(pids, 'smaps_rollup', 'Pss');
 
 /** pids of the bench user's `name` processes (Debian's pasta runs as "passt.avx2" on most CPUs). */
 function pidsOf(name: string): number[] {
@@ -550,9 +559,10 @@ async function scalePoint(env: Env, who: Who, tool: string, n: number): Promise<
     await sleep(500);
     const netPids = tool === 'pasta' ? pidsOf('pasta') : tool === 'slirp4netns' ? pidsOf('slirp4netns') : ctrs.flatMap((c) => c.netPids);
     const rss = rssMiB(netPids) / n;
+    const pss = pssMiB(netPids) / n;
     const s = performance.now();
     await Promise.all(ctrs.map((c) => c.stop()));
-    return { tool, n, setupWallMs: wall, setupP50Ms: summarize(ctrs.map((c) => c.setupMs)).p50, teardownWallMs: performance.now() - s, rssPerCtrMiB: rss };
+    return { tool, n, setupWallMs: wall, setupP50Ms: summarize(ctrs.map((c) => c.setupMs)).p50, teardownWallMs: performance.now() - s, rssPerCtrMiB: rss, pssPerCtrMiB: pss };
   } finally {
     await Promise.all(ctrs.map((c) => c.stop()));
   }
@@ -676,9 +686,9 @@ export function renderReport(r: Report): string {
     lines.push(`\n${p.name}: ${p.title}`, renderTable(rows));
   }
   if (r.scale.rootful.length || r.scale.rootless.length) {
-    const rows = [['section', 'tool', 'containers', 'setup wall ms', 'setup p50 ms', 'teardown wall ms', 'RSS MiB/ctr (network process)']];
+    const rows = [['section', 'tool', 'containers', 'setup wall ms', 'setup p50 ms', 'teardown wall ms', 'RSS MiB/ctr', 'PSS MiB/ctr (network process)']];
     for (const [sec, pts] of [['rootful', r.scale.rootful], ['rootless', r.scale.rootless]] as const) {
-      for (const s of pts) rows.push([sec, s.tool, String(s.n), fmt(s.setupWallMs), fmt(s.setupP50Ms), fmt(s.teardownWallMs), fmt(s.rssPerCtrMiB)]);
+      for (const s of pts) rows.push([sec, s.tool, String(s.n), fmt(s.setupWallMs), fmt(s.setupP50Ms), fmt(s.teardownWallMs), fmt(s.rssPerCtrMiB), fmt(s.pssPerCtrMiB ?? NaN)]);
     }
     lines.push('\nscale: containers started at once (rootful: default bridge; rootless: one stack each)', renderTable(rows));
   }
@@ -715,11 +725,11 @@ export function chartOf(r: Report): Chart {
   const series = (pts: ScalePoint[], f: (s: ScalePoint) => number) => [...new Set(pts.map((s) => s.tool))].map((tool) => ({ tool, points: pts.filter((s) => s.tool === tool).map((s) => ({ x: s.n, y: f(s) })) }));
   if (r.scale.rootful.length) {
     lines.push({ title: 'rootful: setup wall time', unit: 'ms', xLabel: 'containers started at once', series: series(r.scale.rootful, (s) => s.setupWallMs) });
-    lines.push({ title: 'rootful: memory per container', unit: 'MiB RSS', xLabel: 'containers', series: series(r.scale.rootful, (s) => s.rssPerCtrMiB) });
+    lines.push({ title: 'rootful: memory per container', unit: 'MiB PSS', xLabel: 'containers', series: series(r.scale.rootful, (s) => s.pssPerCtrMiB ?? s.rssPerCtrMiB) });
   }
   if (r.scale.rootless.length) {
     lines.push({ title: 'rootless: setup wall time', unit: 'ms', xLabel: 'stacks started at once', series: series(r.scale.rootless, (s) => s.setupWallMs) });
-    lines.push({ title: 'rootless: network process memory per stack', unit: 'MiB RSS', xLabel: 'stacks', series: series(r.scale.rootless, (s) => s.rssPerCtrMiB) });
+    lines.push({ title: 'rootless: network process memory per stack', unit: 'MiB PSS', xLabel: 'stacks', series: series(r.scale.rootless, (s) => s.pssPerCtrMiB ?? s.rssPerCtrMiB) });
   }
   return {
     title: 'burrow bench: rootful and rootless container networking',

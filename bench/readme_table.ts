@@ -41,9 +41,9 @@ export function markdown(r: Report): string {
   }
   const sc = [...r.scale.rootful.map((s) => ({ ...s, sec: 'rootful' })), ...r.scale.rootless.map((s) => ({ ...s, sec: 'rootless' }))];
   if (sc.length) {
-    out.push('Scale: containers started at once; RSS of the process that carries the network, per container', '');
-    out.push('| section | containers | tool | setup wall | setup p50 | teardown wall | RSS/container |', '|---|---|---|---|---|---|---|');
-    for (const s of sc) out.push(`| ${s.sec} | ${s.n} | ${s.tool} | ${value(s.setupWallMs)} ms | ${value(s.setupP50Ms)} ms | ${value(s.teardownWallMs)} ms | ${value(s.rssPerCtrMiB)} MiB |`);
+    out.push('Scale: containers started at once; memory of the processes that carry the network, per container (RSS, and PSS: shared pages split among the processes that map them)', '');
+    out.push('| section | containers | tool | setup wall | setup p50 | teardown wall | RSS/container | PSS/container |', '|---|---|---|---|---|---|---|---|');
+    for (const s of sc) out.push(`| ${s.sec} | ${s.n} | ${s.tool} | ${value(s.setupWallMs)} ms | ${value(s.setupP50Ms)} ms | ${value(s.teardownWallMs)} ms | ${value(s.rssPerCtrMiB)} MiB | ${s.pssPerCtrMiB === undefined ? 'n/a' : `${value(s.pssPerCtrMiB)} MiB`} |`);
     out.push('');
   }
   if (Object.keys(r.flowsRss ?? {}).length || Object.keys(r.cpuPerGb).length) {

@@ -92,7 +92,7 @@ async function main(): Promise<number> {
     check('scale: rootful at 1 and 3 containers, rootless too', () => {
       assert.deepEqual([...new Set(report.scale.rootful.map((s: { n: number }) => s.n))], [1, 3]);
       assert.deepEqual([...new Set(report.scale.rootless.map((s: { n: number }) => s.n))], [1, 3]);
-      for (const s of [...report.scale.rootful, ...report.scale.rootless]) assert.ok(s.setupWallMs > 0 && s.rssPerCtrMiB > 0, JSON.stringify(s));
+      for (const s of [...report.scale.rootful, ...report.scale.rootless]) assert.ok(s.setupWallMs > 0 && s.rssPerCtrMiB > 0 && s.pssPerCtrMiB > 0 && s.pssPerCtrMiB <= s.rssPerCtrMiB + 0.01, JSON.stringify(s));
     });
     check('cpu per GB measured for burrow', () => assert.ok(report.cpuPerGb.burrow?.[0] > 0));
     check('memory with 1000 open connections measured for burrow', () => assert.ok(report.flowsRss.burrow > 0));
