@@ -302,6 +302,13 @@ static void setup_root(void) {
   snprintf(p, sizeof p, "%s/proc", root);
   mkdir(p, 0555);
   if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount proc on", "/proc");
+  /* A read-only sysfs of the container's own network namespace, as podman mounts one: the host's
+   * /sys (bound with the host root) would show the host's links under /sys/class/net. It fails
+   * where the container's user namespace does not own its network namespace (rootless --network
+   * host): the host root's /sys then stays, and a rootfs keeps an empty /sys. */
+  snprintf(p, sizeof p, "%s/sys", root);
+  mkdir(p, 0555);
+  mount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
   for (int i = 0; i < nbinds; i++) {
     snprintf(p, sizeof p, "%s%s", root, bind_dst[i]);
     struct stat st;

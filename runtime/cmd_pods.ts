@@ -24,6 +24,61 @@ function podStatus(s: ContainerStore, p: PodRecord): { state: string; members: n
   return { state, members: members.length, running: members.filter(running).length };
 }
 
+export interface PodOptions {
+  name?: string;
+  network?: string;
+  publish: string[];
+  hostname?: string;
+  dns: string[];
+  userns?: string;
+  mapHostLoopback?: string;
+}
+
+/** Creates a pod and starts its infra container; resolves to the pod's id. Nothing is left if the infra fails. */
+export async function createPod(o: PodOptions, config?: string): Promise<string> {
+  const s = await store(config);
+  const pods = new PodStore(s.stateDir);
+  const id = ContainerStore.newId();
+  const name = o.name ?? `pod-${id.slice(0, 8)}`;
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new ContainerError(`invalid pod name "${name}": letters, digits, _ . - (not first)`);
+  const record: PodRecord = { id, name, created: new Date().toISOString(), infraId: '', hostname: o.hostname ?? name, network: o.network, ports: o.publish };
+  pods.create(record);
+  const argv = [
+    ...(config ? ['--config', config] : []), 'run', '--infra', '--pod', id, '--name', `${id.slice(0, 12)}-infra`, '--hostname', record.hostname,
+    ...(o.network ? ['--network', o.network] : []), ...o.publish.flatMap((p) => ['-p', p]), ...o.dns.flatMap((d) => ['--dns', d]),
+    ...(o.userns ? ['--userns', o.userns] : []), ...(o.mapHostLoopback ? ['--map-host-loopback', o.mapHostLoopback] : []),
+  ];
+  try {
+    const { startSupervisor } = await import('./run.js');
+    record.infraId = await startSupervisor(argv, config);
+  } catch (err) {
+    pods.remove(id);
+    throw err;
+  }
+  pods.write(record);
+  return id;
+}
+
+/** Removes a pod: its members (running ones only with force), then its infra, then the record. */
+export async function removePod(nameOrId: string, opts: { force?: boolean; time: number }, config?: string): Promise<string> {
+  const s = await store(config);
+  const pods = new PodStore(s.stateDir);
+  const p = pods.find(nameOrId);
+  const members = s.list().filter((r) => r.pod === p.id && !r.infra);
+  const live = members.filter(running);
+  if (live.length && !opts.force) throw new ContainerError(`pod "${p.name}" has running containers (${live.map((r) => r.name).join(', ')}): stop them or use pod rm -f`);
+  // Members first (they hold the pod's namespaces too), then the infra.
+  await Promise.all(live.map((r) => stop(s, r, opts.time)));
+  for (const r of members) await s.remove(r.id);
+  const infra = s.list().find((r) => r.id === p.infraId);
+  if (infra) {
+    await stop(s, infra, opts.time);
+    await s.remove(infra.id);
+  }
+  pods.remove(p.id);
+  return p.id;
+}
+
 export function podCommand(globals: () => { config?: string }, out: Out): Command {
   const pod = new Command('pod').description('pods: containers sharing one network namespace (podman\'s pod model)');
   pod.addCommand(new Command('create')
@@ -35,28 +90,8 @@ export function podCommand(globals: () => { config?: string }, out: Out): Comman
     .option('--dns <ip>', 'nameserver (repeatable)', collect, [])
     .option('--userns <mode>', 'user namespace mode of the pod (every member shares it)')
     .option('--map-host-loopback <addr>', 'usernet: an address that reaches the host\'s loopback')
-    .action(async (o: { name?: string; network?: string; publish: string[]; hostname?: string; dns: string[]; userns?: string; mapHostLoopback?: string }) => {
-      const s = await store(globals().config);
-      const pods = new PodStore(s.stateDir);
-      const id = ContainerStore.newId();
-      const name = o.name ?? `pod-${id.slice(0, 8)}`;
-      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new ContainerError(`invalid --name "${name}": letters, digits, _ . - (not first)`);
-      const record: PodRecord = { id, name, created: new Date().toISOString(), infraId: '', hostname: o.hostname ?? name, network: o.network, ports: o.publish };
-      pods.create(record);
-      const argv = [
-        ...(globals().config ? ['--config', globals().config!] : []), 'run', '--infra', '--pod', id, '--name', `${id.slice(0, 12)}-infra`, '--hostname', record.hostname,
-        ...(o.network ? ['--network', o.network] : []), ...o.publish.flatMap((p) => ['-p', p]), ...o.dns.flatMap((d) => ['--dns', d]),
-        ...(o.userns ? ['--userns', o.userns] : []), ...(o.mapHostLoopback ? ['--map-host-loopback', o.mapHostLoopback] : []),
-      ];
-      try {
-        const { startSupervisor } = await import('./run.js');
-        record.infraId = await startSupervisor(argv, globals().config);
-      } catch (err) {
-        pods.remove(id);
-        throw err;
-      }
-      pods.write(record);
-      out(`${id}\n`);
+    .action(async (o: PodOptions) => {
+      out(`${await createPod(o, globals().config)}\n`);
     }));
   pod.addCommand(new Command('ls')
     .alias('ps')
@@ -102,24 +137,7 @@ export function podCommand(globals: () => { config?: string }, out: Out): Comman
     .option('-t, --time <s>', 'seconds to wait for each container before SIGKILL', '10')
     .argument('<names...>')
     .action(async (names: string[], o: { force?: boolean; time: string }) => {
-      const s = await store(globals().config);
-      const pods = new PodStore(s.stateDir);
-      for (const n of names) {
-        const p = pods.find(n);
-        const members = s.list().filter((r) => r.pod === p.id && !r.infra);
-        const live = members.filter(running);
-        if (live.length && !o.force) throw new ContainerError(`pod "${p.name}" has running containers (${live.map((r) => r.name).join(', ')}): stop them or use pod rm -f`);
-        // Members first (they hold the pod's namespaces too), then the infra.
-        await Promise.all(live.map((r) => stop(s, r, Number(o.time))));
-        for (const r of members) await s.remove(r.id);
-        const infra = s.list().find((r) => r.id === p.infraId);
-        if (infra) {
-          await stop(s, infra, Number(o.time));
-          await s.remove(infra.id);
-        }
-        pods.remove(p.id);
-        out(`${p.id}\n`);
-      }
+      for (const n of names) out(`${await removePod(n, { force: o.force, time: Number(o.time) }, globals().config)}\n`);
     }));
   return pod;
 }

@@ -24,11 +24,13 @@ import type { ImageConfig, ImagePlan } from './image.js';
 import { makeContext, type Context } from './context.js';
 import { planAddressing, DEFAULT_ADDRESSING } from '../net/usernet/usernet.js';
 import { processStartTime } from '../userns/auto.js';
+import { parseNetworkArgs, SPECIAL_NETWORKS } from './netspec.js';
 
 export interface RunOptions {
   cmd: string[];
   name?: string;
-  network?: string;
+  /** --network values (repeatable; NAME:ip=..,mac=..,interface_name=.. per CNI network; a,b lists). */
+  network?: string | string[];
   publish: string[];
   ip?: string;
   mac?: string;
@@ -59,7 +61,7 @@ export interface RunOptions {
   detached?: boolean;
 }
 
-const SPECIAL = ['usernet', 'host', 'none', 'pasta', 'slirp4netns'];
+const SPECIAL = SPECIAL_NETWORKS;
 
 /**
  * --network pasta|slirp4netns: the established tools attach to the held container's namespaces
@@ -211,22 +213,24 @@ export async function gcContainers(ctx: Context): Promise<string[]> {
 }
 
 /** The running container whose namespaces a new one shares (--pod, --network container:NAME). */
-function joinTargetOf(o: RunOptions, stateDir: string): ContainerRecord | null {
+function joinTargetOf(o: RunOptions, netValues: string[], stateDir: string): ContainerRecord | null {
   const store = new ContainerStore(stateDir);
+  const net0 = netValues[0] ?? '';
   let target: ContainerRecord;
   let what: string;
   if (o.pod && !o.infra) {
-    if (o.network) throw new ContainerError(`--pod and --network: the containers of a pod share the pod's network; give --network to "burrow pod create"`);
+    if (netValues.length) throw new ContainerError(`--pod and --network: the containers of a pod share the pod's network; give --network to "burrow pod create"`);
     const pod = new PodStore(stateDir).find(o.pod);
     const infra = store.list().find((r) => r.id === pod.infraId);
     if (!infra || infra.state !== 'running' || !ContainerStore.alive(infra) || !infra.initPid) throw new ContainerError(`pod "${pod.name}" is not running (its infra container is gone); remove it with "burrow pod rm -f ${pod.name}" and create it again`);
     target = infra;
     what = `pod "${pod.name}"`;
-  } else if (o.network?.startsWith('container:')) {
-    target = store.find(o.network.slice('container:'.length));
+  } else if (net0.startsWith('container:') && net0.length > 'container:'.length) {
+    if (netValues.length > 1) parseNetworkArgs(netValues); // says why container: stands alone
+    target = store.find(net0.slice('container:'.length));
     what = `container "${target.name}"`;
-    if (target.state !== 'running' || !ContainerStore.alive(target) || !target.initPid) throw new ContainerError(`--network ${o.network}: container "${target.name}" is not running`);
-    if (target.network.mode === 'host') throw new ContainerError(`--network ${o.network}: container "${target.name}" uses the host's network; use --network host`);
+    if (target.state !== 'running' || !ContainerStore.alive(target) || !target.initPid) throw new ContainerError(`--network ${net0}: container "${target.name}" is not running`);
+    if (target.network.mode === 'host') throw new ContainerError(`--network ${net0}: container "${target.name}" uses the host's network; use --network host`);
   } else return null;
   const shared = (flag: string, why: string, hint = '') => new ContainerError(`${flag} cannot be used with ${o.pod ? '--pod' : '--network container:'}: the container shares the ${why} of ${what}${hint}`);
   if (o.publish.length) throw shared('-p', 'network namespace', o.pod ? '; publish ports when creating the pod (burrow pod create -p)' : '; publish ports on that container');
@@ -253,20 +257,19 @@ async function unpackInto(file: string, plan: ImagePlan, root: string, pid: numb
 export async function runContainer(o: RunOptions, configFile?: string): Promise<number> {
   const rootless = process.getuid!() !== 0;
   const { loadConfig } = await import('./config.js');
-  const joinTarget = joinTargetOf(o, loadConfig(configFile).stateDir);
-  const network = joinTarget ? 'container' : o.network ?? (rootless ? 'usernet' : undefined);
+  const netValues = [o.network ?? []].flat();
+  const joinTarget = joinTargetOf(o, netValues, loadConfig(configFile).stateDir);
+  const network = joinTarget ? 'container' : netValues.length === 1 ? netValues[0] : netValues.length ? netValues.join(' --network ') : rootless ? 'usernet' : undefined;
   const ctx = await makeContext(configFile, { plugins: !rootless && !SPECIAL.includes(network ?? '') && !joinTarget });
   const netName = network ?? ctx.config.defaultNetwork;
   // ---- validate everything before anything starts
   const cni = !SPECIAL.includes(netName) && !joinTarget;
   if (netName.startsWith('container:')) throw new ContainerError('--network container: needs a container name');
   if (cni && rootless) throw new ContainerError(`rootless containers cannot join the network "${netName}": a bridge network needs root to create its veth pair and bridge in the host namespace; use --network usernet (the default when rootless), which also publishes ports with -p`);
-  // --network a,b: several CNI networks, eth0, eth1, ... in that order (published ports on the first)
-  const netList = netName.split(',').map((n) => n.trim());
-  if (netList.length > 1 && (!cni || netList.some((n) => SPECIAL.includes(n) || n.startsWith('container:') || !n))) throw new ContainerError(`--network ${netName}: only CNI networks can be combined (usernet, pasta, slirp4netns, host, none and container: stand alone)`);
-  if (netList.length > 1 && (o.ip || o.mac)) throw new ContainerError(`--${o.ip ? 'ip' : 'mac-address'} with several networks is ambiguous: it would apply to each; give one network`);
-  if (new Set(netList).size !== netList.length) throw new ContainerError(`--network ${netName} names a network twice`);
-  const lists = cni ? netList.map((n) => ctx.networks.get(n)) : [];
+  // several CNI networks (a,b or --network repeated): eth0, eth1, ... in that order unless
+  // NAME:interface_name=.. says otherwise; published ports on the first
+  const requests = cni || netValues.length > 1 ? parseNetworkArgs(netValues.length ? netValues : [netName], { ip: o.ip, mac: o.mac }) : [];
+  const lists = requests.map((r) => ctx.networks.get(r.name));
   if (o.rootfs && o.image) throw new ContainerError('--rootfs and --image both give the root filesystem: choose one');
   checkRootfs(o.rootfs);
   const volumes = parseVolumes(o.volume ?? []);
@@ -356,12 +359,13 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
       if (o.mapHostLoopback) extraHosts.push(`${o.mapHostLoopback}\thost.containers.internal host.docker.internal`);
     } else if (lists.length) {
       const netns = `/proc/${process.pid}/fd/${s.fds!.netns}`;
-      const attachments = lists.map((_, i) => ({ network: netList[i], netns, ifname: `eth${i}` }));
+      const attachments = requests.map((r) => ({ network: r.name, netns, ifname: r.ifname }));
       record.network = { mode: 'cni', attachments };
       store.write(record);
       for (const [i, list] of lists.entries()) {
         const first = i === 0;
-        const rt = { containerId: id, netns, ifname: `eth${i}`, capabilityArgs: { ...(ports.length && first ? { portMappings: portMappings(ports) } : {}), ...(o.ip ? { ips: [o.ip] } : {}), ...(o.mac ? { mac: o.mac } : {}) } };
+        const req = requests[i];
+        const rt = { containerId: id, netns, ifname: req.ifname, capabilityArgs: { ...(ports.length && first ? { portMappings: portMappings(ports) } : {}), ...(req.ips.length ? { ips: req.ips } : {}), ...(req.mac ? { mac: req.mac } : {}) } };
         detach.push(() => ctx.runtime.delNetworkList(list, rt));
         const result = (await ctx.runtime.addNetworkList(list, rt)) as { ips?: Array<{ address: string }> };
         ips.push(...(result.ips ?? []).map((x) => x.address.split('/')[0]));

@@ -49,6 +49,21 @@ test.serial('rootful pod: members share localhost, the pod publishes the port, l
   t.deepEqual(reservations(sb), [], 'the pod\'s address is released');
   t.notRegex(nsExec(w.host, ['iptables-save']), /dport 18700/, 'port rules removed');
   t.notRegex(nsExec(w.host, ['ip', '-br', 'link']), /veth/, 'no veth left');
+
+  // --pod new:NAME: the pod is made first and takes the run's -p; it outlives the container
+  t.teardown(() => void b(['pod', 'rm', '-f', 'np']));
+  const np = b(['run', '-d', '--pod', 'new:np', '--name', 'npweb', '-p', '18704:8080', ...FIXTURES, '--', ...HTTP(8080)]);
+  t.is(np.code, 0, np.stderr);
+  t.is(await httpUp(w.host, 'http://127.0.0.1:18704/'), '200', 'the new pod publishes the run\'s port');
+  t.like(JSON.parse(b(['pod', 'inspect', 'np']).stdout)[0], { Name: 'np', Hostname: 'np', Ports: ['18704:8080'] });
+  t.is(b(['rm', '-f', 'npweb']).code, 0);
+  t.like(JSON.parse(b(['pod', 'ls', '--format', 'json']).stdout)[0], { Name: 'np', Status: 'Running', NumberOfContainers: 1 });
+  t.regex(b(['run', '--rm', '--pod', 'new:np', '--', 'true']).stderr, /pod .*np.* exists|already/, 'a taken name is refused');
+  t.is(b(['pod', 'rm', '-f', 'np']).code, 0);
+  // a run that cannot start leaves no pod behind
+  t.regex(b(['run', '--rm', '--pod', 'new:np2', '--rootfs', '/nonexistent/rootfs', '--', 'true']).stderr, /--rootfs "\/nonexistent\/rootfs" does not exist/);
+  t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'pods')), [], 'the pod made for a failed run is removed');
+  t.deepEqual(reservations(sb), [], 'and its address released');
 });
 
 function http18700(ns: string): string {
@@ -85,6 +100,13 @@ test.serial('rootful --network container:NAME shares the address; capabilities f
   t.regex(two.stdout, /^eth0 10\.88\.\d+\.\d+\/16\neth1 10\.91\.0\.\d+\/24$/m);
   t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), [], 'both attachments deleted');
   t.deepEqual(reservations(sb), [], 'both addresses released');
+  // podman's per-network options, the flag repeated: interface name, static address and MAC
+  const opts = b(['run', '--rm', '--network', 'burrow:interface_name=lan0', '--network', 'second:ip=10.91.0.50,mac=02:42:0A:5B:00:32', '--', 'sh', '-c', 'ip -4 -o addr show | awk \'{print $2, $4}\'; cat /sys/class/net/eth0/address']);
+  t.is(opts.code, 0, opts.stderr);
+  t.regex(opts.stdout, /^lan0 10\.88\.\d+\.\d+\/16\neth0 10\.91\.0\.50\/24\n02:42:0a:5b:00:32$/m);
+  t.deepEqual(reservations(sb), [], 'the static address released too');
+  t.regex(b(['run', '--rm', '--network', 'second:ip=10.91.0.50', '--network', 'usernet', '--', 'true']).stderr, /only CNI networks can be combined/);
+  t.regex(b(['run', '--rm', '--network', 'second:ip=10.91.0', '--', 'true']).stderr, /--network second: ip: "10\.91\.0" is not an IPv4 or IPv6 address/);
   t.is(b(['network', 'rm', 'second']).code, 0);
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'ipam')), ['burrow'], 'the removed network\'s IPAM store went with it');
   t.regex(b(['run', '--rm', '--network', 'burrow,usernet', '--', 'true']).stderr, /only CNI networks can be combined/);
