@@ -6,6 +6,8 @@
  *   - an OCI image layout (oci-layout + index.json -> manifest -> config + layer blobs, also what
  *     newer `docker save` writes next to manifest.json),
  *   - anything else is a plain root filesystem tarball (`tar -C rootfs -c .`, maybe gzipped).
+ * The archive and each layer may be plain tar, gzip or zstd (`podman push --compression-format
+ * zstd`; Node 20's zlib has no zstd, so fzstd decompresses it, streaming), told by magic bytes.
  * Layers are applied in order with the OCI whiteout rules (`.wh.NAME` deletes NAME from lower
  * layers, `.wh..wh..opq` hides a directory's lower contents). Paths never leave the root: names
  * with `..` are refused, and a symlink met on the way is resolved inside the root, as if chrooted.
@@ -18,7 +20,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { Decompress } from 'fzstd';
 import zlib from 'node:zlib';
 import { extract, type Header } from 'tar-stream';
 import { BurrowError } from '../native/errors.js';
@@ -57,20 +61,58 @@ export interface UnpackStats {
 /** Largest entry kept in memory while scanning for index files and small JSON blobs. */
 const SMALL = 4 << 20;
 
-/** A readable of the file, gunzipped when it starts with the gzip magic. */
-async function openMaybeGzip(file: string): Promise<NodeJS.ReadableStream> {
+class ZstdError extends Error {}
+
+/** A streaming zstd decompressor (fzstd) as a Transform; its errors are ZstdErrors. */
+export function zstdDecompressor(): Transform {
+  const fail = (err: unknown) => new ZstdError((err as Error)?.message ?? String(err));
+  const t = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      try {
+        d.push(chunk);
+        cb();
+      } catch (err) {
+        cb(fail(err));
+      }
+    },
+    flush(cb) {
+      try {
+        d.push(new Uint8Array(0), true);
+        cb();
+      } catch (err) {
+        cb(fail(err));
+      }
+    },
+  });
+  // fzstd may reuse its window for later output: copy each chunk out
+  const d = new Decompress((chunk) => void t.push(Buffer.from(chunk)));
+  return t;
+}
+
+const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+
+/** A readable of the file, decompressed when it starts with the gzip or zstd magic. */
+async function openMaybeCompressed(file: string): Promise<NodeJS.ReadableStream> {
   const fd = fs.openSync(file, 'r');
-  const magic = Buffer.alloc(2);
-  const n = fs.readSync(fd, magic, 0, 2, 0);
+  const magic = Buffer.alloc(4);
+  const n = fs.readSync(fd, magic, 0, 4, 0);
   fs.closeSync(fd);
   const raw = fs.createReadStream(file);
-  return n === 2 && magic[0] === 0x1f && magic[1] === 0x8b ? raw.pipe(zlib.createGunzip()) : raw;
+  if (n >= 2 && magic.subarray(0, 2).equals(GZIP_MAGIC)) return raw.pipe(zlib.createGunzip());
+  if (n === 4 && magic.equals(ZSTD_MAGIC)) {
+    const z = zstdDecompressor();
+    raw.on('error', (err) => z.destroy(err));
+    return raw.pipe(z);
+  }
+  return raw;
 }
 
 function tarError(what: string, err: unknown): ImageError {
   const msg = (err as Error)?.message ?? String(err);
   if (err instanceof ImageError) return err;
   if (/^Z_/.test((err as NodeJS.ErrnoException)?.code ?? '')) return new ImageError(`${what}: corrupt gzip data (${msg})`);
+  if (err instanceof ZstdError) return new ImageError(`${what}: corrupt zstd data (${msg})`);
   return new ImageError(`${what}: not a valid tar archive (${msg.replace(/\. Maybe.*$/, '')})`);
 }
 
@@ -140,9 +182,6 @@ function planOci(files: Map<string, Buffer>, what: string): ImagePlan {
     }
     if (!doc.layers) throw new ImageError(`${what}: manifest ${pick.digest} has no layers`);
     const cfg = doc.config ? parseJson<{ config?: ImageConfig }>(files, blob(doc.config.digest), what).config ?? {} : {};
-    for (const l of doc.layers) {
-      if (l.mediaType && /zstd/.test(l.mediaType)) throw new ImageError(`${what}: layer ${l.digest} is zstd-compressed, which this Node.js cannot decompress; re-save the image with gzip or uncompressed layers`);
-    }
     return { format: 'oci', layers: doc.layers.map((l) => blob(l.digest)), config: cfg, ref };
   }
   throw new ImageError(`${what}: image indexes nested too deeply`);
@@ -161,7 +200,7 @@ export async function planImage(file: string): Promise<ImagePlan> {
   const names = new Set<string>();
   let kept = 0;
   try {
-    await walkTar(await openMaybeGzip(file), async (h, body) => {
+    await walkTar(await openMaybeCompressed(file), async (h, body) => {
       const name = clean(h.name);
       names.add(name);
       const interesting = h.type === 'file' && h.size <= SMALL && kept + h.size <= 16 * SMALL
@@ -350,7 +389,7 @@ export async function unpackImage(file: string, plan: ImagePlan, root: string, o
   fs.mkdirSync(root, { recursive: true });
   if (plan.format === 'rootfs') {
     try {
-      await applyLayer(root, await openMaybeGzip(file), stats, opts);
+      await applyLayer(root, await openMaybeCompressed(file), stats, opts);
     } catch (e) {
       throw tarError(what, e);
     }
@@ -361,7 +400,7 @@ export async function unpackImage(file: string, plan: ImagePlan, root: string, o
     const wanted = new Map(plan.layers.map((l, i) => [l, i]));
     const spooled = new Set<string>();
     try {
-      await walkTar(await openMaybeGzip(file), async (h, body) => {
+      await walkTar(await openMaybeCompressed(file), async (h, body) => {
         const name = clean(h.name);
         if (wanted.has(name) && !spooled.has(name)) {
           spooled.add(name);
@@ -375,7 +414,7 @@ export async function unpackImage(file: string, plan: ImagePlan, root: string, o
       // one blob can serve as several layers (an empty layer repeated): spooled once, by first index
       const spool = path.join(opts.spoolDir, String(wanted.get(layer)));
       try {
-        await applyLayer(root, await openMaybeGzip(spool), stats, opts);
+        await applyLayer(root, await openMaybeCompressed(spool), stats, opts);
       } catch (e) {
         throw tarError(`${what}: layer ${i + 1} of ${plan.layers.length} (${layer})`, e);
       }

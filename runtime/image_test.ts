@@ -1,5 +1,6 @@
 import test from 'ava';
 import crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -105,6 +106,48 @@ test('OCI layout: index -> nested index -> manifest for this architecture -> lay
   t.deepEqual(plan.config.Entrypoint, ['/bin/tool']);
   await unpackImage(path.join(dir, 'img.tar.gz'), plan, path.join(dir, 'root'), { chown: false, spoolDir: path.join(dir, 'spool') });
   check(t, path.join(dir, 'root'), os.tmpdir());
+});
+
+/** zstd-compressed bytes, from the zstd tool (scripts/setup.sh installs it); null when it is missing outside CI. */
+function zstdOf(t: import('ava').ExecutionContext, b: Buffer): Buffer | null {
+  const r = spawnSync('zstd', ['-q', '-c', '-3'], { input: b, maxBuffer: 1 << 28 });
+  if (r.status === 0) return r.stdout;
+  if (process.env.CI) t.fail('zstd is missing: scripts/setup.sh installs it');
+  else t.log('SKIP: the zstd tool is not installed');
+  return null;
+}
+
+test('zstd: an OCI layer and a whole archive compressed with zstd, streamed; corrupt zstd is a clear error', async (t) => {
+  const dir = tmp(t);
+  // larger than fzstd's output chunks, and not compressible to nothing: several MiB of varied text
+  const big = Buffer.from(Array.from({ length: 120_000 }, (_, i) => `line ${i} ${sha(Buffer.from(String(i))).slice(0, 24)}\n`).join(''));
+  const l1 = zstdOf(t, await tarOf([...layer1, { name: 'big.txt', body: big }]));
+  if (!l1) return;
+  const blobs: Entry[] = [];
+  const add = (b: Buffer) => {
+    const d = sha(b);
+    blobs.push({ name: `blobs/sha256/${d}`, body: b });
+    return `sha256:${d}`;
+  };
+  const d1 = add(l1);
+  const d2 = add(await tarOf(layer2));
+  const manifest = add(Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd', digest: d1 }, { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: d2 }] })));
+  const image = zstdOf(t, await tarOf([{ name: 'oci-layout', body: '{"imageLayoutVersion":"1.0.0"}' }, { name: 'index.json', body: JSON.stringify({ manifests: [{ digest: manifest }] }) }, ...blobs]))!;
+  t.true(image.length < big.length, 'the archive itself is zstd too');
+  fs.writeFileSync(path.join(dir, 'img.tar.zst'), image);
+  const plan = await planImage(path.join(dir, 'img.tar.zst'));
+  t.is(plan.format, 'oci');
+  await unpackImage(path.join(dir, 'img.tar.zst'), plan, path.join(dir, 'root'), { chown: false, spoolDir: path.join(dir, 'spool') });
+  check(t, path.join(dir, 'root'), os.tmpdir());
+  t.true(fs.readFileSync(path.join(dir, 'root', 'big.txt')).equals(big), 'the big file came through intact');
+  // a zstd stream cut short, and one with a damaged block
+  const f = path.join(dir, 'bad.tar.zst');
+  fs.writeFileSync(f, image.subarray(0, Math.floor(image.length / 2)));
+  await t.throwsAsync(planImage(f), { instanceOf: ImageError, message: /corrupt zstd data|not a valid tar/ });
+  const damaged = Buffer.from(image);
+  for (let i = 64; i < 4096; i++) damaged[i] ^= 0x5a;
+  fs.writeFileSync(f, damaged);
+  await t.throwsAsync(planImage(f), { instanceOf: ImageError, message: /corrupt zstd data|not a valid tar/ });
 });
 
 test('plain rootfs tarball', async (t) => {
