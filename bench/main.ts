@@ -546,6 +546,11 @@ function pidsOf(name: string): number[] {
   return r.stdout.split('\n').filter(Boolean).map(Number);
 }
 
+/** The processes that carry the network of `ctrs`: pasta's and slirp4netns's run apart from the container. */
+function netPidsOf(tool: string, ctrs: Ctr[]): number[] {
+  return tool === 'pasta' || tool === 'slirp4netns' ? pidsOf(tool) : ctrs.flatMap((c) => c.netPids);
+}
+
 /** N containers started at once; the memory counted is that of the processes that carry the network. */
 async function scalePoint(env: Env, who: Who, tool: string, n: number): Promise<ScalePoint> {
   const t0 = performance.now();
@@ -557,7 +562,7 @@ async function scalePoint(env: Env, who: Who, tool: string, n: number): Promise<
     const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
     if (failed) throw new Error(`${n - ctrs.length} of ${n} containers failed: ${(failed.reason as Error).message}`);
     await sleep(500);
-    const netPids = tool === 'pasta' ? pidsOf('pasta') : tool === 'slirp4netns' ? pidsOf('slirp4netns') : ctrs.flatMap((c) => c.netPids);
+    const netPids = netPidsOf(tool, ctrs);
     const rss = rssMiB(netPids) / n;
     const pss = pssMiB(netPids) / n;
     const s = performance.now();
@@ -596,7 +601,7 @@ async function rssWithFlows(env: Env, tool: string, flows: number): Promise<numb
     const opened = JSON.parse(client.out().slice(client.out().indexOf('{'))).open as number;
     if (opened < flows) throw new Error(`only ${opened} of ${flows} connections opened`);
     await sleep(500);
-    const pids = tool === 'pasta' ? pidsOf('pasta') : tool === 'slirp4netns' ? pidsOf('slirp4netns') : c.netPids;
+    const pids = netPidsOf(tool, [c]);
     const mib = rssMiB(pids);
     client.child.kill('SIGKILL');
     return mib;
@@ -613,7 +618,7 @@ async function cpuPerGb(env: Env, o: Options, tool: string): Promise<number> {
   const iperf = start(inNs(c.ns, ['iperf3', '-s', '--forceflush', '-p', String(INNER.iperf)]));
   try {
     await until(iperf, 'listening', 15_000);
-    const pids = tool === 'pasta' ? pidsOf('pasta') : tool === 'slirp4netns' ? pidsOf('slirp4netns') : c.netPids;
+    const pids = netPidsOf(tool, [c]);
     const before = cpuTicks(pids);
     const r = await run(inNs(env.remote, ['iperf3', '-J', '-c', '10.98.0.1', '-p', String(p.iperf), '-t', String(o.durationS)]), o.durationS * 4000 + 20_000);
     const res = parseIperf(r.out);
@@ -688,7 +693,7 @@ export function renderReport(r: Report): string {
   if (r.scale.rootful.length || r.scale.rootless.length) {
     const rows = [['section', 'tool', 'containers', 'setup wall ms', 'setup p50 ms', 'teardown wall ms', 'RSS MiB/ctr', 'PSS MiB/ctr (network process)']];
     for (const [sec, pts] of [['rootful', r.scale.rootful], ['rootless', r.scale.rootless]] as const) {
-      for (const s of pts) rows.push([sec, s.tool, String(s.n), fmt(s.setupWallMs), fmt(s.setupP50Ms), fmt(s.teardownWallMs), fmt(s.rssPerCtrMiB), fmt(s.pssPerCtrMiB ?? NaN)]);
+      for (const s of pts) rows.push([sec, s.tool, String(s.n), fmt(s.setupWallMs), fmt(s.setupP50Ms), fmt(s.teardownWallMs), fmt(s.rssPerCtrMiB), fmt(s.pssPerCtrMiB)]);
     }
     lines.push('\nscale: containers started at once (rootful: default bridge; rootless: one stack each)', renderTable(rows));
   }
@@ -725,11 +730,11 @@ export function chartOf(r: Report): Chart {
   const series = (pts: ScalePoint[], f: (s: ScalePoint) => number) => [...new Set(pts.map((s) => s.tool))].map((tool) => ({ tool, points: pts.filter((s) => s.tool === tool).map((s) => ({ x: s.n, y: f(s) })) }));
   if (r.scale.rootful.length) {
     lines.push({ title: 'rootful: setup wall time', unit: 'ms', xLabel: 'containers started at once', series: series(r.scale.rootful, (s) => s.setupWallMs) });
-    lines.push({ title: 'rootful: memory per container', unit: 'MiB PSS', xLabel: 'containers', series: series(r.scale.rootful, (s) => s.pssPerCtrMiB ?? s.rssPerCtrMiB) });
+    lines.push({ title: 'rootful: memory per container', unit: 'MiB PSS', xLabel: 'containers', series: series(r.scale.rootful, (s) => s.pssPerCtrMiB) });
   }
   if (r.scale.rootless.length) {
     lines.push({ title: 'rootless: setup wall time', unit: 'ms', xLabel: 'stacks started at once', series: series(r.scale.rootless, (s) => s.setupWallMs) });
-    lines.push({ title: 'rootless: network process memory per stack', unit: 'MiB PSS', xLabel: 'stacks', series: series(r.scale.rootless, (s) => s.pssPerCtrMiB ?? s.rssPerCtrMiB) });
+    lines.push({ title: 'rootless: network process memory per stack', unit: 'MiB PSS', xLabel: 'stacks', series: series(r.scale.rootless, (s) => s.pssPerCtrMiB) });
   }
   return {
     title: 'burrow bench: rootful and rootless container networking',
@@ -755,21 +760,24 @@ function firstLine(argv: string[]): string {
   return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] ?? '';
 }
 
-/** Kills every process that carries this run's tag (set on everything the bench starts). */
-function killTagged(tag: string): number {
-  let n = 0;
+/**
+ * Kills, in one pass over /proc, every process whose bench tag `which` accepts (set on everything
+ * a bench starts). Returns how many it killed per tag.
+ */
+function killTagged(which: (tag: string) => boolean): Map<string, number> {
+  const killed = new Map<string, number>();
   for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     if (Number(pid) === process.pid) continue;
     try {
-      if (fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(`BURROW_BENCH_TAG=${tag}`)) {
-        process.kill(Number(pid), 'SIGKILL');
-        n++;
-      }
+      const tag = fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').find((e) => e.startsWith('BURROW_BENCH_TAG='))?.slice('BURROW_BENCH_TAG='.length);
+      if (tag === undefined || !which(tag)) continue;
+      process.kill(Number(pid), 'SIGKILL');
+      killed.set(tag, (killed.get(tag) ?? 0) + 1);
     } catch {
       // gone, or not ours to read
     }
   }
-  return n;
+  return killed;
 }
 
 /** Deletes the throwaway user, its home and its rootless state dir ($TMPDIR/burrow-UID when XDG_RUNTIME_DIR is unset). */
@@ -789,19 +797,8 @@ function removeUser(): void {
  */
 export function collectStale(netnsRemove: (p: string) => boolean, netnsDir = '/run/netns', tmp = os.tmpdir()): string[] {
   const removed: string[] = [];
-  const tags = new Set<string>();
-  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      const tag = fs.readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').find((e) => e.startsWith('BURROW_BENCH_TAG='));
-      if (tag && Number(pid) !== process.pid && tag !== `BURROW_BENCH_TAG=${process.env.BURROW_BENCH_TAG}`) tags.add(tag.slice('BURROW_BENCH_TAG='.length));
-    } catch {
-      // gone, or not ours to read
-    }
-  }
-  for (const tag of tags) {
-    const n = killTagged(tag);
-    if (n) removed.push(`${n} process(es) tagged ${tag}`);
-  }
+  // every tag but our own (set when this bench itself runs under a tagged parent)
+  for (const [tag, n] of killTagged((t) => t !== process.env.BURROW_BENCH_TAG)) removed.push(`${n} process(es) tagged ${tag}`);
   const staleDirs = fs.readdirSync(tmp).filter((n) => /^burrow-bench-/.test(n)).map((n) => path.join(tmp, n));
   for (const d of staleDirs) {
     // podman's containers (conmon does not carry the tag): removed inside the bench's host netns
@@ -811,8 +808,9 @@ export function collectStale(netnsRemove: (p: string) => boolean, netnsDir = '/r
     } catch {
       // set-up stopped before it was written
     }
-    if (fs.existsSync(podmanLayout(d).conf)) {
-      removePodmanState(podmanLayout(d), hostNs);
+    const l = podmanLayout(d);
+    if (fs.existsSync(l.conf)) {
+      removePodmanState(l, hostNs);
       removed.push(`podman containers of ${d}`);
     }
   }
@@ -866,9 +864,9 @@ async function outer(argv: string[]): Promise<number> {
     if (cleaned) return;
     cleaned = true;
     // twice: a supervisor killed first may have been about to start something
-    killTagged(tag);
+    killTagged((t) => t === tag);
     spawnSync('sleep', ['0.2']);
-    killTagged(tag);
+    killTagged((t) => t === tag);
     if (dir) removePodmanState(podmanLayout(dir), host);
     if (host) netnsRemove(host);
     if (remote) netnsRemove(remote);
@@ -934,8 +932,9 @@ async function inner(argv: string[]): Promise<number> {
     stopping = true;
   });
   const refOk = o.anchors === 'auto' && ['bridge', 'host-local', 'portmap', 'firewall', 'tuning', 'macvlan'].every((p) => fs.existsSync(path.join(REFERENCE_DIR, p)));
-  const podmanGaps = podmanMissing(have, REFERENCE_DIR);
+  const podmanGaps = [...podmanMissing(have), ...(refOk ? [] : [`the reference plugins in ${REFERENCE_DIR}`])];
   const podmanOk = o.anchors === 'auto' && podmanGaps.length === 0;
+  const runtime = have('crun') ? 'crun' : 'runc';
   const tools = {
     rootful: ['burrow', ...(refOk ? ['reference'] : []), ...(podmanOk ? ['podman'] : [])],
     rootless: ['burrow', ...(o.anchors === 'auto' ? ['pasta', 'slirp4netns'].filter(have) : [])],
@@ -948,10 +947,10 @@ async function inner(argv: string[]): Promise<number> {
     // Debian's 2023 pasta says "pasta unknown version": the package version names the snapshot
     ...(tools.rootless.includes('pasta') ? { pasta: [firstLine(['pasta', '--version']), firstLine(['dpkg-query', '-W', '-f', 'passt ${Version}', 'passt'])].filter((v) => v && !/unknown/.test(v)).join(', ') || 'unknown' } : {}),
     ...(tools.rootless.includes('slirp4netns') ? { slirp4netns: firstLine(['slirp4netns', '--version']) } : {}),
-    ...(podmanOk ? { podman: `${firstLine(['podman', '--version'])} (CNI backend, reference plugins, runtime ${have('crun') ? 'crun' : 'runc'})` } : o.anchors === 'auto' ? { podman: `not measured: missing ${podmanGaps.join(', ')}` } : {}),
+    ...(podmanOk ? { podman: `${firstLine(['podman', '--version'])} (CNI backend, reference plugins, runtime ${runtime})` } : o.anchors === 'auto' ? { podman: `not measured: missing ${podmanGaps.join(', ')}` } : {}),
   };
   if (podmanOk) {
-    preparePodman(podmanLayout(dir), { referenceDir: REFERENCE_DIR, runtime: have('crun') ? 'crun' : 'runc', defaultNetwork: 'bbpodman', busybox: firstLine(['sh', '-c', 'command -v busybox']) });
+    preparePodman(podmanLayout(dir), { referenceDir: REFERENCE_DIR, runtime, defaultNetwork: 'bbpodman', busybox: firstLine(['sh', '-c', 'command -v busybox']) });
     await burrow(env, 'pm', ['network', 'create', '--subnet', '10.86.0.0/16', '-o', 'com.docker.network.bridge.name=pbr0', 'bbpodman']);
   }
   const paths = PATHS.filter((p) => o.only.includes(p.name));

@@ -14,11 +14,10 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-/** What the anchor needs on the machine; an empty list means usable. */
-export function podmanMissing(have: (bin: string) => boolean, referenceDir: string): string[] {
+/** The programs the anchor needs besides the reference plugins; an empty list means usable. */
+export function podmanMissing(have: (bin: string) => boolean): string[] {
   const missing = ['podman', 'conmon', 'busybox'].filter((b) => !have(b));
   if (!have('runc') && !have('crun')) missing.push('runc or crun');
-  for (const p of ['bridge', 'host-local', 'portmap', 'firewall', 'tuning', 'macvlan']) if (!fs.existsSync(path.join(referenceDir, p))) missing.push(`${referenceDir}/${p}`);
   return missing;
 }
 

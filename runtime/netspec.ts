@@ -5,6 +5,7 @@
  * and the special modes (usernet, pasta, slirp4netns, host, none) stand alone and take no options.
  */
 import net from 'node:net';
+import { parseMac, validIfname } from '../net/netlink/client.js';
 import { ContainerError } from './containers.js';
 
 /** One CNI attachment asked for: the network, the interface inside, and static ips/mac if given. */
@@ -20,8 +21,13 @@ const OPTION_KEYS = ['ip', 'ip6', 'mac', 'interface_name'];
 
 /** A unicast MAC written as six colon-separated hex octets. */
 export function checkMac(mac: string, what: string): string {
-  if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(mac)) throw new ContainerError(`${what}: "${mac}" is not a MAC address (six hex octets separated by colons)`);
-  if (parseInt(mac.slice(0, 2), 16) & 1) throw new ContainerError(`${what}: ${mac} is a multicast address; a container needs a unicast one (even first octet)`);
+  let bytes: Buffer;
+  try {
+    bytes = parseMac(mac);
+  } catch {
+    throw new ContainerError(`${what}: "${mac}" is not a MAC address (six hex octets separated by colons)`);
+  }
+  if (bytes[0] & 1) throw new ContainerError(`${what}: ${mac} is a multicast address; a container needs a unicast one (even first octet)`);
   return mac.toLowerCase();
 }
 
@@ -31,10 +37,10 @@ export function checkIp(ip: string, what: string, family?: 4 | 6): string {
   return ip;
 }
 
-/** Linux interface names: 1-15 bytes, no slash, colon or whitespace, not "." or "..". */
+/** Linux interface names (1-15 bytes, no slash, colon or whitespace, not "." or ".."), and not lo. */
 export function checkIfname(name: string, what: string): string {
   if (name === 'lo') throw new ContainerError(`${what}: "lo" is the container's loopback`);
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name) || name === '.' || name === '..') throw new ContainerError(`${what}: "${name}" is not a valid interface name (1-15 letters, digits, _ . -)`);
+  if (!validIfname(name)) throw new ContainerError(`${what}: "${name}" is not a valid interface name (1-15 characters without "/", ":" or spaces)`);
   return name;
 }
 

@@ -61,8 +61,6 @@ export interface RunOptions {
   detached?: boolean;
 }
 
-const SPECIAL = SPECIAL_NETWORKS;
-
 /**
  * --network pasta|slirp4netns: the established tools attach to the held container's namespaces
  * (as `pasta PID` and `slirp4netns PID eth0` do), with -p as their port forwards, so users can
@@ -260,15 +258,15 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
   const netValues = [o.network ?? []].flat();
   const joinTarget = joinTargetOf(o, netValues, loadConfig(configFile).stateDir);
   const network = joinTarget ? 'container' : netValues.length === 1 ? netValues[0] : netValues.length ? netValues.join(' --network ') : rootless ? 'usernet' : undefined;
-  const ctx = await makeContext(configFile, { plugins: !rootless && !SPECIAL.includes(network ?? '') && !joinTarget });
+  const ctx = await makeContext(configFile, { plugins: !rootless && !SPECIAL_NETWORKS.includes(network ?? '') && !joinTarget });
   const netName = network ?? ctx.config.defaultNetwork;
   // ---- validate everything before anything starts
-  const cni = !SPECIAL.includes(netName) && !joinTarget;
+  const cni = !SPECIAL_NETWORKS.includes(netName) && !joinTarget;
   if (netName.startsWith('container:')) throw new ContainerError('--network container: needs a container name');
   if (cni && rootless) throw new ContainerError(`rootless containers cannot join the network "${netName}": a bridge network needs root to create its veth pair and bridge in the host namespace; use --network usernet (the default when rootless), which also publishes ports with -p`);
   // several CNI networks (a,b or --network repeated): eth0, eth1, ... in that order unless
   // NAME:interface_name=.. says otherwise; published ports on the first
-  const requests = cni || netValues.length > 1 ? parseNetworkArgs(netValues.length ? netValues : [netName], { ip: o.ip, mac: o.mac }) : [];
+  const requests = cni ? parseNetworkArgs(netValues.length ? netValues : [netName], { ip: o.ip, mac: o.mac }) : [];
   const lists = requests.map((r) => ctx.networks.get(r.name));
   if (o.rootfs && o.image) throw new ContainerError('--rootfs and --image both give the root filesystem: choose one');
   checkRootfs(o.rootfs);
