@@ -462,15 +462,17 @@ Napi::Value SendFds(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
-// recvFds(sock, maxFds, maxBytes) -> { data: Buffer, fds: number[] }.
+// recvFds(sock, maxFds, maxBytes[, dontWait]) -> { data: Buffer, fds: number[] } | null.
 // Received fds are O_CLOEXEC; a truncated control message is an error
-// (its fds would otherwise leak unseen).
+// (its fds would otherwise leak unseen). With dontWait (MSG_DONTWAIT), null
+// when nothing is waiting, so an event-loop reader never blocks.
 Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!RequireArgs(info, 3)) return env.Undefined();
   int sock = info[0].As<Napi::Number>().Int32Value();
   uint32_t maxFds = info[1].As<Napi::Number>().Uint32Value();
   uint32_t maxBytes = info[2].As<Napi::Number>().Uint32Value();
+  bool dontWait = info.Length() > 3 && info[3].ToBoolean().Value();
   if (maxFds == 0) maxFds = 1;
   if (maxBytes == 0) maxBytes = 1;
   std::vector<uint8_t> buf(maxBytes);
@@ -483,8 +485,9 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   msg.msg_controllen = cbuf.size();
   ssize_t n;
   do {
-    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | (dontWait ? MSG_DONTWAIT : 0));
   } while (n < 0 && errno == EINTR);
+  if (n < 0 && dontWait && (errno == EAGAIN || errno == EWOULDBLOCK)) return env.Null();
   if (n < 0) {
     Failure f{errno, "recvmsg", "fd " + std::to_string(sock)};
     MakeError(env, f).ThrowAsJavaScriptException();

@@ -22,7 +22,7 @@ interface Addon {
   flockSync(fd: number, op: number): boolean;
   flock(fd: number, op: number): Promise<void>;
   sendFds(sock: number, fds: number[], data: Buffer): number;
-  recvFds(sock: number, maxFds: number, maxBytes: number): { data: Buffer; fds: number[] };
+  recvFds(sock: number, maxFds: number, maxBytes: number, dontWait?: boolean): { data: Buffer; fds: number[] } | null;
   socketPair(type: number): [number, number];
   setns(fd: number, nstype: number): void;
   watchReadable(fd: number, cb: (status: number) => void): void;
@@ -164,9 +164,14 @@ export function sendFds(sock: number, fds: number[], data: Buffer = Buffer.alloc
   return call(() => addon().sendFds(sock, fds, data));
 }
 
-/** recvmsg(2) with SCM_RIGHTS. Received fds are O_CLOEXEC and owned by the caller. */
+/** recvmsg(2) with SCM_RIGHTS (blocking). Received fds are O_CLOEXEC and owned by the caller. */
 export function recvFds(sock: number, maxFds = 8, maxBytes = 4096): { data: Buffer; fds: number[] } {
-  return call(() => addon().recvFds(sock, maxFds, maxBytes));
+  return call(() => addon().recvFds(sock, maxFds, maxBytes)!);
+}
+
+/** recvmsg(2) with SCM_RIGHTS and MSG_DONTWAIT: null when nothing is waiting (for event-loop readers). */
+export function recvFdsNow(sock: number, maxFds = 8, maxBytes = 4096): { data: Buffer; fds: number[] } | null {
+  return call(() => addon().recvFds(sock, maxFds, maxBytes, true));
 }
 
 /**

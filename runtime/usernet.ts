@@ -56,7 +56,7 @@ export function configureBatch(s: Pick<UsernetSetup, 'plan' | 'tapName'>): strin
 export async function startUsernet(pid: number, tapFd: number, s: UsernetSetup): Promise<UsernetSession> {
   const usernet = new Usernet(new TapDevice(tapFd), stackConfig({ plan: s.plan, mapHostLoopback: s.mapHostLoopback }));
   let factory: NamespaceSocketFactory | null = null;
-  const forwarder = new Forwarder(usernet, (family, port) => {
+  const forwarder = new Forwarder(usernet, async (family, port) => {
     factory ??= new NamespaceSocketFactory(pid);
     const addr = family === 4 ? s.plan.guest4 : s.plan.guest6;
     if (!addr) throw new Error('IPv6 is disabled');
@@ -84,7 +84,7 @@ export async function startUsernet(pid: number, tapFd: number, s: UsernetSetup):
       closeApi = await serveApi(s.apiSocket, {
         forwarder,
         guest4: s.plan.guest4,
-        stats: () => ({ link: usernet.linkStats(), stack: usernet.stack.stats, flows: usernet.stack.flowCount() }),
+        stats: () => ({ link: usernet.linkStats(), stack: usernet.stack.stats, flows: usernet.stack.flowCount(), budget: { ...usernet.stack.budgets.usage(), peakBufferedBytes: usernet.stack.budgets.bytes.peak } }),
       });
     }
   } catch (err) {

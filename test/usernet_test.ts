@@ -9,82 +9,15 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CLI, ROOT } from './helpers/burrow.js';
-import { nsExec, requireRoot, testNetns, uplink } from './helpers/netns.js';
+import { nsExec, requireRoot } from './helpers/netns.js';
+import { burrowAs, CHECKS, finished, inContainerAs, SERVERS, servers, world, type Check, type ServerSpec } from './helpers/usernet.js';
 import { ensureUser } from './helpers/users.js';
 
 const USER = 'burrownet';
-const SERVERS = path.join(ROOT, 'test', 'fixtures', 'servers.cjs');
-const CHECKS = path.join(ROOT, 'test', 'fixtures', 'container_checks.cjs');
 
 
-interface World {
-  host: string;
-  remote: string;
-}
-
-/** A "host" netns (the user's machine) with an uplink to a "remote" netns (v4 and v6). */
-async function world(t: ExecutionContext): Promise<World> {
-  const host = testNetns(t, 'uh');
-  const remote = testNetns(t, 'ur');
-  await uplink(host, remote, '10.98.0.1', '10.98.0.2');
-  nsExec(host, ['ip', 'addr', 'add', 'fd98::1/64', 'dev', 'up0', 'nodad']);
-  nsExec(remote, ['ip', 'addr', 'add', 'fd98::2/64', 'dev', 'eth0', 'nodad']);
-  nsExec(host, ['ip', '-6', 'route', 'add', 'default', 'via', 'fd98::2']);
-  return { host, remote };
-}
-
-interface ServerSpec {
-  proto: 'tcp' | 'udp';
-  host: string;
-  port: number;
-  mode: 'peer' | 'sha' | 'echo' | 'dns';
-}
-
-/** Test servers inside `ns` (a separate process), stopped on teardown. */
-async function servers(t: ExecutionContext, ns: string, specs: ServerSpec[]): Promise<void> {
-  const child = spawn('nsenter', [`--net=${ns}`, '--', process.execPath, SERVERS, JSON.stringify(specs)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => void child.kill('SIGKILL'));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-    child.once('exit', (c) => reject(new Error(`servers in ${ns} exited with ${c}`)));
-  });
-}
-
-/**
- * `burrow ARGS` as the test user inside the host netns. setpriv execs (runuser would fork and
- * wait), so the returned child is burrow itself and signals reach it.
- */
-function burrow(ns: string, args: string[], env: Record<string, string> = {}): ChildProcess {
-  const vars = { HOME: `/home/${USER}`, USER, LOGNAME: USER, PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', ...env };
-  return spawn('nsenter', [`--net=${ns}`, '--', 'setpriv', `--reuid=${USER}`, `--regid=${USER}`, '--init-groups', '--', 'env', '-i', ...Object.entries(vars).map(([k, v]) => `${k}=${v}`), process.execPath, CLI, ...args], { cwd: '/', stdio: ['pipe', 'pipe', 'pipe'] });
-}
-
-function finished(c: ChildProcess): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  c.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  c.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => c.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr })));
-}
-
-interface Check {
-  name: string;
-  kind: 'tcp' | 'udp' | 'ping' | 'bulk' | 'sh';
-  host?: string;
-  port?: number;
-  msg?: string;
-  send?: string;
-  bytes?: number;
-  cmd?: string;
-}
-
-/** Runs the checks inside a usernet container and returns their results. */
-async function inContainer(ns: string, usernetArgs: string[], checks: Check[], env: Record<string, string> = {}): Promise<Record<string, unknown>> {
-  const r = await finished(burrow(ns, ['unshare', '--network', 'usernet', ...usernetArgs, '--', process.execPath, CHECKS, JSON.stringify(checks)], env));
-  if (r.code !== 0) throw new Error(`container failed (${r.code}): ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!);
-}
+const burrow = (ns: string, args: string[], env: Record<string, string> = {}) => burrowAs(USER, ns, args, env);
+const inContainer = (ns: string, args: string[], checks: Check[], env: Record<string, string> = {}) => inContainerAs(USER, ns, args, checks, env);
 
 test.serial('outbound: gateway ping, DNS through a host resolver on 127.0.0.53, TCP/UDP to the remote world on v4 and v6', async (t) => {
   if (!requireRoot(t)) return;

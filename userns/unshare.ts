@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { constants, recvFds, socketPair } from '../native/mod.js';
+import { constants, recvFds, recvFdsNow, socketPair, unwatch, watchReadable } from '../native/mod.js';
 import { toolPath } from '../net/firewall/run.js';
 import { AutoRegistry, autoSizeFor, type AutoEntry } from './auto.js';
 import {
@@ -433,12 +433,16 @@ export async function runInNamespaces(pid: number, cmd: string[], input = ''): P
 
 /**
  * A process inside the namespaces of `pid` that creates TCP sockets connected from there (the
- * helper's -F mode). Requests are answered in order; `connect` blocks the caller for the local
- * connect, which is immediate for addresses inside the namespace.
+ * helper's -F mode). Requests go out at once and are answered in order; answers are read when the
+ * socket is readable, so no call ever blocks the event loop (the helper's own connect may take
+ * up to a second; the loop that drives every flow does not wait for it).
  */
 export class NamespaceSocketFactory {
+  /** Requests in flight at most; beyond, connect() refuses at once. */
+  static readonly MAX_PENDING = 64;
   private sock: number;
   private readonly child: import('node:child_process').ChildProcess;
+  private readonly waiting: Array<{ resolve: (fd: number) => void; reject: (e: Error) => void; what: string }> = [];
 
   constructor(pid: number) {
     const [mine, theirs] = socketPair(constants().SOCK_SEQPACKET);
@@ -446,25 +450,56 @@ export class NamespaceSocketFactory {
     closeFd(theirs);
     this.sock = mine;
     this.child.on('close', () => this.close());
+    watchReadable(mine, () => this.onReadable());
   }
 
   /** A socket connected to address:port inside the namespace (the caller owns the fd). */
-  connect(family: 4 | 6, port: number, address: string): number {
-    if (this.sock < 0) throw new UsernsError('the namespace socket factory has exited');
-    fs.writeSync(this.sock, `CONNECT ${family} ${port} ${address}`);
-    const { data, fds } = recvFds(this.sock, 1, 64);
-    const text = data.toString();
-    if (text === 'OK' && fds.length === 1) return fds[0];
-    for (const fd of fds) closeFd(fd);
-    const e = new UsernsError(`connect to ${address}:${port} inside the namespace failed: ${text.replace(/^ERR /, '') || 'factory exited'}`);
-    (e as { errnoName?: string }).errnoName = text.replace(/^ERR /, '');
-    throw e;
+  connect(family: 4 | 6, port: number, address: string): Promise<number> {
+    const what = `${address}:${port}`;
+    if (this.sock < 0) return Promise.reject(new UsernsError(`connect to ${what} inside the namespace failed: the namespace socket factory has exited`));
+    if (this.waiting.length >= NamespaceSocketFactory.MAX_PENDING) return Promise.reject(new UsernsError(`connect to ${what} inside the namespace refused: ${this.waiting.length} connects already pending`));
+    return new Promise((resolve, reject) => {
+      try {
+        // One small datagram on a local socket the helper drains: it does not block.
+        fs.writeSync(this.sock, `CONNECT ${family} ${port} ${address}`);
+      } catch (err) {
+        reject(new UsernsError(`connect to ${what} inside the namespace failed: ${(err as Error).message}`));
+        return;
+      }
+      this.waiting.push({ resolve, reject, what });
+    });
+  }
+
+  private onReadable(): void {
+    while (this.sock >= 0) {
+      let msg: { data: Buffer; fds: number[] } | null;
+      try {
+        msg = recvFdsNow(this.sock, 1, 64);
+      } catch {
+        msg = { data: Buffer.alloc(0), fds: [] };
+      }
+      if (!msg) return;
+      if (!msg.data.length && !msg.fds.length) return this.close(); // the helper went away
+      const w = this.waiting.shift();
+      const text = msg.data.toString();
+      if (w && text === 'OK' && msg.fds.length === 1) {
+        w.resolve(msg.fds[0]);
+        continue;
+      }
+      for (const fd of msg.fds) closeFd(fd);
+      if (!w) continue;
+      const e = new UsernsError(`connect to ${w.what} inside the namespace failed: ${text.replace(/^ERR /, '') || 'factory exited'}`);
+      (e as { errnoName?: string }).errnoName = text.replace(/^ERR /, '');
+      w.reject(e);
+    }
   }
 
   close(): void {
     if (this.sock < 0) return;
+    unwatch(this.sock);
     closeFd(this.sock);
     this.sock = -1;
     this.child.kill();
+    for (const w of this.waiting.splice(0)) w.reject(new UsernsError(`connect to ${w.what} inside the namespace failed: the namespace socket factory has exited`));
   }
 }

@@ -42,6 +42,8 @@ export interface HostUdp {
 export interface HostPingHandlers {
   /** An ICMP/ICMPv6 echo reply message (type onward, no IP header); the buffer is the caller's. */
   onReply(message: Buffer, now: number): void;
+  /** A send failed (`code`: ENETUNREACH, EHOSTUNREACH, ...): the destination cannot be reached now. */
+  onError?(code: string, now: number): void;
 }
 
 export interface HostPing {

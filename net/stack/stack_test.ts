@@ -9,7 +9,7 @@ import * as icmp from '../wire/icmp.js';
 import * as tcp from '../wire/tcp.js';
 import * as vnet from '../wire/vnet.js';
 import { Stack, type StackConfig } from './stack.js';
-import { a4, a6, decode, FakeHost, frame, GUEST_MAC, ipPacket, OUR_MAC, tcpFrame, udpFrame, type Decoded } from './testing.js';
+import { a4, a6, decode, FakeHost, frame, GUEST_MAC, ipPacket, OUR_MAC, tcpFrame, udpFrame, type Decoded, type FakeTcp } from './testing.js';
 
 const GUEST = a4('10.0.2.100');
 const GW = a4('10.0.2.2');
@@ -149,9 +149,10 @@ test('isolation: host loopback is unreachable without the opt-in, and reachable 
   t.like(mapped.host.tcp[0], { address: '127.0.0.1', port: 8080 });
 });
 
-test('TCP in (port forward): SYN from the client\'s own address; loopback clients appear as the gateway', (t) => {
+test('TCP in (port forward): SYN from the client\'s own address; loopback clients appear as the gateway; the container\'s RST resets the client', (t) => {
   const { stack, out } = setup();
-  const s = { family: 4 as const, address: '', port: 0, h: null as never, written: [] as Buffer[], ended: false, destroyed: false as boolean | 'reset', paused: false, pendingBytes: 0 };
+  const fake = (): FakeTcp => ({ family: 4, address: '', port: 0, h: null as never, written: [], ended: false, destroyed: false, paused: false, pendingBytes: 0 });
+  const s = fake();
   let handlers: import('./host.js').HostTcpHandlers | null = null;
   t.true(stack.acceptInbound(4, a4('10.99.0.2'), 51000, 80, (h) => {
     handlers = h;
@@ -166,15 +167,19 @@ test('TCP in (port forward): SYN from the client\'s own address; loopback client
   t.like(out()[0].tcp, { flags: tcp.ACK, ack: 9001 });
   handlers!.onData(Buffer.from('req'), 2);
   t.is(out()[0].tcp!.payload.toString(), 'req');
-  stack.acceptInbound(4, a4('127.0.0.1'), 52000, 80, () => FakeHost.wrap({ ...s }), 3);
+  const second = fake();
+  stack.acceptInbound(4, a4('127.0.0.1'), 52000, 80, () => FakeHost.wrap(second), 3);
   t.like(out()[0], { src: '10.0.2.2' });
-  // RST from the container (nothing listening) resets the client.
+  // RST from the container (nothing listening): the client must see a reset, not a FIN.
   stack.receive(tcpFrame(GUEST, 80, a4('10.0.2.2'), 52000, { seq: 0, ack: 1001, flags: tcp.RST | tcp.ACK }), 4);
   t.is(stack.flowCount().tcp, 1);
+  t.is(second.destroyed, 'reset', 'the very socket the forward accepted was reset');
+  t.false(second.ended);
+  t.is(stack.stats['tcp-close-refused'], 1);
 });
 
 test('limits: flows and half-open handshakes are capped, and the refusals counted', (t) => {
-  const { stack, host } = setup({ limits: { maxFlows: 5, maxHalfOpen: 3 } });
+  const { stack, host } = setup({ limits: { maxOutboundFlows: 5, maxHalfOpenOutbound: 3 } });
   for (let i = 0; i < 10; i++) stack.receive(tcpFrame(GUEST, 40000 + i, a4('192.0.2.80'), 80, { seq: 1, flags: tcp.SYN }), 0);
   t.is(host.tcp.length, 3, 'three handshakes in progress at most');
   t.is(stack.stats['half-open-limit'], 7);
@@ -182,7 +187,7 @@ test('limits: flows and half-open handshakes are capped, and the refusals counte
   for (let i = 0; i < 3; i++) stack.receive(tcpFrame(GUEST, 40000 + i, a4('192.0.2.80'), 80, { seq: 2, ack: 1001, flags: tcp.ACK }), 2);
   for (let i = 10; i < 15; i++) stack.receive(tcpFrame(GUEST, 40000 + i, a4('192.0.2.80'), 80, { seq: 1, flags: tcp.SYN }), 3);
   t.is(host.tcp.length, 5);
-  t.is(stack.stats['flow-limit'], 3);
+  t.is(stack.stats['outbound-flow-limit'], 3);
 });
 
 test('bad input is dropped and counted: bad checksums (unless the kernel vouched), junk, truncation', (t) => {
@@ -217,8 +222,14 @@ test('IPv6: neighbor solicitation and router solicitation answered with hop limi
   t.is(na.raw[14 + 7], 255);
   const rs = Buffer.alloc(8);
   rs[0] = 133;
-  stack.receive(frame(eth.ETHERTYPE_IPV6, ipPacket(a6('fe80::aa'), a6('ff02::2'), 58, rs, 2)), 0);
+  const rsPkt = ipPacket(a6('fe80::aa'), a6('ff02::2'), 58, rs, 2);
+  stack.receive(frame(eth.ETHERTYPE_IPV6, rsPkt), 0);
+  t.deepEqual(out(), [], 'hop limit 64: not from the link, not answered (RFC 4861 6.1.1)');
+  t.is(stack.stats['ndp-bad-hop-limit'], 1);
+  rsPkt[7] = 255;
+  stack.receive(frame(eth.ETHERTYPE_IPV6, rsPkt), 0);
   const [ra] = out();
   t.like(ra, { src: 'fe80::2', dst: 'fe80::aa', checksumOk: true });
   t.is(ra.l4![0], 134);
+  t.is(ra.raw[14 + 7], 255);
 });

@@ -4,7 +4,8 @@
  */
 import test from 'ava';
 import { ACK, FIN, PSH, RST, SYN, seqAdd, type TcpHeader, type TcpOptions } from '../wire/tcp.js';
-import { RTO_INITIAL_MS, RTO_MIN_MS, TcpConn, type OutSegment } from './tcp_conn.js';
+import { BufferBudget } from './budget.js';
+import { RTO_INITIAL_MS, RTO_MIN_MS, TcpConn, TRANSITIONS, type OutSegment } from './tcp_conn.js';
 
 interface Harness {
   conn: TcpConn;
@@ -14,18 +15,22 @@ interface Harness {
   backlog: { bytes: number };
 }
 
-function harness(mode: 'active' | 'passive', opts: Partial<{ rcvBufBytes: number; mss: number; syn: TcpHeader }> = {}): Harness {
+function harness(mode: 'active' | 'passive', opts: Partial<{ rcvBufBytes: number; mss: number; syn: TcpHeader; budget: BufferBudget; stall: boolean }> = {}): Harness {
   const h = { out: [] as OutSegment[], data: [] as Buffer[], events: [] as string[], backlog: { bytes: 0 } } as Harness;
   const ev = {
     emit: (s: OutSegment) => h.out.push({ ...s, payload: s.payload.map((p) => Buffer.from(p)) }),
-    onData: (d: Buffer) => h.data.push(Buffer.from(d)),
+    onData: (d: Buffer) => {
+      h.data.push(Buffer.from(d));
+      if (opts.stall) h.backlog.bytes += d.length; // a host peer that reads nothing
+    },
     onFin: () => h.events.push('fin'),
     onEstablished: () => h.events.push('established'),
     onSendSpace: () => h.events.push('space'),
     onClose: (r: string) => h.events.push(`close:${r}`),
     backlog: () => h.backlog.bytes,
+    onDrop: (r: string) => h.events.push(`drop:${r}`),
   };
-  const o = { mss: opts.mss ?? 1000, rcvBufBytes: opts.rcvBufBytes ?? 64_000, idleMs: 60_000, finTimeoutMs: 5_000, iss: 1000 };
+  const o = { mss: opts.mss ?? 1000, rcvBufBytes: opts.rcvBufBytes ?? 64_000, idleMs: 60_000, iss: 1000, budget: opts.budget };
   h.conn = mode === 'active' ? TcpConn.active(ev, o, 0) : TcpConn.passive(ev, o, opts.syn!, 0);
   // Each scripted segment is a batch of its own: the stack flushes pending ACKs after a batch.
   const input = h.conn.input.bind(h.conn);
@@ -195,18 +200,177 @@ test('close: both FIN orders end the conn without TIME_WAIT; RST only inside the
   t.deepEqual(c.events.slice(-1), ['close:reset']);
 });
 
-test('timers: a half-closed conn waits finTimeout for the FIN; idle conns expire with RST', (t) => {
-  const a = established();
-  a.conn.end(0);
-  take(a);
-  a.conn.input(seg(5001, 1002, ACK), Buffer.alloc(0), 10);
-  t.is(a.conn.pollAt(), 10 + 5_000);
-  a.conn.poll(10 + 5_000);
-  t.like(take(a)[0], { flags: RST | ACK });
-  t.deepEqual(a.events.slice(-1), ['close:timeout']);
+test('timers: idle conns expire with RST after idleMs of silence; activity keeps them', (t) => {
   const b = established();
-  b.conn.poll(60_001);
+  b.conn.poll(59_000);
+  t.is(b.conn.state, 'ESTABLISHED');
+  b.conn.input(seg(5001, 1001, ACK), bytes(10), 59_000);
+  b.conn.poll(100_000);
+  t.is(b.conn.state, 'ESTABLISHED', 'a segment at 59 s moved the deadline');
+  b.conn.poll(119_001);
+  t.like(take(b).pop(), { flags: RST | ACK });
   t.deepEqual(b.events.slice(-1), ['close:idle']);
+});
+
+test('half-close: after our FIN is acked the container may send for minutes; only silence ends it (RFC 9293 3.6)', (t) => {
+  const h = established();
+  h.conn.end(0);
+  t.like(take(h)[0], { flags: FIN | ACK, seq: 1001 });
+  h.conn.input(seg(5001, 1002, ACK), Buffer.alloc(0), 10);
+  t.is(h.conn.state, 'FIN_WAIT_2');
+  // Ten minutes of data from the container, a chunk every 30 s: the host peer half-closed, but
+  // still reads. Nothing may time out (the old 60 s FIN timeout reset this after a minute).
+  let seq = 5001;
+  for (let now = 30_000; now <= 600_000; now += 30_000) {
+    h.conn.poll(now);
+    h.conn.input(seg(seq, 1002, ACK), bytes(100, now & 0xff), now);
+    seq += 100;
+  }
+  t.is(h.conn.state, 'FIN_WAIT_2');
+  t.is(Buffer.concat(h.data).length, 2000);
+  t.false(take(h).some((s) => s.flags & RST), 'no reset while data moves');
+  h.conn.input(seg(seq, 1002, FIN | ACK), Buffer.alloc(0), 600_001);
+  t.like(take(h).pop(), { flags: ACK, ack: seq + 1 });
+  t.deepEqual(h.events.slice(-2), ['fin', 'close:done']);
+
+  // The other half: the container finished first; the host side keeps sending for minutes.
+  const c = established();
+  c.conn.input(seg(5001, 1001, FIN | ACK), Buffer.alloc(0), 1);
+  t.is(c.conn.state, 'CLOSE_WAIT');
+  take(c);
+  let acked = 1001;
+  for (let now = 30_000; now <= 600_000; now += 30_000) {
+    c.conn.poll(now);
+    c.conn.send(bytes(500), now);
+    const [d] = take(c);
+    t.like(d, { seq: acked, payloadLength: 500 });
+    acked += 500;
+    c.conn.input(seg(5002, acked, ACK), Buffer.alloc(0), now + 1);
+  }
+  t.is(c.conn.state, 'CLOSE_WAIT');
+  c.conn.poll(600_001 + 59_000);
+  t.is(c.conn.state, 'CLOSE_WAIT', 'quiet for less than idleMs');
+  c.conn.poll(600_001 + 60_001);
+  t.deepEqual(c.events.slice(-1), ['close:idle'], 'a half-closed conn that goes silent ends by the idle timer');
+});
+
+test('FIN retransmission keeps its sequence number, with several segments outstanding at the RTO', (t) => {
+  const h = established({ mss: 1000 });
+  h.conn.send(bytes(3000), 0);
+  h.conn.end(0);
+  const first = take(h);
+  t.deepEqual(first.map((s) => [s.seq, s.payloadLength, s.flags & FIN]), [[1001, 1000, 0], [2001, 1000, 0], [3001, 1000, 0], [4001, 0, FIN]]);
+  // Everything is lost. At the RTO, go-back-N resends from the first segment.
+  h.conn.poll(RTO_INITIAL_MS);
+  t.deepEqual(take(h).map((s) => [s.seq, s.payloadLength]), [[1001, 1000]]);
+  // The container did get it all, FIN included; only its ACKs were lost. Its ACK now covers the FIN.
+  h.conn.input(seg(5001, 4002, ACK), Buffer.alloc(0), RTO_INITIAL_MS + 1);
+  t.true(h.conn.finAcked);
+  t.is(h.conn.state, 'FIN_WAIT_2');
+  t.deepEqual(take(h), [], 'no FIN with a new sequence number (the old code sent one at 4002, which was never acked)');
+
+  // Lost for real: ACKs of the data trickle in and the FIN goes again at 4001, and only there.
+  const r = established({ mss: 1000 });
+  r.conn.send(bytes(3000), 0);
+  r.conn.end(0);
+  take(r);
+  r.conn.poll(RTO_INITIAL_MS);
+  take(r);
+  let now = RTO_INITIAL_MS;
+  const fins: number[] = [];
+  for (const ack of [2001, 3001, 4001]) {
+    now += 10;
+    r.conn.input(seg(5001, ack, ACK), Buffer.alloc(0), now);
+    for (const s of take(r)) if (s.flags & FIN) fins.push(s.seq);
+  }
+  t.deepEqual(fins, [4001]);
+  now += 5_000;
+  r.conn.poll(now);
+  t.deepEqual(take(r).filter((s) => s.flags & FIN).map((s) => s.seq), [4001], 'a FIN-only retransmission too');
+  r.conn.input(seg(5001, 4002, ACK), Buffer.alloc(0), now + 1);
+  t.is(r.conn.state, 'FIN_WAIT_2');
+});
+
+test('simultaneous open on the forward path: a SYN answering our SYN gets a SYN-ACK, then the handshake completes', (t) => {
+  const h = harness('active');
+  take(h);
+  h.conn.input(seg(9000, 0, SYN, 65535, { mss: 1200, wscale: 3, sackOk: true }), Buffer.alloc(0), 1);
+  const [sa] = take(h);
+  t.like(sa, { seq: 1000, ack: 9001, flags: SYN | ACK });
+  t.deepEqual(sa.options, { mss: 1000, wscale: 7, sackOk: true });
+  t.is(h.conn.state, 'SYN_RCVD');
+  h.conn.input(seg(9000, 1001, SYN | ACK, 65535, { mss: 1200, wscale: 3 }), Buffer.alloc(0), 2);
+  t.is(h.conn.state, 'ESTABLISHED');
+  t.deepEqual(h.events, ['established']);
+  h.conn.input(seg(9001, 1001, ACK), bytes(5), 3);
+  t.is(Buffer.concat(h.data).length, 5);
+});
+
+test('SYN-RECEIVED: an ACK of anything but our SYN is answered with RST (RFC 9293 3.10.7.4)', (t) => {
+  const h = harness('passive', { syn: seg(7000, 0, SYN) });
+  h.conn.accept(0, seg(7000, 0, SYN));
+  take(h);
+  h.conn.input(seg(7001, 5000, ACK), Buffer.alloc(0), 1);
+  t.deepEqual(take(h).map((s) => [s.flags, s.seq]), [[RST, 5000]], 'an ACK above what we sent');
+  t.is(h.conn.state, 'SYN_RCVD');
+  h.conn.input(seg(7001, 1001, ACK), Buffer.alloc(0), 2);
+  t.is(h.conn.state, 'ESTABLISHED');
+});
+
+test('RST inside the window but not exact draws a challenge ACK; exact resets (RFC 5961 3.2)', (t) => {
+  const h = established();
+  h.conn.input(seg(5001 + 100, 1001, RST), Buffer.alloc(0), 1);
+  t.is(h.conn.state, 'ESTABLISHED');
+  t.like(take(h)[0], { flags: ACK, ack: 5001 }, 'challenge ACK');
+  h.conn.input(seg(5001 - 10, 1001, RST), Buffer.alloc(0), 2);
+  t.deepEqual(take(h), [], 'an RST before rcvNxt is silently dropped');
+  h.conn.input(seg(5001, 1001, RST), Buffer.alloc(0), 3);
+  t.deepEqual(h.events.slice(-1), ['close:reset']);
+  t.deepEqual(take(h), [], 'no answer to an accepted RST');
+});
+
+test('state changes go through one funnel: every transition seen is in the table, and one outside it resets', (t) => {
+  t.deepEqual(TRANSITIONS.CLOSED, []);
+  for (const [from, tos] of Object.entries(TRANSITIONS)) if (from !== 'CLOSED') t.true(tos.includes('CLOSED'), `${from} may close`);
+  const h = established();
+  h.conn.end(0);
+  h.conn.input(seg(5001, 1002, ACK), Buffer.alloc(0), 1);
+  t.is(h.conn.state, 'FIN_WAIT_2');
+  take(h);
+  // A bug that tried to reopen the conn (FIN_WAIT_2 -> ESTABLISHED is not in the table):
+  (h.conn as unknown as { enter(s: string): boolean }).enter('ESTABLISHED');
+  t.is(h.conn.state, 'CLOSED');
+  t.deepEqual(h.events.slice(-2), ['drop:tcp-bad-transition', 'close:internal']);
+  t.like(take(h)[0], { flags: RST | ACK });
+});
+
+test('the shared budget: windows shrink when it is full, out-of-order data goes first, in-order data past it is dropped, and all is given back', (t) => {
+  const budget = new BufferBudget(10_000, 2_000);
+  const a = harness('active', { budget, rcvBufBytes: 64_000, stall: true });
+  take(a);
+  a.conn.input(seg(5000, 1001, SYN | ACK, 65535, { mss: 1000 }), Buffer.alloc(0), 1); // no wscale: windows in bytes
+  t.is(take(a)[0].window, 10_000, 'the first window is the budget, not rcvBuf');
+  a.conn.input(seg(5001, 1001, ACK), bytes(1000), 2);
+  t.is(take(a).pop()!.window, 9_000, 'the host took nothing: the window is what the budget has left');
+  t.is(budget.used, 1_000);
+  // Another flow holds most of the budget now.
+  budget.adjust(8_500);
+  a.conn.input(seg(6001, 1001, ACK), bytes(500), 3);
+  t.is(take(a).pop()!.window, 8_500, 'the right edge already offered is kept (RFC 9293 3.8.6.2.2)');
+  a.conn.input(seg(7001, 1001, ACK), bytes(500), 4); // out of order (hole at 6501)
+  t.true(a.events.includes('drop:tcp-ooo-budget-drop'), 'a tight budget keeps no out-of-order data');
+  // In order: this conn holds 1500 of its 2000 floor, and the budget has no room left: 500 fit.
+  a.conn.input(seg(6501, 1001, ACK), bytes(1000, 9), 5);
+  t.true(a.events.includes('drop:tcp-budget-drop'));
+  t.is(Buffer.concat(a.data).length, 2_000);
+  t.like(take(a).pop(), { ack: 7001 }, 'only what fit is acked: the container sends the rest again');
+  t.is(budget.used, 8_500 + 2_000);
+  budget.adjust(-8_500);
+  a.backlog.bytes = 0; // the host peer read everything
+  a.conn.windowOpened(6);
+  t.true(take(a).pop()!.window > 8_000, 'the window reopens');
+  a.conn.abort();
+  t.is(budget.used, 0, 'a closed conn gives back everything it held');
 });
 
 test('sequence numbers wrap around 2^32', (t) => {

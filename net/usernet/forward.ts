@@ -76,8 +76,8 @@ export function formatPortSpec(s: PortSpec): string {
   return `${host}${r(s.hostPort)}:${r(s.guestPort)}/${s.proto}`;
 }
 
-/** Opens a socket connected to the container's `port` from inside its namespace (an fd), or throws. */
-export type NamespaceConnect = (family: 4 | 6, port: number) => number;
+/** Opens a socket connected to the container's `port` from inside its namespace; resolves to its fd. */
+export type NamespaceConnect = (family: 4 | 6, port: number) => Promise<number>;
 
 export interface ForwardEntry {
   id: number;
@@ -111,6 +111,9 @@ export class Forwarder {
   private nextId = 1;
   /** Spliced connections still open (each holds a relay thread). */
   relays = 0;
+  /** Loopback clients waiting for their inside connect. */
+  private splicing = 0;
+  private closed = false;
   /** At most this many spliced connections at once (each is a thread); more are reset. */
   static readonly MAX_RELAYS = 1024;
 
@@ -155,8 +158,9 @@ export class Forwarder {
     return [...this.listening.values()].map((l) => l.entry);
   }
 
-  /** Closes every listener and spliced connection. */
+  /** Closes every listener (spliced connections end with their namespace). */
   close(): void {
+    this.closed = true;
     for (const id of [...this.listening.keys()]) this.remove(id);
   }
 
@@ -192,37 +196,43 @@ export class Forwarder {
 
   /**
    * Loopback path: the client socket and a socket connected inside the namespace are handed to
-   * a native splice relay (kernel to kernel, no copy through JS).
+   * a native splice relay (kernel to kernel, no copy through JS). The inside connect is
+   * asynchronous; the client stays paused (pauseOnConnect) until it is done.
    */
   private splice(sock: net.Socket, family: 4 | 6, guestPort: number, entry: ForwardEntry): void {
-    if (this.relays >= Forwarder.MAX_RELAYS) {
+    if (this.relays + this.splicing >= Forwarder.MAX_RELAYS) {
       entry.counters.refused++;
       sock.resetAndDestroy();
       return;
     }
-    let inner: number;
-    try {
-      inner = this.connectInside!(family, guestPort);
-    } catch {
-      entry.counters.refused++;
-      sock.resetAndDestroy();
-      return;
-    }
-    const handle = (sock as unknown as { _handle?: { fd?: number } })._handle;
-    let outer: number;
-    try {
-      outer = dupFd(handle?.fd ?? -1);
-    } catch {
-      fs.closeSync(inner);
+    this.splicing++;
+    this.connectInside!(family, guestPort).then((inner) => {
+      this.splicing--;
+      if (sock.destroyed || this.closed) {
+        fs.closeSync(inner);
+        sock.destroy();
+        return;
+      }
+      const handle = (sock as unknown as { _handle?: { fd?: number } })._handle;
+      let outer: number;
+      try {
+        outer = dupFd(handle?.fd ?? -1);
+      } catch {
+        fs.closeSync(inner);
+        sock.destroy();
+        return;
+      }
+      // Node's handle closes its fd; the relay's duplicate keeps the connection open.
       sock.destroy();
-      return;
-    }
-    // Node's handle closes its fd; the relay's duplicate keeps the connection open.
-    sock.destroy();
-    entry.counters.spliced++;
-    this.relays++;
-    spliceRelay(outer, inner, () => {
-      this.relays--;
+      entry.counters.spliced++;
+      this.relays++;
+      spliceRelay(outer, inner, () => {
+        this.relays--;
+      });
+    }, () => {
+      this.splicing--;
+      entry.counters.refused++;
+      if (!sock.destroyed) sock.resetAndDestroy();
     });
   }
 
@@ -233,7 +243,14 @@ export class Forwarder {
       const client = clientOf(rinfo.address);
       if (!client) return;
       entry.counters.udp++;
-      this.usernet.stack.forwardUdp(client.family, client.buf, rinfo.port, guestPort, msg, (d) => sock.send(d, rinfo.port, rinfo.address), this.clock());
+      const reply = (d: Buffer) => {
+        try {
+          sock.send(d, rinfo.port, rinfo.address);
+        } catch {
+          // the listener closed (forward removed): the datagram is lost, as UDP may
+        }
+      };
+      this.usernet.stack.forwardUdp(client.family, client.buf, rinfo.port, guestPort, msg, reply, this.clock());
       this.usernet.kick();
     });
     return new Promise((resolve, reject) => {

@@ -1,6 +1,10 @@
 /**
  * HostSockets over node:net and node:dgram: the stack's flows become ordinary host sockets owned
  * by the unprivileged user (socket-level NAT). Every callback is stamped with `clock()`.
+ *
+ * Every callback checks its error first and reports it through the handlers' onError, exactly
+ * once; no method throws. Node throws synchronously from some socket calls (a dgram send on a
+ * socket whose connect failed, a send after close): those are caught here and become onError.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -10,32 +14,49 @@ import type { HostPing, HostPingHandlers, HostSockets, HostTcp, HostTcpHandlers,
 
 export type Clock = () => number;
 
+/** Datagrams (and bytes) a UDP flow may queue before its connect completes (one loop turn). */
+const UDP_CONNECT_QUEUE = 16;
+const UDP_CONNECT_QUEUE_BYTES = 256 << 10;
+/** Bytes libuv may hold for a UDP socket the kernel cannot take right now; beyond, datagrams drop (UDP may). */
+const UDP_SEND_QUEUE_BYTES = 1 << 20;
+
+const codeOf = (err: unknown): string => (err as NodeJS.ErrnoException | undefined)?.code ?? 'EIO';
+
 /** Wraps a connected (or connecting) net.Socket as a HostTcp driving `h`. */
 export function wrapTcp(sock: net.Socket, h: HostTcpHandlers, clock: Clock): HostTcp {
   let done = false;
   sock.setNoDelay(true);
-  sock.on('connect', () => h.onConnect(clock()));
-  sock.on('data', (d: Buffer) => h.onData(d, clock()));
-  sock.on('end', () => h.onEnd(clock()));
-  sock.on('drain', () => h.onDrain(clock()));
+  sock.on('connect', () => {
+    if (!done) h.onConnect(clock());
+  });
+  sock.on('data', (d: Buffer) => {
+    if (!done) h.onData(d, clock());
+  });
+  sock.on('end', () => {
+    if (!done) h.onEnd(clock());
+  });
+  sock.on('drain', () => {
+    if (!done) h.onDrain(clock());
+  });
   sock.on('error', (err: NodeJS.ErrnoException) => {
     if (done) return;
     done = true;
-    h.onError(err.code ?? 'EIO', clock());
+    h.onError(codeOf(err), clock());
   });
   sock.on('close', () => {
     done = true;
   });
   return {
     write: (d) => {
-      if (!sock.destroyed) sock.write(d);
+      if (!sock.destroyed && sock.writable) sock.write(d);
     },
     end: () => {
       if (!sock.destroyed) sock.end();
     },
     destroy: (reset) => {
       done = true;
-      if (reset && !sock.destroyed) sock.resetAndDestroy();
+      if (sock.destroyed) return;
+      if (reset) sock.resetAndDestroy();
       else sock.destroy();
     },
     pause: () => sock.pause(),
@@ -71,10 +92,11 @@ export class NodeHostSockets implements HostSockets {
     });
     return {
       send: (m, address) => {
+        if (closed) return;
         try {
           sendTo(fd, m, address);
-        } catch {
-          // unreachable right now: the container sees no reply, as with a lost packet
+        } catch (err) {
+          h.onError?.(codeOf(err), this.clock()); // the stack answers with ICMP unreachable
         }
       },
       close: () => {
@@ -90,24 +112,59 @@ export class NodeHostSockets implements HostSockets {
     const sock = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
     let ready = false;
     let closed = false;
+    let failed = false;
+    let queued = 0;
     const queue: Buffer[] = [];
-    sock.on('message', (d) => h.onMessage(d, this.clock()));
-    sock.on('error', (err: NodeJS.ErrnoException) => {
-      if (!closed) h.onError(err.code ?? 'EIO', this.clock());
+    const fail = (err: unknown) => {
+      if (closed || failed) return;
+      failed = true;
+      queue.length = 0;
+      h.onError(codeOf(err), this.clock());
+    };
+    const sendNow = (d: Buffer) => {
+      // A kernel that cannot take datagrams leaves them to libuv; UDP may drop instead of queueing without bound.
+      if (sock.getSendQueueSize() > UDP_SEND_QUEUE_BYTES) return;
+      sock.send(d, (err) => {
+        if (err) fail(err);
+      });
+    };
+    sock.on('message', (d) => {
+      if (!closed && !failed) h.onMessage(d, this.clock());
     });
-    sock.connect(port, address, () => {
-      ready = true;
-      for (const d of queue.splice(0)) sock.send(d);
-    });
+    sock.on('error', fail);
+    try {
+      sock.connect(port, address, (err?: Error) => {
+        // A connect that fails (ENETUNREACH: no route to that family) leaves the socket unconnected;
+        // sending on it would throw. The flow ends here instead.
+        if (err) return fail(err);
+        ready = true;
+        queued = 0;
+        try {
+          for (const d of queue.splice(0)) sendNow(d);
+        } catch (e) {
+          fail(e);
+        }
+      });
+    } catch (err) {
+      queueMicrotask(() => fail(err));
+    }
     return {
       send: (d) => {
-        if (closed) return;
-        if (ready) sock.send(d);
-        else if (queue.length < 64) queue.push(d);
+        if (closed || failed) return;
+        try {
+          if (ready) sendNow(d);
+          else if (queue.length < UDP_CONNECT_QUEUE && queued + d.length <= UDP_CONNECT_QUEUE_BYTES) {
+            queue.push(d);
+            queued += d.length;
+          }
+        } catch (err) {
+          fail(err);
+        }
       },
       close: () => {
         if (closed) return;
         closed = true;
+        queue.length = 0;
         try {
           sock.close();
         } catch {

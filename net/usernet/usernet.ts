@@ -7,9 +7,10 @@ import fs from 'node:fs';
 import * as eth from '../wire/ethernet.js';
 import * as ipv4 from '../wire/ipv4.js';
 import * as ipv6 from '../wire/ipv6.js';
-import type { HostPingHandlers, HostSockets, HostTcpHandlers, HostUdpHandlers } from '../stack/host.js';
-import { Stack, type StackConfig, type StackLimits } from '../stack/stack.js';
+import type { HostSockets } from '../stack/host.js';
+import { DEFAULT_LIMITS, Stack, type StackConfig, type StackLimits } from '../stack/stack.js';
 import type { LinkDevice } from '../link/tap_device.js';
+import { DropLog, dropLogWanted } from './drop_log.js';
 import { NodeHostSockets, type Clock } from './host_sockets.js';
 
 /** Addressing as slirp4netns defaults it (10.0.2.0/24, .2 gateway, .3 DNS, .100 guest; fd00::/64). */
@@ -110,10 +111,27 @@ export function stackConfig(o: UsernetOptions): StackConfig {
   };
 }
 
+/**
+ * Host sockets one stack may hold: well below the process's RLIMIT_NOFILE (Node raises the soft
+ * limit to the hard one at start), at most `want`.
+ */
+export function hostSocketCap(want: number, limitsText?: string): number {
+  let text = limitsText;
+  try {
+    text ??= fs.readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return want;
+  }
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(text);
+  if (!m || m[1] === 'unlimited') return want;
+  return Math.max(16, Math.min(want, Math.floor(Number(m[1]) / 2)));
+}
+
 export class Usernet {
   readonly stack: Stack;
   private readonly link: LinkDevice;
   private readonly clock: Clock;
+  private readonly dropLog: DropLog | null;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
   private kicked = false;
@@ -122,26 +140,10 @@ export class Usernet {
   constructor(link: LinkDevice, config: StackConfig, host?: HostSockets, clock: Clock = () => performance.now()) {
     this.link = link;
     this.clock = clock;
-    this.stack = new Stack(config, (parts) => link.send(parts), this.kickAfter(host ?? new NodeHostSockets(clock)));
-  }
-
-  /** Wraps HostSockets so that every host event re-arms the timer. */
-  private kickAfter(host: HostSockets): HostSockets {
-    const wrap = <T extends object>(h: T): T => {
-      const out = {} as T;
-      for (const [k, fn] of Object.entries(h) as Array<[keyof T, unknown]>) {
-        out[k] = ((...args: unknown[]) => {
-          (fn as (...a: unknown[]) => void)(...args);
-          this.kick();
-        }) as T[keyof T];
-      }
-      return out;
-    };
-    return {
-      connectTcp: (f, a, p, h: HostTcpHandlers) => host.connectTcp(f, a, p, wrap(h)),
-      openUdp: (f, a, p, h: HostUdpHandlers) => host.openUdp(f, a, p, wrap(h)),
-      openPing: host.openPing ? (f, h: HostPingHandlers) => host.openPing!(f, wrap(h)) : undefined,
-    };
+    this.dropLog = dropLogWanted() ? new DropLog((l) => process.stderr.write(l), clock) : null;
+    const limits = { ...config.limits, maxHostSockets: hostSocketCap(config.limits?.maxHostSockets ?? DEFAULT_LIMITS.maxHostSockets) };
+    const onCount = this.dropLog ? (r: string, d?: string) => this.dropLog!.note(r, d) : config.onCount;
+    this.stack = new Stack({ ...config, limits, onCount, onEntry: () => this.kick() }, (parts) => link.send(parts), host ?? new NodeHostSockets(clock));
   }
 
   start(): void {
@@ -188,6 +190,7 @@ export class Usernet {
   stop(): void {
     if (this.stopped) return;
     this.stack.shutdown();
+    this.dropLog?.close();
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;

@@ -24,6 +24,9 @@ export function check(b: Uint8Array, off: number, end: number): string | null {
 }
 
 export interface DhcpRequest {
+  /** Hardware type and length (1 and 6 for Ethernet). */
+  htype: number;
+  hlen: number;
   xid: number;
   flags: number;
   chaddr: Buffer;
@@ -35,7 +38,7 @@ export interface DhcpRequest {
 
 /** Addresses are views into `b`. */
 export function parse(b: Buffer, off: number, end: number): DhcpRequest {
-  const r: DhcpRequest = { xid: b.readUInt32BE(off + 4), flags: b.readUInt16BE(off + 10), ciaddr: b.subarray(off + 12, off + 16), chaddr: b.subarray(off + 28, off + 34), type: 0 };
+  const r: DhcpRequest = { htype: b[off + 1], hlen: b[off + 2], xid: b.readUInt32BE(off + 4), flags: b.readUInt16BE(off + 10), ciaddr: b.subarray(off + 12, off + 16), chaddr: b.subarray(off + 28, off + 34), type: 0 };
   let i = off + DHCP_FIXED_LEN;
   while (i < end) {
     const code = b[i];
@@ -66,17 +69,28 @@ export interface DhcpReply {
   router: Uint8Array;
   dns: Uint8Array[];
   mtu: number;
-  leaseS: number;
+  /** Lease time; absent in the ACK to a DHCPINFORM (RFC 2131 section 3.4). */
+  leaseS?: number;
+  /** The client's address when it has one (INFORM: ciaddr, RFC 2131 table 3). */
+  ciaddr?: Uint8Array;
 }
 
-/** Writes a BOOTREPLY at `off`; returns its length (at least 300 bytes, as BOOTP clients expect). */
+/** Bytes {@link emitReply} writes for `r`: the fixed part and options, padded to 300 as BOOTP clients expect. */
+export function replyLength(r: DhcpReply): number {
+  let n = DHCP_FIXED_LEN + 3 + 6 + 1;
+  if (r.type !== NAK) n += (r.leaseS !== undefined ? 6 : 0) + 6 + 6 + (r.dns.length ? 2 + 4 * r.dns.length : 0) + 4;
+  return Math.max(n, 300);
+}
+
+/** Writes a BOOTREPLY at `off`; returns its length, {@link replyLength}. */
 export function emitReply(r: DhcpReply, out: Buffer, off: number): number {
-  out.fill(0, off, off + 300);
+  out.fill(0, off, off + replyLength(r));
   out[off] = 2;
   out[off + 1] = 1;
   out[off + 2] = 6;
   out.writeUInt32BE(r.xid >>> 0, off + 4);
   out.writeUInt16BE(r.flags, off + 10);
+  if (r.ciaddr) out.set(r.ciaddr, off + 12);
   out.set(r.yiaddr, off + 16);
   out.set(r.server, off + 20);
   out.set(r.chaddr.subarray(0, 6), off + 28);
@@ -96,7 +110,7 @@ export function emitReply(r: DhcpReply, out: Buffer, off: number): number {
   opt(53, Uint8Array.of(r.type));
   opt(54, r.server);
   if (r.type !== NAK) {
-    opt(51, u32(r.leaseS));
+    if (r.leaseS !== undefined) opt(51, u32(r.leaseS));
     opt(1, r.netmask);
     opt(3, r.router);
     if (r.dns.length) opt(6, Buffer.concat(r.dns.map((d) => Buffer.from(d))));

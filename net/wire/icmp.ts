@@ -8,6 +8,11 @@ export const ICMP_HDR_LEN = 8;
 export const ECHO_REPLY = 0;
 export const DEST_UNREACH = 3;
 export const ECHO_REQUEST = 8;
+/** Destination-unreachable codes (RFC 792, RFC 1812 section 5.2.7.1). */
+export const UNREACH_NET = 0;
+export const UNREACH_HOST = 1;
+export const UNREACH_PORT = 3;
+export const UNREACH_ADMIN = 13;
 
 export function check(b: Uint8Array, off: number, end: number): string | null {
   if (end - off < ICMP_HDR_LEN) return 'truncated';
@@ -20,6 +25,9 @@ export const code = (b: Uint8Array, off: number): number => b[off + 1];
 /** Echo identifier and sequence (meaningful for echo messages). */
 export const echoId = (b: Uint8Array, off: number): number => (b[off + 4] << 8) | b[off + 5];
 export const echoSeq = (b: Uint8Array, off: number): number => (b[off + 6] << 8) | b[off + 7];
+
+/** Bytes {@link emit} writes for a message with `bodyLength` bytes of body. */
+export const byteLength = (bodyLength: number): number => ICMP_HDR_LEN + bodyLength;
 
 /**
  * Writes an ICMP message at `off`: type, code, the 4-byte rest-of-header word and `body`, with

@@ -44,7 +44,12 @@ export interface RouterAdvert {
   lifetimeS: number;
 }
 
-/** Writes a router advertisement body (after the 4-byte ICMPv6 header is reserved); returns its length. */
+/** Bytes {@link emitRouterAdvert} writes for `ra`. */
+export function routerAdvertLength(ra: RouterAdvert): number {
+  return 16 + 8 + 8 + 32 + (ra.dns ? 24 : 0);
+}
+
+/** Writes a router advertisement (the whole ICMPv6 message, checksum left 0); returns its length. */
 export function emitRouterAdvert(ra: RouterAdvert, out: Buffer, off: number): number {
   let i = off;
   out[i++] = ROUTER_ADVERT;
@@ -87,17 +92,43 @@ export function emitRouterAdvert(ra: RouterAdvert, out: Buffer, off: number): nu
   return i - off;
 }
 
-/** Writes a solicited neighbor advertisement for `target` with our MAC; returns its length. */
-export function emitNeighborAdvert(target: Uint8Array, mac: Uint8Array, out: Buffer, off: number): number {
+/** Bytes {@link emitNeighborAdvert} writes. */
+export const NEIGHBOR_ADVERT_LEN = 32;
+
+/**
+ * Writes a neighbor advertisement for `target` with our MAC; returns its length. `solicited` is
+ * false when it answers a DAD probe, which goes to all-nodes (RFC 4861 section 7.2.4).
+ */
+export function emitNeighborAdvert(target: Uint8Array, mac: Uint8Array, out: Buffer, off: number, solicited = true): number {
   out[off] = NEIGHBOR_ADVERT;
   out[off + 1] = 0;
   out.writeUInt16BE(0, off + 2);
-  out.writeUInt32BE(0xe0000000, off + 4); // R (router), S (solicited), O (override)
+  out.writeUInt32BE(solicited ? 0xe0000000 : 0xa0000000, off + 4); // R (router), S (solicited), O (override)
   out.set(target.subarray(0, 16), off + 8);
   out[off + 24] = OPT_TARGET_LL;
   out[off + 25] = 1;
   out.set(mac.subarray(0, 6), off + 26);
   return 32;
+}
+
+/** Destination-unreachable codes (RFC 4443 section 3.1). */
+export const UNREACH_NO_ROUTE = 0;
+export const UNREACH_PROHIBITED = 1;
+export const UNREACH_ADDRESS = 3;
+export const UNREACH_PORT = 4;
+
+/**
+ * Writes a destination-unreachable message quoting `invoking` (as much of the offending packet
+ * as fits a 1280-byte IPv6 packet, RFC 4443 section 3.1; the caller trims it); returns its
+ * length, 8 + invoking.length. Checksum left 0.
+ */
+export function emitDestUnreach(code: number, invoking: Uint8Array, out: Buffer, off: number): number {
+  out[off] = DEST_UNREACH;
+  out[off + 1] = code;
+  out.writeUInt32BE(0, off + 2);
+  out.writeUInt16BE(0, off + 6);
+  out.set(invoking, off + 8);
+  return 8 + invoking.length;
 }
 
 /** Fills the checksum of the ICMPv6 message at [off, end) given the pseudo-header partial sum. */

@@ -4,6 +4,7 @@ import { finish, pseudo4, sum16 } from './checksum.js';
 import * as dhcp from './dhcp.js';
 import * as eth from './ethernet.js';
 import * as icmp from './icmp.js';
+import * as icmpv6 from './icmpv6.js';
 import * as ipv4 from './ipv4.js';
 import * as ipv6 from './ipv6.js';
 import * as tcp from './tcp.js';
@@ -140,4 +141,37 @@ test('pseudo-header sums agree with a whole-packet sum', (t) => {
   const sum = finish(sum16(b, 20, 31, pseudo4(b, 12, 16, 17, 11)));
   b.writeUInt16BE(sum, 26);
   t.is(finish(sum16(b, 20, 31, pseudo4(b, 12, 16, 17, 11))), 0);
+});
+
+test('byteLength agrees with emit for every message the stack sizes its buffers by (no byte left unwritten)', (t) => {
+  const ra: icmpv6.RouterAdvert = { mac: Buffer.alloc(6, 2), mtu: 65520, prefix: ipv6.parseAddr('fd00::')!, prefixLength: 64, dns: ipv6.parseAddr('fd00::3')!, lifetimeS: 1800 };
+  for (const r of [ra, { ...ra, dns: undefined }]) {
+    const n = icmpv6.routerAdvertLength(r);
+    const out = poisoned(n + 8);
+    t.is(icmpv6.emitRouterAdvert(r, out, 0), n);
+    t.false(out.subarray(0, n).includes(Buffer.from([0xa5, 0xa5, 0xa5, 0xa5])), 'RA: every byte written');
+    t.is(out[n], 0xa5, 'RA: nothing past its length');
+  }
+  const na = poisoned(icmpv6.NEIGHBOR_ADVERT_LEN + 4);
+  t.is(icmpv6.emitNeighborAdvert(ipv6.parseAddr('fd00::2')!, Buffer.alloc(6, 1), na, 0, false), icmpv6.NEIGHBOR_ADVERT_LEN);
+  t.is(na.readUInt32BE(4), 0xa0000000, 'unsolicited NA: R and O, not S');
+  t.is(na[icmpv6.NEIGHBOR_ADVERT_LEN], 0xa5);
+  const quote = Buffer.alloc(48, 7);
+  const du = poisoned(8 + quote.length + 2);
+  t.is(icmpv6.emitDestUnreach(icmpv6.UNREACH_NO_ROUTE, quote, du, 0), 8 + quote.length);
+  t.deepEqual([du[0], du[1], du.readUInt32BE(4)], [1, 0, 0]);
+  t.deepEqual(du.subarray(8, 56), quote);
+  t.is(du[56], 0xa5);
+  for (const reply of [
+    { type: dhcp.ACK, leaseS: 3600 },
+    { type: dhcp.ACK, ciaddr: Buffer.from([10, 0, 2, 100]) },
+    { type: dhcp.NAK },
+  ]) {
+    const r: dhcp.DhcpReply = { xid: 1, flags: 0, chaddr: Buffer.alloc(6, 3), yiaddr: Buffer.alloc(4), server: Buffer.from([10, 0, 2, 2]), netmask: Buffer.from([255, 255, 255, 0]), router: Buffer.from([10, 0, 2, 2]), dns: [Buffer.from([10, 0, 2, 3])], mtu: 1500, ...reply };
+    const n = dhcp.replyLength(r);
+    const out = poisoned(n + 1);
+    t.is(dhcp.emitReply(r, out, 0), n);
+    t.is(out[n], 0xa5);
+    t.false(out.subarray(0, n).includes(0xa5), `DHCP ${reply.type}: every byte written`);
+  }
 });
