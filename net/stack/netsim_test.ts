@@ -6,7 +6,7 @@
 import test from 'ava';
 import type { TcpHeader } from '../wire/tcp.js';
 import { mulberry32 } from './testing.js';
-import { TcpConn, type OutSegment, type TcpConnEvents } from './tcp_conn.js';
+import { TcpConn, TRANSITIONS, type OutSegment, type TcpConnEvents, type TcpState } from './tcp_conn.js';
 
 interface LinkParams {
   loss: number;
@@ -36,7 +36,7 @@ function simulate(seed: number, link: LinkParams, aBytes: number, bBytes: number
   const queue: Array<{ at: number; to: 0 | 1; h: TcpHeader; payload: Buffer }> = [];
   let now = 0;
   let delivered = 0;
-  const opts = (iss: number) => ({ mss: 1400, rcvBufBytes: 64 * 1024, idleMs: 600_000, finTimeoutMs: 600_000, iss });
+  const opts = (iss: number) => ({ mss: 1400, rcvBufBytes: 64 * 1024, idleMs: 600_000, iss });
 
   const events = (me: 0 | 1): TcpConnEvents => ({
     emit: (s: OutSegment) => {
@@ -72,6 +72,17 @@ function simulate(seed: number, link: LinkParams, aBytes: number, bBytes: number
     if (s.sent === s.toSend.length) c.end(now);
   }
 
+  // Every state change either side makes must be one the transition table allows.
+  const last: Array<TcpState | null> = [null, null];
+  const badTransitions: string[] = [];
+  const watch = () => {
+    for (const i of [0, 1] as const) {
+      const st = sides[i].conn?.state ?? null;
+      const was = last[i];
+      if (was && st && st !== was && !TRANSITIONS[was].includes(st)) badTransitions.push(`${was} -> ${st}`);
+      last[i] = st;
+    }
+  };
   sides[0].conn = TcpConn.active(events(0), opts(0xfffff000), now); // ISN near wraparound
   for (let steps = 0; steps < 2_000_000; steps++) {
     if (sides[0].closed && sides[1].closed) break;
@@ -110,9 +121,11 @@ function simulate(seed: number, link: LinkParams, aBytes: number, bBytes: number
       dst.conn.input(ev.h, ev.payload, now);
       dst.conn.flush(now);
     }
+    watch();
     for (const s of sides) if (s.conn && s.conn.pollAt() <= now) s.conn.poll(now);
+    watch();
   }
-  return { sides, now, delivered };
+  return { sides, now, delivered, badTransitions };
 }
 
 const cases: Array<[string, LinkParams]> = [
@@ -125,7 +138,8 @@ const cases: Array<[string, LinkParams]> = [
 for (const [name, link] of cases) {
   test(`netsim: ${name}: both directions byte-exact and closed cleanly over 8 seeds`, (t) => {
     for (let seed = 1; seed <= 8; seed++) {
-      const { sides, now } = simulate(seed * 7919, link, 300_000, 120_000, seed % 2 === 0);
+      const { sides, now, badTransitions } = simulate(seed * 7919, link, 300_000, 120_000, seed % 2 === 0);
+      t.deepEqual(badTransitions, [], `seed ${seed}: every state change was in the table`);
       const [a, b] = sides;
       t.true(Buffer.concat(b.got).equals(a.toSend), `seed ${seed}: A -> B intact (${Buffer.concat(b.got).length}/${a.toSend.length} bytes, t=${now})`);
       t.true(Buffer.concat(a.got).equals(b.toSend), `seed ${seed}: B -> A intact`);
