@@ -77,6 +77,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 static int sync_pipe[2];
@@ -96,7 +97,14 @@ static const char *workdir;
 static int cap_set; /* -c given */
 static uint64_t cap_keep;
 static int pause_mode;
+static int share_mode; /* -J: the user namespace is joined, not new */
 static volatile sig_atomic_t pause_done;
+/* The caller's ids in the parent namespace, read before the clone. */
+static uid_t parent_uid;
+static gid_t parent_gid;
+/* -R sources, opened (O_PATH) while the child still has the caller's identity. */
+static int root_fd = -1;
+static int bind_fd[32];
 
 /* Brings loopback up in the current network namespace (a new one starts with it down). */
 static void lo_up(void) {
@@ -264,28 +272,82 @@ static void minimal_dev(const char *root) {
   mkdir(p, 01777);
 }
 
+static char bind_specs[32][4096];
+static const char *bind_dst[32];
+
 /*
- * -R: builds the container's root under a staging tmpfs and pivots into it. The staging tmpfs
- * sits on /tmp (the container gets a private /tmp anyway), so no host directory is needed.
+ * -R, first half: opens the root and every bind source (O_PATH) while the child still has the
+ * caller's identity. After become_mapped_root() the container's ids may not even be allowed to
+ * look up those paths (the user's 0700 state directory, as seen by a subordinate id); the mounts
+ * then go through /proc/self/fd/N, which needs no lookup. Also before the staging tmpfs hides /tmp.
  */
-static void setup_root(void) {
-  const char *root = "/tmp/.burrow-root";
-  /* Sources are opened before the staging tmpfs hides /tmp; mounts then use /proc/self/fd/N. */
+static void open_root_sources(void) {
   int host = !strcmp(root_mode, "host");
-  int root_fd = open(host ? "/" : root_mode, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  root_fd = open(host ? "/" : root_mode, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root_fd < 0) die("open the root", root_mode);
-  int bind_fd[32];
-  const char *bind_dst[32];
-  char specs[32][4096];
   for (int i = 0; i < nbinds; i++) {
-    snprintf(specs[i], sizeof specs[i], "%s", binds[i]);
-    char *colon = strchr(specs[i], ':');
+    snprintf(bind_specs[i], sizeof bind_specs[i], "%s", binds[i]);
+    char *colon = strchr(bind_specs[i], ':');
     if (!colon) die("parse the bind (expected SRC:DST)", binds[i]);
     *colon = 0;
     bind_dst[i] = colon + 1;
-    bind_fd[i] = open(specs[i], O_PATH | O_CLOEXEC);
-    if (bind_fd[i] < 0) die("open", specs[i]);
+    bind_fd[i] = open(bind_specs[i], O_PATH | O_CLOEXEC);
+    if (bind_fd[i] < 0) die("open", bind_specs[i]);
   }
+}
+
+/* True when `id` of the parent namespace is mapped in /proc/self/{uid,gid}_map. */
+static int mapped_here(const char *file, unsigned long id) {
+  FILE *f = fopen(file, "r");
+  if (!f) return 1;
+  unsigned long inside, outside, count;
+  int found = 0;
+  while (fscanf(f, "%lu %lu %lu", &inside, &outside, &count) == 3)
+    if (id >= outside && id - outside < count) found = 1;
+  fclose(f);
+  return found;
+}
+
+/* True when container id 0 is mapped in `file`. */
+static int zero_mapped(const char *file) {
+  FILE *f = fopen(file, "r");
+  if (!f) return 0;
+  unsigned long inside, outside, count;
+  int found = 0;
+  while (fscanf(f, "%lu %lu %lu", &inside, &outside, &count) == 3)
+    if (inside == 0 && count > 0) found = 1;
+  fclose(f);
+  return found;
+}
+
+/*
+ * With a map that leaves the caller's own ids out (--userns nomap or auto, or explicit maps), the
+ * child would run as the overflow id: it could create no file and the container's command would
+ * not be the container's root. Become root of the new namespace instead (podman runs the command
+ * as the container's uid 0 in these modes). keep-id and host map the caller and change nothing.
+ */
+static void become_mapped_root(void) {
+  int uid_ok = mapped_here("/proc/self/uid_map", parent_uid);
+  int gid_ok = mapped_here("/proc/self/gid_map", parent_gid);
+  if (uid_ok && gid_ok) return;
+  if (!zero_mapped("/proc/self/uid_map") || !zero_mapped("/proc/self/gid_map")) {
+    fprintf(stderr, "burrow-ns: the user namespace maps neither the caller (uid %lu, gid %lu) nor the container's root (id 0): map 0 with --uidmap and --gidmap\n", (unsigned long)parent_uid, (unsigned long)parent_gid);
+    _exit(125);
+  }
+  if (setresgid(0, 0, 0) < 0) die("become the namespace's root group", "setresgid(0)");
+  /* The caller's supplementary groups are unmapped here; drop them where setgroups is allowed. */
+  if (setgroups(0, NULL) < 0 && errno != EPERM) die("drop the supplementary groups", "setgroups");
+  if (setresuid(0, 0, 0) < 0) die("become the namespace's root", "setresuid(0)");
+}
+
+/*
+ * -R, second half: builds the container's root under a staging tmpfs and pivots into it. The
+ * staging tmpfs sits on /tmp (the container gets a private /tmp anyway), so no host directory is
+ * needed.
+ */
+static void setup_root(void) {
+  const char *root = "/tmp/.burrow-root";
+  int host = !strcmp(root_mode, "host");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make private", "/");
   if (mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0) die("mount a tmpfs on", "/tmp");
   mkdir(root, 0755);
@@ -312,7 +374,7 @@ static void setup_root(void) {
   for (int i = 0; i < nbinds; i++) {
     snprintf(p, sizeof p, "%s%s", root, bind_dst[i]);
     struct stat st;
-    if (fstat(bind_fd[i], &st) < 0) die("stat", specs[i]);
+    if (fstat(bind_fd[i], &st) < 0) die("stat", bind_specs[i]);
     char spec[64];
     snprintf(spec, sizeof spec, "/proc/self/fd/%d", bind_fd[i]);
     if (S_ISDIR(st.st_mode)) mkdir_p(p);
@@ -530,6 +592,8 @@ static int child_main(void *arg) {
     close(send_sock);
   }
   if (new_net_ns) lo_up();
+  if (root_mode) open_root_sources();
+  if (!share_mode) become_mapped_root();
   if (hostname && sethostname(hostname, strlen(hostname)) < 0) die("set the hostname", hostname);
   if (root_mode) setup_root();
   if (workdir && chdir(workdir) < 0) die("change to the working directory", workdir);
@@ -653,6 +717,9 @@ int main(int argc, char **argv) {
     if (join(share_pid) < 0 || join_one(share_pid, "uts", CLONE_NEWUTS) < 0 || join_one(share_pid, "ipc", CLONE_NEWIPC) < 0) return 125;
     flags &= ~(CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC);
   }
+  share_mode = share_pid != NULL;
+  parent_uid = getuid();
+  parent_gid = getgid();
   new_pid_ns = (flags & CLONE_NEWPID) != 0;
   new_net_ns = (flags & CLONE_NEWNET) != 0;
   if (pipe2(sync_pipe, O_CLOEXEC) < 0) return 125;

@@ -66,9 +66,9 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
 /** Hidden commands that burrow runs itself (inside a container's user namespace). */
 export function internalCommand(out: (s: string) => void): Command {
   const cmd = new Command('internal').description('used by burrow itself');
-  cmd.addCommand(new Command('unpack-image').argument('<file>').argument('<root>').action(async (file: string, root: string) => {
+  cmd.addCommand(new Command('unpack-image').argument('<file>').argument('<root>').option('--id-map <json>', 'container id -> file owner id ({uid, gid} IdMapping lists)').action(async (file: string, root: string, o: { idMap?: string }) => {
     const { planImage, unpackImage } = await import('./image.js');
-    const stats = await unpackImage(file, await planImage(file), root, { chown: true, spoolDir: `${root}.layers` });
+    const stats = await unpackImage(file, await planImage(file), root, { chown: true, spoolDir: `${root}.layers`, idMap: o.idMap ? JSON.parse(o.idMap) : undefined });
     out(`${JSON.stringify(stats)}\n`);
   }));
   return cmd;

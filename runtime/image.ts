@@ -12,11 +12,14 @@
  * layers, `.wh..wh..opq` hides a directory's lower contents). Paths never leave the root: names
  * with `..` are refused, and a symlink met on the way is resolved inside the root, as if chrooted.
  *
- * Ownership comes from the archive. For a rootless container the unpacking runs inside the
- * container's user namespace (`burrow internal unpack-image`, started by run.ts through the
- * namespace helper), so an image's uid 33 lands as the container's uid 33, i.e. the mapped
- * subordinate id on the host. Device nodes and fifos are skipped and counted (no mknod in a user
- * namespace; podman's rootless storage does the same for devices).
+ * Ownership comes from the archive, shifted through the container's id map (`idMap`: container id
+ * -> the id the unpacking process gives the file), so an image's uid 33 lands as whatever host id
+ * the container's uid 33 is: as root, the host id of the container's map; rootless, the unpacking
+ * runs in a user namespace that maps the user's whole subordinate range (`burrow internal
+ * unpack-image`, from run.ts), and files get the intermediate ids. An id the container does not
+ * map is an error that says how to map it. The root directory itself belongs to the container's
+ * root. Device nodes and fifos are skipped and counted (no mknod in a user namespace; podman's
+ * rootless storage does the same for devices).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,6 +29,7 @@ import { Decompress } from 'fzstd';
 import zlib from 'node:zlib';
 import { extract, type Header } from 'tar-stream';
 import { BurrowError } from '../native/errors.js';
+import type { IdMapping } from '../userns/mapping.js';
 
 export class ImageError extends BurrowError {
   constructor(message: string) {
@@ -277,18 +281,33 @@ function ensureParent(root: string, rel: string): void {
   fs.mkdirSync(real, { mode: 0o755 });
 }
 
-function chownOrExplain(p: string, h: Header): void {
+/** Container id -> file owner id (see the module comment); identity when absent. */
+export interface IdShift {
+  uid: IdMapping[];
+  gid: IdMapping[];
+}
+
+function shifted(map: IdMapping[] | undefined, id: number): number | null {
+  if (!map) return id;
+  const m = map.find((x) => id >= x.containerId && id - x.containerId < x.size);
+  return m ? m.hostId + (id - m.containerId) : null;
+}
+
+function chownOrExplain(p: string, name: string, uid: number, gid: number, shift: IdShift | undefined): void {
+  const u = shifted(shift?.uid, uid);
+  const g = shifted(shift?.gid, gid);
+  const tooBig = () => new ImageError(`"${name}" is owned by ${uid}:${gid}, an id outside the container's user namespace; give a larger mapping (e.g. --userns auto:size=${Math.max(uid, gid) + 1})`);
+  if (u === null || g === null) throw tooBig();
   try {
-    fs.lchownSync(p, h.uid, h.gid);
+    fs.lchownSync(p, u, g);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EINVAL') throw new ImageError(`"${h.name}" is owned by ${h.uid}:${h.gid}, an id outside the container's user namespace; give a larger mapping (e.g. --userns auto:size=${Math.max(h.uid, h.gid) + 1})`);
+    if ((e as NodeJS.ErrnoException).code === 'EINVAL') throw tooBig();
     throw e;
   }
 }
 
 /** Applies one layer (a tar stream) onto `root`. */
-export async function applyLayer(root: string, input: NodeJS.ReadableStream, stats: UnpackStats, opts: { chown: boolean }): Promise<void> {
+export async function applyLayer(root: string, input: NodeJS.ReadableStream, stats: UnpackStats, opts: { chown: boolean; idMap?: IdShift }): Promise<void> {
   const created = new Set<string>();
   const dirModes: Array<[string, number, Date]> = [];
   await walkTar(input, async (h, body) => {
@@ -324,7 +343,7 @@ export async function applyLayer(root: string, input: NodeJS.ReadableStream, sta
       case 'directory':
         if (existing && !existing.isDirectory()) removeAny(p);
         if (!existing || !existing.isDirectory()) fs.mkdirSync(p, { mode: 0o700 });
-        if (opts.chown) chownOrExplain(p, h);
+        if (opts.chown) chownOrExplain(p, h.name, h.uid ?? 0, h.gid ?? 0, opts.idMap);
         dirModes.push([p, mode, h.mtime]);
         await done();
         return;
@@ -363,7 +382,7 @@ export async function applyLayer(root: string, input: NodeJS.ReadableStream, sta
         await done();
         return;
     }
-    if (opts.chown) chownOrExplain(p, h);
+    if (opts.chown) chownOrExplain(p, h.name, h.uid ?? 0, h.gid ?? 0, opts.idMap);
     if (h.type !== 'symlink') fs.chmodSync(p, mode); // after chown, which clears set-id bits
     try {
       fs.lutimesSync(p, h.mtime, h.mtime);
@@ -383,10 +402,11 @@ export async function applyLayer(root: string, input: NodeJS.ReadableStream, sta
 }
 
 /** Pass 2: spools the layers out of the archive (any order there), then applies them in order. */
-export async function unpackImage(file: string, plan: ImagePlan, root: string, opts: { chown: boolean; spoolDir: string }): Promise<UnpackStats> {
+export async function unpackImage(file: string, plan: ImagePlan, root: string, opts: { chown: boolean; spoolDir: string; idMap?: IdShift }): Promise<UnpackStats> {
   const what = `--image ${file}`;
   const stats: UnpackStats = { entries: 0, whiteouts: 0, skippedDevices: 0, skippedFifos: 0 };
   fs.mkdirSync(root, { recursive: true });
+  if (opts.chown) chownOrExplain(root, '/', 0, 0, opts.idMap);
   if (plan.format === 'rootfs') {
     try {
       await applyLayer(root, await openMaybeCompressed(file), stats, opts);

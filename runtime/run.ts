@@ -17,7 +17,7 @@ import path from 'node:path';
 import { toolPath } from '../net/firewall/run.js';
 import { parsePortSpec, type PortSpec } from '../net/usernet/forward.js';
 import { parseIdMapSpec, parseUsernsMode } from '../userns/mapping.js';
-import { relaySignals, startInNamespaces, type Started } from '../userns/unshare.js';
+import { ownershipShift, relaySignals, startInNamespaces, type Maps, type Started } from '../userns/unshare.js';
 import { capabilityMask, capabilityNames } from './caps.js';
 import { ContainerError, ContainerStore, PodStore, type ContainerRecord } from './containers.js';
 import type { ImageConfig, ImagePlan } from './image.js';
@@ -239,15 +239,22 @@ function joinTargetOf(o: RunOptions, netValues: string[], stateDir: string): Con
   return target;
 }
 
-/** Unpacks --image into `root`: in-process as root; inside the container's user namespace otherwise. */
-async function unpackInto(file: string, plan: ImagePlan, root: string, pid: number): Promise<void> {
+/**
+ * Unpacks --image into `root` with ownership shifted through the container's maps: in-process as
+ * root; rootless in a user namespace of the user's whole subordinate range, where the user may
+ * create and chown every id the container maps (the container's own root could not even enter
+ * the user's 0700 state directory with --userns nomap or auto).
+ */
+async function unpackInto(file: string, plan: ImagePlan, root: string, maps: Maps): Promise<void> {
+  const idMap = ownershipShift(maps);
   if (process.getuid!() === 0) {
     const { unpackImage } = await import('./image.js');
-    await unpackImage(file, plan, root, { chown: true, spoolDir: `${root}.layers` });
+    await unpackImage(file, plan, root, { chown: true, spoolDir: `${root}.layers`, idMap });
     return;
   }
-  const { runInNamespaces } = await import('../userns/unshare.js');
-  const r = await runInNamespaces(pid, [process.execPath, process.argv[1], 'internal', 'unpack-image', file, root]);
+  const { unshareCapture } = await import('../userns/unshare.js');
+  const whole = maps.intermediate!.uid.length > 1 ? { mode: parseUsernsMode('host') } : { mode: parseUsernsMode('host'), uidmaps: [{ containerId: 0, hostId: 0, size: 1 }], gidmaps: [{ containerId: 0, hostId: 0, size: 1 }] };
+  const r = await unshareCapture([process.execPath, process.argv[1], 'internal', 'unpack-image', '--id-map', JSON.stringify(idMap), file, root], whole);
   if (r.code !== 0) throw new ContainerError(r.stderr.trim().replace(/^Error: /, '') || `unpacking ${file} failed (exit ${r.code})`);
 }
 
@@ -336,7 +343,7 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
     detach.push(() => {
       for (const fd of [s.fds?.netns, s.fds?.userns]) if (fd !== undefined) fs.closeSync(fd);
     });
-    if (o.image) await unpackInto(path.resolve(o.image), imagePlan!, rootDir!, s.pid);
+    if (o.image) await unpackInto(path.resolve(o.image), imagePlan!, rootDir!, s.maps);
     let ips: string[] = [];
     let resolv = '';
     const extraHosts: string[] = [];

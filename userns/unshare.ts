@@ -61,6 +61,11 @@ export interface UnshareOptions {
 export interface Maps {
   uid: IdMapping[];
   gid: IdMapping[];
+  /**
+   * Rootless: the caller's own ids as a namespace of its whole range sees them (the "host" mode
+   * intermediate map: 0 = the caller, 1.. = its subordinate ids), to shift file ownership.
+   */
+  intermediate?: { uid: IdMapping[]; gid: IdMapping[] };
   /** auto: the registry entry, released when the container ends. */
   auto?: { registry: AutoRegistry; entry: AutoEntry };
 }
@@ -191,12 +196,13 @@ export function computeMaps(o: UnshareOptions): Maps {
   const gidmaps = o.gidmaps ?? o.uidmaps;
   if (selfOnly(o.uidmaps) && selfOnly(gidmaps)) {
     const own = (m: IdMapping[], id: number) => m.map((x) => ({ ...x, hostId: id }));
-    return checked({ uid: own(o.uidmaps!, uid), gid: own(gidmaps!, gid) });
+    return { ...checked({ uid: own(o.uidmaps!, uid), gid: own(gidmaps!, gid) }), intermediate: { uid: intermediateMap(uid, []), gid: intermediateMap(gid, []) } };
   }
   const subuid = readSubIds(subuidFile, { name, uid }, 'subuid');
   const subgid = readSubIds(subgidFile, { name, uid }, 'subgid');
+  const intermediate = { uid: intermediateMap(uid, subuid), gid: intermediateMap(gid, subgid) };
   if (o.mode.kind === 'auto' && !o.uidmaps?.length) {
-    return autoMaps(o, { uid: intermediateMap(uid, subuid), gid: intermediateMap(gid, subgid) }, { uid: totalIds(subuid), gid: totalIds(subgid) });
+    return { ...autoMaps(o, intermediate, { uid: totalIds(subuid), gid: totalIds(subgid) }), intermediate };
   }
   const build = (which: 'uid' | 'gid', own: number, ranges: SubIdRange[], explicit?: IdMapping[]) => {
     const inter = intermediateMap(own, ranges);
@@ -208,7 +214,17 @@ export function computeMaps(o: UnshareOptions): Maps {
     if (unowned.length) throw new UsernsError(`${which}_map needs host ids ${unowned.map((m) => `${m.hostId}-${m.hostId + m.size - 1}`).join(', ')} that user ${name} does not own`);
     return map;
   };
-  return { uid: build('uid', uid, subuid, o.uidmaps), gid: build('gid', gid, subgid, gidmaps) };
+  return { uid: build('uid', uid, subuid, o.uidmaps), gid: build('gid', gid, subgid, gidmaps), intermediate };
+}
+
+/**
+ * Container id -> the id a file must get where the unpacking process runs: the host id as root,
+ * the intermediate id (a namespace of the caller's whole range) rootless.
+ */
+export function ownershipShift(maps: Maps): { uid: IdMapping[]; gid: IdMapping[] } {
+  if (!maps.intermediate) return { uid: maps.uid, gid: maps.gid };
+  const invert = (m: IdMapping[]) => m.map((x) => ({ containerId: x.hostId, hostId: x.containerId, size: x.size }));
+  return { uid: compose(maps.uid, invert(maps.intermediate.uid)), gid: compose(maps.gid, invert(maps.intermediate.gid)) };
 }
 
 /** Gives back an auto reservation (no-op for other modes). */
@@ -398,6 +414,18 @@ export function relaySignals(child: import('node:child_process').ChildProcess): 
 /** Runs `cmd` in new namespaces with the computed maps; resolves to its exit status. */
 export async function unshare(cmd: string[], o: UnshareOptions): Promise<number> {
   return (await startInNamespaces(cmd, o)).exited;
+}
+
+/** Like {@link unshare}, with the command's output captured. */
+export async function unshareCapture(cmd: string[], o: UnshareOptions): Promise<{ code: number; stdout: string; stderr: string }> {
+  const s = await startInNamespaces(cmd, { ...o, stdio: 'pipe' });
+  let stdout = '';
+  let stderr = '';
+  s.child.stdin?.end();
+  s.child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  s.child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await s.exited;
+  return { code, stdout, stderr };
 }
 
 /**
