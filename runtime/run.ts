@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { toolPath } from '../net/firewall/run.js';
-import { parsePortSpec, type PortSpec } from '../net/usernet/forward.js';
+import { formatPortSpec, parsePortSpec, reserveHostPorts, type PortSpec } from '../net/usernet/forward.js';
 import { parseIdMapSpec, parseUsernsMode } from '../userns/mapping.js';
 import { ownershipShift, relaySignals, startInNamespaces, type Maps, type Started } from '../userns/unshare.js';
 import { capabilityMask, capabilityNames } from './caps.js';
@@ -190,6 +190,19 @@ function cniResolv(dns: string[]): string {
   return `${lines.join('\n').trim()}\n`;
 }
 
+/** Refuses host ports another running container of this store publishes, naming it. */
+function refusePublishedElsewhere(ports: PortSpec[], stateDir: string): void {
+  if (!ports.length) return;
+  const overlaps = (a: PortSpec, b: PortSpec) => a.proto === b.proto && a.hostPort < b.hostPort + b.count && b.hostPort < a.hostPort + a.count && (!a.hostAddr || !b.hostAddr || a.hostAddr === b.hostAddr);
+  for (const r of new ContainerStore(stateDir).list()) {
+    if (r.state !== 'running' || !ContainerStore.alive(r)) continue;
+    for (const theirs of r.ports.flatMap((p) => { try { return parsePortSpec(p); } catch { return []; } })) {
+      const mine = ports.find((p) => overlaps(p, theirs));
+      if (mine) throw new ContainerError(`cannot publish ${formatPortSpec(mine)}: container "${r.name}" (${r.id.slice(0, 12)}) already publishes ${formatPortSpec(theirs)}`);
+    }
+  }
+}
+
 /** Deletes the attachments and records of containers whose supervisor is gone. */
 export async function gcContainers(ctx: Context): Promise<string[]> {
   const store = new ContainerStore(ctx.config.stateDir);
@@ -280,6 +293,7 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
   const volumes = parseVolumes(o.volume ?? []);
   const ports = o.publish.flatMap((p) => parsePortSpec(p));
   if (ports.length && (netName === 'host' || netName === 'none')) throw new ContainerError(`-p needs a container network; --network ${netName} has none to publish from`);
+  refusePublishedElsewhere(ports, loadConfig(configFile).stateDir);
   const caps = capabilityMask(o.capAdd, o.capDrop);
   const imagePlan = o.image ? await (await import('./image.js')).planImage(path.resolve(o.image)) : null;
   const imageCfg = imagePlan?.config ?? {};
@@ -363,6 +377,9 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
       resolv = `nameserver ${plan.dns4}\n${plan.dns6 ? `nameserver ${plan.dns6}\n` : ''}`;
       if (o.mapHostLoopback) extraHosts.push(`${o.mapHostLoopback}\thost.containers.internal host.docker.internal`);
     } else if (lists.length) {
+      // Hold every published host port while the container runs (podman does the same): a port
+      // in use fails here, before any rule exists, instead of having its traffic taken.
+      if (ports.length) detach.push(await reserveHostPorts(ports));
       const netns = `/proc/${process.pid}/fd/${s.fds!.netns}`;
       const attachments = requests.map((r) => ({ network: r.name, netns, ifname: r.ifname }));
       record.network = { mode: 'cni', attachments };

@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLI, type BurrowSandbox } from './helpers/burrow.js';
-import { nsExec, requireRoot } from './helpers/netns.js';
+import { nsExec, requireRoot, tcpRequest } from './helpers/netns.js';
 import { FIXTURES, http, HTTP, reservations, rootArgv, rootSandbox, start, until, userArgv, world, type Proc } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
@@ -195,4 +195,37 @@ test.serial('rootless --network pasta and slirp4netns: the established tools att
   t.is(spawnSync('pgrep', ['-u', USER, '-x', 'slirp4netns']).status, 1, 'slirp4netns stopped with the container');
   for (let i = 0; i < 50 && spawnSync('pgrep', ['-u', USER, '-x', 'pasta']).status === 0; i++) await new Promise((r) => setTimeout(r, 50));
   t.is(spawnSync('pgrep', ['-u', USER, '-x', 'pasta']).status, 1, 'pasta quit with the container');
+});
+
+test.serial('rootful -p reserves its host ports: one in use is refused before any rule exists, and a running container holds its ports', async (t) => {
+  if (!requireRoot(t)) return;
+  const sb = rootSandbox(t);
+  const w = await world(t);
+  const b = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, ...args], { encoding: 'utf8' });
+  t.teardown(() => void b(['rm', '-f', 'resv1', 'resv2']));
+  const rules = () => nsExec(w.host, ['iptables-save']).split('\n').filter((l) => l.startsWith('-A')).sort();
+  // A server on 127.0.0.1 only: the DNAT of a 0.0.0.0 publish would have taken its traffic.
+  const busy = spawn('nsenter', [`--net=${w.host}`, '--', process.execPath, '-e', 'require("net").createServer((s) => s.end("mine")).listen(18310, "127.0.0.1", () => console.log("up"))']);
+  t.teardown(() => void busy.kill());
+  await new Promise((r) => busy.stdout.once('data', r));
+  const before = rules();
+  const taken = b(['run', '-d', '--name', 'resv1', '-p', '18310:8000', '--', 'sleep', '60']);
+  t.is(taken.status, 1);
+  t.regex(taken.stderr, /cannot publish 18310:8000\/tcp: host port \*:18310\/tcp is already in use/);
+  t.deepEqual(rules(), before, 'no firewall rule was written');
+  t.is(await tcpRequest(w.host, '127.0.0.1', 18310), 'mine', 'the server keeps its traffic');
+  t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), []);
+  t.deepEqual(reservations(sb), []);
+  // A running container holds its ports: no one else may bind them, and another container is told who has them.
+  t.is(b(['run', '-d', '--name', 'resv1', '-p', '18311:8000', '-p', '18312:53/udp', '--', 'sleep', '60']).status, 0);
+  for (const [kind, port] of [['tcp', 18311], ['udp', 18312]] as const) {
+    const bind = spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, '-e', `const s = require('${kind === 'tcp' ? 'net' : 'dgram'}')${kind === 'tcp' ? '.createServer().listen' : ".createSocket('udp4').bind"}(${port}, '0.0.0.0'); s.on('error', (e) => { console.log(e.code); process.exit(0); }); setTimeout(() => { console.log('bound'); process.exit(0); }, 300);`], { encoding: 'utf8' });
+    t.is(bind.stdout.trim(), 'EADDRINUSE', `${kind} ${port} is held while the container runs`);
+  }
+  const clash = b(['run', '-d', '--name', 'resv2', '-p', '18311:9000', '--', 'sleep', '60']);
+  t.is(clash.status, 1);
+  t.regex(clash.stderr, /container "resv1" \([0-9a-f]{12}\) already publishes 18311:8000\/tcp/);
+  t.is(b(['rm', '-f', 'resv1']).status, 0);
+  const free = spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, '-e', "require('net').createServer().listen(18311, '0.0.0.0', () => { console.log('bound'); process.exit(0); })"], { encoding: 'utf8' });
+  t.is(free.stdout.trim(), 'bound', 'released when the container goes');
 });

@@ -70,6 +70,87 @@ export function parsePortSpec(text: string): PortSpec[] {
   return protos.map((proto) => ({ proto, hostAddr, hostPort, guestPort, count: hostCount }));
 }
 
+/** The clear error for a failed bind of one of `spec`'s host ports (`err.port` names which). */
+export function bindError(spec: PortSpec, err: unknown): Error {
+  const e = err as NodeJS.ErrnoException & { port?: number };
+  const where = `${spec.hostAddr || '*'}:${e.port ?? spec.hostPort}/${spec.proto}`;
+  if (e.code === 'EADDRINUSE') return new PortSpecError(`cannot publish ${formatPortSpec(spec)}: host port ${where} is already in use`);
+  if (e.code === 'EACCES') return new PortSpecError(`cannot publish ${formatPortSpec(spec)}: binding ${where} needs privilege (ports below net.ipv4.ip_unprivileged_port_start)`);
+  if (e.code === 'EADDRNOTAVAIL') return new PortSpecError(`cannot publish ${formatPortSpec(spec)}: ${spec.hostAddr} is not an address of this host`);
+  return err as Error;
+}
+
+/**
+ * Binds a host port: TCP listens (connections that reach the socket, not DNAT, are closed at
+ * once), UDP binds; resolves to its closer. `onTcp`/`onUdp` take the traffic for a forward;
+ * without them the socket only reserves the port (rootful -p: the kernel's DNAT does the work).
+ */
+export async function bindHostPort(proto: 'tcp' | 'udp', addr: string, port: number, handlers: { onTcp?: (s: net.Socket) => void; onUdp?: (sock: dgram.Socket) => void } = {}): Promise<() => void> {
+  try {
+    return await bindOne(proto, addr, port, handlers);
+  } catch (err) {
+    // "every address" on a host without IPv6 (ipv6.disable=1): IPv4's every address then
+    const code = (err as NodeJS.ErrnoException).code;
+    if (addr || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) throw err;
+    return bindOne(proto, '0.0.0.0', port, handlers);
+  }
+}
+
+function bindOne(proto: 'tcp' | 'udp', addr: string, port: number, handlers: { onTcp?: (s: net.Socket) => void; onUdp?: (sock: dgram.Socket) => void }): Promise<() => void> {
+  if (proto === 'tcp') {
+    const server = net.createServer({ pauseOnConnect: true, noDelay: true, allowHalfOpen: true }, handlers.onTcp ?? ((s) => s.destroy()));
+    return new Promise((resolve, reject) => {
+      server.once('error', (err) => reject(Object.assign(err, { port })));
+      server.listen({ host: addr || '::', port, ipv6Only: false, backlog: handlers.onTcp ? 511 : 1 }, () => {
+        server.removeAllListeners('error');
+        server.on('error', () => undefined);
+        resolve(() => server.close());
+      });
+    });
+  }
+  const v6 = !addr || addr.includes(':');
+  const sock = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: false });
+  handlers.onUdp?.(sock);
+  return new Promise((resolve, reject) => {
+    sock.once('error', (err) => reject(Object.assign(err, { port })));
+    sock.bind({ address: addr || '::', port }, () => {
+      sock.removeAllListeners('error');
+      sock.on('error', () => undefined);
+      resolve(() => {
+        try {
+          sock.close();
+        } catch {
+          // already closed
+        }
+      });
+    });
+  });
+}
+
+/**
+ * Reserves every host port of `specs` (all or none), as podman does for rootful -p, so that a
+ * port already in use is refused with a clear error instead of having its traffic taken by DNAT,
+ * and no other program can bind it while the container runs. Resolves to the release.
+ */
+export async function reserveHostPorts(specs: PortSpec[]): Promise<() => void> {
+  const closers: Array<() => void> = [];
+  try {
+    for (const spec of specs) {
+      for (let i = 0; i < spec.count; i++) {
+        try {
+          closers.push(await bindHostPort(spec.proto, spec.hostAddr, spec.hostPort + i));
+        } catch (err) {
+          throw bindError(spec, err);
+        }
+      }
+    }
+  } catch (err) {
+    for (const c of closers) c();
+    throw err;
+  }
+  return () => closers.forEach((c) => c());
+}
+
 export function formatPortSpec(s: PortSpec): string {
   const host = s.hostAddr.includes(':') ? `[${s.hostAddr}]:` : s.hostAddr ? `${s.hostAddr}:` : '';
   const r = (p: number) => (s.count > 1 ? `${p}-${p + s.count - 1}` : `${p}`);
@@ -135,12 +216,7 @@ export class Forwarder {
       }
     } catch (err) {
       for (const c of closers) c();
-      const e = err as NodeJS.ErrnoException;
-      const where = `${spec.hostAddr || '*'}:${(e as { port?: number }).port ?? spec.hostPort}/${spec.proto}`;
-      if (e.code === 'EADDRINUSE') throw new PortSpecError(`cannot publish ${formatPortSpec(spec)}: host port ${where} is already in use`);
-      if (e.code === 'EACCES') throw new PortSpecError(`cannot publish ${formatPortSpec(spec)}: binding ${where} needs privilege (ports below net.ipv4.ip_unprivileged_port_start)`);
-      if (e.code === 'EADDRNOTAVAIL') throw new PortSpecError(`cannot publish ${formatPortSpec(spec)}: ${spec.hostAddr} is not an address of this host`);
-      throw err;
+      throw bindError(spec, err);
     }
     this.listening.set(entry.id, { entry, close: () => closers.forEach((c) => c()) });
     return entry;
@@ -165,18 +241,7 @@ export class Forwarder {
   }
 
   private listenTcp(addr: string, hostPort: number, guestPort: number, entry: ForwardEntry): Promise<() => void> {
-    const server = net.createServer({ pauseOnConnect: true, noDelay: true, allowHalfOpen: true }, (sock) => this.onTcp(sock, guestPort, entry));
-    return new Promise((resolve, reject) => {
-      server.once('error', (err) => {
-        (err as { port?: number }).port = hostPort;
-        reject(err);
-      });
-      server.listen({ host: addr || '::', port: hostPort, ipv6Only: false, backlog: 511 }, () => {
-        server.removeAllListeners('error');
-        server.on('error', () => undefined);
-        resolve(() => server.close());
-      });
-    });
+    return bindHostPort('tcp', addr, hostPort, { onTcp: (sock) => this.onTcp(sock, guestPort, entry) });
   }
 
   private onTcp(sock: net.Socket, guestPort: number, entry: ForwardEntry): void {
@@ -237,38 +302,21 @@ export class Forwarder {
   }
 
   private listenUdp(addr: string, hostPort: number, guestPort: number, entry: ForwardEntry): Promise<() => void> {
-    const v6 = !addr || addr.includes(':');
-    const sock = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: false });
-    sock.on('message', (msg, rinfo) => {
-      const client = clientOf(rinfo.address);
-      if (!client) return;
-      entry.counters.udp++;
-      const reply = (d: Buffer) => {
-        try {
-          sock.send(d, rinfo.port, rinfo.address);
-        } catch {
-          // the listener closed (forward removed): the datagram is lost, as UDP may
-        }
-      };
-      this.usernet.stack.forwardUdp(client.family, client.buf, rinfo.port, guestPort, msg, reply, this.clock());
-      this.usernet.kick();
-    });
-    return new Promise((resolve, reject) => {
-      sock.once('error', (err) => {
-        (err as { port?: number }).port = hostPort;
-        reject(err);
-      });
-      sock.bind({ address: addr || '::', port: hostPort }, () => {
-        sock.removeAllListeners('error');
-        sock.on('error', () => undefined);
-        resolve(() => {
+    return bindHostPort('udp', addr, hostPort, {
+      onUdp: (sock) => sock.on('message', (msg, rinfo) => {
+        const client = clientOf(rinfo.address);
+        if (!client) return;
+        entry.counters.udp++;
+        const reply = (d: Buffer) => {
           try {
-            sock.close();
+            sock.send(d, rinfo.port, rinfo.address);
           } catch {
-            // already closed
+            // the listener closed (forward removed): the datagram is lost, as UDP may
           }
-        });
-      });
+        };
+        this.usernet.stack.forwardUdp(client.family, client.buf, rinfo.port, guestPort, msg, reply, this.clock());
+        this.usernet.kick();
+      }),
     });
   }
 }
