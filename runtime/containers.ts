@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BurrowError } from '../native/errors.js';
-import { processStartTime } from '../userns/auto.js';
+import { processStartTime } from '../native/system.js';
 
 export interface CniAttachment {
   network: string;

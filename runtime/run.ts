@@ -14,7 +14,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { toolPath } from '../net/firewall/run.js';
+import { toolPath } from '../native/system.js';
 import { formatPortSpec, parsePortSpec, reserveHostPorts, type PortSpec } from '../net/usernet/forward.js';
 import { parseIdMapSpec, parseUsernsMode } from '../userns/mapping.js';
 import { ownershipShift, relaySignals, startInNamespaces, type Maps, type Started } from '../userns/unshare.js';
@@ -23,7 +23,7 @@ import { ContainerError, ContainerStore, PodStore, type ContainerRecord } from '
 import type { ImageConfig, ImagePlan } from './image.js';
 import { makeContext, type Context } from './context.js';
 import { planAddressing, DEFAULT_ADDRESSING } from '../net/usernet/usernet.js';
-import { processStartTime } from '../userns/auto.js';
+import { processStartTime } from '../native/system.js';
 import { parseNetworkArgs, SPECIAL_NETWORKS } from './netspec.js';
 
 export interface RunOptions {

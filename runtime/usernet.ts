@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { toolPath } from '../net/firewall/run.js';
+import { toolPath } from '../native/system.js';
 import { TapDevice } from '../net/link/tap_device.js';
 import { serveApi } from '../net/usernet/api.js';
 import { Forwarder, type PortSpec } from '../net/usernet/forward.js';

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { constants, flockSync } from '../native/mod.js';
 import { allocateAuto, autoSize, UsernsError, type IdMapping } from './mapping.js';
+import { processStartTime } from '../native/system.js';
 
 /** ids that never size a namespace: nobody/nogroup and the 32-bit "no id" value. */
 const IGNORED = new Set([65534, 4294967295]);
@@ -76,17 +77,6 @@ export interface AutoEntry {
   gid: IdMapping;
   pid: number;
   startTime: string;
-}
-
-/** Field 22 of /proc/PID/stat (start time in clock ticks), or null when the process is gone. */
-export function processStartTime(pid: number): string | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // comm (field 2) may hold spaces and parentheses: split after the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
 }
 
 export class AutoRegistry {

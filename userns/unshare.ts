@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { constants, recvFds, recvFdsNow, socketPair, unwatch, watchReadable } from '../native/mod.js';
-import { toolPath } from '../net/firewall/run.js';
+import { toolPath } from '../native/system.js';
 import { AutoRegistry, autoSizeFor, type AutoEntry } from './auto.js';
 import {
   checkMapping, compose, intermediateMap, mapArgs, modeMapping, unownedHostIds, UsernsError, type IdMapping, type UsernsMode,

@@ -1,7 +1,6 @@
 /** Runs firewall tools (iptables-restore, nft) with input on stdin; failures name the tool and its stderr. */
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
+import { SYSTEM_DIRS, toolPath } from '../../native/system.js';
 import { BurrowError } from '../../native/errors.js';
 
 export class FirewallError extends BurrowError {
@@ -16,27 +15,6 @@ export interface RunOutput {
   code: number;
   stdout: string;
   stderr: string;
-}
-
-/**
- * System directories the firewall tools are looked up in. Deliberately not $PATH: under `npm run`
- * (and in many runtimes' environments) PATH starts with node_modules/.bin, where an unrelated
- * package can install a program called "nft" (ava's dependency @vercel/nft does).
- */
-const SYSTEM_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin', '/usr/local/bin'];
-
-/** The absolute path of a system tool, or null when it is not installed. */
-export function toolPath(cmd: string): string | null {
-  for (const d of SYSTEM_DIRS) {
-    const p = path.join(d, cmd);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      // not here
-    }
-  }
-  return null;
 }
 
 /** Spawns system tool `cmd` with `input` on stdin and resolves with its output; never rejects for a non-zero exit. */

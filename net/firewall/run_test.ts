@@ -2,7 +2,8 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runTool, toolPath } from './run.js';
+import { toolPath } from '../../native/system.js';
+import { runTool } from './run.js';
 
 test('firewall tools come from the system directories, never from a PATH entry such as node_modules/.bin', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-path-'));

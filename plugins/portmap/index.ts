@@ -14,7 +14,8 @@ import { contains, formatIp, ipFamily, parseCidr, type Cidr, type Family } from 
 import {
   IptablesPortmap, NftablesPortmap, type PortMapping, type PortmapBackend, type PortmapOptions, type PortmapTarget, type Protocol,
 } from '../../net/firewall/portmap.js';
-import { onPath, pickBackend, toolPath } from '../../net/firewall/run.js';
+import { toolPath } from '../../native/system.js';
+import { onPath, pickBackend } from '../../net/firewall/run.js';
 import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl } from '../../net/netlink/sysctl.js';
 import { configError, optBool, optInt, optString } from '../common.js';

@@ -1,0 +1,39 @@
+/**
+ * Facts about the host system that every layer needs, kept at the bottom so each layer can import
+ * them: where a system tool is installed, and when a process started (with its pid, the identity
+ * of a process that survives pid reuse).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+/**
+ * System directories tools are looked up in. Deliberately not $PATH: under `npm run` (and in many
+ * runtimes' environments) PATH starts with node_modules/.bin, where an unrelated package can
+ * install a program called "nft" (ava's dependency @vercel/nft does).
+ */
+export const SYSTEM_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin', '/usr/local/sbin', '/usr/local/bin'];
+
+/** The absolute path of a system tool, or null when it is not installed. */
+export function toolPath(cmd: string): string | null {
+  for (const d of SYSTEM_DIRS) {
+    const p = path.join(d, cmd);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** Field 22 of /proc/PID/stat (start time in clock ticks), or null when the process is gone. */
+export function processStartTime(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
