@@ -4,9 +4,10 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { BurrowError, hasCode } from '../native/errors.js';
 import type { NetworkConfigList } from '../net/cni/types.js';
-import { parseCidr, type Cidr } from '../net/ip/addr.js';
+import { parseCidr } from '../net/ip/addr.js';
+import { ContainerStore, type ContainerRecord } from './containers.js';
 import { makeContext, type Context } from './context.js';
-import { NetworkError, type NetworkInfo } from './networks.js';
+import { NetworkError, type HostRoute, type NetworkInfo } from './networks.js';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
@@ -22,13 +23,19 @@ function keyValues(list: string[] | undefined, flag: string): Record<string, str
   return out;
 }
 
-/** Prefixes routed on the host, so automatic subnets avoid them. Empty when netlink is unavailable. */
-async function hostPrefixes(): Promise<Cidr[]> {
+/**
+ * Prefixes routed on the host (not default routes, not link-local), so that new subnets avoid
+ * them: a subnet already routed would give the host two routes to one prefix. Empty when netlink
+ * is unavailable.
+ */
+async function hostPrefixes(): Promise<HostRoute[]> {
   try {
     const { RtnlClient } = await import('../net/netlink/rtnl_client.js');
     const nl = new RtnlClient('');
     try {
-      return (await nl.listRoutes(undefined, 0)).filter((r) => r.dst !== 'default' && r.type === 'unicast').map((r) => parseCidr(r.dst));
+      return (await nl.listRoutes(undefined, 0))
+        .filter((r) => r.dst !== 'default' && r.type === 'unicast' && !/^fe[89ab][0-9a-f]:/i.test(r.dst))
+        .map((r) => ({ cidr: parseCidr(r.dst), dev: r.dev ?? '?' }));
     } finally {
       nl.close();
     }
@@ -121,15 +128,43 @@ async function removeLeftovers(list: NetworkConfigList): Promise<void> {
   }
 }
 
+/**
+ * burrow's containers on `network` (running or exited), with what shares their namespaces first:
+ * what `network rm -f` removes, as podman does.
+ */
+async function containersOn(c: Context, network: string): Promise<ContainerRecord[]> {
+  const s = new ContainerStore(c.config.stateDir);
+  const on = s.list().filter((r) => r.network.mode === 'cni' && r.network.attachments.some((a) => a.network === network));
+  const ids = new Set(on.map((r) => r.id));
+  // --network container:X and pod members share X's network: they go first.
+  const sharing = s.list().filter((r) => r.network.mode === 'container' && ids.has(r.network.target) && !ids.has(r.id));
+  return [...sharing, ...on];
+}
+
 async function removeNetwork(c: Context, name: string, force: boolean): Promise<void> {
   const list = c.networks.get(name);
-  if (name === c.config.defaultNetwork && !list.file) throw new NetworkError('EPERM', `"${name}" is the default network and cannot be removed`);
+  if (name === c.networks.defaultName() && !list.file) throw new NetworkError('EPERM', `"${name}" is the default network and cannot be removed`);
+  const containers = await containersOn(c, name);
   const users = c.runtime.cache.list(name);
-  if (users.length && !force) {
-    const ids = users.slice(0, 5).map((u) => u.containerId).join(', ');
-    throw new NetworkError('EBUSY', `network "${name}" is in use by ${users.length} attachment(s) (${ids}${users.length > 5 ? ', ...' : ''}): detach them first or use -f`);
+  if ((users.length || containers.length) && !force) {
+    const what = containers.length ? `container(s) ${containers.slice(0, 5).map((r) => r.name).join(', ')}${containers.length > 5 ? ', ...' : ''}` : `${users.length} attachment(s) (${users.slice(0, 5).map((u) => u.containerId).join(', ')}${users.length > 5 ? ', ...' : ''})`;
+    throw new NetworkError('EBUSY', `network "${name}" is in use by ${what}: remove them first, or use -f to remove them with the network`);
   }
-  await detachAll(c, list);
+  // podman's network rm -f: the containers go (stopped, then removed), not only their attachments;
+  // a pod whose infra is on the network goes whole.
+  const { stop } = await import('./cmd_containers.js');
+  const { removePod } = await import('./cmd_pods.js');
+  const store = new ContainerStore(c.config.stateDir);
+  for (const r of containers) {
+    const now = store.list().find((x) => x.id === r.id);
+    if (!now) continue; // went with its pod
+    if (now.infra && now.pod) await removePod(now.pod, { force: true, time: 0 }, c.config.source ?? undefined);
+    else {
+      await stop(store, now, 0);
+      await store.remove(now.id);
+    }
+  }
+  await detachAll(c, list); // what other runtimes (podman, cnitool) attached
   c.networks.removeFile(name);
   c.runtime.removeNetworkState(name);
   await removeLeftovers(list);
@@ -157,7 +192,7 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
       const info = c.networks.create(name, {
         driver: o.driver, subnets: o.subnet, gateways: o.gateway, ipRanges: o.ipRange, ipv6: o.ipv6, internal: o.internal,
         options: keyValues(o.opt, '-o'), labels: keyValues(o.label, '--label'), ipamDriver: o.ipamDriver,
-      }, o.subnet?.length ? [] : await hostPrefixes(), o.driver !== 'bridge' ? await hostLinks() : []);
+      }, await hostPrefixes(), o.driver !== 'bridge' ? await hostLinks() : []);
       out(`${info.name}\n`);
     });
 

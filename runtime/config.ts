@@ -46,6 +46,8 @@ export interface BurrowConfig {
   ipv6Pools: SubnetPool[];
   /** The file the values came from, or null for built-in defaults. */
   source: string | null;
+  /** Keys the file set (section.key), so a choice made for the user can tell a default from a wish. */
+  explicit: string[];
 }
 
 /** burrow's install root (the folder holding plugins/ and dist/). */
@@ -86,6 +88,7 @@ export function defaultConfig(): BurrowConfig {
     subnetPools: [{ base: '10.89.0.0/16', size: 24 }],
     ipv6Pools: [{ base: 'fd89::/16', size: 64 }],
     source: null,
+    explicit: [],
   };
 }
 
@@ -132,7 +135,7 @@ const FIELDS: Record<string, Field & { expects: string }> = {
 
 /** Applies a parsed TOML document over the defaults. Throws ConfigError naming the file and key. */
 export function applyToml(doc: Record<string, unknown>, file: string, base = defaultConfig()): BurrowConfig {
-  const out: BurrowConfig = { ...base, source: file };
+  const out: BurrowConfig = { ...base, source: file, explicit: [] };
   for (const [section, body] of Object.entries(doc)) {
     if (!body || typeof body !== 'object' || Array.isArray(body)) {
       throw new ConfigError(`${file}: unknown top-level key "${section}" (expected the [network] or [engine] table)`);
@@ -143,6 +146,7 @@ export function applyToml(doc: Record<string, unknown>, file: string, base = def
       const value = f.check(v);
       if (value === undefined) throw new ConfigError(`${file}: "${section}.${k}" must be ${f.expects}, got ${JSON.stringify(v)}`);
       (out as unknown as Record<string, unknown>)[f.key] = value;
+      out.explicit.push(`${section}.${k}`);
     }
   }
   return out;

@@ -12,6 +12,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { parse as parseToml } from 'smol-toml';
 import { BurrowError } from '../native/errors.js';
 import { parseConfList, validName } from '../net/cni/config.js';
 import type { NetworkConfigList, PluginConf } from '../net/cni/types.js';
@@ -19,6 +20,7 @@ import {
   contains, defaultGateway, formatCidr, formatIp, lastOf, networkOf, overlaps, parseCidr, parseIp, parseRange, sizeOf, offsetIp, usableRange, type Cidr,
 } from '../net/ip/addr.js';
 import { validIfname } from '../net/netlink/client.js';
+import { toolPath } from '../native/system.js';
 import { scanConfDir } from './cni/confdir.js';
 import type { BurrowConfig } from './config.js';
 
@@ -44,6 +46,12 @@ export interface CreateOptions {
   labels?: Record<string, string>;
   /** host-local (default), dhcp (refused: not supported) or none */
   ipamDriver?: string;
+}
+
+/** A prefix routed on the host, and the interface it goes out of. */
+export interface HostRoute {
+  cidr: Cidr;
+  dev: string;
 }
 
 /** What `create` needs to know about the host's links (macvlan parents). */
@@ -76,6 +84,8 @@ export interface NetworkInfo {
   /** Where it is defined; absent for the built-in default network. */
   file?: string;
   default?: boolean;
+  /** The default network only: why it is the default (and why its subnet, when burrow chose one). */
+  default_reason?: string;
 }
 
 /** podman's CNI backend derives the network ID from the name. */
@@ -189,9 +199,119 @@ export function macvlanConflist(name: string, ranges: HostLocalRange[], opts: { 
   };
 }
 
+/** podman's default network: its name and subnet (C containers/common, libnetwork/types). */
+export const PODMAN_DEFAULT = { name: 'podman', subnet: '10.88.0.0/16' };
+
+/** podman's default subnet as containers.conf sets it ([network] default_subnet; later files win). */
+export function podmanDefaultSubnet(env: NodeJS.ProcessEnv = process.env): string {
+  const files = env.CONTAINERS_CONF ? [env.CONTAINERS_CONF] : ['/usr/share/containers/containers.conf', '/etc/containers/containers.conf', ...(process.getuid?.() ? [path.join(env.XDG_CONFIG_HOME || path.join(env.HOME ?? '/', '.config'), 'containers', 'containers.conf')] : [])];
+  let subnet = PODMAN_DEFAULT.subnet;
+  for (const f of files) {
+    try {
+      const doc = parseToml(fs.readFileSync(f, 'utf8')) as { network?: { default_subnet?: unknown } };
+      if (typeof doc.network?.default_subnet === 'string') subnet = doc.network.default_subnet;
+    } catch {
+      // absent or unreadable: podman's built-in value stands
+    }
+  }
+  return subnet;
+}
+
+/**
+ * Subnets burrow's built-in default network may take when the configured one is taken, in order.
+ * 10.89.0.0/16 is left out: podman's and burrow's pools hand out /24s of it.
+ */
+const DEFAULT_SUBNET_FALLBACKS = ['10.90.0.0/16', '10.91.0.0/16', '10.92.0.0/16', '10.93.0.0/16', '10.94.0.0/16', '10.95.0.0/16', '10.96.0.0/16', '10.97.0.0/16', '10.98.0.0/16', '10.99.0.0/16'];
+
 /** Networks of a config dir plus the built-in default; `errors` lists unreadable files. */
 export class NetworkStore {
-  constructor(readonly config: BurrowConfig) {}
+  /** `podmanInstalled`: podman's default network exists then, in memory, even without a file. */
+  constructor(readonly config: BurrowConfig, private readonly podmanInstalled: () => boolean = () => toolPath('podman') !== null) {}
+
+  /**
+   * The default network and why it is the default. burrow never puts its own default network next
+   * to podman's on the same subnet (two bridges, two identical routes):
+   *  1. `network.default_network` set in burrow.toml: that network;
+   *  2. burrow's built-in network still has attachments: it stays, until they are gone;
+   *  3. podman's default network has a conflist here (Debian's podman ships one): burrow uses it,
+   *     so burrow's and podman's containers share its bridge and its address store;
+   *  4. otherwise burrow's built-in network, on `network.default_subnet` unless that overlaps a
+   *     network here or podman's in-memory default (podman installed without a conflist): then on
+   *     the first free subnet of 10.90-10.99.0.0/16.
+   */
+  resolveDefault(): { name: string; list: NetworkConfigList; reason: string } {
+    const c = this.config;
+    const lists = this.scan().lists;
+    const file = (name: string) => lists.find((l) => l.name === name);
+    if (c.explicit.includes('network.default_network')) {
+      const f = file(c.defaultNetwork);
+      return { name: c.defaultNetwork, list: f ?? this.builtin(c.defaultSubnet), reason: `network.default_network = "${c.defaultNetwork}" in ${c.source}` };
+    }
+    const own = file(c.defaultNetwork);
+    if (own) return { name: c.defaultNetwork, list: own, reason: `burrow's default network, defined in ${own.file}` };
+    const subnet = this.builtinSubnet(lists);
+    if (this.hasAttachments(c.defaultNetwork)) return { name: c.defaultNetwork, list: this.builtin(subnet.subnet), reason: `burrow's built-in network, kept while containers are attached to it${subnet.why ? `; ${subnet.why}` : ''}` };
+    const podman = file(PODMAN_DEFAULT.name);
+    if (podman) return { name: podman.name, list: podman, reason: `podman's default network (${podman.file}): burrow uses it rather than create a second network on the same subnet, so burrow's and podman's containers share its bridge and addresses; set network.default_network in burrow.toml to choose another` };
+    return { name: c.defaultNetwork, list: this.builtin(subnet.subnet), reason: `burrow's built-in network${subnet.why ? `; ${subnet.why}` : ''}` };
+  }
+
+  /** The default network's name. */
+  defaultName(): string {
+    return this.resolveDefault().name;
+  }
+
+  /** The subnet of the built-in default: the configured one, or the first free fallback (and why). */
+  private builtinSubnet(lists: NetworkConfigList[]): { subnet: string; why: string } {
+    const c = this.config;
+    const taken: { owner: string; cidr: Cidr }[] = [];
+    for (const l of lists) {
+      if (l.name === c.defaultNetwork) continue;
+      for (const r of ipamRanges(mainPlugin(l))) {
+        try {
+          taken.push({ owner: `network "${l.name}"`, cidr: parseCidr(r.subnet) });
+        } catch {
+          // a foreign conflist with a bad subnet cannot block ours
+        }
+      }
+    }
+    const implicit = this.podmanImplicit(lists);
+    if (implicit) taken.push(implicit);
+    const clash = (s: string) => taken.find((t) => overlaps(t.cidr, parseCidr(s)));
+    const first = clash(c.defaultSubnet);
+    if (!first || c.explicit.includes('network.default_subnet')) return { subnet: c.defaultSubnet, why: first ? `network.default_subnet ${c.defaultSubnet} overlaps ${first.owner}, as configured` : '' };
+    const free = DEFAULT_SUBNET_FALLBACKS.find((s) => !clash(s));
+    if (!free) throw new NetworkError('ENOSPC', `burrow's default network has no free subnet: ${c.defaultSubnet} and 10.90-10.99.0.0/16 all overlap other networks; set network.default_subnet in burrow.toml`);
+    return { subnet: free, why: `${c.defaultSubnet} is taken by ${first.owner}, so it uses ${free}` };
+  }
+
+  /**
+   * podman's default network where it has no conflist in this directory: installed podman still
+   * has it (in memory, or in its own network directory), and it claims its subnet on this host.
+   */
+  private podmanImplicit(lists: NetworkConfigList[]): { owner: string; cidr: Cidr } | null {
+    if (lists.some((l) => l.name === PODMAN_DEFAULT.name) || !this.podmanInstalled()) return null;
+    try {
+      return { owner: "podman's default network", cidr: parseCidr(podmanDefaultSubnet()) };
+    } catch {
+      return null;
+    }
+  }
+
+  /** True when libcni's cache holds attachments of `network` (containers still use it). */
+  private hasAttachments(network: string): boolean {
+    try {
+      return fs.readdirSync(path.join(this.config.cniCacheDir, 'results')).some((n) => n.startsWith(`${network}-`) && !n.includes('.tmp-'));
+    } catch {
+      return false;
+    }
+  }
+
+  private builtin(subnet: string): NetworkConfigList {
+    const c = parseCidr(subnet, { strict: true });
+    const doc = bridgeConflist(this.config.defaultNetwork, this.config.defaultBridge, [{ subnet: formatCidr(c), gateway: formatIp(defaultGateway(c)) }], { dataDir: this.config.ipamDataDir });
+    return parseConfList(Buffer.from(JSON.stringify(doc, null, 2)));
+  }
 
   private scan(): { lists: NetworkConfigList[]; errors: string[] } {
     const lists: NetworkConfigList[] = [];
@@ -207,18 +327,17 @@ export class NetworkStore {
     return { lists, errors };
   }
 
-  /** The in-memory default network (unless a file defines that name). */
+  /** The default network's conflist (a file, or burrow's built-in one). */
   defaultList(): NetworkConfigList {
-    const c = parseCidr(this.config.defaultSubnet, { strict: true });
-    const doc = bridgeConflist(this.config.defaultNetwork, this.config.defaultBridge, [{ subnet: formatCidr(c), gateway: formatIp(defaultGateway(c)) }], { dataDir: this.config.ipamDataDir });
-    return parseConfList(Buffer.from(JSON.stringify(doc, null, 2)));
+    return this.resolveDefault().list;
   }
 
   /** All networks, default first. */
   list(): { networks: NetworkInfo[]; errors: string[] } {
     const { lists, errors } = this.scan();
-    const networks = lists.map((l) => describe(l, l.name === this.config.defaultNetwork));
-    if (!lists.some((l) => l.name === this.config.defaultNetwork)) networks.unshift(describe(this.defaultList(), true));
+    const d = this.resolveDefault();
+    const networks = lists.map((l) => (l.name === d.name ? { ...describe(l, true), default_reason: d.reason } : describe(l)));
+    if (!lists.some((l) => l.name === d.name)) networks.unshift({ ...describe(d.list, true), default_reason: d.reason });
     return { networks, errors };
   }
 
@@ -227,29 +346,34 @@ export class NetworkStore {
     const { lists, errors } = this.scan();
     const hit = lists.find((l) => l.name === name);
     if (hit) return hit;
-    if (name === this.config.defaultNetwork) return this.defaultList();
+    const d = this.resolveDefault();
+    if (name === d.name) return d.list;
     const note = errors.length ? ` (${errors.length} unreadable file(s): ${errors.join('; ')})` : '';
-    throw new NetworkError('ENOENT', `network "${name}" not found in "${this.config.cniConfigDir}"${note}`);
+    const builtin = name === this.config.defaultNetwork ? `; the default network is "${d.name}": ${d.reason}` : '';
+    throw new NetworkError('ENOENT', `network "${name}" not found in "${this.config.cniConfigDir}"${note}${builtin}`);
   }
 
   exists(name: string): boolean {
-    return name === this.config.defaultNetwork || this.scan().lists.some((l) => l.name === name);
+    return name === this.defaultName() || this.scan().lists.some((l) => l.name === name);
   }
 
   /** Every subnet in use by a network (for overlap checks), with its owner. */
   private usedSubnets(): { owner: string; cidr: Cidr }[] {
     const out: { owner: string; cidr: Cidr }[] = [];
     const { lists } = this.scan();
-    const all = lists.some((l) => l.name === this.config.defaultNetwork) ? lists : [this.defaultList(), ...lists];
+    const d = this.resolveDefault();
+    const all = lists.some((l) => l.name === d.name) ? lists : [d.list, ...lists];
     for (const l of all) {
       for (const r of ipamRanges(mainPlugin(l))) {
         try {
-          out.push({ owner: l.name, cidr: parseCidr(r.subnet) });
+          out.push({ owner: `network "${l.name}"`, cidr: parseCidr(r.subnet) });
         } catch {
           // a foreign conflist with a bad subnet cannot block ours
         }
       }
     }
+    const implicit = this.podmanImplicit(lists);
+    if (implicit) out.push(implicit);
     return out;
   }
 
@@ -278,10 +402,11 @@ export class NetworkStore {
   }
 
   /**
-   * Validates and writes a new network. `hostPrefixes` are subnets already
-   * routed on the host, which automatic allocation avoids.
+   * Validates and writes a new network. `hostRoutes` are prefixes already routed on the host:
+   * automatic allocation avoids them and a given --subnet may not overlap one (a macvlan subnet
+   * is the parent's LAN, which the host may well route: it is exempt).
    */
-  create(name: string, opts: CreateOptions, hostPrefixes: Cidr[] = [], hostLinks: HostLink[] = []): NetworkInfo {
+  create(name: string, opts: CreateOptions, hostRoutes: HostRoute[] = [], hostLinks: HostLink[] = []): NetworkInfo {
     const driver = opts.driver ?? 'bridge';
     if (!['bridge', 'macvlan', 'ipvlan'].includes(driver)) throw new NetworkError('EINVAL', `unsupported network driver "${driver}": burrow creates "bridge", "macvlan" and "ipvlan" networks`);
     if (!validName(name)) throw new NetworkError('EINVAL', `invalid network name "${name}": use letters, digits, "_", "." and "-", starting with a letter or digit`);
@@ -321,13 +446,15 @@ export class NetworkStore {
         throw new NetworkError('EINVAL', (err as Error).message);
       }
       const clash = used.find((u) => overlaps(u.cidr, c));
-      if (clash) throw new NetworkError('EEXIST', `subnet ${s} overlaps subnet ${formatCidr(clash.cidr)} of network "${clash.owner}"`);
+      if (clash) throw new NetworkError('EEXIST', `subnet ${s} overlaps subnet ${formatCidr(clash.cidr)} of ${clash.owner}`);
+      const routed = driver === 'bridge' ? hostRoutes.find((r) => overlaps(r.cidr, c)) : undefined;
+      if (routed) throw new NetworkError('EEXIST', `subnet ${s} overlaps ${formatCidr(routed.cidr)}, which the host already routes via ${routed.dev}; choose another subnet, or leave --subnet out to get a free one`);
       const self = subnets.find((x) => overlaps(x, c));
       if (self) throw new NetworkError('EINVAL', `subnet ${s} overlaps subnet ${formatCidr(self)} given on the same command line`);
       if (c.ip.family === 4 ? c.prefixLen > 30 : c.prefixLen > 126) throw new NetworkError('EINVAL', `subnet ${s} is too small to allocate from`);
       subnets.push(c);
     }
-    const taken = [...used.map((u) => u.cidr), ...hostPrefixes, ...subnets];
+    const taken = [...used.map((u) => u.cidr), ...hostRoutes.map((r) => r.cidr), ...subnets];
     // Like podman: no --subnet means one IPv4 subnet from the pool; --ipv6 adds an IPv6 one unless given.
     if (!subnets.length) {
       const c = this.freeSubnet(4, taken);
@@ -366,7 +493,7 @@ export class NetworkStore {
 
   /** Removes a network's file. The caller has torn down attachments first. */
   removeFile(name: string): string {
-    if (name === this.config.defaultNetwork && !this.scan().lists.some((l) => l.name === name)) {
+    if (name === this.defaultName() && !this.scan().lists.some((l) => l.name === name)) {
       throw new NetworkError('EPERM', `"${name}" is the default network and cannot be removed`);
     }
     const list = this.get(name);

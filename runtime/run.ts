@@ -279,7 +279,7 @@ export async function runContainer(o: RunOptions, configFile?: string): Promise<
   const joinTarget = joinTargetOf(o, netValues, loadConfig(configFile).stateDir);
   const network = joinTarget ? 'container' : netValues.length === 1 ? netValues[0] : netValues.length ? netValues.join(' --network ') : rootless ? 'usernet' : undefined;
   const ctx = await makeContext(configFile, { plugins: !rootless && !SPECIAL_NETWORKS.includes(network ?? '') && !joinTarget });
-  const netName = network ?? ctx.config.defaultNetwork;
+  const netName = network ?? ctx.networks.defaultName();
   // ---- validate everything before anything starts
   const cni = !SPECIAL_NETWORKS.includes(netName) && !joinTarget;
   if (netName.startsWith('container:')) throw new ContainerError('--network container: needs a container name');

@@ -95,12 +95,13 @@ test('network create -d macvlan validates like podman; host shim: host <-> conta
   nsExec(host, ['ip', 'addr', 'add', '10.240.0.250/24', 'dev', 'par0']); // the host's own address on the LAN
   const sb = sandbox(t, [OWN_BIN]);
   const create = (...a: string[]) => sb.run(['network', 'create', '-d', 'macvlan', ...a], { netns: host });
+  sb.ok(['network', 'create', '--subnet', '10.60.0.0/16', 'taken'], { netns: host });
   const bad: [string[], RegExp][] = [
     [['-o', 'parent=nope0', '--subnet', '10.240.0.0/24', 'x'], /parent interface "nope0" does not exist/],
     [['-o', 'parent=par0', '-o', 'mode=weird', '--subnet', '10.240.0.0/24', 'x'], /invalid macvlan mode "weird"/],
     [['-o', 'parent=par0', 'x'], /a macvlan network needs --subnet/],
     [['-o', 'parent=par0', '--ipam-driver', 'dhcp', 'x'], /dhcp IPAM driver is not supported/],
-    [['-o', 'parent=par0', '--subnet', '10.88.1.0/24', 'x'], /overlaps subnet 10\.88\.0\.0\/16 of network "burrow"/],
+    [['-o', 'parent=par0', '--subnet', '10.60.1.0/24', 'x'], /overlaps subnet 10\.60\.0\.0\/16 of network "taken"/],
   ];
   for (const [args, re] of bad) {
     const r = create(...args);
@@ -112,6 +113,7 @@ test('network create -d macvlan validates like podman; host shim: host <-> conta
   nsExec(host, ['ip', 'link', 'del', 'pt0']);
   t.regex(sb.run(['network', 'create', '-d', 'ipvlan', '-o', 'parent=par0', '-o', 'mode=bridge', '--subnet', '10.240.0.0/24', 'x'], { netns: host }).stderr, /invalid ipvlan mode "bridge": expected l2, l3, l3s/);
   t.regex(sb.run(['network', 'create', '-d', 'ipvlan', '-o', 'parent=par0', '-o', 'host_shim=true', '--subnet', '10.240.0.0/24', 'x'], { netns: host }).stderr, /unsupported ipvlan option "host_shim"/);
+  sb.ok(['network', 'rm', 'taken'], { netns: host });
   t.deepEqual(fs.existsSync(sb.confDir) ? fs.readdirSync(sb.confDir) : [], [], 'no conflist written by the failures');
   t.is(sb.run(['network', 'create', '-d', 'ipvlan', '-o', 'parent=par0', '-o', 'mode=l3', '--subnet', '10.241.0.0/24', 'iv'], { netns: host }).code, 0);
   t.like(JSON.parse(fs.readFileSync(path.join(sb.confDir, 'iv.conflist'), 'utf8')).plugins[0], { type: 'ipvlan', master: 'par0', mode: 'l3' });

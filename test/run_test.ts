@@ -229,3 +229,27 @@ test.serial('rootful -p reserves its host ports: one in use is refused before an
   const free = spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, '-e', "require('net').createServer().listen(18311, '0.0.0.0', () => { console.log('bound'); process.exit(0); })"], { encoding: 'utf8' });
   t.is(free.stdout.trim(), 'bound', 'released when the container goes');
 });
+
+test.serial('network rm -f removes the containers on the network (as podman does), not only their attachments', async (t) => {
+  if (!requireRoot(t)) return;
+  const sb = rootSandbox(t);
+  const w = await world(t);
+  const b = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, ...args], { encoding: 'utf8' });
+  t.teardown(() => void b(['rm', '-f', 'onnet', 'sharer', 'kept']));
+  t.is(b(['network', 'create', '--subnet', '10.77.0.0/24', 'doomed']).status, 0);
+  t.is(b(['run', '-d', '--name', 'onnet', '--network', 'doomed', '--', 'sleep', '60']).status, 0);
+  t.is(b(['run', '-d', '--name', 'sharer', '--network', 'container:onnet', '--', 'sleep', '60']).status, 0);
+  t.is(b(['run', '--name', 'kept', '--network', 'doomed', '--', 'true']).status, 0, 'an exited container on the network');
+  t.is(b(['run', '-d', '--name', 'elsewhere', '--network', 'none', '--', 'sleep', '60']).status, 0);
+  t.teardown(() => void b(['rm', '-f', 'elsewhere']));
+  const busy = b(['network', 'rm', 'doomed']);
+  t.is(busy.status, 1);
+  t.regex(busy.stderr, /network "doomed" is in use by container\(s\) sharer, onnet, kept: remove them first, or use -f/);
+  t.is(b(['network', 'rm', '-f', 'doomed']).status, 0);
+  const left = JSON.parse(b(['ps', '-a', '--format', 'json']).stdout).map((r: { Names: string[] }) => r.Names[0]);
+  t.deepEqual(left, ['elsewhere'], 'the containers of the network are gone; others stay');
+  t.false(fs.existsSync(path.join(sb.confDir, 'doomed.conflist')));
+  t.deepEqual(reservations(sb), []);
+  t.deepEqual(fs.existsSync(path.join(sb.cacheDir, 'results')) ? fs.readdirSync(path.join(sb.cacheDir, 'results')) : [], []);
+  t.false(nsExec(w.host, ['ip', '-br', 'link']).includes('veth'), 'no veth is left half-attached');
+});
