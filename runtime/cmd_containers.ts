@@ -169,7 +169,17 @@ export function containerCommands(globals: () => { config?: string }, out: Out):
         s.write(r);
         out(`${res.ids.join('\n')}\n`);
       } else if (action === 'rm' && arg) {
+        const { entries } = (await callApi(r.apiSocket, { execute: 'list_hostfwd' })) as { entries: Array<{ id: number; spec: string }> };
+        const gone = entries.find((e) => e.id === Number(arg));
         await callApi(r.apiSocket, { execute: 'remove_hostfwd', arguments: { id: Number(arg) } });
+        // The record lists what is published (burrow port NAME, ps): the removed forward goes too.
+        const { parsePortSpec, formatPortSpec } = await import('../net/usernet/forward.js');
+        const at = gone ? r.ports.findIndex((p) => parsePortSpec(p).map(formatPortSpec).includes(gone.spec)) : -1;
+        if (at >= 0) {
+          const rest = parsePortSpec(r.ports[at]).map(formatPortSpec).filter((x) => x !== gone!.spec);
+          r.ports.splice(at, 1, ...rest);
+          s.write(r);
+        }
       } else throw new ContainerError('usage: burrow port NAME [add SPEC | rm ID]');
     });
   return [ps, stopCmd, kill, rm, logs, inspect, port];

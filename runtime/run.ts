@@ -272,8 +272,13 @@ async function unpackInto(file: string, plan: ImagePlan, root: string, maps: Map
 }
 
 /** Runs a container in the foreground; resolves to its exit status. */
-export async function runContainer(o: RunOptions, configFile?: string): Promise<number> {
+export async function runContainer(opts: RunOptions, configArg?: string): Promise<number> {
   const rootless = process.getuid!() !== 0;
+  const configFile = configArg && path.resolve(configArg);
+  // Host paths are the caller's: a detached run's supervisor starts in the caller's directory,
+  // resolves them there, then leaves it (it must not keep a mount busy for the container's life).
+  const o: RunOptions = { ...opts, rootfs: opts.rootfs && path.resolve(opts.rootfs), image: opts.image && path.resolve(opts.image) };
+  if (o.detached) process.chdir('/');
   const { loadConfig } = await import('./config.js');
   const netValues = [o.network ?? []].flat();
   const joinTarget = joinTargetOf(o, netValues, loadConfig(configFile).stateDir);
@@ -451,7 +456,7 @@ export async function startSupervisor(args: string[], configFile?: string): Prom
   const fd = fs.openSync(log, 'a', 0o600);
   // Read through our own fd: a supervisor that fails removes the directory, log included.
   const reader = fs.openSync(log, 'r');
-  const child = spawn(process.execPath, [process.argv[1], ...args], { detached: true, stdio: ['ignore', fd, fd, 'pipe'], env: { ...process.env, BURROW_SUPERVISE: id }, cwd: '/' });
+  const child = spawn(process.execPath, [process.argv[1], ...args], { detached: true, stdio: ['ignore', fd, fd, 'pipe'], env: { ...process.env, BURROW_SUPERVISE: id } });
   fs.closeSync(fd);
   const ready = await new Promise<boolean>((resolve) => {
     let buf = '';

@@ -253,3 +253,40 @@ test.serial('network rm -f removes the containers on the network (as podman does
   t.deepEqual(fs.existsSync(path.join(sb.cacheDir, 'results')) ? fs.readdirSync(path.join(sb.cacheDir, 'results')) : [], []);
   t.false(nsExec(w.host, ['ip', '-br', 'link']).includes('veth'), 'no veth is left half-attached');
 });
+
+test.serial('run -d resolves relative --rootfs, --image and --config against the caller\'s directory; port rm leaves the port list', async (t) => {
+  if (!requireRoot(t)) return;
+  ensureUser(t, USER);
+  const w = await world(t);
+  const dir = fs.mkdtempSync('/tmp/burrow-rel-');
+  fs.chmodSync(dir, 0o755);
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const { busyboxImage } = await import('./helpers/image.js');
+  fs.writeFileSync(path.join(dir, 'img.tar'), await busyboxImage(), { mode: 0o644 });
+  fs.mkdirSync(path.join(dir, 'rootfs', 'bin'), { recursive: true });
+  for (const d of ['srv', 'etc', 'tmp', 'run', 'proc', 'dev', 'sys']) fs.mkdirSync(path.join(dir, 'rootfs', d));
+  for (const f of ['hosts', 'resolv.conf', 'hostname']) fs.writeFileSync(path.join(dir, 'rootfs', 'etc', f), '');
+  fs.copyFileSync('/bin/busybox', path.join(dir, 'rootfs', 'bin', 'busybox'));
+  fs.chmodSync(path.join(dir, 'rootfs', 'bin', 'busybox'), 0o755);
+  for (const a of ['sh', 'cat', 'sleep']) fs.symlinkSync('busybox', path.join(dir, 'rootfs', 'bin', a));
+  fs.writeFileSync(path.join(dir, 'rootfs', 'srv', 'index.html'), 'from ./rootfs\n');
+  fs.writeFileSync(path.join(dir, 'b.toml'), `[network]\ncni_config_dir = "${dir}/net.d"\ncni_cache_dir = "${dir}/cache"\n[engine]\nstate_dir = "${dir}/state"\n`);
+  const here = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, ...args], { encoding: 'utf8', cwd: dir });
+  t.teardown(() => void here(['--config', 'b.toml', 'rm', '-f', 'relfs', 'relimg']));
+  const fsRun = here(['--config', 'b.toml', 'run', '-d', '--name', 'relfs', '--network', 'none', '--rootfs', './rootfs', '--', 'sh', '-c', 'cat /srv/index.html; sleep 30']);
+  t.is(fsRun.status, 0, fsRun.stderr);
+  const imgRun = here(['--config', 'b.toml', 'run', '-d', '--name', 'relimg', '--network', 'none', '--image', 'img.tar', '--', 'sh', '-c', 'cat /srv/index.html; sleep 30']);
+  t.is(imgRun.status, 0, imgRun.stderr);
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(here(['--config', 'b.toml', 'logs', 'relfs']).stdout, 'from ./rootfs\n');
+  t.is(here(['--config', 'b.toml', 'logs', 'relimg']).stdout, 'hello from an image\n');
+  t.is(here(['--config', 'b.toml', 'rm', '-f', 'relfs', 'relimg']).status, 0);
+  // port rm: the list follows what is published.
+  const u = (args: string[]) => spawnSync(userArgv(USER, w.host, args)[0], userArgv(USER, w.host, args).slice(1), { encoding: 'utf8', cwd: '/' });
+  t.teardown(() => void u(['rm', '-f', 'ported']));
+  t.is(u(['run', '-d', '--name', 'ported', '-p', '18420:80', '--', 'sleep', '30']).status, 0);
+  t.is(u(['port', 'ported', 'add', '18421:81']).stdout.trim(), '2');
+  t.deepEqual(u(['port', 'ported']).stdout.trim().split('\n'), ['18420:80', '18421:81']);
+  t.is(u(['port', 'ported', 'rm', '1']).status, 0);
+  t.deepEqual(u(['port', 'ported']).stdout.trim().split('\n'), ['18421:81'], 'the removed forward is no longer listed');
+});
