@@ -31,3 +31,19 @@ export class SyscallError extends BurrowError {
 export function hasCode(err: unknown, ...codes: string[]): boolean {
   return typeof err === 'object' && err !== null && codes.includes((err as { code?: string }).code ?? '');
 }
+
+/**
+ * Teardown that did not complete: every step that failed, each named (`step`) with its own error,
+ * so that one failure never hides another. Teardown carries on past each failure and throws this
+ * once at the end.
+ */
+export class TeardownError extends AggregateError {
+  readonly code = 'ETEARDOWN';
+  readonly steps: string[];
+  constructor(what: string, failures: Array<{ step: string; error: unknown }>) {
+    const text = failures.map((f) => `${f.step}: ${f.error instanceof Error ? f.error.message : String(f.error)}`);
+    super(failures.map((f) => f.error), `teardown of ${what} is incomplete: ${text.join('; ')}`);
+    this.name = 'TeardownError';
+    this.steps = failures.map((f) => f.step);
+  }
+}

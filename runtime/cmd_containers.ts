@@ -33,7 +33,7 @@ export function ago(iso: string | undefined): string {
 
 function status(r: ContainerRecord): string {
   if (running(r)) return `Up ${ago(r.created).replace(/ ago$/, '')}`;
-  if (r.state === 'exited') return `Exited (${r.exitCode}) ${ago(r.finished)}`;
+  if (r.state === 'exited') return `Exited (${r.exitCode}) ${ago(r.finished)}${r.teardown ? ', teardown incomplete' : ''}`;
   return 'Created';
 }
 

@@ -80,7 +80,7 @@ export function systemCommand(globals: () => { config?: string }, out: (s: strin
     const { makeContext } = await import('./context.js');
     const { gcContainers } = await import('./run.js');
     const ctx = await makeContext(globals().config, { plugins: true });
-    for (const c of await gcContainers(ctx)) out(`removed ${c}\n`);
+    for (const line of await gcContainers(ctx)) out(`${line}\n`);
   }));
   return cmd;
 }

@@ -44,6 +44,12 @@ export interface ContainerRecord {
   capabilities?: string[];
   /** --image: the tarball the root filesystem was unpacked from. */
   image?: string;
+  /**
+   * Teardown steps that failed when the container ended: shown by inspect and ps, retried by
+   * `burrow system gc` (every command runs it). `retry` are the network attachments still to
+   * delete; `remove`: the container asked for --rm, which happens once teardown completes.
+   */
+  teardown?: { errors: Array<{ step: string; error: string }>; retry: CniAttachment[]; remove: boolean; at: string };
 }
 
 export interface PodRecord {

@@ -19,7 +19,8 @@ import { formatPortSpec, parsePortSpec, reserveHostPorts, type PortSpec } from '
 import { parseIdMapSpec, parseUsernsMode } from '../userns/mapping.js';
 import { ownershipShift, relaySignals, startInNamespaces, type Maps, type Started } from '../userns/unshare.js';
 import { capabilityMask, capabilityNames } from './caps.js';
-import { ContainerError, ContainerStore, PodStore, type ContainerRecord } from './containers.js';
+import { TeardownError } from '../native/errors.js';
+import { ContainerError, ContainerStore, PodStore, type CniAttachment, type ContainerRecord } from './containers.js';
 import type { ImageConfig, ImagePlan } from './image.js';
 import { makeContext, type Context } from './context.js';
 import { planAddressing, DEFAULT_ADDRESSING } from '../net/usernet/usernet.js';
@@ -203,22 +204,55 @@ function refusePublishedElsewhere(ports: PortSpec[], stateDir: string): void {
   }
 }
 
-/** Deletes the attachments and records of containers whose supervisor is gone. */
+/** DELs `attachments` of container `id`; returns those that failed, with why ("already gone" is done). */
+async function deleteAttachments(ctx: Context, id: string, attachments: CniAttachment[]): Promise<Array<{ attachment: CniAttachment; error: unknown }>> {
+  const failed: Array<{ attachment: CniAttachment; error: unknown }> = [];
+  for (const a of attachments) {
+    let list;
+    try {
+      list = ctx.networks.get(a.network);
+    } catch {
+      continue; // the network itself is gone: nothing of it to delete
+    }
+    try {
+      await ctx.runtime.delNetworkList(list, { containerId: id, netns: a.netns, ifname: a.ifname });
+    } catch (error) {
+      failed.push({ attachment: a, error });
+    }
+  }
+  return failed;
+}
+
+/**
+ * Cleans up after containers: deletes the attachments and records of those whose supervisor is
+ * gone (kill -9), and retries teardown that failed when a container ended. Returns a line per
+ * container it acted on.
+ */
 export async function gcContainers(ctx: Context): Promise<string[]> {
   const store = new ContainerStore(ctx.config.stateDir);
   const cleaned: string[] = [];
-  for (const r of store.stale()) {
-    if (r.network.mode === 'cni') {
-      for (const a of r.network.attachments) {
-        try {
-          await ctx.runtime.delNetworkList(ctx.networks.get(a.network), { containerId: r.id, netns: a.netns, ifname: a.ifname });
-        } catch {
-          // the network itself is gone: nothing of it to delete
-        }
-      }
+  const who = (r: ContainerRecord) => `${r.name} (${r.id.slice(0, 12)})`;
+  const stale = new Set(store.stale().map((r) => r.id));
+  for (const r of store.list()) {
+    const pending = stale.has(r.id) ? (r.network.mode === 'cni' ? r.network.attachments : []) : r.teardown?.retry;
+    if (!pending) continue;
+    const failed = await deleteAttachments(ctx, r.id, pending);
+    if (failed.length) {
+      const err = new TeardownError(`container ${who(r)}`, failed.map((f) => ({ step: `CNI DEL of network "${f.attachment.network}" (${f.attachment.ifname})`, error: f.error })));
+      const at = new Date().toISOString();
+      Object.assign(r, { state: 'exited', initPid: undefined, finished: r.finished ?? at, exitCode: r.exitCode ?? 137, teardown: { errors: failed.map((f) => ({ step: `CNI DEL of network "${f.attachment.network}" (${f.attachment.ifname})`, error: f.error instanceof Error ? f.error.message : String(f.error) })), retry: failed.map((f) => f.attachment), remove: r.teardown?.remove ?? true, at } });
+      store.write(r);
+      cleaned.push(`still failing: ${err.message}`);
+      continue;
     }
-    await store.remove(r.id);
-    cleaned.push(`${r.name} (${r.id.slice(0, 12)})`);
+    if (stale.has(r.id) || r.teardown?.remove) {
+      await store.remove(r.id);
+      cleaned.push(stale.has(r.id) ? `removed ${who(r)}` : `teardown of ${who(r)} completed; removed`);
+    } else {
+      delete r.teardown;
+      store.write(r);
+      cleaned.push(`teardown of ${who(r)} completed`);
+    }
   }
   return cleaned;
 }
@@ -325,21 +359,35 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   };
   const dir = store.create(record);
   let started: Started | null = null;
-  let detach: Array<() => Promise<void> | void> = [];
+  // Teardown steps, undone in reverse. A step that fails is reported and the rest carry on; an
+  // attachment whose DEL failed is recorded for `system gc` to retry.
+  let detach: Array<{ step: string; run: () => Promise<void> | void; attachment?: CniAttachment }> = [];
+  const undo = (step: string, run: () => Promise<void> | void, attachment?: CniAttachment) => detach.push({ step, run, attachment });
   let exitCode: number | null = null;
   const cleanup = async () => {
+    const failures: Array<{ step: string; error: unknown }> = [];
+    const retry: CniAttachment[] = [];
     for (const d of detach.reverse()) {
       try {
-        await d();
-      } catch {
-        // reported by the step itself; teardown continues
+        await d.run();
+      } catch (error) {
+        failures.push({ step: d.step, error });
+        if (d.attachment) retry.push({ ...d.attachment, netns: '' }); // our netns fd goes with us
       }
     }
     detach = [];
+    const finished = { state: 'exited' as const, exitCode: exitCode ?? 125, finished: new Date().toISOString(), initPid: undefined };
+    if (failures.length) {
+      const err = new TeardownError(`container "${name}" (${id.slice(0, 12)})`, failures);
+      process.stderr.write(`Error: ${err.message}; "burrow system gc" retries it\n`);
+      Object.assign(record, finished, { teardown: { errors: failures.map((f) => ({ step: f.step, error: f.error instanceof Error ? f.error.message : String(f.error) })), retry, remove: !!o.rm || exitCode === null, at: finished.finished } });
+      store.write(record);
+      return;
+    }
     if (o.rm || exitCode === null) await store.remove(id);
     else {
       // Kept, exited, until `burrow rm`: the network is already detached.
-      Object.assign(record, { state: 'exited', exitCode, finished: new Date().toISOString(), initPid: undefined });
+      Object.assign(record, finished);
       store.write(record);
     }
   };
@@ -359,7 +407,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
       workdir: o.workdir ?? (imageCfg.WorkingDir || undefined), env: containerEnv(o, hostname, imageCfg), stdio: o.infra ? 'ignore' : 'inherit',
     });
     const s = started;
-    detach.push(() => {
+    undo('close the namespace fds', () => {
       for (const fd of [s.fds?.netns, s.fds?.userns]) if (fd !== undefined) fs.closeSync(fd);
     });
     if (o.image) await unpackInto(path.resolve(o.image), imagePlan!, rootDir!, s.maps);
@@ -377,14 +425,14 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
       const apiSocket = path.join(ctx.config.stateDir, 'sock', `${id.slice(0, 12)}.sock`);
       const session = await startUsernet(s.pid, s.fds!.tap!, { ...usernetSetup, apiSocket });
       record.apiSocket = apiSocket;
-      detach.push(() => session.stop());
+      undo('stop the usernet stack', () => session.stop());
       ips = [plan.guest4];
       resolv = `nameserver ${plan.dns4}\n${plan.dns6 ? `nameserver ${plan.dns6}\n` : ''}`;
       if (o.mapHostLoopback) extraHosts.push(`${o.mapHostLoopback}\thost.containers.internal host.docker.internal`);
     } else if (lists.length) {
       // Hold every published host port while the container runs (podman does the same): a port
       // in use fails here, before any rule exists, instead of having its traffic taken.
-      if (ports.length) detach.push(await reserveHostPorts(ports));
+      if (ports.length) undo('release the reserved host ports', await reserveHostPorts(ports));
       const netns = `/proc/${process.pid}/fd/${s.fds!.netns}`;
       const attachments = requests.map((r) => ({ network: r.name, netns, ifname: r.ifname }));
       record.network = { mode: 'cni', attachments };
@@ -393,13 +441,13 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
         const first = i === 0;
         const req = requests[i];
         const rt = { containerId: id, netns, ifname: req.ifname, capabilityArgs: { ...(ports.length && first ? { portMappings: portMappings(ports) } : {}), ...(req.ips.length ? { ips: req.ips } : {}), ...(req.mac ? { mac: req.mac } : {}) } };
-        detach.push(() => ctx.runtime.delNetworkList(list, rt));
+        undo(`CNI DEL of network "${req.name}" (${req.ifname})`, () => ctx.runtime.delNetworkList(list, rt), attachments[i]);
         const result = (await ctx.runtime.addNetworkList(list, rt)) as { ips?: Array<{ address: string }> };
         ips.push(...(result.ips ?? []).map((x) => x.address.split('/')[0]));
       }
       resolv = cniResolv(o.dns);
     } else if (netName === 'pasta' || netName === 'slirp4netns') {
-      detach.push(await attachAnchor(netName, s.pid, ports, dir, path.join(ctx.config.stateDir, 'sock', id.slice(0, 12)), !!o.mapHostLoopback));
+      undo(`stop ${netName}`, await attachAnchor(netName, s.pid, ports, dir, path.join(ctx.config.stateDir, 'sock', id.slice(0, 12)), !!o.mapHostLoopback));
       if (netName === 'slirp4netns') {
         ips = ['10.0.2.100'];
         resolv = o.dns.length ? cniResolv(o.dns) : 'nameserver 10.0.2.3\n';

@@ -163,3 +163,26 @@ test.serial('50 parallel portmap and firewall ADDs: no lost rules, no lock error
     }
   }
 });
+
+test.serial('50 parallel portmap and firewall ADDs and DELs on the nftables backends: no lost rules, and the last DEL takes the tables', async (t) => {
+  if (!requireRoot(t)) return;
+  const host = testNetns(t, 'rh');
+  const ctrs = pool(t, 50);
+  const conf = (type: string, i: number, ns: string) => ({
+    cniVersion: '1.0.0', name: 'nft50', type, backend: 'nftables',
+    runtimeConfig: { portMappings: [{ hostPort: 11000 + i, containerPort: 80, protocol: 'tcp' }] },
+    prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'br0' }, { name: 'eth0', sandbox: ns }], ips: [{ address: `10.238.0.${i + 2}/24`, interface: 1 }], dns: {} },
+  });
+  const comments = () => {
+    const text = nsExec(host, ['nft', '-j', 'list', 'ruleset']).trim();
+    const rules = ((text ? JSON.parse(text).nftables : []) as Array<{ rule?: { comment?: string; family: string; table: string } }>).flatMap((o) => (o.rule ? [o.rule] : []));
+    return { dnat: rules.filter((r) => r.table === 'cni_hostport' && /^p\d+, net: nft50/.test(r.comment ?? '')).length, tables: nsExec(host, ['nft', 'list', 'tables']).trim() };
+  };
+  for (const command of ['ADD', 'DEL']) {
+    const runs = await Promise.all(ctrs.flatMap((c, i) => ['portmap', 'firewall'].map((type) => callPlugin(host, OWN_BIN, type, { command, containerId: `p${i}`, netns: c }, conf(type, i, c)))));
+    t.deepEqual(runs.filter((r) => r.code !== 0).map((r) => r.raw), [], `every ${command} succeeded`);
+    const c = comments();
+    if (command === 'ADD') t.true(c.dnat >= 50, `every container's port mapping is there (${c.dnat} rules)`);
+    else t.notRegex(c.tables, /cni_hostport/, 'the last DEL removed the port-mapping table');
+  }
+});

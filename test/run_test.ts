@@ -7,7 +7,7 @@ import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CLI, type BurrowSandbox } from './helpers/burrow.js';
+import { CLI, ROOT, type BurrowSandbox } from './helpers/burrow.js';
 import { nsExec, requireRoot, tcpRequest } from './helpers/netns.js';
 import { FIXTURES, http, HTTP, reservations, rootArgv, rootSandbox, start, until, userArgv, world, type Proc } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
@@ -289,4 +289,48 @@ test.serial('run -d resolves relative --rootfs, --image and --config against the
   t.deepEqual(u(['port', 'ported']).stdout.trim().split('\n'), ['18420:80', '18421:81']);
   t.is(u(['port', 'ported', 'rm', '1']).status, 0);
   t.deepEqual(u(['port', 'ported']).stdout.trim().split('\n'), ['18421:81'], 'the removed forward is no longer listed');
+});
+
+test.serial('teardown that fails is reported, recorded for inspect and ps, and retried by system gc until it completes', async (t) => {
+  if (!requireRoot(t)) return;
+  const sb = rootSandbox(t);
+  const w = await world(t);
+  const plugins = fs.mkdtempSync('/tmp/burrow-faildel-');
+  t.teardown(() => fs.rmSync(plugins, { recursive: true, force: true }));
+  const flag = path.join(plugins, 'fail');
+  // A chained plugin whose DEL fails while the flag file exists.
+  fs.writeFileSync(path.join(plugins, 'faildel'), `#!/usr/bin/env python3
+import json, os, sys
+conf = json.loads(sys.stdin.read() or '{}')
+cmd = os.environ.get('CNI_COMMAND')
+if cmd == 'VERSION':
+    print(json.dumps({'cniVersion': '1.0.0', 'supportedVersions': ['0.4.0', '1.0.0', '1.1.0']}))
+elif cmd == 'ADD':
+    print(json.dumps(conf['prevResult']))
+elif cmd == 'DEL' and os.path.exists(conf['flag']):
+    print(json.dumps({'code': 11, 'msg': 'injected DEL failure'}))
+    sys.exit(1)
+`, { mode: 0o755 });
+  fs.writeFileSync(sb.configFile, fs.readFileSync(sb.configFile, 'utf8').replace(/^cni_path = .*$/m, `cni_path = ${JSON.stringify([path.join(ROOT, 'plugins', 'bin'), plugins])}`));
+  fs.mkdirSync(sb.confDir, { recursive: true });
+  fs.writeFileSync(path.join(sb.confDir, 'tdnet.conflist'), JSON.stringify({
+    cniVersion: '1.0.0', name: 'tdnet',
+    plugins: [{ type: 'bridge', bridge: 'tdbr0', isGateway: true, ipam: { type: 'host-local', dataDir: path.join(sb.dir, 'ipam'), ranges: [[{ subnet: '10.78.0.0/24' }]] } }, { type: 'faildel', flag }],
+  }));
+  const b = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, ...args], { encoding: 'utf8' });
+  fs.writeFileSync(flag, '');
+  const r = b(['run', '--rm', '--name', 'td', '--network', 'tdnet', '--', 'true']);
+  t.is(r.status, 0, 'the container\'s own exit status');
+  t.regex(r.stderr, /Error: teardown of container "td" \([0-9a-f]{12}\) is incomplete: CNI DEL of network "tdnet" \(eth0\): .*injected DEL failure; "burrow system gc" retries it/);
+  const [rec] = JSON.parse(b(['inspect', 'td']).stdout);
+  t.like(rec.teardown, { remove: true, retry: [{ network: 'tdnet', ifname: 'eth0' }] });
+  t.regex(rec.teardown.errors[0].error, /injected DEL failure/);
+  t.regex(b(['ps', '-a']).stdout, /td\s+.*Exited \(0\).*teardown incomplete/);
+  t.deepEqual(reservations(sb), [], 'the rest of the chain was torn down all the same (bridge and IPAM)');
+  const still = b(['system', 'gc']);
+  t.regex(still.stdout, /still failing: teardown of container td \([0-9a-f]{12}\) is incomplete/);
+  fs.rmSync(flag);
+  t.regex(b(['system', 'gc']).stdout, /teardown of td \([0-9a-f]{12}\) completed; removed/);
+  t.deepEqual(JSON.parse(b(['ps', '-a', '--format', 'json']).stdout), [], '--rm happens once teardown is complete');
+  t.deepEqual(fs.existsSync(path.join(sb.cacheDir, 'results')) ? fs.readdirSync(path.join(sb.cacheDir, 'results')) : [], []);
 });

@@ -22,7 +22,8 @@
  * "<id>, net: N, if: I"; each change is one `nft -f` transaction.
  */
 import { formatIp, type Cidr, type Family } from '../ip/addr.js';
-import { applyTable, readTable, withFirewallLock, type TableState } from './iptables.js';
+import { applyTable, readTable, type TableState } from './iptables.js';
+import { lockedBackend } from './lock.js';
 import { FirewallError, mustRun, nftJson } from './run.js';
 
 export interface FirewallTarget {
@@ -84,7 +85,7 @@ export class IptablesFirewall implements FirewallBackend {
     return applyTable(family, 'filter', lines, action);
   }
 
-  private async setupLocked(t: FirewallTarget, ips: Cidr[], o: FirewallOptions): Promise<void> {
+  async setup(t: FirewallTarget, ips: Cidr[], o: FirewallOptions): Promise<void> {
     for (const family of [4, 6] as const) {
       const mine = ips.filter((i) => i.ip.family === family);
       if (!mine.length) continue;
@@ -128,7 +129,7 @@ export class IptablesFirewall implements FirewallBackend {
     return lines;
   }
 
-  private async teardownLocked(t: FirewallTarget, ips: Cidr[], o: FirewallOptions): Promise<boolean> {
+  async teardown(t: FirewallTarget, ips: Cidr[], o: FirewallOptions): Promise<boolean> {
     let removed = false;
     for (const family of [4, 6] as const) {
       const mine = ips.filter((i) => i.ip.family === family);
@@ -155,22 +156,11 @@ export class IptablesFirewall implements FirewallBackend {
     return true;
   }
 
-  private async gcLocked(): Promise<void> {
+  async gc(): Promise<void> {
     // The reference's per-address rules name no attachment; GC works from addresses, which the
     // plugin does not have for invalid attachments. DEL (from the runtime's cache) removes them.
   }
 
-  async setup(...a: Parameters<IptablesFirewall['setupLocked']>): Promise<void> {
-    return withFirewallLock(() => this.setupLocked(...a));
-  }
-
-  async teardown(...a: Parameters<IptablesFirewall['teardownLocked']>): Promise<boolean> {
-    return withFirewallLock(() => this.teardownLocked(...a));
-  }
-
-  async gc(...a: Parameters<IptablesFirewall['gcLocked']>): Promise<void> {
-    return withFirewallLock(() => this.gcLocked(...a));
-  }
 }
 
 const NFT = 'inet cni_firewall';
@@ -260,7 +250,7 @@ export class NftablesFirewall implements FirewallBackend {
 }
 
 export function firewallBackend(kind: 'iptables' | 'nftables'): FirewallBackend {
-  if (kind === 'iptables') return new IptablesFirewall();
-  if (kind === 'nftables') return new NftablesFirewall();
+  if (kind === 'iptables') return lockedBackend(new IptablesFirewall());
+  if (kind === 'nftables') return lockedBackend(new NftablesFirewall());
   throw new FirewallError(`unknown firewall backend "${kind as string}"`, '');
 }

@@ -23,6 +23,7 @@
 import { formatIp, networkOf, type Cidr } from '../ip/addr.js';
 import { masqChainName, masqComment, nftInstanceHash, nftMasqComment, nftNetworkHash } from './names.js';
 import { applyTable, readTable, tryApplyTable, type TableState as NatState } from './iptables.js';
+import { lockedBackend } from './lock.js';
 import { mustRun, nftJson, pickBackend } from './run.js';
 
 export interface MasqTarget {
@@ -270,12 +271,12 @@ export class NoMasq implements MasqBackend {
 export function masqBackend(preference?: string): MasqBackend {
   switch (preference) {
     case 'iptables':
-      return new IptablesMasq();
+      return lockedBackend(new IptablesMasq());
     case 'nftables':
-      return new NftablesMasq();
+      return lockedBackend(new NftablesMasq());
     case 'none':
       return new NoMasq();
     default:
-      return pickBackend(undefined, 'ipMasq') === 'iptables' ? new IptablesMasq() : new NftablesMasq();
+      return lockedBackend(pickBackend(undefined, 'ipMasq') === 'iptables' ? new IptablesMasq() : new NftablesMasq());
   }
 }

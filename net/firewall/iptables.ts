@@ -2,7 +2,6 @@
  * Reading and changing one iptables table per address family, shared by the ipMasq, portmap and
  * firewall backends: one iptables-save reads, one iptables-restore --noflush batch applies.
  */
-import { withNetnsLock } from '../../native/mod.js';
 import type { Family } from '../ip/addr.js';
 import { mustRun, runTool } from './run.js';
 
@@ -53,12 +52,3 @@ export async function tryApplyTable(family: Family, table: string, lines: string
   return (await runTool(tools(family).restore, ['-w', '--noflush'], batch(table, lines))).code === 0;
 }
 
-/**
- * Runs `fn` holding burrow's firewall lock for the caller's network namespace. iptables-restore
- * -w serialises only each batch; a read-modify-write of shared chains (CNI-HOSTPORT-DNAT,
- * CNI-FORWARD) needs the read and the write under one lock, or two parallel ADDs both create a
- * shared chain and the second declaration flushes the first one's rules.
- */
-export function withFirewallLock<T>(fn: () => Promise<T>): Promise<T> {
-  return withNetnsLock(fn);
-}

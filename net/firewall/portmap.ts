@@ -26,7 +26,8 @@
  */
 import { formatIp, networkOf, parseIp, type Cidr, type Family } from '../ip/addr.js';
 import { hashedChainName } from './names.js';
-import { applyTable, readTable, withFirewallLock, type TableState as NatState } from './iptables.js';
+import { applyTable, readTable, type TableState as NatState } from './iptables.js';
+import { lockedBackend } from './lock.js';
 import { FirewallError, mustRun, nftJson, runTool } from './run.js';
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
@@ -236,7 +237,7 @@ export class IptablesPortmap implements PortmapBackend {
     return lines;
   }
 
-  private async setupLocked(t: PortmapTarget, ctrIp: Cidr, mappings: PortMapping[], o: PortmapOptions): Promise<void> {
+  async setup(t: PortmapTarget, ctrIp: Cidr, mappings: PortMapping[], o: PortmapOptions): Promise<void> {
     const family = ctrIp.ip.family;
     const { dn, jumps } = iptablesPortmapRules(t, ctrIp, mappings, o);
     if (!dn.length) return;
@@ -274,7 +275,7 @@ export class IptablesPortmap implements PortmapBackend {
     await this.apply(family, lines, `map ports of "${t.containerId}" on network "${t.network}"`);
   }
 
-  private async teardownLocked(t: PortmapTarget): Promise<boolean> {
+  async teardown(t: PortmapTarget): Promise<boolean> {
     const chains = new Set([dnChainName(t.network, t.containerId), hashedChainName('SN-', t.network, t.containerId)]);
     let removed = false;
     for (const family of [4, 6] as const) {
@@ -291,7 +292,7 @@ export class IptablesPortmap implements PortmapBackend {
     return state.chains.has(chain) && state.rules.some((r) => r.startsWith(`-A ${DNAT_CHAIN} `) && r.endsWith(` -j ${chain}`));
   }
 
-  private async gcLocked(network: string, validIds: Set<string>): Promise<void> {
+  async gc(network: string, validIds: Set<string>): Promise<void> {
     for (const family of [4, 6] as const) {
       const state = await this.read(family);
       const stale = new Set<string>();
@@ -304,17 +305,6 @@ export class IptablesPortmap implements PortmapBackend {
     }
   }
 
-  async setup(...a: Parameters<IptablesPortmap['setupLocked']>): Promise<void> {
-    return withFirewallLock(() => this.setupLocked(...a));
-  }
-
-  async teardown(...a: Parameters<IptablesPortmap['teardownLocked']>): Promise<boolean> {
-    return withFirewallLock(() => this.teardownLocked(...a));
-  }
-
-  async gc(...a: Parameters<IptablesPortmap['gcLocked']>): Promise<void> {
-    return withFirewallLock(() => this.gcLocked(...a));
-  }
 }
 
 const NFT_TABLE = 'cni_hostport';
@@ -449,4 +439,9 @@ export class NftablesPortmap implements PortmapBackend {
       if (stale.length) await mustRun(`garbage-collect port mappings of network "${network}"`, 'nft', ['-f', '-'], stale.map((r) => `delete rule ${fam} ${NFT_TABLE} ${r.chain} handle ${r.handle}\n`).join(''));
     }
   }
+}
+
+/** The portmap backend of `kind`, each method under the firewall lock. */
+export function portmapBackend(kind: 'iptables' | 'nftables'): PortmapBackend {
+  return lockedBackend(kind === 'iptables' ? new IptablesPortmap() : new NftablesPortmap());
 }

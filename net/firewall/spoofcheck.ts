@@ -6,6 +6,7 @@
  * rest. Every rule is commented "macspoofchk-<id>-<ifname>". Names match the
  * reference so either side's DEL removes the other's rules.
  */
+import { withFirewallLock } from './lock.js';
 import { mustRun, nftJson } from './run.js';
 
 const T = 'bridge nat';
@@ -44,11 +45,15 @@ async function listTable(): Promise<NftObj[]> {
 }
 
 export async function setupSpoofcheck(hostIface: string, mac: string, refId: string): Promise<void> {
-  await mustRun(`set up the MAC spoof check of "${refId}"`, 'nft', ['-f', '-'], spoofcheckScript(hostIface, mac, refId));
+  await withFirewallLock(() => mustRun(`set up the MAC spoof check of "${refId}"`, 'nft', ['-f', '-'], spoofcheckScript(hostIface, mac, refId)));
 }
 
-/** Removes the spoof check of `refId`. True when something was removed. */
-export async function teardownSpoofcheck(refId: string): Promise<boolean> {
+/** Removes the spoof check of `refId`, under the firewall lock (it reads, then deletes by handle). True when something was removed. */
+export function teardownSpoofcheck(refId: string): Promise<boolean> {
+  return withFirewallLock(() => teardownSpoofcheckLocked(refId));
+}
+
+async function teardownSpoofcheckLocked(refId: string): Promise<boolean> {
   const objs = await listTable();
   const iface = `cni-br-iface-${refId}`;
   const lines: string[] = [];

@@ -12,7 +12,7 @@ import type { CniPlugin, PluginRequest } from '../../net/cni/skel.js';
 import { CniCode, CniError, type Result } from '../../net/cni/types.js';
 import { contains, formatIp, ipFamily, parseCidr, type Cidr, type Family } from '../../net/ip/addr.js';
 import {
-  IptablesPortmap, NftablesPortmap, type PortMapping, type PortmapBackend, type PortmapOptions, type PortmapTarget, type Protocol,
+  portmapBackend, type PortMapping, type PortmapBackend, type PortmapOptions, type PortmapTarget, type Protocol,
 } from '../../net/firewall/portmap.js';
 import { toolPath } from '../../native/system.js';
 import { onPath, pickBackend } from '../../net/firewall/run.js';
@@ -97,7 +97,7 @@ export function containerIps(req: PluginRequest, prev: Result): Map<Family, Cidr
 }
 
 function backendFor(conf: PortmapConf): PortmapBackend {
-  return pickBackend(conf.backend, 'portmap') === 'iptables' ? new IptablesPortmap() : new NftablesPortmap();
+  return portmapBackend(pickBackend(conf.backend, 'portmap'));
 }
 
 function target(req: PluginRequest): PortmapTarget {
@@ -168,7 +168,7 @@ export const portmap: CniPlugin = {
     try {
       if (!(await backend.teardown(target(req))) && !conf.backend) {
         // Written by the other backend (another version or configuration)?
-        const other = backend.kind === 'iptables' ? (onPath('nft') ? new NftablesPortmap() : null) : (onPath('iptables-restore') ? new IptablesPortmap() : null);
+        const other = backend.kind === 'iptables' ? (onPath('nft') ? portmapBackend('nftables') : null) : (onPath('iptables-restore') ? portmapBackend('iptables') : null);
         await other?.teardown(target(req));
       }
     } catch (err) {
@@ -196,7 +196,7 @@ export const portmap: CniPlugin = {
       if (conf.backend && conf.backend !== kind) continue;
       if (!onPath(kind === 'iptables' ? 'iptables-restore' : 'nft')) continue;
       try {
-        await (kind === 'iptables' ? new IptablesPortmap() : new NftablesPortmap()).gc(network, valid);
+        await portmapBackend(kind).gc(network, valid);
       } catch (err) {
         throw asCni(err);
       }
