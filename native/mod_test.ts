@@ -7,7 +7,7 @@ import {
   constants, flock, flockSync, listenInNetns, netnsCreate, netnsRemove, recvFds, sendFds, socketInNetns, socketPair, tapOpen, withNetnsSync,
 } from './mod.js';
 import { SyscallError } from './errors.js';
-import { ipJson, nsExec, requireRoot, testNetns, uniqueName } from '../test/helpers/netns.js';
+import { ipJson, nsExec, rootTest, testNetns, uniqueName } from '../test/helpers/netns.js';
 
 test('flock is exclusive across open file descriptions, and LOCK_NB reports contention', async (t) => {
   const c = constants();
@@ -50,8 +50,7 @@ test('SCM_RIGHTS passes a working fd over a socketpair', (t) => {
   for (const f of [x, y, fd, got.fds[0]]) fs.closeSync(f);
 });
 
-test('named netns create/remove, listening socket and TAP inside it', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('named netns create/remove, listening socket and TAP inside it', async (t) => {
   const name = uniqueName('bn');
   const ns = netnsCreate(name);
   t.teardown(() => netnsRemove(ns));
@@ -86,8 +85,7 @@ test('named netns create/remove, listening socket and TAP inside it', async (t) 
   t.false(netnsRemove(ns));
 });
 
-test('withNetnsSync moves only for the callback and refuses async callbacks', (t) => {
-  if (!requireRoot(t)) return;
+rootTest('withNetnsSync moves only for the callback and refuses async callbacks', (t) => {
   const ns = testNetns(t);
   const before = fs.readlinkSync('/proc/thread-self/ns/net');
   const inside = withNetnsSync(ns, () => fs.readlinkSync('/proc/thread-self/ns/net'));

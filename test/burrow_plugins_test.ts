@@ -4,11 +4,10 @@
  * traffic (gateway, container to container, masquerade to an "outside" host,
  * IPv6), hairpin, and that nothing is left afterwards.
  */
-import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ipJson, nsExec, peerEchoServer, requireRoot, tcpRequest, testNetns, uplink } from './helpers/netns.js';
+import { ipJson, nsExec, peerEchoServer, rootTest, tcpRequest, testNetns, uplink } from './helpers/netns.js';
 import { listTree, sandbox } from './helpers/burrow.js';
 import { OWN_BIN, callPlugin, hostSnapshot } from './helpers/cni.js';
 
@@ -20,8 +19,7 @@ function writeConflist(confDir: string, name: string, doc: object): void {
 }
 
 for (const mode of ['auto', 'exec'] as const) {
-  test(`dual-stack chain on burrow's plugins (${mode === 'auto' ? 'in-process' : 'exec'}): traffic, CHECK, DEL, nothing left`, async (t) => {
-    if (!requireRoot(t)) return;
+  rootTest(`dual-stack chain on burrow's plugins (${mode === 'auto' ? 'in-process' : 'exec'}): traffic, CHECK, DEL, nothing left`, async (t) => {
     const sb = sandbox(t, [OWN_BIN]);
     fs.appendFileSync(sb.configFile, `plugin_mode = "${mode}"\n`);
     const host = testNetns(t, 'ph');
@@ -68,8 +66,7 @@ for (const mode of ['auto', 'exec'] as const) {
   });
 }
 
-test('hairpinMode lets a container reach itself through a DNAT on the host; without it the same request fails', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('hairpinMode lets a container reach itself through a DNAT on the host; without it the same request fails', async (t) => {
   for (const hairpin of [true, false]) {
     const host = testNetns(t, 'hh');
     const ctr = testNetns(t, 'hc');
@@ -93,8 +90,7 @@ test('hairpinMode lets a container reach itself through a DNAT on the host; with
   }
 });
 
-test('GC (spec 1.1.0 via cniVersions) removes dead attachments, crash leftovers and ghost reservations', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('GC (spec 1.1.0 via cniVersions) removes dead attachments, crash leftovers and ghost reservations', async (t) => {
   const sb = sandbox(t, [OWN_BIN]);
   const host = testNetns(t, 'gh');
   nsExec(host, ['ip', 'link', 'set', 'lo', 'up']);
@@ -129,8 +125,7 @@ test('GC (spec 1.1.0 via cniVersions) removes dead attachments, crash leftovers 
   t.false(fs.existsSync(store));
 });
 
-test('ipMasq on the nftables backend and the MAC spoof check, by traffic; DEL removes both', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('ipMasq on the nftables backend and the MAC spoof check, by traffic; DEL removes both', async (t) => {
   const host = testNetns(t, 'nh');
   const outside = testNetns(t, 'no');
   const ctr = testNetns(t, 'nc');

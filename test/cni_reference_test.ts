@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { netnsRemove } from '../native/mod.js';
-import { ipJson, nsExec, peerEchoServer, requireRoot, tcpRequest, testNetns, uplink } from './helpers/netns.js';
+import { ipJson, nsExec, peerEchoServer, rootTest, tcpRequest, testNetns, uplink } from './helpers/netns.js';
 import { listTree, REFERENCE_CNI, sandbox } from './helpers/burrow.js';
 
 interface IpAddr { ifname: string; addr_info: { family: string; local: string; prefixlen: number }[] }
@@ -26,8 +26,7 @@ test.before(() => {
   if (!fs.existsSync(path.join(REFERENCE_CNI, 'bridge')) && process.env.CI) throw new Error(`reference plugins missing in ${REFERENCE_CNI}: install containernetworking-plugins`);
 });
 
-test('podman default chain on the reference plugins: ADD, CHECK, traffic both ways, DEL and rm leave nothing', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('podman default chain on the reference plugins: ADD, CHECK, traffic both ways, DEL and rm leave nothing', async (t) => {
   const sb = sandbox(t);
   const host = testNetns(t, 'bh');
   const outside = testNetns(t, 'bo');
@@ -92,8 +91,7 @@ test('podman default chain on the reference plugins: ADD, CHECK, traffic both wa
   t.false(fs.existsSync(path.join(sb.confDir, `${net}.conflist`)));
 });
 
-test('DEL succeeds after the container netns is gone and releases the address; GC removes dead attachments', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('DEL succeeds after the container netns is gone and releases the address; GC removes dead attachments', async (t) => {
   const sb = sandbox(t);
   const host = testNetns(t, 'bh');
   nsExec(host, ['ip', 'link', 'set', 'lo', 'up']);

@@ -5,11 +5,10 @@
  * rules and the host-local files must match; then DEL of one implementation
  * must clean up the ADD of the other.
  */
-import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { nsExec, requireRoot, testNetns } from './helpers/netns.js';
+import { nsExec, rootTest, testNetns } from './helpers/netns.js';
 import { callPlugin, hostSnapshot, normalizeResult, OWN_BIN, REF_BIN, storeFiles } from './helpers/cni.js';
 
 interface Twin {
@@ -53,8 +52,7 @@ const CASES: { name: string; extra: object; ipam: object | null; expectFailure?:
 ];
 
 for (const c of CASES) {
-  test(`bridge differential: ${c.name}`, async (t) => {
-    if (!requireRoot(t)) return;
+  rootTest(`bridge differential: ${c.name}`, async (t) => {
     const ref = twin(t);
     const own = twin(t);
     const files = (tw: Twin) => storeFiles(path.join(tw.dataDir, 'diffnet'));
@@ -100,8 +98,7 @@ for (const c of CASES) {
   });
 }
 
-test('host-local differential: allocation order, wraparound, requested IPs, errors and files', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('host-local differential: allocation order, wraparound, requested IPs, errors and files', async (t) => {
   const ref = twin(t);
   const own = twin(t);
   const conf = (tw: Twin) => ({ cniVersion: '1.0.0', name: 'hlnet', type: 'host-local', ipam: { type: 'host-local', dataDir: tw.dataDir, ranges: [[{ subnet: '10.234.0.0/29' }], [{ subnet: 'fd00:234::/125' }]] } });
@@ -118,8 +115,7 @@ test('host-local differential: allocation order, wraparound, requested IPs, erro
   }
 });
 
-test('loopback and tuning differential, and cross-implementation DEL of tuning', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('loopback and tuning differential, and cross-implementation DEL of tuning', async (t) => {
   const ref = twin(t);
   const own = twin(t);
   const lo = { cniVersion: '1.0.0', name: 'lonet', type: 'loopback' };
@@ -154,8 +150,7 @@ test('loopback and tuning differential, and cross-implementation DEL of tuning',
   }
 });
 
-test('portmap differential: rule text byte for byte, both families; cross-implementation DEL', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('portmap differential: rule text byte for byte, both families; cross-implementation DEL', async (t) => {
   const ref = twin(t);
   const own = twin(t);
   const conf = (tw: Twin) => ({
@@ -187,8 +182,7 @@ test('portmap differential: rule text byte for byte, both families; cross-implem
   t.deepEqual(rules(ref).v4.filter((l) => l.includes('CNI-')), [], 'burrow also removes the shared chains once unused');
 });
 
-test('firewall differential: rule text for open and same-bridge policies; cross-implementation DEL', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('firewall differential: rule text for open and same-bridge policies; cross-implementation DEL', async (t) => {
   const ref = twin(t);
   const own = twin(t);
   const conf = (tw: Twin, _id: string, ip: string, ingressPolicy = 'open') => ({

@@ -4,11 +4,10 @@
  * connections from outside off the bridge while the container's own connections work (both
  * backends); DEL removes everything.
  */
-import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { nsExec, peerEchoServer, requireRoot, tcpRequest, testNetns, uplink } from './helpers/netns.js';
+import { nsExec, peerEchoServer, rootTest, tcpRequest, testNetns, uplink } from './helpers/netns.js';
 import { callPlugin, OWN_BIN } from './helpers/cni.js';
 
 const rand = () => crypto.randomBytes(3).toString('hex');
@@ -30,8 +29,7 @@ async function attach(t: import('ava').ExecutionContext, backend: string, ingres
   return { host, outside, ctr, fw, bridge };
 }
 
-test.serial('iptables: with FORWARD policy DROP the container gets out only through the plugin\'s rules', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('iptables: with FORWARD policy DROP the container gets out only through the plugin\'s rules', async (t) => {
   const { host, outside, ctr, fw } = await attach(t, 'iptables', 'open');
   nsExec(host, ['iptables', '-P', 'FORWARD', 'DROP']);
   await peerEchoServer(t, outside, '198.18.4.1', 7300);
@@ -43,8 +41,7 @@ test.serial('iptables: with FORWARD policy DROP the container gets out only thro
 });
 
 for (const backend of ['iptables', 'nftables']) {
-  test.serial(`${backend}: ingressPolicy same-bridge keeps two isolated networks apart; the outside stays reachable`, async (t) => {
-    if (!requireRoot(t)) return;
+  rootTest.serial(`${backend}: ingressPolicy same-bridge keeps two isolated networks apart; the outside stays reachable`, async (t) => {
     const { host, outside, ctr, fw } = await attach(t, backend, 'same-bridge');
     const ctr2 = testNetns(t, 'fc');
     const dataDir = path.join('/tmp', `burrow-fw-${rand()}`);

@@ -4,7 +4,6 @@
  * tarballs; plus outbound traffic and DNS from a container to a "remote" namespace, rootful and
  * rootless, and the rootless opt-in to the host's loopback.
  */
-import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import zlib from 'node:zlib';
 import { ROOT } from './helpers/burrow.js';
 import { busyboxImage, tarOf } from './helpers/image.js';
-import { requireRoot } from './helpers/netns.js';
+import { rootTest } from './helpers/netns.js';
 import { httpUp, reservations, rootArgv, rootSandbox, start, sync, until, userArgv, world } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
@@ -31,8 +30,7 @@ async function imageFile(t: import('ava').ExecutionContext): Promise<string> {
 
 const INSIDE = 'stat -c %u:%g /srv/index.html; test -e /etc/secret && echo present || echo whited-out; cat /etc/motd; echo $IMAGE_ENV; pwd';
 
-test.serial('rootful --image: the image\'s command serves through -p; layers, whiteouts, env, workdir and ownership', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootful --image: the image\'s command serves through -p; layers, whiteouts, env, workdir and ownership', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const img = await imageFile(t);
@@ -53,8 +51,7 @@ test.serial('rootful --image: the image\'s command serves through -p; layers, wh
   t.deepEqual(reservations(sb), []);
 });
 
-test.serial('rootless --image: unpacked inside the user namespace (uid 33 inside = subordinate id on the host), -p, rm removes it', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootless --image: unpacked inside the user namespace (uid 33 inside = subordinate id on the host), -p, rm removes it', async (t) => {
   const uid = ensureUser(t, USER);
   const w = await world(t);
   const img = await imageFile(t);
@@ -76,8 +73,7 @@ test.serial('rootless --image: unpacked inside the user namespace (uid 33 inside
   t.deepEqual(fs.readdirSync(state), []);
 });
 
-test.serial('bad input: corrupt tarball, --rootfs with --image, no subuid range', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('bad input: corrupt tarball, --rootfs with --image, no subuid range', async (t) => {
   const uid = ensureUser(t, USER);
   const sb = rootSandbox(t);
   const w = await world(t);
@@ -111,8 +107,7 @@ test.serial('bad input: corrupt tarball, --rootfs with --image, no subuid range'
   t.deepEqual(fs.existsSync(userState) ? fs.readdirSync(userState) : [], [], 'nothing left by the rootless failures');
 });
 
-test.serial('rootful outbound and DNS: a name resolved by a DNS server in another namespace, then fetched over HTTP', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootful outbound and DNS: a name resolved by a DNS server in another namespace, then fetched over HTTP', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const servers = start(['nsenter', `--net=${w.remote}`, '--', process.execPath, path.join(ROOT, 'test', 'fixtures', 'servers.cjs'),
@@ -126,8 +121,7 @@ test.serial('rootful outbound and DNS: a name resolved by a DNS server in anothe
   t.regex(r.stdout, /^200$/m, 'and fetched from the remote server');
 });
 
-test.serial('rootless outbound and DNS: a name resolved by a DNS server in another namespace; host loopback only with --map-host-loopback', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootless outbound and DNS: a name resolved by a DNS server in another namespace; host loopback only with --map-host-loopback', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   const fixtures = path.join(ROOT, 'test', 'fixtures', 'servers.cjs');

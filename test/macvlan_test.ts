@@ -4,11 +4,10 @@
  * a LAN host; containers on the parent reach the LAN host and, in bridge mode, each other; in
  * private mode they must not.
  */
-import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { nsExec, requireRoot, testNetns } from './helpers/netns.js';
+import { nsExec, rootTest, testNetns } from './helpers/netns.js';
 import { callPlugin, hostSnapshot, normalizeResult, OWN_BIN, REF_BIN, storeFiles } from './helpers/cni.js';
 import { sandbox } from './helpers/burrow.js';
 
@@ -30,8 +29,7 @@ const conf = (dataDir: string, extra: object = {}) => ({
   ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: '10.240.0.0/24', rangeStart: '10.240.0.10' }]], routes: [{ dst: '0.0.0.0/0' }] },
 });
 
-test('macvlan differential: result, container state, IPAM files, errors; cross-implementation DEL', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('macvlan differential: result, container state, IPAM files, errors; cross-implementation DEL', async (t) => {
   const ref = lanSetup(t);
   const own = lanSetup(t);
   const [rc, oc] = [testNetns(t, 'vc'), testNetns(t, 'vc')];
@@ -63,8 +61,7 @@ test('macvlan differential: result, container state, IPAM files, errors; cross-i
 });
 
 for (const mode of ['bridge', 'private', 'vepa'] as const) {
-  test(`macvlan ${mode} mode by traffic: LAN host <-> containers; containers ${mode === 'bridge' ? 'reach' : 'do NOT reach'} each other`, async (t) => {
-    if (!requireRoot(t)) return;
+  rootTest(`macvlan ${mode} mode by traffic: LAN host <-> containers; containers ${mode === 'bridge' ? 'reach' : 'do NOT reach'} each other`, async (t) => {
     const { host, lan, dataDir } = lanSetup(t);
     const [c1, c2] = [testNetns(t, 'vc'), testNetns(t, 'vc')];
     for (const [id, c] of [['a', c1], ['b', c2]] as const) {
@@ -89,8 +86,7 @@ for (const mode of ['bridge', 'private', 'vepa'] as const) {
   });
 }
 
-test('network create -d macvlan validates like podman; host shim: host <-> container both ways, gone after rm', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('network create -d macvlan validates like podman; host shim: host <-> container both ways, gone after rm', async (t) => {
   const { host, lan } = lanSetup(t);
   nsExec(host, ['ip', 'addr', 'add', '10.240.0.250/24', 'dev', 'par0']); // the host's own address on the LAN
   const sb = sandbox(t, [OWN_BIN]);
@@ -137,8 +133,7 @@ test('network create -d macvlan validates like podman; host shim: host <-> conta
   t.false(fs.existsSync(path.join('/var/lib/cni/networks', net)), 'the shim\'s reservation and the store are gone');
 });
 
-test('without the shim the host cannot reach its macvlan container (the kernel property the shim works around)', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('without the shim the host cannot reach its macvlan container (the kernel property the shim works around)', async (t) => {
   const { host, dataDir } = lanSetup(t);
   nsExec(host, ['ip', 'addr', 'add', '10.240.0.250/24', 'dev', 'par0']);
   const ctr = testNetns(t, 'vc');
@@ -147,8 +142,7 @@ test('without the shim the host cannot reach its macvlan container (the kernel p
   t.is((await callPlugin(host, OWN_BIN, 'macvlan', { command: 'DEL', containerId: 'n1', netns: ctr }, conf(dataDir))).code, 0);
 });
 
-test('ipvlan on a kernel without ipvlan: burrow and the reference both fail clearly and leave nothing', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('ipvlan on a kernel without ipvlan: burrow and the reference both fail clearly and leave nothing', async (t) => {
   const { host, dataDir } = lanSetup(t);
   const ctr = testNetns(t, 'vc');
   const ipvlan = (extra: object = {}) => ({ ...conf(dataDir), type: 'ipvlan', mode: 'l2', ...extra });
@@ -177,8 +171,7 @@ test('ipvlan on a kernel without ipvlan: burrow and the reference both fail clea
   }
 });
 
-test('macvlan passthru: one container takes over the parent and reaches the LAN; a second is refused', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('macvlan passthru: one container takes over the parent and reaches the LAN; a second is refused', async (t) => {
   const { host, lan, dataDir } = lanSetup(t);
   const [c1, c2] = [testNetns(t, 'vc'), testNetns(t, 'vc')];
   const r = await callPlugin(host, OWN_BIN, 'macvlan', { command: 'ADD', containerId: 'p1', netns: c1 }, conf(dataDir, { mode: 'passthru' }));

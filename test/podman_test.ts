@@ -3,23 +3,16 @@
  * cni_plugin_dirs holds only what `burrow cni install` wrote. podman runs inside a throwaway
  * "host" netns with private storage. After each step nothing of burrow's may be left.
  */
-import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { nsExec, requireRoot, tcpRequest, testNetns, uplink } from './helpers/netns.js';
+import { nsExec, rootTest, tcpRequest, testNetns, uplink } from './helpers/netns.js';
 import { sandbox } from './helpers/burrow.js';
 
-function podmanAvailable(t: import('ava').ExecutionContext): boolean {
-  if (spawnSync('podman', ['--version']).status === 0) return true;
-  if (process.env.CI) t.fail('podman is missing: scripts/setup.sh installs it');
-  else t.log('SKIP: podman is not installed');
-  return false;
-}
+const podmanMissing = () => (spawnSync('podman', ['--version']).status === 0 ? null : 'podman is not installed (scripts/setup.sh installs it)');
 
-test.serial('podman runs containers on burrow\'s plugins alone, and nothing is left after each step', async (t) => {
-  if (!requireRoot(t) || !podmanAvailable(t)) return;
+rootTest.serial('podman runs containers on burrow\'s plugins alone, and nothing is left after each step', async (t) => {
   const sb = sandbox(t);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-podman-'));
   const bin = path.join(dir, 'bin');
@@ -113,4 +106,4 @@ test.serial('podman runs containers on burrow\'s plugins alone, and nothing is l
   podman('rm', '-f', 'mv');
   clean('macvlan run, rm -f');
   t.deepEqual(nsExec(host, ['ip', '-o', 'link']).split('\n').filter((l) => /@up0/.test(l)), [], 'no macvlan left on the parent');
-});
+}, podmanMissing);

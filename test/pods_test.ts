@@ -2,11 +2,10 @@
  * Pods and shared network namespaces (`burrow pod create/ls/inspect/rm`, `run --pod`,
  * `--network container:NAME`), rootful and rootless, and `--cap-add/--cap-drop`.
  */
-import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { nsExec, requireRoot } from './helpers/netns.js';
+import { nsExec, rootTest } from './helpers/netns.js';
 import { FIXTURES, HTTP, httpUp, reservations, rootArgv, rootSandbox, sync, userArgv, world } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
@@ -14,8 +13,7 @@ const USER = 'burrowpod'; // one user per test file
 
 const CURL = (url: string) => ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', url];
 
-test.serial('rootful pod: members share localhost, the pod publishes the port, ls/inspect, rm refuses then rm -f leaves nothing', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootful pod: members share localhost, the pod publishes the port, ls/inspect, rm refuses then rm -f leaves nothing', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const b = (args: string[]) => sync(rootArgv(sb, w.host, args));
@@ -70,8 +68,7 @@ function http18700(ns: string): string {
   return spawnSync('nsenter', [`--net=${ns}`, '--', ...CURL('http://127.0.0.1:18700/')], { encoding: 'utf8' }).stdout;
 }
 
-test.serial('rootful --network container:NAME shares the address; capabilities follow --cap-add/--cap-drop; --network a,b', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootful --network container:NAME shares the address; capabilities follow --cap-add/--cap-drop; --network a,b', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const b = (args: string[]) => sync(rootArgv(sb, w.host, args));
@@ -113,8 +110,7 @@ test.serial('rootful --network container:NAME shares the address; capabilities f
   t.regex(b(['run', '--rm', '--network', 'burrow,second', '--ip', '10.91.0.9', '--', 'true']).stderr, /--ip with several networks is ambiguous/);
 });
 
-test.serial('rootless pod: one user namespace, members share localhost, published port, rm -f leaves nothing', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootless pod: one user namespace, members share localhost, published port, rm -f leaves nothing', async (t) => {
   const uid = ensureUser(t, USER);
   const w = await world(t);
   const u = (args: string[]) => sync(userArgv(USER, w.host, args));
@@ -139,8 +135,7 @@ test.serial('rootless pod: one user namespace, members share localhost, publishe
   t.is(spawnSync('pgrep', ['-u', USER]).status, 1, 'no process of the user is left');
 });
 
-test.serial('pods: bad input gets clear errors', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('pods: bad input gets clear errors', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const b = (args: string[]) => sync(rootArgv(sb, w.host, args));

@@ -4,19 +4,17 @@
  * to its own published port, a container to another's, IPv6), a 1000-port range, host-port
  * conflicts, and nothing left after DEL.
  */
-import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { nsExec, peerEchoServer, requireRoot, tcpRequest, testNetns, uplink } from './helpers/netns.js';
+import { nsExec, peerEchoServer, rootTest, tcpRequest, testNetns, uplink } from './helpers/netns.js';
 import { sandbox } from './helpers/burrow.js';
 import { OWN_BIN } from './helpers/cni.js';
 
 const rand = () => crypto.randomBytes(3).toString('hex');
 
 for (const backend of ['iptables', 'nftables'] as const) {
-  test.serial(`portmap (${backend}): every path by traffic, IPv6, a 1000-port range, conflicts, clean DEL`, async (t) => {
-    if (!requireRoot(t)) return;
+  rootTest.serial(`portmap (${backend}): every path by traffic, IPv6, a 1000-port range, conflicts, clean DEL`, async (t) => {
     const sb = sandbox(t, [OWN_BIN]);
     const host = testNetns(t, 'mh');
     const outside = testNetns(t, 'mo');
@@ -67,8 +65,7 @@ for (const backend of ['iptables', 'nftables'] as const) {
   });
 }
 
-test.serial('network reload puts the rules back after the firewall was flushed (plugins#512)', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('network reload puts the rules back after the firewall was flushed (plugins#512)', async (t) => {
   const sb = sandbox(t, [OWN_BIN]);
   const host = testNetns(t, 'rh');
   const outside = testNetns(t, 'ro');

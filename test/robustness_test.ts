@@ -3,13 +3,12 @@
  * kernel: 100 parallel ADDs on one network, kill -9 at 20 points during ADD
  * followed by DEL, and bad input of every kind. Each ends with the host clean.
  */
-import test from 'ava';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { netnsCreate, netnsRemove } from '../native/mod.js';
-import { nsExec, requireRoot, testNetns, uniqueName } from './helpers/netns.js';
+import { nsExec, rootTest, testNetns, uniqueName } from './helpers/netns.js';
 import { callPlugin, hostSnapshot, OWN_BIN } from './helpers/cni.js';
 
 type Snap = { links: string[]; nat4: string[]; filter4: string[] };
@@ -44,8 +43,7 @@ function assertClean(t: import('ava').ExecutionContext, host: string, dataDir: s
   for (const c of ctrs) t.deepEqual(nsExec(c, ['ip', '-o', 'link']).split('\n').filter(Boolean).map((l) => l.split(': ')[1]), ['lo'], `nothing left in ${c}`);
 }
 
-test.serial('100 parallel ADDs get unique addresses; 100 DELs leave nothing', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('100 parallel ADDs get unique addresses; 100 DELs leave nothing', async (t) => {
   const host = testNetns(t, 'rh');
   nsExec(host, ['ip', 'link', 'set', 'lo', 'up']);
   const dataDir = tempDir(t);
@@ -63,8 +61,7 @@ test.serial('100 parallel ADDs get unique addresses; 100 DELs leave nothing', as
   assertClean(t, host, dataDir, 'par', ctrs.slice(0, 5));
 });
 
-test.serial('kill -9 at 20 points during ADD, then DEL: the host is clean every time', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('kill -9 at 20 points during ADD, then DEL: the host is clean every time', async (t) => {
   const host = testNetns(t, 'rh');
   nsExec(host, ['ip', 'link', 'set', 'lo', 'up']);
   const dataDir = tempDir(t);
@@ -99,8 +96,7 @@ test.serial('kill -9 at 20 points during ADD, then DEL: the host is clean every 
   t.deepEqual(nsExec(host, ['nft', 'list', 'table', 'bridge', 'nat']).split('\n').filter((l) => /cni-br-iface|macspoofchk/.test(l)), [], 'no spoof-check chain left');
 });
 
-test.serial('bad input: clear error JSON with the right code, no partial state', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('bad input: clear error JSON with the right code, no partial state', async (t) => {
   const host = testNetns(t, 'rh');
   nsExec(host, ['ip', 'link', 'set', 'lo', 'up']);
   const dataDir = tempDir(t);
@@ -140,8 +136,7 @@ test.serial('bad input: clear error JSON with the right code, no partial state',
   t.is((await call(tiny, 'a', a, '', 'DEL')).code, 0);
 });
 
-test.serial('50 parallel portmap and firewall ADDs: no lost rules, no lock errors; 50 DELs leave nothing', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('50 parallel portmap and firewall ADDs: no lost rules, no lock errors; 50 DELs leave nothing', async (t) => {
   const host = testNetns(t, 'rh');
   const ctrs = pool(t, 50);
   const conf = (type: string, i: number, ns: string) => ({
@@ -164,8 +159,7 @@ test.serial('50 parallel portmap and firewall ADDs: no lost rules, no lock error
   }
 });
 
-test.serial('50 parallel portmap and firewall ADDs and DELs on the nftables backends: no lost rules, and the last DEL takes the tables', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('50 parallel portmap and firewall ADDs and DELs on the nftables backends: no lost rules, and the last DEL takes the tables', async (t) => {
   const host = testNetns(t, 'rh');
   const ctrs = pool(t, 50);
   const conf = (type: string, i: number, ns: string) => ({

@@ -3,12 +3,11 @@
  * rootless (usernet, as a real unprivileged user), each inside a "host" namespace of the test's
  * own with a "remote" namespace as the outside world.
  */
-import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLI, ROOT, type BurrowSandbox } from './helpers/burrow.js';
-import { nsExec, requireRoot, tcpRequest } from './helpers/netns.js';
+import { nsExec, rootTest, tcpRequest } from './helpers/netns.js';
 import { FIXTURES, http, HTTP, reservations, rootArgv, rootSandbox, start, until, userArgv, world, type Proc } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
@@ -17,8 +16,7 @@ const USER = 'burrowrun'; // one user per test file: files run in parallel, and 
 const rootRun = (sb: BurrowSandbox, ns: string, args: string[]): Proc => start(rootArgv(sb, ns, ['run', ...FIXTURES, ...args]));
 const userRun = (ns: string, args: string[]): Proc => start(userArgv(USER, ns, ['run', ...FIXTURES, ...args]));
 
-test.serial('rootful: the default bridge network, -p from the host and from another namespace, /etc files, read-only host fs, signals and exit codes, nothing left', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootful: the default bridge network, -p from the host and from another namespace, /etc files, read-only host fs, signals and exit codes, nothing left', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const c = rootRun(sb, w.host, ['--rm', '-p', '18080:8080', '--hostname', 'web', '--', 'sh', '-c', `hostname; tail -1 /etc/hosts; touch /usr/x 2>&1 | tail -1; exec ${HTTP(8080).map((a) => `'${a}'`).join(' ')}`]);
@@ -41,8 +39,7 @@ test.serial('rootful: the default bridge network, -p from the host and from anot
   t.is(exit.stdout.trim(), '1', '--network none: only loopback');
 });
 
-test.serial('rootful: kill -9 of burrow kills the container; burrow system gc removes the attachment and the state', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootful: kill -9 of burrow kills the container; burrow system gc removes the attachment and the state', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const c = rootRun(sb, w.host, ['-p', '18081:8080', '--', ...HTTP(8080)]);
@@ -62,8 +59,7 @@ test.serial('rootful: kill -9 of burrow kills the container; burrow system gc re
   t.deepEqual(reservations(sb), [], 'gc released the address');
 });
 
-test.serial('rootful: 20 containers in parallel on the default network, each reached through its own port, then all gone', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootful: 20 containers in parallel on the default network, each reached through its own port, then all gone', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const cs = Array.from({ length: 20 }, (_, i) => rootRun(sb, w.host, ['--rm', '-p', `${18100 + i}:8080`, '--', ...HTTP(8080)]));
@@ -82,8 +78,7 @@ test.serial('rootful: 20 containers in parallel on the default network, each rea
   t.notRegex(links, /veth/, 'no veth left');
 });
 
-test.serial('rootless: usernet by default, -p from the host and from another namespace, DNS config, keep-id, exit codes, kill -9 cleanup', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootless: usernet by default, -p from the host and from another namespace, DNS config, keep-id, exit codes, kill -9 cleanup', async (t) => {
   const uid = ensureUser(t, USER);
   const w = await world(t);
   const c = userRun(w.host, ['--rm', '-p', '18200:8080', '--', 'sh', '-c', `cat /etc/resolv.conf; ip -br addr show eth0; exec ${HTTP(8080).map((a) => `'${a}'`).join(' ')}`]);
@@ -112,8 +107,7 @@ test.serial('rootless: usernet by default, -p from the host and from another nam
   t.deepEqual(fs.readdirSync(path.join('/tmp', `burrow-${uid}`, 'burrow', 'containers')), []);
 });
 
-test.serial('bad input: clear errors and nothing left behind', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('bad input: clear errors and nothing left behind', async (t) => {
   ensureUser(t, USER);
   const sb = rootSandbox(t);
   const w = await world(t);
@@ -138,8 +132,7 @@ test.serial('bad input: clear errors and nothing left behind', async (t) => {
   t.deepEqual(fs.existsSync(path.join(sb.cacheDir, 'results')) ? fs.readdirSync(path.join(sb.cacheDir, 'results')) : [], []);
 });
 
-test.serial('detached: run -d prints the id; ps, logs, port, stop, ps -a, rm; a failing start reports its error', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('detached: run -d prints the id; ps, logs, port, stop, ps -a, rm; a failing start reports its error', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const b = (args: string[]) => sb.run(args, { netns: w.host });
@@ -175,8 +168,7 @@ test.serial('detached: run -d prints the id; ps, logs, port, stop, ps -a, rm; a 
   t.deepEqual(reservations(sb), []);
 });
 
-test.serial('rootless --network pasta and slirp4netns: the established tools attach to the container, with -p', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootless --network pasta and slirp4netns: the established tools attach to the container, with -p', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   for (const [net, port] of [['slirp4netns', 18500], ['pasta', 18501]] as const) {
@@ -197,8 +189,7 @@ test.serial('rootless --network pasta and slirp4netns: the established tools att
   t.is(spawnSync('pgrep', ['-u', USER, '-x', 'pasta']).status, 1, 'pasta quit with the container');
 });
 
-test.serial('rootful -p reserves its host ports: one in use is refused before any rule exists, and a running container holds its ports', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootful -p reserves its host ports: one in use is refused before any rule exists, and a running container holds its ports', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const b = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, ...args], { encoding: 'utf8' });
@@ -230,8 +221,7 @@ test.serial('rootful -p reserves its host ports: one in use is refused before an
   t.is(free.stdout.trim(), 'bound', 'released when the container goes');
 });
 
-test.serial('network rm -f removes the containers on the network (as podman does), not only their attachments', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('network rm -f removes the containers on the network (as podman does), not only their attachments', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const b = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, ...args], { encoding: 'utf8' });
@@ -254,8 +244,7 @@ test.serial('network rm -f removes the containers on the network (as podman does
   t.false(nsExec(w.host, ['ip', '-br', 'link']).includes('veth'), 'no veth is left half-attached');
 });
 
-test.serial('run -d resolves relative --rootfs, --image and --config against the caller\'s directory; port rm leaves the port list', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('run -d resolves relative --rootfs, --image and --config against the caller\'s directory; port rm leaves the port list', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   const dir = fs.mkdtempSync('/tmp/burrow-rel-');
@@ -291,8 +280,7 @@ test.serial('run -d resolves relative --rootfs, --image and --config against the
   t.deepEqual(u(['port', 'ported']).stdout.trim().split('\n'), ['18421:81'], 'the removed forward is no longer listed');
 });
 
-test.serial('teardown that fails is reported, recorded for inspect and ps, and retried by system gc until it completes', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('teardown that fails is reported, recorded for inspect and ps, and retried by system gc until it completes', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const plugins = fs.mkdtempSync('/tmp/burrow-faildel-');

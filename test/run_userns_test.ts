@@ -3,12 +3,12 @@
  * and with an --image tarball (issue 14: `--userns nomap|auto` and explicit maps failed in run
  * while `burrow unshare` worked, because only unshare was tested).
  */
-import test, { type ExecutionContext } from 'ava';
+import { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { busyboxImage } from './helpers/image.js';
-import { requireRoot } from './helpers/netns.js';
+import { rootTest } from './helpers/netns.js';
 import { rootArgv, rootSandbox, sync, userArgv, world } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
@@ -35,8 +35,7 @@ async function roots(t: ExecutionContext): Promise<{ rootfs: string; image: stri
 const INSIDE = 'id -u; head -1 /proc/self/uid_map | tr -s " " | sed "s/^ //"; touch /tmp/w && echo tmp-ok';
 const IMAGE_INSIDE = `${INSIDE}; stat -c %u /srv/index.html; touch /root-ok && echo root-ok`;
 
-test.serial('rootless: every --userns mode and explicit maps run, with --rootfs and with --image', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootless: every --userns mode and explicit maps run, with --rootfs and with --image', async (t) => {
   const uid = ensureUser(t, USER);
   const sub = Number(new RegExp(`^${USER}:(\\d+):`, 'm').exec(fs.readFileSync('/etc/subuid', 'utf8'))![1]);
   const w = await world(t);
@@ -72,8 +71,7 @@ test.serial('rootless: every --userns mode and explicit maps run, with --rootfs 
   t.deepEqual(fs.readdirSync(path.join('/tmp', `burrow-${uid}`, 'burrow', 'containers')), [], 'every --rm container is gone, its unpacked root too');
 });
 
-test.serial('rootful: host, explicit maps and auto run, with --rootfs and with --image (files shifted to the mapped ids)', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootful: host, explicit maps and auto run, with --rootfs and with --image (files shifted to the mapped ids)', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const { rootfs, image } = await roots(t);

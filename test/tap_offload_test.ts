@@ -5,16 +5,14 @@
  * a frame without flags is verified (a wrong checksum is dropped), and DATA_VALID is ignored on
  * this path (a wrong checksum is still dropped, so it cannot replace NEEDS_CSUM).
  */
-import test from 'ava';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { tapOpen, writeFrame } from '../native/mod.js';
 import { a4, udpFrame } from '../net/stack/testing.js';
 import * as vnet from '../net/wire/vnet.js';
-import { ipJson, nsExec, requireRoot, testNetns } from './helpers/netns.js';
+import { ipJson, nsExec, rootTest, testNetns } from './helpers/netns.js';
 
-test('TAP with a vnet header: NEEDS_CSUM frames skip verification on local delivery; plain and DATA_VALID frames are verified', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('TAP with a vnet header: NEEDS_CSUM frames skip verification on local delivery; plain and DATA_VALID frames are verified', async (t) => {
   const ns = testNetns(t, 'tc');
   const { fd } = tapOpen(ns, 'tap0', { vnetHdr: true });
   t.teardown(() => fs.closeSync(fd));

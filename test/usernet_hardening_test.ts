@@ -5,17 +5,15 @@
  *  - a UDP flood through a published port once took every flow the container had;
  *  - connections whose peers never read once held ~4 MiB each in the stack's memory.
  */
-import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import { nsExec, requireRoot } from './helpers/netns.js';
+import { nsExec, rootTest } from './helpers/netns.js';
 import { burrowAs, CHECKS, finished, inContainerAs, SERVERS as SERVERS_PATH, servers, world, type Check } from './helpers/usernet.js';
 import { ensureUser } from './helpers/users.js';
 
 const USER = 'burrowhard';
 
-test.serial('an unroutable datagram leaves the stack serving: the container gets "network unreachable", every other flow goes on', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('an unroutable datagram leaves the stack serving: the container gets "network unreachable", every other flow goes on', async (t) => {
   ensureUser(t, USER);
   const w = await world(t, { v6: false }); // the host has no IPv6 route at all
   await servers(t, w.remote, [{ proto: 'tcp', host: '10.98.0.2', port: 7101, mode: 'peer' }, { proto: 'udp', host: '10.98.0.2', port: 7102, mode: 'echo' }]);
@@ -50,8 +48,7 @@ except OSError as e:
   t.is(r.udp, 'echo:after from 10.98.0.1');
 });
 
-test.serial('a UDP flood through a published port leaves the container\'s own connects and DNS working', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('a UDP flood through a published port leaves the container\'s own connects and DNS working', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   await servers(t, w.remote, [{ proto: 'tcp', host: '10.98.0.2', port: 7111, mode: 'peer' }]);
@@ -81,8 +78,7 @@ test.serial('a UDP flood through a published port leaves the container\'s own co
   t.deepEqual([dns[0], dns[1], dns[2] & 0x80], [0x12, 0x34, 0x80], 'and its DNS still answers');
 });
 
-test.serial('100 connections whose peers never read: the stack holds no more than its byte budget, and its RSS stays bounded by it', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('100 connections whose peers never read: the stack holds no more than its byte budget, and its RSS stays bounded by it', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   await servers(t, w.remote, [{ proto: 'tcp', host: '10.98.0.2', port: 7121, mode: 'hold' }]);
@@ -125,8 +121,7 @@ test.serial('100 connections whose peers never read: the stack holds no more tha
   t.true(peak - before < budget + (48 << 20), `RSS grew ${MiB(peak - before)} MiB`);
 });
 
-test.serial('loopback forwards whose inside connect hangs do not stall the stack for other flows (no blocking call on its loop)', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('loopback forwards whose inside connect hangs do not stall the stack for other flows (no blocking call on its loop)', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   // Inside, SYNs to port 81 vanish: the namespace helper's connect for a spliced client waits

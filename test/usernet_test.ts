@@ -4,12 +4,12 @@
  * "host" is a network namespace of the test's own, linked to a "remote" namespace that plays the
  * outside world, so the machine's own stack is never touched.
  */
-import test, { type ExecutionContext } from 'ava';
+import { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { nsExec, requireRoot } from './helpers/netns.js';
+import { nsExec, rootTest } from './helpers/netns.js';
 import { burrowAs, CHECKS, finished, inContainerAs, SERVERS, servers, world, type Check, type ServerSpec } from './helpers/usernet.js';
 import { ensureUser } from './helpers/users.js';
 
@@ -19,8 +19,7 @@ const USER = 'burrownet';
 const burrow = (ns: string, args: string[], env: Record<string, string> = {}) => burrowAs(USER, ns, args, env);
 const inContainer = (ns: string, args: string[], checks: Check[], env: Record<string, string> = {}) => inContainerAs(USER, ns, args, checks, env);
 
-test.serial('outbound: gateway ping, DNS through a host resolver on 127.0.0.53, TCP/UDP to the remote world on v4 and v6', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('outbound: gateway ping, DNS through a host resolver on 127.0.0.53, TCP/UDP to the remote world on v4 and v6', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   await servers(t, w.remote, [
@@ -66,8 +65,7 @@ test.serial('outbound: gateway ping, DNS through a host resolver on 127.0.0.53, 
   t.regex(r.addr as string, /default via 10\.0\.2\.2 dev tap0/);
 });
 
-test.serial('host loopback: unreachable by default, reachable only through --map-host-loopback', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('host loopback: unreachable by default, reachable only through --map-host-loopback', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   await servers(t, w.host, [
@@ -125,8 +123,7 @@ function udpRequest(ns: string, host: string, port: number, msg: string): Promis
   });
 }
 
-test.serial('port forwards: loopback clients spliced, other clients through the TAP with their own address, UDP, IPv6, bound address only, API at runtime', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('port forwards: loopback clients spliced, other clients through the TAP with their own address, UDP, IPv6, bound address only, API at runtime', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   const api = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-api-')), 'api.sock');
@@ -160,8 +157,7 @@ test.serial('port forwards: loopback clients spliced, other clients through the 
   t.regex(dup.stderr, /host port \*:8080\/tcp is already in use/);
 });
 
-test.serial('a 1 GiB transfer each way arrives intact (sha256 on both ends)', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('a 1 GiB transfer each way arrives intact (sha256 on both ends)', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   await servers(t, w.remote, [{ proto: 'tcp', host: '10.98.0.2', port: 7201, mode: 'sha' }]);
@@ -176,8 +172,7 @@ test.serial('a 1 GiB transfer each way arrives intact (sha256 on both ends)', as
   t.is(down.remote, down.local, 'outside -> container through the TAP path');
 });
 
-test.serial('cleanup: the container exiting stops the stack; killing the stack removes the TAP and frees the ports', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('cleanup: the container exiting stops the stack; killing the stack removes the TAP and frees the ports', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   const r = await finished(burrow(w.host, ['unshare', '--network', 'usernet', '-p', '7401:80', '--', 'sh', '-c', 'exit 3']));
@@ -237,8 +232,7 @@ test.serial('cleanup: the container exiting stops the stack; killing the stack r
   t.is(end.code, 137, 'the container died by SIGKILL, reported as 128+9');
 });
 
-test.serial('guests that ask: DHCPv4 (busybox udhcpc) and SLAAC from router advertisements, without --configure', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('guests that ask: DHCPv4 (busybox udhcpc) and SLAAC from router advertisements, without --configure', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
   const holder = burrow(w.host, ['unshare', '--ns', 'net', '--', 'sleep', '32']);

@@ -3,12 +3,11 @@
  * subgid range) and as root: the maps seen inside, file ownership inside and outside, and the
  * error cases for real.
  */
-import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { requireRoot } from './helpers/netns.js';
+import { rootTest } from './helpers/netns.js';
 import { CLI } from './helpers/burrow.js';
 
 const USER = 'burrowtest';
@@ -32,8 +31,7 @@ function asUser(args: string[], env: NodeJS.ProcessEnv = {}) {
 
 const maps = (out: string) => out.trim().split('\n').map((l) => l.trim().split(/\s+/).join(' '));
 
-test.serial('rootless modes: the maps inside are podman\'s, and ownership agrees inside and out', (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootless modes: the maps inside are podman\'s, and ownership agrees inside and out', (t) => {
   const { uid, home, subuid } = ensureUser(t);
   const show = ['sh', '-c', 'cat /proc/self/uid_map; echo --; cat /proc/self/gid_map; echo --; id -u'];
   const run = (mode: string) => {
@@ -63,8 +61,7 @@ test.serial('rootless modes: the maps inside are podman\'s, and ownership agrees
   t.is(fs.statSync(file).uid, uid, 'outside: owned by the user');
 });
 
-test.serial('rootless errors name what to fix: no subuid entry, overlapping ranges, bad mode', (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootless errors name what to fix: no subuid entry, overlapping ranges, bad mode', (t) => {
   const { uid } = ensureUser(t);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-subid-'));
   fs.chmodSync(dir, 0o755);
@@ -93,8 +90,7 @@ test.serial('rootless errors name what to fix: no subuid entry, overlapping rang
   t.regex(r.stderr, /cannot execute "no-such-command-here"/);
 });
 
-test.serial('as root: host is the identity map, explicit maps apply, rootless-only modes are refused', (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('as root: host is the identity map, explicit maps apply, rootless-only modes are refused', (t) => {
   const run = (args: string[]) => spawnSync(process.execPath, [CLI, 'unshare', ...args], { encoding: 'utf8' });
   t.deepEqual(maps(run(['--', 'cat', '/proc/self/uid_map']).stdout), ['0 0 4294967295']);
   t.deepEqual(maps(run(['--uidmap', '0:200000:1000', '--', 'cat', '/proc/self/uid_map']).stdout), ['0 200000 1000']);
@@ -104,8 +100,7 @@ test.serial('as root: host is the identity map, explicit maps apply, rootless-on
   t.is(run(['--ns', 'pid,mnt', '--', 'sh', '-c', 'exit 7']).status, 7, 'the exit status comes back through the helper and the init');
 });
 
-test.serial('rootless auto: sized from the rootfs, concurrent containers get disjoint ids, nothing stays reserved', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootless auto: sized from the rootfs, concurrent containers get disjoint ids, nothing stays reserved', async (t) => {
   const { subuid } = ensureUser(t);
   const xdg = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-xdg-'));
   fs.chownSync(xdg, Number(spawnSync('id', ['-u', USER], { encoding: 'utf8' }).stdout), 0);
@@ -137,8 +132,7 @@ test.serial('rootless auto: sized from the rootfs, concurrent containers get dis
   t.regex(big.stderr, /not enough unused IDs in user namespace: need 70000, 65536 subordinate ids in all/);
 });
 
-test.serial('rootless: getsubids when the files are absent; a self-only map needs no subordinate ids (setgroups deny)', (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootless: getsubids when the files are absent; a self-only map needs no subordinate ids (setgroups deny)', (t) => {
   const { uid, subuid } = ensureUser(t);
   const missing = { BURROW_SUBUID_FILE: '/nonexistent/subuid', BURROW_SUBGID_FILE: '/nonexistent/subgid' };
   const r = asUser(['unshare', '--', 'cat', '/proc/self/uid_map'], missing);
@@ -149,8 +143,7 @@ test.serial('rootless: getsubids when the files are absent; a self-only map need
   t.deepEqual(maps(self.stdout), [`0 ${uid} 1`, 'deny']);
 });
 
-test.serial('rootless: a newuidmap without its setuid bit is named as the cause', (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('rootless: a newuidmap without its setuid bit is named as the cause', (t) => {
   ensureUser(t);
   const tool = '/usr/bin/newuidmap';
   const mode = fs.statSync(tool).mode & 0o7777;
@@ -164,8 +157,7 @@ test.serial('rootless: a newuidmap without its setuid bit is named as the cause'
   }
 });
 
-test.serial('the helper hands back the namespace fds and a TAP made inside, and joins a running namespace', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('the helper hands back the namespace fds and a TAP made inside, and joins a running namespace', async (t) => {
   const { startInNamespaces, joinNamespaces } = await import('../userns/unshare.js');
   const { parseUsernsMode } = await import('../userns/mapping.js');
   const s = await startInNamespaces(['sh', '-c', 'read x'], { mode: parseUsernsMode('host'), namespaces: ['net'], tap: 'tap0', stdio: 'pipe' });
@@ -185,8 +177,7 @@ test.serial('the helper hands back the namespace fds and a TAP made inside, and 
   t.is(await s.exited, 0);
 });
 
-test.serial('as root: auto takes ids from the "containers" ranges, and says how to add them when there are none', (t) => {
-  if (!requireRoot(t)) return;
+rootTest.serial('as root: auto takes ids from the "containers" ranges, and says how to add them when there are none', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-rootauto-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.writeFileSync(path.join(dir, 'subid'), 'containers:2147483647:1000\ncontainers:300000:5000\n');

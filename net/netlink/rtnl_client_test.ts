@@ -1,14 +1,12 @@
-import test from 'ava';
 import fs from 'node:fs';
 import { RtnlClient } from './rtnl_client.js';
 import { ProcSysctl } from './sysctl.js';
-import { ipJson, nsExec, requireRoot, testNetns } from '../../test/helpers/netns.js';
+import { ipJson, nsExec, rootTest, testNetns } from '../../test/helpers/netns.js';
 
 type IpLink = { ifname: string; mtu: number; address: string; master?: string; flags: string[]; linkinfo?: { info_kind: string; info_data?: { mode?: string } } };
 type IpAddr = { ifname: string; addr_info: { local: string; prefixlen: number; broadcast?: string }[] };
 
-test('links, bridge, veth peer born in another netns, addresses and routes', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('links, bridge, veth peer born in another netns, addresses and routes', async (t) => {
   const host = testNetns(t, 'bh');
   const ctr = testNetns(t, 'bc');
   const nl = new RtnlClient(host);
@@ -56,8 +54,7 @@ test('links, bridge, veth peer born in another netns, addresses and routes', asy
   t.is(await c.getLink('eth0'), null, 'peer dies with its veth');
 });
 
-test('macvlan and ipvlan on a veth parent, moved and renamed', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('macvlan and ipvlan on a veth parent, moved and renamed', async (t) => {
   const host = testNetns(t, 'bh');
   const ctr = testNetns(t, 'bc');
   const nl = new RtnlClient(host);
@@ -92,8 +89,7 @@ test('macvlan and ipvlan on a veth parent, moved and renamed', async (t) => {
   await t.throwsAsync(nl.addMacvlan('mv1', 'nope0', 'bridge'), { message: /link "nope0" not found/ });
 });
 
-test('sysctls are per netns', async (t) => {
-  if (!requireRoot(t)) return;
+rootTest('sysctls are per netns', async (t) => {
   const a = testNetns(t, 'bs');
   const b = testNetns(t, 'bs');
   // New namespaces may inherit init_net's value (net.core.devconf_inherit_init_net), so set both.

@@ -1,5 +1,5 @@
 /** Throwaway network namespaces for integration tests, removed on teardown. */
-import type { ExecutionContext } from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFile, execFileSync } from 'node:child_process';
 import { netnsCreate, netnsRemove } from '../../native/mod.js';
 
@@ -10,16 +10,26 @@ export function privileged(): boolean {
   return process.getuid?.() === 0;
 }
 
+type Body = (t: ExecutionContext) => unknown;
+
 /**
- * Integration tests need root. Outside CI they skip with a reason; in CI a
- * missing privilege is a failure, because a skipped test proves nothing.
+ * Declares a test that needs root (and, with `needs`, something else: a reason string when it is
+ * missing). With what it needs, it runs. Without, in CI it fails, because a skipped test proves
+ * nothing; elsewhere ava skips it explicitly (reported as skipped, never as passed) and its title
+ * says why. Decided when the file loads, as ava's skips are.
  */
-export function requireRoot(t: ExecutionContext): boolean {
-  if (privileged()) return true;
-  if (process.env.CI) t.fail('integration tests must run as root in CI');
-  else t.log('SKIP: needs root');
-  return false;
+function declare(serial: boolean, title: string, body: Body, needs?: () => string | null): void {
+  const missing = privileged() ? needs?.() ?? null : 'needs root';
+  const t = serial ? test.serial : test;
+  if (!missing) return void t(title, body);
+  if (process.env.CI) return void t(title, (x) => x.fail(`${missing}: integration tests must run in CI, as root, with everything scripts/setup.sh installs`));
+  (serial ? test.serial.skip : test.skip)(`${title} (skipped: ${missing})`, body);
 }
+
+/** A test that needs root: see {@link declare}. */
+export const rootTest = Object.assign((title: string, body: Body, needs?: () => string | null) => declare(false, title, body, needs), {
+  serial: (title: string, body: Body, needs?: () => string | null) => declare(true, title, body, needs),
+});
 
 /** A unique short name (netns, links) for this test process. */
 export function uniqueName(prefix: string): string {
