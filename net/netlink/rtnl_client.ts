@@ -117,6 +117,23 @@ async function withNsFd<T>(nsPath: string | undefined, fn: (fd: number | undefin
 }
 
 /** Real rtnetlink client for one namespace. Call close() when done. */
+/**
+ * The kernel's errno behind a failed `netlink` package request. The package reports a kernel
+ * NLMSG_ERROR only as Error("Request rejected: <errno name>") (netlink.js checkError): this is
+ * the one place that reads that text, so every caller works on typed codes. Anything else (a
+ * socket failure, a bug) is EIO.
+ */
+export function kernelErrno(err: unknown): { code: string; errno: number } {
+  const m = /^Request rejected: (E[A-Z0-9]+|\d+)$/.exec(String((err as Error)?.message ?? ''));
+  const errnos = os.constants.errno as Record<string, number>;
+  if (!m) return { code: 'EIO', errno: errnos.EIO };
+  if (/^\d+$/.test(m[1])) {
+    const n = Number(m[1]);
+    return { code: Object.keys(errnos).find((k) => errnos[k] === n) ?? `E${n}`, errno: n };
+  }
+  return { code: m[1], errno: errnos[m[1]] ?? 0 };
+}
+
 export class RtnlClient implements NetlinkClient {
   readonly netns: string;
   private readonly sock: RtNetlinkSocket;
@@ -132,17 +149,31 @@ export class RtnlClient implements NetlinkClient {
     this.sock.socket.socket.close();
   }
 
-  /** Runs a request, turning "Request rejected: EEXIST" into a NetlinkError naming the action. */
+  /** Runs a request; a kernel error becomes a NetlinkError with its errno, naming the action. */
   private async req<T>(action: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
-      const m = /Request rejected: (\w+)/.exec(String((err as Error)?.message));
-      const code = m ? m[1] : 'EIO';
-      const errno = (os.constants.errno as Record<string, number>)[code] ?? 0;
-      const where = this.netns ? ` in netns "${this.netns}"` : '';
-      throw new NetlinkError(code, errno, `cannot ${action}${where}: ${code}`, this.netns, { cause: err });
+      throw this.typed(action, err);
     }
+  }
+
+  /** Like {@link req}, but resolves to null when the kernel answers with one of `absent` (already gone). */
+  private async reqOrAbsent<T>(action: string, fn: () => Promise<T>, absent: string[]): Promise<T | null> {
+    try {
+      return await fn();
+    } catch (err) {
+      const e = this.typed(action, err);
+      if (absent.includes(e.code)) return null;
+      throw e;
+    }
+  }
+
+  private typed(action: string, err: unknown): NetlinkError {
+    if (err instanceof NetlinkError) return err;
+    const { code, errno } = kernelErrno(err);
+    const where = this.netns ? ` in netns "${this.netns}"` : '';
+    return new NetlinkError(code, errno, `cannot ${action}${where}: ${code}`, this.netns, { cause: err });
   }
 
   private async indexOf(name: string): Promise<number> {
@@ -188,23 +219,13 @@ export class RtnlClient implements NetlinkClient {
   }
 
   async getLink(name: string): Promise<LinkInfo | null> {
-    try {
-      const msgs = await this.sock.getLink({}, { ifname: name });
-      return msgs.length ? this.toLinkInfo(msgs[0]) : null;
-    } catch (err) {
-      if (/ENODEV/.test(String((err as Error)?.message))) return null;
-      return this.req(`get link "${name}"`, () => Promise.reject(err));
-    }
+    const msgs = await this.reqOrAbsent(`get link "${name}"`, () => this.sock.getLink({}, { ifname: name }), ['ENODEV']);
+    return msgs?.length ? this.toLinkInfo(msgs[0]) : null;
   }
 
   async getLinkByIndex(index: number): Promise<LinkInfo | null> {
-    try {
-      const msgs = await this.sock.getLink({ index });
-      return msgs.length ? this.toLinkInfo(msgs[0]) : null;
-    } catch (err) {
-      if (/ENODEV/.test(String((err as Error)?.message))) return null;
-      return this.req(`get link #${index}`, () => Promise.reject(err));
-    }
+    const msgs = await this.reqOrAbsent(`get link #${index}`, () => this.sock.getLink({ index }), ['ENODEV']);
+    return msgs?.length ? this.toLinkInfo(msgs[0]) : null;
   }
 
   private linkAttrs(name: string, opts: NewLinkOptions, netNsFd: number | undefined): ifla.LinkAttrs {
@@ -253,13 +274,7 @@ export class RtnlClient implements NetlinkClient {
   }
 
   async removeLink(name: string): Promise<boolean> {
-    try {
-      await this.sock.delLink({}, { ifname: name });
-      return true;
-    } catch (err) {
-      if (/ENODEV/.test(String((err as Error)?.message))) return false;
-      return this.req(`remove link "${name}"`, () => Promise.reject(err));
-    }
+    return (await this.reqOrAbsent(`remove link "${name}"`, async () => (await this.sock.delLink({}, { ifname: name }), true), ['ENODEV'])) ?? false;
   }
 
   private async setLink(name: string, action: string, data: rtStructs.Link, attrs: ifla.LinkAttrs = {}): Promise<void> {
@@ -403,14 +418,11 @@ export class RtnlClient implements NetlinkClient {
     const link = await this.getLink(name);
     if (!link) return false;
     const bytes = ipToBuffer(c.ip);
-    try {
-      await this.sock.delAddress({ family: familyNumber(c.ip.family), prefixlen: c.prefixLen, index: link.index },
-        c.ip.family === 4 ? { local: bytes, address: bytes } : { address: bytes });
+    const done = await this.reqOrAbsent(`remove address "${cidr}" from "${name}"`, async () => {
+      await this.sock.delAddress({ family: familyNumber(c.ip.family), prefixlen: c.prefixLen, index: link.index }, c.ip.family === 4 ? { local: bytes, address: bytes } : { address: bytes });
       return true;
-    } catch (err) {
-      if (/EADDRNOTAVAIL|ENOENT|ESRCH/.test(String((err as Error)?.message))) return false;
-      return this.req(`remove address "${cidr}" from "${name}"`, () => Promise.reject(err));
-    }
+    }, ['EADDRNOTAVAIL', 'ENOENT', 'ESRCH']);
+    return done ?? false;
   }
 
   async listRoutes(family?: 4 | 6, table = RT_TABLE_MAIN): Promise<RouteInfo[]> {
@@ -492,13 +504,11 @@ export class RtnlClient implements NetlinkClient {
       if ((err as NetlinkError).code === 'ENODEV') return false;
       throw err;
     }
-    try {
+    const done = await this.reqOrAbsent(`remove route ${describeRoute(route)}`, async () => {
       await this.sock.delRoute({ ...msg.data, protocol: 0 as rtStructs.RouteProtocol, scope: SCOPES.nowhere }, msg.attrs);
       return true;
-    } catch (err) {
-      if (/ESRCH|ENOENT/.test(String((err as Error)?.message))) return false;
-      return this.req(`remove route ${describeRoute(route)}`, () => Promise.reject(err));
-    }
+    }, ['ESRCH', 'ENOENT']);
+    return done ?? false;
   }
 }
 

@@ -1,5 +1,6 @@
+import test from 'ava';
 import fs from 'node:fs';
-import { RtnlClient } from './rtnl_client.js';
+import { kernelErrno, RtnlClient } from './rtnl_client.js';
 import { ProcSysctl } from './sysctl.js';
 import { ipJson, nsExec, rootTest, testNetns } from '../../test/helpers/netns.js';
 
@@ -101,4 +102,11 @@ rootTest('sysctls are per netns', async (t) => {
   t.is(new ProcSysctl(b).get('net.ipv4.conf.nope0.forwarding'), null);
   t.throws(() => new ProcSysctl(b).set('kernel.hostname', 'x'), { message: /only keys below net\// });
   t.throws(() => new ProcSysctl(b).set('net.ipv4.conf.nope0.forwarding', '1'), { message: /nope0/ });
+});
+
+test('kernel errors from the netlink package become typed codes in one place', (t) => {
+  t.deepEqual(kernelErrno(new Error('Request rejected: EEXIST')), { code: 'EEXIST', errno: 17 });
+  t.deepEqual(kernelErrno(new Error('Request rejected: 19')), { code: 'ENODEV', errno: 19 });
+  t.deepEqual(kernelErrno(new Error('socket closed')), { code: 'EIO', errno: 5 });
+  t.deepEqual(kernelErrno(undefined), { code: 'EIO', errno: 5 });
 });
