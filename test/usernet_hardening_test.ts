@@ -48,6 +48,25 @@ except OSError as e:
   t.is(r.udp, 'echo:after from 10.98.0.1');
 });
 
+rootTest.serial('echoes of 56 to 8,000 bytes come back intact over v4 and v6, from the gateway and from remote hosts', async (t) => {
+  ensureUser(t, USER);
+  const w = await world(t);
+  nsExec(w.host, ['sysctl', '-q', '-w', 'net.ipv4.ping_group_range=0 2147483647']);
+  const checks: Check[] = [];
+  for (const size of [56, 1472, 3000, 8000]) {
+    for (const [name, host] of [['gw4', '10.0.2.2'], ['gw6', 'fd00::2'], ['remote4', '10.98.0.2'], ['remote6', 'fd98::2']]) {
+      // ping checks every reply byte against its pattern ("wrong data byte" otherwise).
+      checks.push({ name: `${name}-${size}`, kind: 'sh', cmd: `ping -c 1 -W 2 -s ${size} -p a5c3 ${host} 2>&1 | grep -E "bytes from|wrong data|Destination" | head -1` });
+    }
+  }
+  const r = await inContainerAs(USER, w.host, [], checks);
+  for (const c of checks) {
+    const size = Number(c.name.split('-')[1]);
+    t.regex(String(r[c.name]), new RegExp(`^${size + 8} bytes from`), `${c.name}: ${r[c.name]}`);
+    t.notRegex(String(r[c.name]), /wrong data/);
+  }
+});
+
 rootTest.serial('a UDP flood through a published port leaves the container\'s own connects and DNS working', async (t) => {
   ensureUser(t, USER);
   const w = await world(t);
