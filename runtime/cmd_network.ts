@@ -134,10 +134,11 @@ async function removeLeftovers(list: NetworkConfigList): Promise<void> {
  */
 async function containersOn(c: Context, network: string): Promise<ContainerRecord[]> {
   const s = new ContainerStore(c.config.stateDir);
-  const on = s.list().filter((r) => r.network.mode === 'cni' && r.network.attachments.some((a) => a.network === network));
+  const byAge = (a: ContainerRecord, b: ContainerRecord) => a.created.localeCompare(b.created);
+  const on = s.list().filter((r) => r.network.mode === 'cni' && r.network.attachments.some((a) => a.network === network)).sort(byAge);
   const ids = new Set(on.map((r) => r.id));
   // --network container:X and pod members share X's network: they go first.
-  const sharing = s.list().filter((r) => r.network.mode === 'container' && ids.has(r.network.target) && !ids.has(r.id));
+  const sharing = s.list().filter((r) => r.network.mode === 'container' && ids.has(r.network.target) && !ids.has(r.id)).sort(byAge);
   return [...sharing, ...on];
 }
 
@@ -148,7 +149,7 @@ async function removeNetwork(c: Context, name: string, force: boolean): Promise<
   const users = c.runtime.cache.list(name);
   if ((users.length || containers.length) && !force) {
     const what = containers.length ? `container(s) ${containers.slice(0, 5).map((r) => r.name).join(', ')}${containers.length > 5 ? ', ...' : ''}` : `${users.length} attachment(s) (${users.slice(0, 5).map((u) => u.containerId).join(', ')}${users.length > 5 ? ', ...' : ''})`;
-    throw new NetworkError('EBUSY', `network "${name}" is in use by ${what}: remove them first, or use -f to remove them with the network`);
+    throw new NetworkError('EBUSY', `network "${name}" is in use by ${what}: ${containers.length ? 'remove them first, or use -f to remove them with the network' : 'detach them first or use -f'}`);
   }
   // podman's network rm -f: the containers go (stopped, then removed), not only their attachments;
   // a pod whose infra is on the network goes whole.

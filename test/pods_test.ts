@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { nsExec, rootTest } from './helpers/netns.js';
-import { FIXTURES, HTTP, httpUp, reservations, rootArgv, rootSandbox, sync, userArgv, world } from './helpers/run.js';
+import { defaultNet, FIXTURES, HTTP, httpUp, reservations, rootArgv, rootSandbox, sync, userArgv, world } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
 const USER = 'burrowpod'; // one user per test file
@@ -33,7 +33,7 @@ rootTest.serial('rootful pod: members share localhost, the pod publishes the por
   t.like(ls[0], { Id: podId, Name: 'p1', Status: 'Running', NumberOfContainers: 2, Ports: ['18700:8080'] });
   const inspect = JSON.parse(b(['pod', 'inspect', 'p1']).stdout)[0];
   t.is(inspect.Containers.length, 2);
-  t.regex(inspect.IPs[0], /^10\.88\./);
+  t.regex(inspect.IPs[0], new RegExp(`^${defaultNet(sb)}\\.`));
   const infra = inspect.Containers.find((c: { Infra: boolean }) => c.Infra).Name;
   t.regex(b(['rm', '-f', infra]).stderr, /is the infra container of a pod: remove the pod with "burrow pod rm"/);
   const refused = b(['pod', 'rm', 'p1']);
@@ -94,13 +94,13 @@ rootTest.serial('rootful --network container:NAME shares the address; capabiliti
   t.is(b(['network', 'create', '--subnet', '10.91.0.0/24', 'second']).code, 0);
   const two = b(['run', '--rm', '--network', 'burrow,second', '--', 'sh', '-c', 'ip -4 -o addr show | awk \'{print $2, $4}\'']);
   t.is(two.code, 0, two.stderr);
-  t.regex(two.stdout, /^eth0 10\.88\.\d+\.\d+\/16\neth1 10\.91\.0\.\d+\/24$/m);
+  t.regex(two.stdout, new RegExp(`^eth0 ${defaultNet(sb)}\\.\\d+\\.\\d+/16\neth1 10\\.91\\.0\\.\\d+/24$`, 'm'));
   t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), [], 'both attachments deleted');
   t.deepEqual(reservations(sb), [], 'both addresses released');
   // podman's per-network options, the flag repeated: interface name, static address and MAC
   const opts = b(['run', '--rm', '--network', 'burrow:interface_name=lan0', '--network', 'second:ip=10.91.0.50,mac=02:42:0A:5B:00:32', '--', 'sh', '-c', 'ip -4 -o addr show | awk \'{print $2, $4}\'; cat /sys/class/net/eth0/address']);
   t.is(opts.code, 0, opts.stderr);
-  t.regex(opts.stdout, /^lan0 10\.88\.\d+\.\d+\/16\neth0 10\.91\.0\.50\/24\n02:42:0a:5b:00:32$/m);
+  t.regex(opts.stdout, new RegExp(`^lan0 ${defaultNet(sb)}\\.\\d+\\.\\d+/16\neth0 10\\.91\\.0\\.50/24\n02:42:0a:5b:00:32$`, 'm'));
   t.deepEqual(reservations(sb), [], 'the static address released too');
   t.regex(b(['run', '--rm', '--network', 'second:ip=10.91.0.50', '--network', 'usernet', '--', 'true']).stderr, /only CNI networks can be combined/);
   t.regex(b(['run', '--rm', '--network', 'second:ip=10.91.0', '--', 'true']).stderr, /--network second: ip: "10\.91\.0" is not an IPv4 or IPv6 address/);

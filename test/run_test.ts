@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CLI, ROOT, type BurrowSandbox } from './helpers/burrow.js';
 import { nsExec, rootTest, tcpRequest } from './helpers/netns.js';
-import { FIXTURES, http, HTTP, reservations, rootArgv, rootSandbox, start, until, userArgv, world, type Proc } from './helpers/run.js';
+import { defaultNet, FIXTURES, http, HTTP, reservations, rootArgv, rootSandbox, start, until, userArgv, world, type Proc } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
 const USER = 'burrowrun'; // one user per test file: files run in parallel, and a file deletes the user it created
@@ -22,12 +22,12 @@ rootTest.serial('rootful: the default bridge network, -p from the host and from 
   const c = rootRun(sb, w.host, ['--rm', '-p', '18080:8080', '--hostname', 'web', '--', 'sh', '-c', `hostname; tail -1 /etc/hosts; touch /usr/x 2>&1 | tail -1; exec ${HTTP(8080).map((a) => `'${a}'`).join(' ')}`]);
   t.teardown(() => void c.child.kill('SIGKILL'));
   await until(c, 'ready');
-  t.regex(c.out(), /^web\n10\.88\.\d+\.\d+\tweb burrow-[0-9a-f]{12}\n.*Read-only file system/m);
+  t.regex(c.out(), new RegExp(`^web\n${defaultNet(sb)}\\.\\d+\\.\\d+\tweb burrow-[0-9a-f]{12}\n.*Read-only file system`, 'm'));
   t.is(http(w.host, 'http://127.0.0.1:18080/'), '200', 'from the host through 127.0.0.1');
   t.is(http(w.remote, 'http://10.98.0.1:18080/'), '200', 'from another namespace');
   const state = path.join(sb.dir, 'state', 'containers');
   t.is(fs.readdirSync(state).length, 1, 'the container is recorded while it runs');
-  t.regex(reservations(sb).join(), /^burrow\/10\.88\.\d+\.\d+$/, 'one address reserved while it runs');
+  t.regex(reservations(sb).join(), new RegExp(`^burrow/${defaultNet(sb)}\\.\\d+\\.\\d+$`), 'one address reserved while it runs');
   c.child.kill('SIGTERM');
   t.is(await c.done, 143, 'SIGTERM reached the container; its status came back');
   t.deepEqual(fs.readdirSync(state), [], 'state removed');

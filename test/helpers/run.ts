@@ -88,3 +88,12 @@ export async function httpUp(ns: string, url: string, tries = 100): Promise<stri
   }
   return code;
 }
+
+/**
+ * The first two octets of the default network's subnet in `sb`, escaped for a RegExp: 10.88, or
+ * the subnet burrow moved to where podman's default network claims 10.88.0.0/16.
+ */
+export function defaultNet(sb: BurrowSandbox): string {
+  const subnet = JSON.parse(sb.ok(['network', 'inspect', 'burrow']))[0].subnets[0].subnet as string;
+  return subnet.split('.').slice(0, 2).join('\\.');
+}
