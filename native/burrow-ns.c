@@ -102,6 +102,7 @@ static volatile sig_atomic_t pause_done;
 /* The caller's ids in the parent namespace, read before the clone. */
 static uid_t parent_uid;
 static gid_t parent_gid;
+static pid_t helper_pid; /* the child's parent, before a new pid namespace hides it */
 /* -R sources, opened (O_PATH) while the child still has the caller's identity. */
 static int root_fd = -1;
 static int bind_fd[32];
@@ -338,6 +339,12 @@ static void become_mapped_root(void) {
   /* The caller's supplementary groups are unmapped here; drop them where setgroups is allowed. */
   if (setgroups(0, NULL) < 0 && errno != EPERM) die("drop the supplementary groups", "setgroups");
   if (setresuid(0, 0, 0) < 0) die("become the namespace's root", "setresuid(0)");
+  /* Changing ids clears the parent-death signal and makes the process non-dumpable
+   * (prctl(2), proc(5)): restore both, or a burrow killed with -9 would leave this container
+   * running, and the caller could no longer open the init's /proc/PID/ns files to join it. */
+  if (prctl(PR_SET_DUMPABLE, 1) < 0) die("stay joinable", "PR_SET_DUMPABLE");
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("die with the caller", "PR_SET_PDEATHSIG");
+  if (!new_pid_ns && getppid() != helper_pid) _exit(125); /* the helper died in between */
 }
 
 /*
@@ -718,6 +725,7 @@ int main(int argc, char **argv) {
     flags &= ~(CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC);
   }
   share_mode = share_pid != NULL;
+  helper_pid = getpid();
   parent_uid = getuid();
   parent_gid = getgid();
   new_pid_ns = (flags & CLONE_NEWPID) != 0;

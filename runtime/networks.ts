@@ -264,19 +264,7 @@ export class NetworkStore {
   /** The subnet of the built-in default: the configured one, or the first free fallback (and why). */
   private builtinSubnet(lists: NetworkConfigList[]): { subnet: string; why: string } {
     const c = this.config;
-    const taken: { owner: string; cidr: Cidr }[] = [];
-    for (const l of lists) {
-      if (l.name === c.defaultNetwork) continue;
-      for (const r of ipamRanges(mainPlugin(l))) {
-        try {
-          taken.push({ owner: `network "${l.name}"`, cidr: parseCidr(r.subnet) });
-        } catch {
-          // a foreign conflist with a bad subnet cannot block ours
-        }
-      }
-    }
-    const implicit = this.podmanImplicit(lists);
-    if (implicit) taken.push(implicit);
+    const taken = this.claimed(lists.filter((l) => l.name !== c.defaultNetwork));
     const clash = (s: string) => taken.find((t) => overlaps(t.cidr, parseCidr(s)));
     const first = clash(c.defaultSubnet);
     if (!first || c.explicit.includes('network.default_subnet')) return { subnet: c.defaultSubnet, why: first ? `network.default_subnet ${c.defaultSubnet} overlaps ${first.owner}, as configured` : '' };
@@ -359,11 +347,15 @@ export class NetworkStore {
 
   /** Every subnet in use by a network (for overlap checks), with its owner. */
   private usedSubnets(): { owner: string; cidr: Cidr }[] {
-    const out: { owner: string; cidr: Cidr }[] = [];
     const { lists } = this.scan();
     const d = this.resolveDefault();
-    const all = lists.some((l) => l.name === d.name) ? lists : [d.list, ...lists];
-    for (const l of all) {
+    return this.claimed(lists.some((l) => l.name === d.name) ? lists : [d.list, ...lists]);
+  }
+
+  /** The subnets `lists` use, with their owners, and podman's default network's where it has no conflist here. */
+  private claimed(lists: NetworkConfigList[]): { owner: string; cidr: Cidr }[] {
+    const out: { owner: string; cidr: Cidr }[] = [];
+    for (const l of lists) {
       for (const r of ipamRanges(mainPlugin(l))) {
         try {
           out.push({ owner: `network "${l.name}"`, cidr: parseCidr(r.subnet) });

@@ -6,6 +6,7 @@
 import { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { busyboxImage } from './helpers/image.js';
 import { rootTest } from './helpers/netns.js';
@@ -69,6 +70,33 @@ rootTest.serial('rootless: every --userns mode and explicit maps run, with --roo
   t.is(net.code, 0, net.stderr);
   t.is(net.stdout, '0\nunknown\n');
   t.deepEqual(fs.readdirSync(path.join('/tmp', `burrow-${uid}`, 'burrow', 'containers')), [], 'every --rm container is gone, its unpacked root too');
+});
+
+rootTest.serial('rootless nomap: the container dies with a burrow killed with -9, and stays joinable (loopback forwards, --network container:)', async (t) => {
+  ensureUser(t, USER);
+  const w = await world(t);
+  const u = (args: string[]) => sync(userArgv(USER, w.host, args));
+  t.teardown(() => void u(['rm', '-f', 'nm1', 'nm2']));
+  t.is(u(['run', '-d', '--name', 'nm1', '--userns', 'nomap', '--', 'sleep', '60']).code, 0);
+  const [r1] = JSON.parse(u(['inspect', 'nm1']).stdout);
+  process.kill(r1.pid, 'SIGKILL');
+  let gone = false;
+  for (let i = 0; i < 100 && !gone; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    gone = !fs.existsSync(`/proc/${r1.initPid}`);
+  }
+  t.true(gone, 'the container died with its supervisor (the parent-death signal survives the identity change)');
+  const d = u(['run', '-d', '--name', 'nm2', '--userns', 'nomap', '-p', '127.0.0.1:18441:80', '--', 'python3', '-m', 'http.server', '80', '--directory', '/usr/share']);
+  t.is(d.code, 0, d.stderr);
+  let code = '';
+  for (let i = 0; i < 100 && code !== '200'; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    code = spawnSync('nsenter', [`--net=${w.host}`, '--', 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '2', 'http://127.0.0.1:18441/'], { encoding: 'utf8' }).stdout;
+  }
+  t.is(code, '200', 'the spliced forward joined the container\'s namespaces');
+  const joined = u(['run', '--rm', '--network', 'container:nm2', '--', 'python3', '-c', 'import urllib.request;print(urllib.request.urlopen("http://127.0.0.1:80/").status)']);
+  t.is(joined.code, 0, joined.stderr);
+  t.is(joined.stdout.trim(), '200');
 });
 
 rootTest.serial('rootful: host, explicit maps and auto run, with --rootfs and with --image (files shifted to the mapped ids)', async (t) => {

@@ -146,7 +146,9 @@ rootTest.serial('loopback forwards whose inside connect hangs do not stall the s
   // Inside, SYNs to port 81 vanish: the namespace helper's connect for a spliced client waits
   // (up to a second) each time. Port 80 serves HTTP through the TAP path.
   const inside = JSON.stringify([{ proto: 'tcp', host: '0.0.0.0', port: 80, mode: 'http' }]);
-  const c = burrowAs(USER, w.host, ['unshare', '--network', 'usernet', '-p', '127.0.0.1:7131:81', '-p', '7132:80', '--', 'sh', '-c', `iptables -I INPUT -p tcp --dport 81 -j DROP && exec ${process.execPath} ${SERVERS_PATH} '${inside}'`]);
+  const api = `/tmp/burrow-hang-${process.pid}/api.sock`;
+  t.teardown(() => fs.rmSync(`/tmp/burrow-hang-${process.pid}`, { recursive: true, force: true }));
+  const c = burrowAs(USER, w.host, ['unshare', '--network', 'usernet', '--api-socket', api, '-p', '127.0.0.1:7131:81', '-p', '7132:80', '--', 'sh', '-c', `iptables -I INPUT -p tcp --dport 81 -j DROP && exec ${process.execPath} ${SERVERS_PATH} '${inside}'`]);
   t.teardown(() => void c.kill('SIGKILL'));
   await new Promise<void>((resolve, reject) => {
     c.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
@@ -162,5 +164,13 @@ rootTest.serial('loopback forwards whose inside connect hangs do not stall the s
   t.is(hang.status, 0);
   const r = timed(w.remote, 'http://10.98.0.1:7132/');
   t.true(r.ok);
+  const { callApi } = await import('../net/usernet/api.js');
+  let most = 0;
+  for (let i = 0; i < 10; i++) {
+    const stats = (await callApi(api, { execute: 'stats' })) as { budget: { hostSockets: number } };
+    most = Math.max(most, stats.budget.hostSockets);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  t.true(most >= 6 && most % 2 === 0, `the hung spliced connections hold two host sockets each (${most} at most)`);
   t.true(r.s < 0.5, `answered in ${r.s.toFixed(3)} s while eight spliced connects hung (a blocking factory stalled the loop a second for each)`);
 });

@@ -477,6 +477,7 @@ export class NamespaceSocketFactory {
     this.child = spawn(helperPath(), ['-j', String(pid), '-s', '3', '-F'], { stdio: ['ignore', 'ignore', 'inherit', theirs] });
     closeFd(theirs);
     this.sock = mine;
+    this.child.on('error', () => this.close()); // the helper could not start: every connect fails
     this.child.on('close', () => this.close());
     watchReadable(mine, () => this.onReadable());
   }

@@ -11,7 +11,7 @@
  *    so one remote cannot take all the inbound flows either;
  *  - half-open TCP handshakes, by kind;
  *  - host sockets (file descriptors), for every flow that holds one; the port forwarder's
- *    spliced connections take theirs from the same count;
+ *    spliced connections take their two from the same count;
  *  - buffered bytes ({@link BufferBudget}), shared by every flow.
  * A flow's ticket records what it took; releasing the ticket returns exactly that, and releasing
  * twice is harmless, so no path that removes a flow can leak a count.
@@ -54,7 +54,7 @@ export const DEFAULT_BUDGET: BudgetLimits = {
   maxInboundPerClient: 128,
   maxHalfOpenOutbound: 256,
   maxHalfOpenInbound: 128,
-  maxHostSockets: 1024,
+  maxHostSockets: 2048,
   bufferBytes: 64 << 20,
   bufferFloorBytes: 16 << 10,
 };
@@ -127,6 +127,11 @@ export class Budgets {
   /** A snapshot of every count (diagnostics, tests). */
   usage(): { outbound: number; inbound: number; halfOpenOutbound: number; halfOpenInbound: number; clients: number; hostSockets: number; bufferedBytes: number } {
     return { outbound: this.flows.outbound, inbound: this.flows.inbound, halfOpenOutbound: this.halfOpen.outbound, halfOpenInbound: this.halfOpen.inbound, clients: this.perClient.size, hostSockets: this.sockets, bufferedBytes: this.bytes.used };
+  }
+
+  /** Inbound flows `client` holds. */
+  clientFlows(client: string): number {
+    return this.perClient.get(client) ?? 0;
   }
 
   /** Free host sockets. */

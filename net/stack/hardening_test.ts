@@ -332,3 +332,25 @@ test('the guard: a throw on one flow resets that flow only, is counted, and neve
   t.is(bad.flowCount().tcp + bad.flowCount().udp, 0);
   void ({} as HostUdpHandlers);
 });
+
+test('review fixes: a full inbound budget evicts for a client only within its own limit; a host socket paused during the handshake stays paused', (t) => {
+  const { stack } = setup({ limits: { maxInboundFlows: 2, maxInboundPerClient: 1 } });
+  const send = (c: string, port: number) => stack.forwardUdp(4, a4(c), port, 53, Buffer.from('q'), () => undefined, 0);
+  send('192.0.2.1', 1000);
+  send('192.0.2.2', 1000);
+  send('192.0.2.1', 1001); // A at its limit: A's own oldest goes, B's stays
+  t.is(stack.stats['udp-inbound-evicted'], 1);
+  t.is(stack.budgets.clientFlows('4:c0000201'), 1);
+  t.is(stack.budgets.clientFlows('4:c0000202'), 1, 'the other client kept its flow');
+
+  // Host data arriving before the container's ACK (SYN_RCVD) fills the send queue: pause holds.
+  const host = new FakeHost();
+  const s2 = setup({ limits: { tcpSndBufBytes: 4000 } }, host);
+  s2.stack.receive(tcpFrame(GUEST, 40000, a4('192.0.2.80'), 80, { seq: 100, flags: tcp.SYN }), 0);
+  host.tcp[0].h.onConnect(1);
+  const sa = s2.out()[0].tcp!;
+  for (let i = 0; i < 3; i++) host.tcp[0].h.onData(Buffer.alloc(2000), 2);
+  t.true(host.tcp[0].paused);
+  s2.stack.receive(tcpFrame(GUEST, 40000, a4('192.0.2.80'), 80, { seq: 101, ack: sa.seq + 1, flags: tcp.ACK, window: 0 }), 3);
+  t.true(host.tcp[0].paused, 'still paused once established: the queue is over its limit');
+});

@@ -220,7 +220,11 @@ export class Stack {
 
   private count(reason: string, detail?: string): void {
     this.stats[reason] = (this.stats[reason] ?? 0) + 1;
-    this.c.onCount?.(reason, detail);
+    try {
+      this.c.onCount?.(reason, detail);
+    } catch {
+      // a broken log must not break the stack (fault() counts through here too)
+    }
   }
 
   /** Number of live flows by protocol. */
@@ -256,6 +260,7 @@ export class Stack {
     this.budgets.release(flow.ticket);
     try {
       if (flow.kind === 'tcp') {
+        flow.conn?.dispose();
         const h = flow.host;
         flow.host = null;
         h?.destroy(true);
@@ -467,7 +472,7 @@ export class Stack {
   private openTicket(kind: FlowKind, client: Buffer | null, need: { halfOpen?: boolean; hostSockets?: number }, now: number): Ticket | Refusal {
     const key = client ? clientKey(client) : null;
     let t = this.budgets.open(kind, key, need);
-    if (t === 'host-socket-limit' || t === 'outbound-flow-limit') {
+    if (t === 'host-socket-limit' || t === 'outbound-flow-limit' || t === 'half-open-limit') {
       if (this.reclaim(now)) t = this.budgets.open(kind, key, need);
     }
     return t;
@@ -626,8 +631,14 @@ export class Stack {
       const key = this.flowKey(family, guest, guestPort, src, clientPort);
       let flow = this.udpFlows.get(key);
       if (!flow) {
-        let ticket = this.budgets.open('inbound', clientKey(client), {});
-        if (typeof ticket === 'string' && this.evictUnassured(ticket === 'inbound-client-limit' ? clientKey(client) : null)) ticket = this.budgets.open('inbound', clientKey(client), {});
+        const ck = clientKey(client);
+        let ticket = this.budgets.open('inbound', ck, {});
+        // A client at its own limit makes room among its own flows; otherwise a full inbound
+        // budget takes the oldest unanswered flow of anyone's.
+        if (ticket === 'inbound-client-limit' || ticket === 'inbound-flow-limit') {
+          const own = this.budgets.clientFlows(ck) >= this.limits.maxInboundPerClient;
+          if (this.evictUnassured(own ? ck : null)) ticket = this.budgets.open('inbound', ck, {});
+        }
         if (typeof ticket === 'string') return this.count(ticket);
         flow = {
           kind: 'udp', key, family, ticket, inbound: true, ourAddr: Buffer.from(src), ourPort: clientPort, guestAddr: guest, guestPort,
@@ -635,7 +646,6 @@ export class Stack {
         };
         this.udpFlows.set(key, flow);
         this.unassured.set(key, flow);
-        const ck = ticket.client ?? '';
         let by = this.unassuredByClient.get(ck);
         if (!by) this.unassuredByClient.set(ck, (by = new Map()));
         by.set(key, flow);
@@ -710,7 +720,7 @@ export class Stack {
       onEstablished: () => {
         this.budgets.handshakeDone(flow.ticket);
         flow.quote = null;
-        flow.host?.resume();
+        if (!flow.hostPaused) flow.host?.resume(); // an inbound socket waits, paused, for the handshake
       },
       onSendSpace: () => this.maybeResume(flow),
       onClose: (reason: CloseReason) => this.onTcpClosed(flow, reason),

@@ -114,6 +114,7 @@ export const RTO_MAX_MS = 60_000;
 const MAX_RETRIES = 12; // ~ Linux tcp_retries2 with the 200 ms floor: minutes, not hours
 const MAX_SYN_RETRIES = 5;
 const MAX_OOO_SEGMENTS = 64;
+const ZERO_WINDOW_ALIVE_MS = 120_000; // Linux: TCP_RTO_MAX since the peer's last segment (tcp_retransmit_timer)
 const OUR_WSCALE = 7; // 2^7 * 65535 = 8 MiB of window
 
 export type TcpState = 'SYN_PENDING' | 'SYN_SENT' | 'SYN_RCVD' | 'ESTABLISHED' | 'FIN_WAIT_1' | 'FIN_WAIT_2' | 'CLOSE_WAIT' | 'LAST_ACK' | 'CLOSED';
@@ -192,6 +193,7 @@ export class TcpConn {
   private persistAt = Infinity;
   private timed: { seq: number; at: number } | null = null;
   private lastActivity: number;
+  private heardAt: number; // last segment from the container
   // counters
   retransmits = 0;
   bytesIn = 0;
@@ -207,6 +209,7 @@ export class TcpConn {
     this.sndMax = this.iss;
     this.cwnd = 10 * o.mss; // RFC 6928 initial window
     this.lastActivity = now;
+    this.heardAt = now;
   }
 
   /** The container's SYN arrived: remember it; answer later with accept() or refuse(). */
@@ -329,11 +332,26 @@ export class TcpConn {
     this.ev.onClose(reason);
   }
 
+  /**
+   * Gives back what this conn holds of the shared budget and marks it closed, without a word or
+   * an event: only for the stack's last resort, after a throw made the orderly close impossible.
+   */
+  dispose(): void {
+    this.o.budget?.adjust(-this.charged);
+    this.charged = 0;
+    this.state = 'CLOSED';
+    this.queue.length = 0;
+    this.ooo.length = 0;
+    this.rtxAt = this.persistAt = Infinity;
+  }
+
   /** Sends RST and forgets the connection (`reason` says why: host error, limits, a bug). */
   reset(reason: CloseReason): void {
     if (this.state === 'CLOSED') return;
     if (this.state === 'SYN_PENDING') this.ev.emit(rst(0, this.rcvNxt, true));
-    else this.ev.emit(rst(this.sndNxt, this.rcvNxt, this.state !== 'SYN_SENT'));
+    // sndMax: after go-back-N the container may have everything up to it, and it ignores an RST
+    // below its receive window (RFC 5961 section 3.2).
+    else this.ev.emit(rst(this.sndMax, this.rcvNxt, this.state !== 'SYN_SENT'));
     this.close(reason);
   }
 
@@ -379,8 +397,9 @@ export class TcpConn {
 
   /** The host socket took backlog, or the budget has room again: advertise the reopened window if it grew enough to matter. */
   windowOpened(now: number): void {
+    if (this.state === 'CLOSED') return;
+    this.charge(); // the host took backlog: what this conn holds went down, in every state
     if (!RECEIVING.has(this.state)) return;
-    this.charge();
     const free = this.freeWindow();
     const advertised = seqDiff(this.rcvEdge, this.rcvNxt);
     // Receiver-side silly window avoidance (RFC 9293 section 3.8.6.2.2).
@@ -437,6 +456,7 @@ export class TcpConn {
   input(h: TcpHeader, payload: Buffer, now: number): void {
     if (this.state === 'CLOSED') return;
     this.lastActivity = now;
+    this.heardAt = now;
     if (this.state === 'SYN_SENT') return this.inputSynSent(h, now);
     if (this.state === 'SYN_PENDING') {
       // A retransmitted SYN while the host connect runs is ignored; an RST for it ends the
@@ -852,6 +872,9 @@ export class TcpConn {
   }
 
   private onRetransmitTimeout(now: number): void {
+    // A peer that closed its window with our data unacked, but answers (its zero-window ACKs), is
+    // alive: as Linux, the retransmissions then probe it and do not count toward giving up.
+    if (this.sndWnd === 0 && SYNCHRONIZED.has(this.state) && now - this.heardAt <= ZERO_WINDOW_ALIVE_MS) this.retries = 0;
     this.retries++;
     const synState = this.state === 'SYN_SENT' || this.state === 'SYN_RCVD';
     if (this.retries > (synState ? MAX_SYN_RETRIES : MAX_RETRIES)) return this.expire('timeout');

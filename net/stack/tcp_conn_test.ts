@@ -15,7 +15,7 @@ interface Harness {
   backlog: { bytes: number };
 }
 
-function harness(mode: 'active' | 'passive', opts: Partial<{ rcvBufBytes: number; mss: number; syn: TcpHeader; budget: BufferBudget; stall: boolean }> = {}): Harness {
+function harness(mode: 'active' | 'passive', opts: Partial<{ rcvBufBytes: number; mss: number; syn: TcpHeader; budget: BufferBudget; stall: boolean; idleMs: number }> = {}): Harness {
   const h = { out: [] as OutSegment[], data: [] as Buffer[], events: [] as string[], backlog: { bytes: 0 } } as Harness;
   const ev = {
     emit: (s: OutSegment) => h.out.push({ ...s, payload: s.payload.map((p) => Buffer.from(p)) }),
@@ -30,7 +30,7 @@ function harness(mode: 'active' | 'passive', opts: Partial<{ rcvBufBytes: number
     backlog: () => h.backlog.bytes,
     onDrop: (r: string) => h.events.push(`drop:${r}`),
   };
-  const o = { mss: opts.mss ?? 1000, rcvBufBytes: opts.rcvBufBytes ?? 64_000, idleMs: 60_000, iss: 1000, budget: opts.budget };
+  const o = { mss: opts.mss ?? 1000, rcvBufBytes: opts.rcvBufBytes ?? 64_000, idleMs: opts.idleMs ?? 60_000, iss: 1000, budget: opts.budget };
   h.conn = mode === 'active' ? TcpConn.active(ev, o, 0) : TcpConn.passive(ev, o, opts.syn!, 0);
   // Each scripted segment is a batch of its own: the stack flushes pending ACKs after a batch.
   const input = h.conn.input.bind(h.conn);
@@ -392,4 +392,44 @@ test('ACKs are coalesced per batch: several in-order segments in one batch get o
   const acks = take(h);
   t.is(acks.length, 1);
   t.is(acks[0].ack, 5401);
+});
+
+test('review fixes: the budget charge follows the host draining after the container\'s FIN; an RST after go-back-N is at sndMax; a zero window with data unacked never times out while the peer answers', (t) => {
+  // 1. CLOSE_WAIT: the host takes the backlog; the shared budget sees it at once.
+  const budget = new BufferBudget(1 << 20, 1024);
+  const a = harness('active', { budget, stall: true });
+  take(a);
+  a.conn.input(seg(5000, 1001, SYN | ACK, 65535, { mss: 1000 }), Buffer.alloc(0), 1);
+  a.conn.input(seg(5001, 1001, ACK), bytes(10_000), 2);
+  a.conn.input(seg(15_001, 1001, FIN | ACK), Buffer.alloc(0), 3);
+  t.is(a.conn.state, 'CLOSE_WAIT');
+  t.is(budget.used, 10_000);
+  a.backlog.bytes = 0;
+  a.conn.windowOpened(4);
+  t.is(budget.used, 0, 'given back although the conn no longer receives');
+
+  // 2. go-back-N leaves sndNxt below what the container already has: the RST must be at sndMax.
+  const b = established({ mss: 1000 });
+  b.conn.send(bytes(5000), 0);
+  take(b);
+  b.conn.poll(RTO_INITIAL_MS);
+  take(b);
+  b.conn.abort();
+  t.like(take(b)[0], { flags: RST | ACK, seq: 6001 });
+
+  // 3. The peer closes its window while data is unacked, and answers every probe for minutes.
+  const c = harness('active', { idleMs: 7_200_000 });
+  take(c);
+  c.conn.input(seg(5000, 1001, SYN | ACK, 65535, { mss: 1000, wscale: 2, sackOk: true }), Buffer.alloc(0), 1);
+  take(c);
+  c.conn.send(bytes(2000), 0);
+  take(c);
+  c.conn.input(seg(5001, 1001, ACK, 0), Buffer.alloc(0), 1); // window 0, nothing acked
+  for (let now = 2; now < 900_000; now += 500) {
+    if (c.conn.pollAt() <= now) c.conn.poll(now);
+    if (take(c).length) c.conn.input(seg(5001, 1001, ACK, 0), Buffer.alloc(0), now); // still zero, but alive
+  }
+  t.is(c.conn.state, 'ESTABLISHED', 'fifteen minutes of a live zero window: no timeout');
+  c.conn.input(seg(5001, 3001, ACK, 4000), Buffer.alloc(0), 900_001);
+  t.is(c.conn.sendBuffered(), 0);
 });

@@ -265,17 +265,26 @@ export class Forwarder {
    * asynchronous; the client stays paused (pauseOnConnect) until it is done.
    */
   private splice(sock: net.Socket, family: 4 | 6, guestPort: number, entry: ForwardEntry): void {
-    if (this.relays + this.splicing >= Forwarder.MAX_RELAYS) {
+    // Two host sockets per spliced connection (the client's and the inside one), from the same
+    // budget as the stack's flows.
+    const budgets = this.usernet.stack.budgets;
+    if (this.relays + this.splicing >= Forwarder.MAX_RELAYS || !budgets.takeHostSockets(2)) {
       entry.counters.refused++;
       sock.resetAndDestroy();
       return;
     }
+    let held = true;
+    const giveBack = () => {
+      if (held) budgets.giveHostSockets(2);
+      held = false;
+    };
     this.splicing++;
     this.connectInside!(family, guestPort).then((inner) => {
       this.splicing--;
       if (sock.destroyed || this.closed) {
         fs.closeSync(inner);
         sock.destroy();
+        giveBack();
         return;
       }
       const handle = (sock as unknown as { _handle?: { fd?: number } })._handle;
@@ -285,6 +294,7 @@ export class Forwarder {
       } catch {
         fs.closeSync(inner);
         sock.destroy();
+        giveBack();
         return;
       }
       // Node's handle closes its fd; the relay's duplicate keeps the connection open.
@@ -293,10 +303,12 @@ export class Forwarder {
       this.relays++;
       spliceRelay(outer, inner, () => {
         this.relays--;
+        giveBack();
       });
     }, () => {
       this.splicing--;
       entry.counters.refused++;
+      giveBack();
       if (!sock.destroyed) sock.resetAndDestroy();
     });
   }

@@ -78,7 +78,7 @@ export class NodeHostSockets implements HostSockets {
     const fd = pingSocket(family);
     const buf = Buffer.allocUnsafe(65536);
     let closed = false;
-    watchReadable(fd, () => {
+    const onReadable = () => {
       for (let i = 0; i < 64 && !closed; i++) {
         let r: { length: number } | null;
         try {
@@ -89,7 +89,13 @@ export class NodeHostSockets implements HostSockets {
         if (!r) return;
         h.onReply(Buffer.from(buf.subarray(0, r.length)), this.clock());
       }
-    });
+    };
+    try {
+      watchReadable(fd, onReadable);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
     return {
       send: (m, address) => {
         if (closed) return;
