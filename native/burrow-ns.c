@@ -97,7 +97,6 @@ static const char *workdir;
 static int cap_set; /* -c given */
 static uint64_t cap_keep;
 static int pause_mode;
-static int share_mode; /* -J: the user namespace is joined, not new */
 static volatile sig_atomic_t pause_done;
 /* The caller's ids in the parent namespace, read before the clone. */
 static uid_t parent_uid;
@@ -499,8 +498,11 @@ static int join_one(const char *pid, const char *ns, int type) {
   return 0;
 }
 
-/* -j PID: enter PID's user namespace (unless it is ours) and its network namespace. */
-static int join(const char *pid) {
+/*
+ * -j PID: enter PID's user namespace (unless it is ours) and its network namespace. With
+ * `become_root`, become root there at once (the caller execs next).
+ */
+static int join(const char *pid, int become_root) {
   char p[64];
   struct stat mine, theirs;
   snprintf(p, sizeof p, "/proc/%s/ns/user", pid);
@@ -516,7 +518,7 @@ static int join(const char *pid) {
     }
     /* Become root of that namespace: setns grants every capability there, but an execve as
      * another uid (our own uid is mapped to itself with --userns keep-id) would drop them. */
-    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0) {
+    if (become_root && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
       fprintf(stderr, "burrow-ns: cannot become root in the user namespace of pid %s: %s\n", pid, strerror(errno));
       return -1;
     }
@@ -600,7 +602,7 @@ static int child_main(void *arg) {
   }
   if (new_net_ns) lo_up();
   if (root_mode) open_root_sources();
-  if (!share_mode) become_mapped_root();
+  become_mapped_root();
   if (hostname && sethostname(hostname, strlen(hostname)) < 0) die("set the hostname", hostname);
   if (root_mode) setup_root();
   if (workdir && chdir(workdir) < 0) die("change to the working directory", workdir);
@@ -701,7 +703,7 @@ int main(int argc, char **argv) {
   }
   if (send_sock >= 0) fcntl(send_sock, F_SETFD, FD_CLOEXEC);
   if (join_pid) {
-    if (join(join_pid) < 0) return 125;
+    if (join(join_pid, 1) < 0) return 125;
     if (factory) {
       if (send_sock < 0) return 2;
       return socket_factory();
@@ -719,12 +721,13 @@ int main(int argc, char **argv) {
   }
   target = &argv[i];
   if (share_pid) {
-    /* Join the user namespace (as root there), then net/uts/ipc; the clone below adds no user
-     * namespace, and the caller writes no maps. */
-    if (join(share_pid) < 0 || join_one(share_pid, "uts", CLONE_NEWUTS) < 0 || join_one(share_pid, "ipc", CLONE_NEWIPC) < 0) return 125;
+    /* Join the user namespace, then net/uts/ipc; the clone below adds no user namespace, and the
+     * caller writes no maps. The ids stay the caller's for now: the child opens the root and
+     * bind sources with them (in its own mount namespace), then becomes the namespace's root
+     * where the caller is not mapped (become_mapped_root), as a new namespace's child does. */
+    if (join(share_pid, 0) < 0 || join_one(share_pid, "uts", CLONE_NEWUTS) < 0 || join_one(share_pid, "ipc", CLONE_NEWIPC) < 0) return 125;
     flags &= ~(CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC);
   }
-  share_mode = share_pid != NULL;
   helper_pid = getpid();
   parent_uid = getuid();
   parent_gid = getgid();
