@@ -1,9 +1,12 @@
 /**
  * The `burrow` command line. Every command module is loaded lazily, so
  * `burrow --version` and `burrow --help` start without netlink or the addon.
- * Errors print one "Error: ..." line (plus the CNI code when there is one)
- * and exit 1; nothing is printed twice and no stack trace reaches the user
- * unless BURROW_DEBUG is set.
+ * Errors print one "Error: ..." line (plus the CNI code when there is one);
+ * nothing is printed twice and no stack trace reaches the user unless
+ * BURROW_DEBUG is set. Exit codes are podman's: 125 when burrow itself fails
+ * (a bad flag, an unknown container or network, a name in use, a port
+ * conflict), 126 when the container's command cannot be invoked, 127 when it
+ * is not found, and otherwise the command's own status.
  */
 import { Command, CommanderError } from 'commander';
 import { CniError } from '../net/cni/types.js';
@@ -72,9 +75,12 @@ export async function main(argv = process.argv): Promise<number> {
     await program.parseAsync(argv);
     return exitCode;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : EXIT_BURROW;
     warn(`${describeError(e)}\n`);
     if (process.env.BURROW_DEBUG) warn(`${(e as Error)?.stack ?? ''}\n`);
-    return 1;
+    return EXIT_BURROW;
   }
 }
+
+/** podman's exit code for a failure of the tool itself (not of the container's command). */
+export const EXIT_BURROW = 125;

@@ -105,7 +105,7 @@ test('bad CNI input: malformed conflist, missing plugin, missing netns, bad args
   rejects(t, sb, ['cni', 'gc', 'burrow', '--valid', 'noslash'], /invalid --valid "noslash"/);
   rejects(t, sb, ['cni', 'frob'], /error: unknown command 'frob'/);
   // DEL of something never added is a success with nothing to do.
-  t.is(sb.run(['cni', 'del', 'noplugin', '/run/netns/gone', '--id', 'x']).code, 1, 'DEL still needs its plugins to exist');
+  t.is(sb.run(['cni', 'del', 'noplugin', '/run/netns/gone', '--id', 'x']).code, 125, 'DEL still needs its plugins to exist');
   t.regex(sb.ok(['cni', 'status', 'burrow']), /predates STATUS/);
 });
 
@@ -113,7 +113,7 @@ test('config file errors name the file and key', (t) => {
   const sb = sandbox(t);
   fs.writeFileSync(sb.configFile, '[network]\ncni_confg_dir = "/x"\n');
   let r = sb.run(['network', 'ls']);
-  t.is(r.code, 1);
+  t.is(r.code, 125);
   t.regex(r.stderr, /burrow\.toml: unknown key "network\.cni_confg_dir" \(known: network\.cni_config_dir/);
   fs.writeFileSync(sb.configFile, '[network]\nfirewall_backend = "pf"\n');
   r = sb.run(['network', 'ls']);
@@ -132,7 +132,7 @@ test('cni install writes working launchers, refuses to clobber foreign plugins, 
   fs.writeFileSync(path.join(dir, 'bridge'), '#!/bin/sh\necho reference\n', { mode: 0o755 });
   fs.writeFileSync(path.join(dir, 'vrf'), '#!/bin/sh\n', { mode: 0o755 });
   const r = sb.run(['cni', 'install', '--dir', dir]);
-  t.is(r.code, 1);
+  t.is(r.code, 125);
   t.regex(r.stderr, /already has bridge that burrow did not install .* use --force/);
   t.deepEqual(fs.readdirSync(dir).sort(), ['bridge', 'vrf'], 'nothing written');
   t.regex(sb.ok(['cni', 'install', '--dir', dir, '--force']), /installed .*\/bin\/host-local\n/);

@@ -114,7 +114,7 @@ rootTest('DEL succeeds after the container netns is gone and releases the addres
   t.is(listTree(hostLocalDir(net)).filter((f) => /^\d/.test(f)).length, 1);
 
   const busy = sb.run(['network', 'rm', net], { netns: host });
-  t.is(busy.code, 1);
+  t.is(busy.code, 125);
   t.regex(busy.stderr, new RegExp(`network "${net}" is in use by 1 attachment\\(s\\) \\(c\\): detach them first or use -f`));
   sb.ok(['network', 'rm', '-f', net], { netns: host });
   t.deepEqual(listTree(path.join(sb.cacheDir, 'results')), []);

@@ -81,7 +81,7 @@ rootTest.serial('bad input: corrupt tarball, --rootfs with --image, no subuid ra
   const bad = path.join(dir, 'corrupt.tar');
   fs.writeFileSync(bad, (await busyboxImage()).subarray(0, 300_000), { mode: 0o644 });
   const root = sync(rootArgv(sb, w.host, ['run', '--rm', '--image', bad, '--', 'true']));
-  t.is(root.code, 1);
+  t.is(root.code, 125);
   t.regex(root.stderr, /--image .*corrupt\.tar: (not a valid tar archive|corrupt gzip data)/);
   const user = sync(userArgv(USER, w.host, ['run', '--rm', '--image', bad, '--', 'true']));
   t.regex(user.stderr, /--image .*corrupt\.tar: (not a valid tar archive|corrupt gzip data)/);
@@ -91,14 +91,14 @@ rootTest.serial('bad input: corrupt tarball, --rootfs with --image, no subuid ra
   fs.writeFileSync(brokenLayer, await tarOf([{ name: 'l/layer.tar', body: gz.subarray(0, 100_000) }, { name: 'manifest.json', body: JSON.stringify([{ Layers: ['l/layer.tar'] }]) }]), { mode: 0o644 });
   for (const argv of [rootArgv(sb, w.host, ['run', '--rm', '--image', brokenLayer, '--', 'true']), userArgv(USER, w.host, ['run', '--rm', '--image', brokenLayer, '--', 'true'])]) {
     const r = sync(argv);
-    t.is(r.code, 1);
+    t.is(r.code, 125);
     t.regex(r.stderr, /broken-layer\.tar: layer 1 of 1 \(l\/layer\.tar\): corrupt gzip data/);
   }
   t.regex(sync(rootArgv(sb, w.host, ['run', '--rm', '--image', bad, '--rootfs', dir, '--', 'true'])).stderr, /--rootfs and --image both give the root filesystem/);
   const empty = path.join(dir, 'subuid');
   fs.writeFileSync(empty, 'someoneelse:100000:65536\n', { mode: 0o644 });
   const noRange = sync(userArgv(USER, w.host, ['run', '--rm', '--', 'true'], [`BURROW_SUBUID_FILE=${empty}`]));
-  t.is(noRange.code, 1);
+  t.is(noRange.code, 125);
   t.regex(noRange.stderr, /no subuid ranges found for user "burrowimg" in .*subuid \(as root: usermod --add-subuids/);
   const rootState = path.join(sb.dir, 'state', 'containers');
   t.deepEqual(fs.existsSync(rootState) ? fs.readdirSync(rootState) : [], [], 'nothing left by the rootful failures');

@@ -101,7 +101,7 @@ rootTest('network create -d macvlan validates like podman; host shim: host <-> c
   ];
   for (const [args, re] of bad) {
     const r = create(...args);
-    t.is(r.code, 1, args.join(' '));
+    t.is(r.code, 125, args.join(' '));
     t.regex(r.stderr, re);
   }
   nsExec(host, ['ip', 'link', 'add', 'pt0', 'link', 'par0', 'type', 'macvlan', 'mode', 'passthru']);

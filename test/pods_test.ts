@@ -37,7 +37,7 @@ rootTest.serial('rootful pod: members share localhost, the pod publishes the por
   const infra = inspect.Containers.find((c: { Infra: boolean }) => c.Infra).Name;
   t.regex(b(['rm', '-f', infra]).stderr, /is the infra container of a pod: remove the pod with "burrow pod rm"/);
   const refused = b(['pod', 'rm', 'p1']);
-  t.is(refused.code, 1);
+  t.is(refused.code, 125);
   t.regex(refused.stderr, /pod "p1" has running containers \(web\): stop them or use pod rm -f/);
   t.is(b(['pod', 'rm', '-f', '-t', '2', 'p1']).code, 0);
   t.not(http18700(w.host), '200');

@@ -54,7 +54,7 @@ for (const backend of ['iptables', 'nftables'] as const) {
     t.is(ruleCount, 3, 'm1\'s 1001 mappings cost two DNAT rules (8080, and one for the range), m2\'s one');
 
     const conflict = sb.run(['cni', 'add', net, c3, '--id', 'm3', '--cap-args', caps2], { netns: host });
-    t.is(conflict.code, 1);
+    t.is(conflict.code, 125);
     t.regex(conflict.stderr, /host port 8081\/tcp is already mapped to container "m2"/);
     t.deepEqual(nsExec(c3, ['ip', '-o', 'link']).split('\n').filter(Boolean).length, 1, 'the failed ADD was rolled back');
 

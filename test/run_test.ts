@@ -125,7 +125,7 @@ rootTest.serial('bad input: clear errors and nothing left behind', async (t) => 
   t.teardown(() => void busy.kill());
   await new Promise((r) => busy.stdout.once('data', r));
   const inUse = user(['-p', '18300:80', '--', 'true']);
-  t.is(inUse.status, 1);
+  t.is(inUse.status, 125);
   t.regex(inUse.stderr, /host port \*:18300\/tcp is already in use/);
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), [], 'no state left by the failures');
   t.deepEqual(reservations(sb), [], 'no address left reserved by the failures');
@@ -153,7 +153,7 @@ rootTest.serial('detached: run -d prints the id; ps, logs, port, stop, ps -a, rm
   t.is(b(['port', 'web']).stdout.trim(), '18400:8080');
   const json = JSON.parse(b(['ps', '--format', 'json']).stdout);
   t.like(json[0], { Id: id, Names: ['web'], State: 'running' });
-  t.is(b(['rm', 'web']).code, 1, 'rm of a running container without -f refuses');
+  t.is(b(['rm', 'web']).code, 125, 'rm of a running container without -f refuses');
   t.is(b(['stop', '-t', '5', 'web']).code, 0);
   t.not(http(w.remote, 'http://10.98.0.1:18400/'), '200');
   t.regex(b(['ps', '-a']).stdout, /web\s+.*Exited \(143\)/);
@@ -162,7 +162,7 @@ rootTest.serial('detached: run -d prints the id; ps, logs, port, stop, ps -a, rm
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), []);
   t.deepEqual(fs.readdirSync(path.join(sb.cacheDir, 'results')), []);
   const failed = b(['run', '-d', '--rootfs', '/nonexistent', '--', 'true']);
-  t.is(failed.code, 1);
+  t.is(failed.code, 125);
   t.regex(failed.stderr, /--rootfs "\/nonexistent" does not exist/, 'a supervisor that fails reports why');
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), [], 'nothing left by the failed start');
   t.deepEqual(reservations(sb), []);
@@ -201,7 +201,7 @@ rootTest.serial('rootful -p reserves its host ports: one in use is refused befor
   await new Promise((r) => busy.stdout.once('data', r));
   const before = rules();
   const taken = b(['run', '-d', '--name', 'resv1', '-p', '18310:8000', '--', 'sleep', '60']);
-  t.is(taken.status, 1);
+  t.is(taken.status, 125);
   t.regex(taken.stderr, /cannot publish 18310:8000\/tcp: host port \*:18310\/tcp is already in use/);
   t.deepEqual(rules(), before, 'no firewall rule was written');
   t.is(await tcpRequest(w.host, '127.0.0.1', 18310), 'mine', 'the server keeps its traffic');
@@ -214,7 +214,7 @@ rootTest.serial('rootful -p reserves its host ports: one in use is refused befor
     t.is(bind.stdout.trim(), 'EADDRINUSE', `${kind} ${port} is held while the container runs`);
   }
   const clash = b(['run', '-d', '--name', 'resv2', '-p', '18311:9000', '--', 'sleep', '60']);
-  t.is(clash.status, 1);
+  t.is(clash.status, 125);
   t.regex(clash.stderr, /container "resv1" \([0-9a-f]{12}\) already publishes 18311:8000\/tcp/);
   t.is(b(['rm', '-f', 'resv1']).status, 0);
   const free = spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, '-e', "require('net').createServer().listen(18311, '0.0.0.0', () => { console.log('bound'); process.exit(0); })"], { encoding: 'utf8' });
@@ -233,7 +233,7 @@ rootTest.serial('network rm -f removes the containers on the network (as podman 
   t.is(b(['run', '-d', '--name', 'elsewhere', '--network', 'none', '--', 'sleep', '60']).status, 0);
   t.teardown(() => void b(['rm', '-f', 'elsewhere']));
   const busy = b(['network', 'rm', 'doomed']);
-  t.is(busy.status, 1);
+  t.is(busy.status, 125);
   t.regex(busy.stderr, /network "doomed" is in use by container\(s\) sharer, onnet, kept: remove them first, or use -f/);
   t.is(b(['network', 'rm', '-f', 'doomed']).status, 0);
   const left = JSON.parse(b(['ps', '-a', '--format', 'json']).stdout).map((r: { Names: string[] }) => r.Names[0]);

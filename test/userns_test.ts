@@ -72,16 +72,16 @@ rootTest.serial('rootless errors name what to fix: no subuid entry, overlapping 
   };
   const empty = write('subuid-empty', 'someoneelse:100000:65536\n');
   let r = asUser(['unshare', '--', 'true'], { BURROW_SUBUID_FILE: empty });
-  t.is(r.code, 1);
+  t.is(r.code, 125);
   t.regex(r.stderr, new RegExp(`no subuid ranges found for user "${USER}" in ${empty} \\(as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${USER}\\)`));
   // The user's own uid inside its own range: an overlap caught before newuidmap says EINVAL.
   const overlap = write('subuid-overlap', `${USER}:${uid - 5}:65536\n`);
   r = asUser(['unshare', '--', 'true'], { BURROW_SUBUID_FILE: overlap });
-  t.is(r.code, 1);
+  t.is(r.code, 125);
   t.regex(r.stderr, /uid_map lines .* overlap on the outside/);
   const shared = write('subuid-shared', `${USER}:300000:65536\nneighbour:330000:65536\n`);
   r = asUser(['unshare', '--', 'true'], { BURROW_SUBUID_FILE: shared });
-  t.is(r.code, 1);
+  t.is(r.code, 125);
   t.regex(r.stderr, new RegExp(`subuid-shared:1: the subuid range 300000-365535 of "${USER}" overlaps .*subuid-shared:2 \\(neighbour: 330000-395535\\)`));
   r = asUser(['unshare', '--userns', 'sideways', '--', 'true']);
   t.regex(r.stderr, /unknown --userns mode "sideways"/);
@@ -95,7 +95,7 @@ rootTest.serial('as root: host is the identity map, explicit maps apply, rootles
   t.deepEqual(maps(run(['--', 'cat', '/proc/self/uid_map']).stdout), ['0 0 4294967295']);
   t.deepEqual(maps(run(['--uidmap', '0:200000:1000', '--', 'cat', '/proc/self/uid_map']).stdout), ['0 200000 1000']);
   const kid = run(['--userns', 'keep-id', '--', 'true']);
-  t.is(kid.status, 1);
+  t.is(kid.status, 125);
   t.regex(kid.stderr, /--userns keep-id is for rootless use/);
   t.is(run(['--ns', 'pid,mnt', '--', 'sh', '-c', 'exit 7']).status, 7, 'the exit status comes back through the helper and the init');
 });
@@ -150,7 +150,7 @@ rootTest.serial('rootless: a newuidmap without its setuid bit is named as the ca
   fs.chmodSync(tool, mode & ~0o4000);
   try {
     const r = asUser(['unshare', '--', 'true']);
-    t.is(r.code, 1);
+    t.is(r.code, 125);
     t.regex(r.stderr, /newuidmap \d+ 0 \d+ 1 1 \d+ 65536 failed: .*\(\/usr\/bin\/newuidmap is not setuid root: reinstall uidmap, or chmod u\+s \/usr\/bin\/newuidmap\)/);
   } finally {
     fs.chmodSync(tool, mode);
@@ -189,6 +189,6 @@ rootTest.serial('as root: auto takes ids from the "containers" ranges, and says 
   t.deepEqual(maps(r.stdout), ['0 2147483647 1000', '1000 300000 500'], 'the slice spans both ranges in file order');
   fs.writeFileSync(path.join(dir, 'subid'), 'someone:100000:65536\n');
   const none = spawnSync(process.execPath, [CLI, '--config', conf, 'unshare', '--userns', 'auto', '--', 'true'], { encoding: 'utf8', env });
-  t.is(none.status, 1);
+  t.is(none.status, 125);
   t.regex(none.stderr, /no subuid ranges found for user "containers" .*add a line such as containers:2147483647:2147483648 to \/etc\/subuid and \/etc\/subgid/);
 });
