@@ -889,6 +889,22 @@ Napi::Value DupFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// setWinsize(fd, rows, cols): ioctl(TIOCSWINSZ) on a terminal (a pty master: the size the
+// container's side sees, and SIGWINCH to its foreground process group).
+Napi::Value SetWinsize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 3)) return env.Undefined();
+  struct winsize ws;
+  memset(&ws, 0, sizeof ws);
+  ws.ws_row = static_cast<unsigned short>(info[1].As<Napi::Number>().Uint32Value());
+  ws.ws_col = static_cast<unsigned short>(info[2].As<Napi::Number>().Uint32Value());
+  if (ioctl(info[0].As<Napi::Number>().Int32Value(), TIOCSWINSZ, &ws) < 0) {
+    Failure f{errno, "ioctl(TIOCSWINSZ)", ""};
+    MakeError(env, f).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
 Napi::Object Constants(Napi::Env env) {
   Napi::Object c = Napi::Object::New(env);
   c.Set("LOCK_SH", Napi::Number::New(env, static_cast<double>(LOCK_SH)));
@@ -931,6 +947,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeFrame", Napi::Function::New(env, WriteFrame));
   exports.Set("spliceRelay", Napi::Function::New(env, SpliceRelay));
   exports.Set("dupFd", Napi::Function::New(env, DupFd));
+  exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
   exports.Set("pingSocket", Napi::Function::New(env, PingSocket));
   exports.Set("sendTo", Napi::Function::New(env, SendTo));
   exports.Set("recvFrom", Napi::Function::New(env, RecvFrom));

@@ -48,9 +48,26 @@
  * -P (pause) runs no command: the init just holds the namespaces until SIGTERM/SIGINT (exit 0),
  * like podman's infra container.
  *
- * Usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-J PID] [-t TAPNAME] [-s FD [-w]] [-R host|DIR]
- *                  [-B SRC:DST]... [-V SRC:DST]... [-H NAME] [-C DIR] [-c MASK] (-P | -- CMD [ARGS...])
+ * More mounts: -M DST:OPTIONS mounts a tmpfs (--tmpfs); -E nosuid,nodev,noexec,norec,ro applies to
+ * the mount before it (binds are recursive unless norec). -r makes a rootfs read-only (with a
+ * tmpfs on /var/tmp, as podman's --read-only). Every root gets a minimal /dev (-D: the host's,
+ * for --privileged) with its own devpts instance, and podman's masked and read-only /proc and
+ * /sys paths (-U: none).
+ *
+ * The command: -u UID:GID[:G,...] runs it as that user (ids of the container), -N sets
+ * no_new_privs, and -T FD gives it a terminal: the init opens one in the container's devpts,
+ * sends "PTY" with the master on FD, waits for a byte back (the window size is set), and the
+ * command becomes a session leader with the slave as its controlling terminal on fds 0-2.
+ *
+ * Exec: -X PID runs CMD in all of PID's namespaces and root (user when not ours, ipc, uts, net,
+ * pid, mnt), forked so it is inside the pid namespace, with -C, -c, -u, -N and -T as above; -d
+ * prints the command's host pid and returns at once (the container's init reaps it).
+ *
+ * Usage: burrow-ns [-n net,mnt,pid,uts,ipc] [-J PID] [-t TAPNAME] [-s FD [-w]] [-R host|DIR [-r] [-D] [-U]]
+ *                  [-B SRC:DST | -V SRC:DST | -M DST:OPTS [-E OPTS]]... [-H NAME] [-C DIR] [-c MASK]
+ *                  [-u UID:GID[:G,...]] [-N] [-T FD] (-P | -- CMD [ARGS...])
  *        burrow-ns -j PID [-t TAPNAME] [-s FD [-F]] [-- CMD [ARGS...]]
+ *        burrow-ns -X PID [-d] [-C DIR] [-c MASK] [-u UID:GID[:G,...]] [-N] [-T FD] -- CMD [ARGS...]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -82,6 +99,8 @@
 
 static int sync_pipe[2];
 static char **target;
+static char **all_argv; /* the init renames itself over these (ps, burrow top) */
+static int all_argc;
 static int new_pid_ns;
 static int new_net_ns;
 static pid_t forward_to;
@@ -89,9 +108,27 @@ static const char *tap_name;
 static int send_sock = -1;
 static int wait_go;
 static const char *root_mode;
-static const char *binds[32];
-static int bind_rw[32];
+#define MAX_MOUNTS 64
+static const char *binds[MAX_MOUNTS];
+/* 0: bind read-only (-B), 1: bind writable (-V), 2: tmpfs (-M DST:OPTS) */
+static int mount_kind[MAX_MOUNTS];
+/* -E after a mount: extra MS_NOSUID/MS_NODEV/MS_NOEXEC, and a non-recursive bind */
+static unsigned long mount_flags[MAX_MOUNTS];
+static int mount_norec[MAX_MOUNTS];
 static int nbinds;
+static int read_only_root;  /* -r */
+static int host_devices;    /* -D: the host's /dev (--privileged) */
+static int unmasked;        /* -U: no masked or read-only /proc and /sys paths (--privileged) */
+static int no_new_privs;    /* -N */
+static int console_sock = -1; /* -T FD: the terminal's master goes back on it */
+static int console_slave = -1;
+static int exec_detached;   /* -X with -d: the helper returns at once, the command lives on */
+static int user_set;        /* -u UID:GID[:G1,G2...] */
+static uid_t run_uid;
+static gid_t run_gid;
+static gid_t run_groups[64];
+static int run_ngroups;
+static const char *user_spec;
 static const char *hostname;
 static const char *workdir;
 static int cap_set; /* -c given */
@@ -104,7 +141,7 @@ static gid_t parent_gid;
 static pid_t helper_pid; /* the child's parent, before a new pid namespace hides it */
 /* -R sources, opened (O_PATH) while the child still has the caller's identity. */
 static int root_fd = -1;
-static int bind_fd[32];
+static int bind_fd[MAX_MOUNTS];
 
 /* Brings loopback up in the current network namespace (a new one starts with it down). */
 static void lo_up(void) {
@@ -153,6 +190,30 @@ fail:
   return -1;
 }
 
+/* Sends `msg` with `n` fds (SCM_RIGHTS) on `sock`; returns 0, or -1 with errno. */
+static int send_with_fds(int sock, const char *msg, const int *fds, int n) {
+  struct iovec iov = {(void *)msg, strlen(msg)};
+  char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+  memset(cbuf, 0, sizeof cbuf);
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (n > 0) {
+    mh.msg_control = cbuf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+  }
+  while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return 0;
+}
+
 /* Sends "OK" + [net ns, user ns, TAP] or "ERR reason" on send_sock; returns 0 on success. */
 static int hand_back(void) {
   char msg[256] = "OK";
@@ -174,26 +235,8 @@ static int hand_back(void) {
   }
   if (send_sock < 0) {
     if (rc) fprintf(stderr, "burrow-ns: %s\n", msg + 4);
-  } else {
-    struct iovec iov = {msg, strlen(msg)};
-    char cbuf[CMSG_SPACE(sizeof fds)];
-    memset(cbuf, 0, sizeof cbuf);
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    if (rc == 0) {
-      mh.msg_control = cbuf;
-      mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-      struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-      memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-    }
-    while (sendmsg(send_sock, &mh, MSG_NOSIGNAL) < 0) {
-      if (errno != EINTR) { rc = -1; break; }
-    }
+  } else if (send_with_fds(send_sock, msg, fds, rc == 0 ? n : 0) < 0) {
+    rc = -1;
   }
   for (int i = 0; i < n; i++) if (fds[i] >= 0) close(fds[i]);
   return rc;
@@ -266,14 +309,82 @@ static void minimal_dev(const char *root) {
     if (fd >= 0) close(fd);
     if (mount(src, p, NULL, MS_BIND, NULL) < 0) die("bind", src);
   }
+  /* the links programs expect (bash's process substitution, /dev/stdin), as podman makes them */
+  const char *links[][2] = {{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
+                            {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"}};
+  for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+    snprintf(p, sizeof p, "%s/dev/%s", root, links[i][0]);
+    if (symlink(links[i][1], p) < 0) die("create", p);
+  }
   snprintf(p, sizeof p, "%s/dev/pts", root);
   mkdir(p, 0755);
   snprintf(p, sizeof p, "%s/dev/shm", root);
   mkdir(p, 01777);
 }
 
-static char bind_specs[32][4096];
-static const char *bind_dst[32];
+/* -D (--privileged): the host's /dev, recursively, writable. */
+static void host_dev(const char *root) {
+  char p[4096];
+  snprintf(p, sizeof p, "%s/dev", root);
+  mkdir(p, 0755);
+  if (mount("/dev", p, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind the host's /dev on", p);
+}
+
+/*
+ * The container's own terminals: a new devpts instance on /dev/pts, so a container sees no host
+ * terminal and its ptys are its own (as podman mounts one). gid=5 (tty) only where it is mapped.
+ * /dev/ptmx must open this instance: a link in the minimal /dev, a bind over the host's node.
+ */
+static void own_devpts(const char *root) {
+  char p[4096], ptmx[4096];
+  snprintf(p, sizeof p, "%s/dev/pts", root);
+  mkdir(p, 0755);
+  if (mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5") < 0 &&
+      mount("devpts", p, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") < 0) {
+    if (console_sock >= 0) die("mount a devpts instance for the terminal on", "/dev/pts");
+    return; /* no terminal asked for: the container does without ptys */
+  }
+  snprintf(ptmx, sizeof ptmx, "%s/dev/ptmx", root);
+  struct stat st;
+  if (lstat(ptmx, &st) == 0 && !S_ISLNK(st.st_mode)) {
+    snprintf(p, sizeof p, "%s/dev/pts/ptmx", root);
+    if (mount(p, ptmx, NULL, MS_BIND, NULL) < 0) die("bind the container's ptmx over", "/dev/ptmx");
+  }
+}
+
+/*
+ * podman's masked and read-only paths: kernel interfaces a container has no business reading
+ * (/proc/kcore, /proc/keys, firmware tables) or writing (/proc/sys, /proc/sysrq-trigger).
+ * Masked files get /dev/null over them, masked directories an empty read-only tmpfs.
+ * Not with -U (--privileged).
+ */
+static void mask_paths(const char *root) {
+  if (unmasked) return;
+  static const char *masked[] = {"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                                 "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/fs/selinux",
+                                 "/sys/dev/block"};
+  static const char *readonly[] = {"/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
+  char p[4096], null[4096];
+  snprintf(null, sizeof null, "%s/dev/null", root);
+  for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++) {
+    struct stat st;
+    snprintf(p, sizeof p, "%s%s", root, masked[i]);
+    if (lstat(p, &st) != 0) continue;
+    int r = S_ISDIR(st.st_mode) ? mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0555")
+                                : mount(null, p, NULL, MS_BIND, NULL);
+    if (r < 0) die("mask", masked[i]);
+  }
+  for (size_t i = 0; i < sizeof readonly / sizeof readonly[0]; i++) {
+    snprintf(p, sizeof p, "%s%s", root, readonly[i]);
+    if (access(p, F_OK) != 0) continue;
+    if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind", readonly[i]);
+    if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(p), NULL) < 0) die("make read-only", readonly[i]);
+  }
+}
+
+static char bind_specs[MAX_MOUNTS][4096];
+static const char *bind_dst[MAX_MOUNTS];
+static const char *bind_data[MAX_MOUNTS];
 
 /*
  * -R, first half: opens the root and every bind source (O_PATH) while the child still has the
@@ -288,8 +399,15 @@ static void open_root_sources(void) {
   for (int i = 0; i < nbinds; i++) {
     snprintf(bind_specs[i], sizeof bind_specs[i], "%s", binds[i]);
     char *colon = strchr(bind_specs[i], ':');
-    if (!colon) die("parse the bind (expected SRC:DST)", binds[i]);
+    if (!colon) die(mount_kind[i] == 2 ? "parse the tmpfs (expected DST:OPTIONS)" : "parse the bind (expected SRC:DST)", binds[i]);
     *colon = 0;
+    bind_fd[i] = -1;
+    if (mount_kind[i] == 2) {
+      /* -M DST:OPTIONS */
+      bind_dst[i] = bind_specs[i];
+      bind_data[i] = colon + 1;
+      continue;
+    }
     bind_dst[i] = colon + 1;
     bind_fd[i] = open(bind_specs[i], O_PATH | O_CLOEXEC);
     if (bind_fd[i] < 0) die("open", bind_specs[i]);
@@ -362,7 +480,9 @@ static void setup_root(void) {
   if (mount(src, root, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind", host ? "/" : root_mode);
   close(root_fd);
   if (host) remount_tree_ro(root);
+  if (host_devices) host_dev(root);
   else minimal_dev(root);
+  own_devpts(root);
   tmpfs_at(root, "/tmp", "mode=1777");
   tmpfs_at(root, "/run", "mode=0755");
   tmpfs_at(root, "/dev/shm", "mode=1777");
@@ -377,8 +497,24 @@ static void setup_root(void) {
   snprintf(p, sizeof p, "%s/sys", root);
   mkdir(p, 0555);
   mount("sysfs", p, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
+  mask_paths(root);
+  if (read_only_root) {
+    /* podman's --read-only keeps /var/tmp writable too */
+    snprintf(p, sizeof p, "%s/var/tmp", root);
+    if (access(p, F_OK) == 0) tmpfs_at(root, "/var/tmp", "mode=1777");
+  }
   for (int i = 0; i < nbinds; i++) {
     snprintf(p, sizeof p, "%s%s", root, bind_dst[i]);
+    if (mount_kind[i] == 2) {
+      mkdir_p(p);
+      if (access(p, F_OK) != 0) {
+        fprintf(stderr, "burrow-ns: cannot create the mount point \"%s\": the container's root is read-only there; "
+                        "mount under /tmp, /run or onto a path that exists\n", bind_dst[i]);
+        _exit(125);
+      }
+      if (mount("tmpfs", p, "tmpfs", MS_NOSUID | MS_NODEV | mount_flags[i], bind_data[i]) < 0) die("mount a tmpfs on", bind_dst[i]);
+      continue;
+    }
     struct stat st;
     if (fstat(bind_fd[i], &st) < 0) die("stat", bind_specs[i]);
     char spec[64];
@@ -394,10 +530,19 @@ static void setup_root(void) {
                       "mount under /tmp, /run or onto a path that exists\n", bind_dst[i]);
       _exit(125);
     }
-    if (mount(spec, p, NULL, MS_BIND, NULL) < 0) die("bind-mount over", bind_dst[i]);
-    if (!bind_rw[i]) mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(p), NULL);
+    /* recursive, as podman's default rbind: what is mounted below the source comes along */
+    if (mount(spec, p, NULL, MS_BIND | (mount_norec[i] ? 0 : MS_REC), NULL) < 0) die("bind-mount over", bind_dst[i]);
+    int ro = mount_kind[i] == 0;
+    if (ro || mount_flags[i]) {
+      if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | (ro ? MS_RDONLY : 0) | kept_flags(p) | mount_flags[i], NULL) < 0 && ro)
+        die("make read-only", bind_dst[i]);
+      if (ro && !mount_norec[i]) remount_tree_ro(p);
+    }
     close(bind_fd[i]);
   }
+  /* --read-only last: every mount point above was made while the root was writable */
+  if (read_only_root && !host && mount(NULL, root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags(root), NULL) < 0)
+    die("make read-only", root_mode);
   if (chdir(root) < 0) die("enter", root);
   /* pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only ours. */
   if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root into", host ? "the host's root" : root_mode);
@@ -461,24 +606,7 @@ static int socket_factory(void) {
         }
       }
     }
-    struct iovec iov = {reply, strlen(reply)};
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    memset(cbuf, 0, sizeof cbuf);
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    if (fd >= 0) {
-      mh.msg_control = cbuf;
-      mh.msg_controllen = sizeof cbuf;
-      struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    }
-    ssize_t w;
-    do w = sendmsg(send_sock, &mh, MSG_NOSIGNAL); while (w < 0 && errno == EINTR);
+    int w = send_with_fds(send_sock, reply, &fd, fd >= 0 ? 1 : 0);
     if (fd >= 0) close(fd);
     if (w < 0) return 0;
   }
@@ -527,8 +655,8 @@ static int join(const char *pid, int become_root) {
   return join_one(pid, "net", CLONE_NEWNET);
 }
 
-/* -c: keeps only cap_keep, in the bounding set (for every later exec) and in our own sets. */
-static void restrict_caps(void) {
+/* -c, first half: drops what cap_keep lacks from the bounding set, so no later exec regains it. */
+static void drop_bounding(void) {
   if (!cap_set) return;
   int last = 40;
   FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "r");
@@ -540,6 +668,11 @@ static void restrict_caps(void) {
     if (cap_keep & (1ULL << c)) continue;
     if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL) die("drop a capability from the bounding set", "-c");
   }
+}
+
+/* -c, second half: keeps only cap_keep in our own sets (the command's, just before it execs). */
+static void restrict_sets(void) {
+  if (!cap_set) return;
   struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct d[2];
   memset(d, 0, sizeof d);
@@ -551,6 +684,76 @@ static void restrict_caps(void) {
     d[i].inheritable &= keep;
   }
   if (syscall(SYS_capset, &h, d) < 0) die("set the capabilities", "capset");
+}
+
+/* -u: the command's uid, gid and supplementary groups (ids of the container). */
+static void switch_user(void) {
+  if (!user_set) return;
+  if (setgroups((size_t)run_ngroups, run_groups) < 0 && !(errno == EPERM && run_ngroups == 0)) {
+    int e = errno;
+    fprintf(stderr, "burrow-ns: cannot set the supplementary groups of user %s: %s%s\n", user_spec, strerror(e),
+            e == EPERM ? " (this user namespace denies setgroups: it maps only the caller)" : "");
+    _exit(125);
+  }
+  if (setresgid(run_gid, run_gid, run_gid) < 0) die("switch to the group of user", user_spec);
+  if (setresuid(run_uid, run_uid, run_uid) < 0) die("switch to user", user_spec);
+  /* changing ids clears the parent-death signal: a command outside a pid namespace keeps it */
+  if (!new_pid_ns) prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+/*
+ * -T FD: opens a terminal in the container's devpts, sends "PTY" with the master on FD, and waits
+ * for one byte back (the caller has set the window size: the command starts with it). The slave
+ * is kept for the command (attach_console).
+ */
+static void make_console(void) {
+  int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (m < 0) die("open a terminal on", "/dev/ptmx");
+  int unlock = 0;
+  if (ioctl(m, TIOCSPTLCK, &unlock) < 0) die("unlock the terminal", "/dev/ptmx");
+  int sl = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (sl < 0) die("open the terminal's peer of", "/dev/ptmx");
+  if (send_with_fds(console_sock, "PTY", &m, 1) < 0) die("hand back the terminal on", "-T");
+  close(m);
+  char b;
+  ssize_t n;
+  do n = read(console_sock, &b, 1); while (n < 0 && errno == EINTR);
+  if (n != 1) _exit(125); /* the caller went away */
+  close(console_sock);
+  console_sock = -1;
+  console_slave = sl;
+}
+
+/* In the command's process: a new session whose controlling terminal is the console, on 0, 1, 2. */
+static void attach_console(void) {
+  if (console_slave < 0) return;
+  if (setsid() < 0) die("start a session for", "the terminal");
+  if (ioctl(console_slave, TIOCSCTTY, 0) < 0) die("take the terminal", "TIOCSCTTY");
+  for (int fd = 0; fd < 3; fd++)
+    if (dup2(console_slave, fd) < 0) die("put the terminal on", "stdio");
+  if (console_slave > 2) close(console_slave);
+}
+
+static void exec_or_die(void);
+
+/* The command's process, from here to exec: its terminal, its user, its capabilities. */
+static void become_command(void) {
+  attach_console();
+  switch_user();
+  restrict_sets();
+  if (no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("set", "no_new_privs");
+  exec_or_die();
+}
+
+/* The init's name in ps and /proc/PID/cmdline: "burrow-init" over the helper's long argv. */
+static void name_init(void) {
+  if (all_argc < 1) return;
+  char *start = all_argv[0];
+  char *end = all_argv[all_argc - 1] + strlen(all_argv[all_argc - 1]);
+  size_t room = (size_t)(end - start);
+  memset(start, 0, room);
+  snprintf(start, room + 1, "%s", "burrow-init");
+  prctl(PR_SET_NAME, "burrow-init");
 }
 
 static void on_pause_signal(int sig) {
@@ -606,8 +809,10 @@ static int child_main(void *arg) {
   if (hostname && sethostname(hostname, strlen(hostname)) < 0) die("set the hostname", hostname);
   if (root_mode) setup_root();
   if (workdir && chdir(workdir) < 0) die("change to the working directory", workdir);
-  restrict_caps();
+  drop_bounding();
   if (pause_mode) {
+    name_init();
+    restrict_sets();
     /* The infra process: holds the namespaces, reaps what joins its pid namespace, exits 0 on
      * SIGTERM or SIGINT. */
     struct sigaction sa;
@@ -622,15 +827,14 @@ static int child_main(void *arg) {
     }
     _exit(0);
   }
-  if (!new_pid_ns) {
-    exec_or_die();
-  }
+  if (console_sock >= 0) make_console();
+  if (!new_pid_ns) become_command();
   /* pid 1 of the new pid namespace: a minimal init. */
   pid_t cmd = fork();
   if (cmd < 0) _exit(125);
-  if (cmd == 0) {
-    exec_or_die();
-  }
+  if (cmd == 0) become_command();
+  if (console_slave >= 0) close(console_slave);
+  name_init(); /* the command has its own copy of argv now */
   forward_to = cmd;
   install_forwarding();
   int status = 0, code = 0;
@@ -648,6 +852,99 @@ static int child_main(void *arg) {
     }
   }
   _exit(code);
+}
+
+/*
+ * -X PID: runs CMD in every namespace of PID (user when it is not ours, then ipc, uts, net, pid
+ * and mnt) with PID's root, like `nsenter -a -r`: a forked child (so that it is in the pid
+ * namespace), with -C, -c, -u, -N and -T as for a new container. Exits with the command's status.
+ */
+static int exec_in(const char *pid) {
+  static const char *names[] = {"user", "ipc", "uts", "net", "pid", "mnt"};
+  static const int types[] = {CLONE_NEWUSER, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWNET, CLONE_NEWPID, CLONE_NEWNS};
+  int fds[6];
+  char p[64];
+  for (int i = 0; i < 6; i++) {
+    snprintf(p, sizeof p, "/proc/%s/ns/%s", pid, names[i]);
+    fds[i] = open(p, O_RDONLY | O_CLOEXEC);
+    if (fds[i] < 0) {
+      fprintf(stderr, "burrow-ns: cannot open %s: %s\n", p, strerror(errno));
+      return 125;
+    }
+  }
+  snprintf(p, sizeof p, "/proc/%s/root", pid);
+  int root = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) {
+    fprintf(stderr, "burrow-ns: cannot open %s: %s\n", p, strerror(errno));
+    return 125;
+  }
+  struct stat mine, theirs;
+  int same_user = stat("/proc/self/ns/user", &mine) == 0 && fstat(fds[0], &theirs) == 0 && mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev;
+  for (int i = same_user ? 1 : 0; i < 6; i++) {
+    if (setns(fds[i], types[i]) < 0) {
+      fprintf(stderr, "burrow-ns: cannot join the %s namespace of pid %s: %s\n", names[i], pid, strerror(errno));
+      return 125;
+    }
+    close(fds[i]);
+  }
+  if (fchdir(root) < 0 || chroot(".") < 0) die("enter the root of pid", pid);
+  close(root);
+  if (chdir(workdir ? workdir : "/") < 0) die("change to the working directory", workdir ? workdir : "/");
+  drop_bounding();
+  if (console_sock >= 0) make_console();
+  if (!exec_detached) prctl(PR_SET_PDEATHSIG, SIGKILL);
+  helper_pid = getpid();
+  pid_t c = fork();
+  if (c < 0) return 125;
+  if (c == 0) {
+    if (exec_detached) {
+      /* exec -d: its own session, reparented to the container's init once we return */
+      setsid();
+    } else {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != helper_pid && getppid() != 0) _exit(125);
+    }
+    new_pid_ns = 1; /* switch_user: the pid namespace's init kills us with the container */
+    become_command();
+  }
+  if (exec_detached) {
+    printf("%d\n", (int)c);
+    return 0;
+  }
+  if (console_slave >= 0) close(console_slave);
+  forward_to = c;
+  install_forwarding();
+  int status = 0;
+  while (waitpid(c, &status, 0) < 0) {
+    if (errno != EINTR) return 125;
+  }
+  return exit_code(status);
+}
+
+/* -u UID:GID[:G1,G2,...] */
+static int parse_user(const char *spec) {
+  char *end = NULL;
+  user_spec = spec;
+  unsigned long u = strtoul(spec, &end, 10);
+  if (end == spec || *end != ':') return -1;
+  const char *g = end + 1;
+  unsigned long gid = strtoul(g, &end, 10);
+  if (end == g || (*end && *end != ':')) return -1;
+  run_uid = (uid_t)u;
+  run_gid = (gid_t)gid;
+  run_ngroups = 0;
+  if (*end == ':') {
+    const char *q = end + 1;
+    while (*q) {
+      if (run_ngroups >= 64) return -1;
+      unsigned long x = strtoul(q, &end, 10);
+      if (end == q || (*end && *end != ',')) return -1;
+      run_groups[run_ngroups++] = (gid_t)x;
+      q = *end ? end + 1 : end;
+    }
+  }
+  user_set = 1;
+  return 0;
 }
 
 static int parse_flags(const char *list) {
@@ -670,7 +967,9 @@ static int parse_flags(const char *list) {
 
 int main(int argc, char **argv) {
   int flags = 0, i = 1;
-  const char *join_pid = NULL, *share_pid = NULL;
+  all_argv = argv;
+  all_argc = argc;
+  const char *join_pid = NULL, *share_pid = NULL, *exec_pid = NULL;
   int factory = 0;
   for (; i < argc; i++) {
     if (!strcmp(argv[i], "-n") && i + 1 < argc) flags |= parse_flags(argv[++i]);
@@ -679,11 +978,43 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-j") && i + 1 < argc) join_pid = argv[++i];
     else if (!strcmp(argv[i], "-w")) wait_go = 1;
     else if (!strcmp(argv[i], "-R") && i + 1 < argc) root_mode = argv[++i];
-    else if (!strcmp(argv[i], "-B") && i + 1 < argc && nbinds < 32) binds[nbinds++] = argv[++i];
-    else if (!strcmp(argv[i], "-V") && i + 1 < argc && nbinds < 32) {
-      bind_rw[nbinds] = 1;
+    else if ((!strcmp(argv[i], "-B") || !strcmp(argv[i], "-V") || !strcmp(argv[i], "-M")) && i + 1 < argc) {
+      if (nbinds >= MAX_MOUNTS) {
+        fprintf(stderr, "burrow-ns: more than %d mounts\n", MAX_MOUNTS);
+        return 2;
+      }
+      mount_kind[nbinds] = argv[i][1] == 'B' ? 0 : argv[i][1] == 'V' ? 1 : 2;
       binds[nbinds++] = argv[++i];
     }
+    else if (!strcmp(argv[i], "-E") && i + 1 < argc && nbinds > 0) {
+      /* options of the mount before: nosuid, nodev, noexec, norec */
+      char *copy = strdup(argv[++i]), *save = NULL;
+      for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (!strcmp(tok, "nosuid")) mount_flags[nbinds - 1] |= MS_NOSUID;
+        else if (!strcmp(tok, "nodev")) mount_flags[nbinds - 1] |= MS_NODEV;
+        else if (!strcmp(tok, "noexec")) mount_flags[nbinds - 1] |= MS_NOEXEC;
+        else if (!strcmp(tok, "norec")) mount_norec[nbinds - 1] = 1;
+        else if (!strcmp(tok, "ro")) mount_flags[nbinds - 1] |= MS_RDONLY;
+        else {
+          fprintf(stderr, "burrow-ns: unknown mount option \"%s\" (known: nosuid, nodev, noexec, norec, ro)\n", tok);
+          return 2;
+        }
+      }
+      free(copy);
+    }
+    else if (!strcmp(argv[i], "-u") && i + 1 < argc) {
+      if (parse_user(argv[++i]) < 0) {
+        fprintf(stderr, "burrow-ns: -u wants UID:GID[:GROUP,...] (numbers), not \"%s\"\n", argv[i]);
+        return 2;
+      }
+    }
+    else if (!strcmp(argv[i], "-T") && i + 1 < argc) console_sock = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "-X") && i + 1 < argc) exec_pid = argv[++i];
+    else if (!strcmp(argv[i], "-N")) no_new_privs = 1;
+    else if (!strcmp(argv[i], "-d")) exec_detached = 1;
+    else if (!strcmp(argv[i], "-r")) read_only_root = 1;
+    else if (!strcmp(argv[i], "-D")) host_devices = 1;
+    else if (!strcmp(argv[i], "-U")) unmasked = 1;
     else if (!strcmp(argv[i], "-H") && i + 1 < argc) hostname = argv[++i];
     else if (!strcmp(argv[i], "-C") && i + 1 < argc) workdir = argv[++i];
     else if (!strcmp(argv[i], "-F")) factory = 1;
@@ -702,6 +1033,15 @@ int main(int argc, char **argv) {
     else break;
   }
   if (send_sock >= 0) fcntl(send_sock, F_SETFD, FD_CLOEXEC);
+  if (console_sock >= 0) fcntl(console_sock, F_SETFD, FD_CLOEXEC);
+  if (exec_pid) {
+    if (i >= argc) {
+      fprintf(stderr, "usage: burrow-ns -X PID [-C DIR] [-c MASK] [-u UID:GID[:G,...]] [-N] [-T FD] -- CMD [ARGS...]\n");
+      return 2;
+    }
+    target = &argv[i];
+    return exec_in(exec_pid);
+  }
   if (join_pid) {
     if (join(join_pid, 1) < 0) return 125;
     if (factory) {

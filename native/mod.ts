@@ -28,6 +28,7 @@ interface Addon {
   watchReadable(fd: number, cb: (status: number) => void): void;
   unwatch(fd: number): boolean;
   readFrames(fd: number, buf: Buffer, lens: Uint32Array, frameMax: number): number;
+  setWinsize(fd: number, rows: number, cols: number): void;
   writeFrame(fd: number, parts: Buffer[]): number;
   spliceRelay(a: number, b: number, done: (aToB: number, bToA: number, err: string | null) => void): void;
   dupFd(fd: number): number;
@@ -211,6 +212,11 @@ export function spliceRelay(a: number, b: number, done: (aToB: number, bToA: num
 /** fcntl(F_DUPFD_CLOEXEC): a second fd for the same open file (the caller owns it). */
 export function dupFd(fd: number): number {
   return call(() => addon().dupFd(fd));
+}
+
+/** ioctl(TIOCSWINSZ): sets a terminal's size (on a pty master: what the other side sees, with SIGWINCH). */
+export function setWinsize(fd: number, rows: number, cols: number): void {
+  call(() => addon().setWinsize(fd, rows, cols));
 }
 
 /**

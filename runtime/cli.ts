@@ -18,6 +18,9 @@ import { internalCommand, runCommand, systemCommand } from './cmd_run.js';
 import { podCommand } from './cmd_pods.js';
 import { benchCommand } from './cmd_bench.js';
 import { containerCommands } from './cmd_containers.js';
+import { lifecycleCommands } from './cmd_lifecycle.js';
+import { volumeCommand } from './cmd_volume.js';
+import { infoCommands } from './cmd_info.js';
 
 export const VERSION = '0.1.0';
 
@@ -52,8 +55,13 @@ export function buildProgram(out = write, err = warn): Command {
   program.addCommand(benchCommand((code) => {
     exitCode = code;
   }));
-  program.addCommand(internalCommand(out), { hidden: true });
+  program.addCommand(internalCommand(out, () => globals().config), { hidden: true });
+  program.addCommand(volumeCommand(globals, out));
+  for (const c of infoCommands(globals, out, VERSION)) program.addCommand(c);
   for (const c of containerCommands(globals, out)) program.addCommand(c);
+  for (const c of lifecycleCommands(globals, out, (code) => {
+    exitCode = code;
+  })) program.addCommand(c);
   return program;
 }
 
@@ -78,7 +86,9 @@ export async function main(argv = process.argv): Promise<number> {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : EXIT_BURROW;
     warn(`${describeError(e)}\n`);
     if (process.env.BURROW_DEBUG) warn(`${(e as Error)?.stack ?? ''}\n`);
-    return EXIT_BURROW;
+    // a few failures have podman's own status (a volume in use: 2)
+    const own = (e as { exitStatus?: unknown })?.exitStatus;
+    return typeof own === 'number' ? own : EXIT_BURROW;
   }
 }
 

@@ -8,6 +8,7 @@ import { parseCidr } from '../net/ip/addr.js';
 import { ContainerStore, type ContainerRecord } from './containers.js';
 import { makeContext, type Context } from './context.js';
 import { NetworkError, type HostRoute, type NetworkInfo } from './networks.js';
+import { renderRows, TemplateError } from './gotemplate.js';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
@@ -198,25 +199,28 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
     });
 
   net.command('ls').alias('list').description('list networks')
-    .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+    .option('--format <format>', 'table, json, or a Go template ({{.Name}}, {{.Driver}}, {{.ID}}, {{.Subnets}}...)', 'table')
     .option('-q, --quiet', 'print names only')
     .action(async (o: { format: string; quiet?: boolean }) => {
       const { networks, errors } = (await ctx()).networks.list();
       for (const e of errors) warn(`warning: skipping ${e}\n`);
       if (o.format === 'json') return out(`${JSON.stringify(networks, null, 2)}\n`);
       if (o.quiet) return out(networks.map((n) => `${n.name}\n`).join(''));
+      if (o.format !== 'table') return out(templateNetworks(o.format, networks));
       const rows = [['NETWORK ID', 'NAME', 'DRIVER', 'SUBNETS']];
       for (const n of networks) rows.push([n.id.slice(0, 12), n.name, n.driver, n.subnets.map((s) => s.subnet).join(',')]);
       out(table(rows));
     });
 
   net.command('inspect').description('print networks as JSON')
+    .option('-f, --format <format>', 'a Go template ({{.Name}}, {{range .Subnets}}{{.Subnet}}{{end}}...)')
     .argument('<names...>')
-    .action(async (names: string[]) => {
+    .action(async (names: string[], o: { format?: string }) => {
       const c = await ctx();
       const infos: NetworkInfo[] = names.map((n) => c.networks.list().networks.find((x) => x.name === n) ?? (() => {
         throw new NetworkError('ENOENT', `network "${n}" not found in "${c.config.cniConfigDir}"`);
       })());
+      if (o.format && o.format !== 'json') return out(templateNetworks(o.format, infos));
       out(`${JSON.stringify(infos, null, 2)}\n`);
     });
 
@@ -263,4 +267,25 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
       }
     });
   return net;
+}
+
+/**
+ * A network as podman's templates see it: the Go field names of its Network type (Name, ID,
+ * Driver, NetworkInterface, Subnets with Subnet/Gateway/LeaseRange...), not the JSON ones.
+ */
+function networkTemplateView(n: NetworkInfo): Record<string, unknown> {
+  return {
+    Name: n.name, ID: n.id, Driver: n.driver, NetworkInterface: n.network_interface ?? '', Created: n.created ?? '',
+    Subnets: n.subnets.map((x) => ({ Subnet: x.subnet, Gateway: x.gateway ?? '', LeaseRange: x.lease_range ? { StartIP: x.lease_range.start_ip, EndIP: x.lease_range.end_ip } : null })),
+    IPv6Enabled: n.ipv6_enabled, Internal: n.internal, DNSEnabled: n.dns_enabled, Labels: n.labels ?? {}, Options: n.options ?? {}, IPAMOptions: n.ipam_options,
+  };
+}
+
+function templateNetworks(format: string, networks: NetworkInfo[]): string {
+  try {
+    return renderRows(format, networks.map(networkTemplateView), { ID: 'NETWORK ID', Name: 'NAME', Driver: 'DRIVER', NetworkInterface: 'INTERFACE', Subnets: 'SUBNETS' });
+  } catch (err) {
+    if (err instanceof TemplateError) throw new NetworkError('EINVAL', `template: ${err.message}`);
+    throw err;
+  }
 }

@@ -8,7 +8,8 @@
  */
 import { Command } from 'commander';
 import { ContainerError, ContainerStore, PodStore, type PodRecord } from './containers.js';
-import { ago, running, stop, store } from './cmd_containers.js';
+import { ago, running, stop, store, waitExited } from './cmd_containers.js';
+import { renderRows, TemplateError } from './gotemplate.js';
 
 type Out = (s: string) => void;
 
@@ -50,7 +51,7 @@ export async function createPod(o: PodOptions, config?: string): Promise<string>
   ];
   try {
     const { startSupervisor } = await import('./run.js');
-    record.infraId = await startSupervisor(argv, config);
+    record.infraId = (await startSupervisor(argv, config)).id;
   } catch (err) {
     pods.remove(id);
     throw err;
@@ -79,10 +80,39 @@ export async function removePod(nameOrId: string, opts: { force?: boolean; time:
   return p.id;
 }
 
+/** Stops a pod's members, then its infra; the records stay (pod start runs them again). */
+export async function stopPod(nameOrId: string, time: number, config?: string): Promise<string> {
+  const s = await store(config);
+  const p = new PodStore(s.stateDir).find(nameOrId);
+  const members = s.list().filter((r) => r.pod === p.id && !r.infra && running(r));
+  await Promise.all(members.map((r) => stop(s, r, time)));
+  const infra = s.list().find((r) => r.id === p.infraId);
+  if (infra && running(infra)) {
+    await stop(s, infra, time);
+    await waitExited(s, infra.id, 10_000);
+  }
+  return p.id;
+}
+
+/** Starts a pod's infra again, then its exited members (those made with --rm are gone). */
+export async function startPod(nameOrId: string, config?: string): Promise<string> {
+  const s = await store(config);
+  const p = new PodStore(s.stateDir).find(nameOrId);
+  const infra = s.list().find((r) => r.id === p.infraId);
+  if (!infra) throw new ContainerError(`pod "${p.name}" has lost its infra container; remove it with "burrow pod rm -f ${p.name}"`);
+  const { restartSupervisor } = await import('./run.js');
+  if (!running(infra)) await restartSupervisor(infra.id, config);
+  for (const r of s.list().filter((x) => x.pod === p.id && !x.infra && !running(x)).sort((a, b) => a.created.localeCompare(b.created))) {
+    await restartSupervisor(r.id, config);
+  }
+  return p.id;
+}
+
 export function podCommand(globals: () => { config?: string }, out: Out): Command {
   const pod = new Command('pod').description('pods: containers sharing one network namespace (podman\'s pod model)');
   pod.addCommand(new Command('create')
     .description('create a pod; its infra process holds the network namespace and the published ports')
+    .argument('[name]', 'pod name (or --name)')
     .option('--name <name>', 'pod name')
     .option('--network <net>', 'a CNI network (rootful), usernet, pasta, slirp4netns, host or none')
     .option('-p, --publish <spec>', 'publish a port of the pod (repeatable)', collect, [])
@@ -90,16 +120,35 @@ export function podCommand(globals: () => { config?: string }, out: Out): Comman
     .option('--dns <ip>', 'nameserver (repeatable)', collect, [])
     .option('--userns <mode>', 'user namespace mode of the pod (every member shares it)')
     .option('--map-host-loopback <addr>', 'usernet: an address that reaches the host\'s loopback')
-    .action(async (o: PodOptions) => {
-      out(`${await createPod(o, globals().config)}\n`);
+    .action(async (name: string | undefined, o: PodOptions) => {
+      if (name && o.name && name !== o.name) throw new ContainerError(`the pod is named twice: "${name}" and --name "${o.name}"`);
+      out(`${await createPod({ ...o, name: name ?? o.name }, globals().config)}\n`);
     }));
   pod.addCommand(new Command('ls')
     .alias('ps')
     .description('list pods')
-    .option('--format <fmt>', 'table or json', 'table')
-    .action(async (o: { format: string }) => {
+    .option('--format <fmt>', 'json, table, or a Go template ({{.Name}}, {{.Status}}, {{.ID}}, {{.NumberOfContainers}}...)', 'table')
+    .option('-q, --quiet', 'ids only')
+    .action(async (o: { format: string; quiet?: boolean }) => {
       const s = await store(globals().config);
       const pods = new PodStore(s.stateDir).list().sort((a, b) => a.created.localeCompare(b.created));
+      if (o.quiet) {
+        for (const p of pods) out(`${p.id.slice(0, 12)}\n`);
+        return;
+      }
+      if (o.format !== 'json' && o.format !== 'table') {
+        const rows = pods.map((p) => {
+          const st = podStatus(s, p);
+          return { ID: p.id.slice(0, 12), Id: p.id, Name: p.name, Status: st.state, Created: ago(p.created), InfraID: p.infraId.slice(0, 12), NumberOfContainers: st.members + 1, Networks: p.network ?? 'default', Ports: p.ports.join(', ') };
+        });
+        try {
+          out(renderRows(o.format, rows, { ID: 'POD ID', Name: 'NAME', Status: 'STATUS', Created: 'CREATED', InfraID: 'INFRA ID', NumberOfContainers: '# OF CONTAINERS' }));
+        } catch (err) {
+          if (err instanceof TemplateError) throw new ContainerError(`template: ${err.message}`);
+          throw err;
+        }
+        return;
+      }
       if (o.format === 'json') {
         out(`${JSON.stringify(pods.map((p) => {
           const st = podStatus(s, p);
@@ -107,7 +156,6 @@ export function podCommand(globals: () => { config?: string }, out: Out): Comman
         }), null, 2)}\n`);
         return;
       }
-      if (o.format !== 'table') throw new ContainerError(`unknown --format "${o.format}" (table or json)`);
       const table = [['POD ID', 'NAME', 'STATUS', 'CREATED', 'INFRA ID', '# OF CONTAINERS'], ...pods.map((p) => {
         const st = podStatus(s, p);
         return [p.id.slice(0, 12), p.name, st.state, ago(p.created), p.infraId.slice(0, 12), String(st.members + 1)];
@@ -130,6 +178,29 @@ export function podCommand(globals: () => { config?: string }, out: Out): Comman
           Containers: s.list().filter((r) => r.pod === p.id).map((r) => ({ Id: r.id, Name: r.name, State: running(r) ? 'running' : r.state, Infra: !!r.infra })),
         };
       }), null, 2)}\n`);
+    }));
+  pod.addCommand(new Command('start')
+    .description('start pods again: the infra, then every member, with their recorded options')
+    .argument('<names...>')
+    .action(async (names: string[]) => {
+      for (const n of names) out(`${await startPod(n, globals().config)}\n`);
+    }));
+  pod.addCommand(new Command('stop')
+    .description('stop pods: every member, then the infra (the containers stay, exited)')
+    .option('-t, --time <s>', 'seconds to wait for each container before SIGKILL', '10')
+    .argument('<names...>')
+    .action(async (names: string[], o: { time: string }) => {
+      for (const n of names) out(`${await stopPod(n, Number(o.time), globals().config)}\n`);
+    }));
+  pod.addCommand(new Command('restart')
+    .description('stop and start pods')
+    .option('-t, --time <s>', 'seconds to wait for each container before SIGKILL', '10')
+    .argument('<names...>')
+    .action(async (names: string[], o: { time: string }) => {
+      for (const n of names) {
+        await stopPod(n, Number(o.time), globals().config);
+        out(`${await startPod(n, globals().config)}\n`);
+      }
     }));
   pod.addCommand(new Command('rm')
     .description('remove pods (-f: stop their containers first)')

@@ -1,5 +1,6 @@
 /** `burrow run` (foreground) and `burrow system gc`. */
 import { Command, Option } from 'commander';
+import { DEFAULT_DETACH_KEYS, parseDetachKeys } from './attach_proto.js';
 import { ContainerError } from './containers.js';
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -27,13 +28,27 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
     .option('--cap-drop <cap>', 'drop a capability (repeatable; ALL drops every one)', collect, [])
     .option('--pod <name>', 'run in this pod (share its network, uts and ipc namespaces); new:NAME creates the pod first, with this run\'s --network, -p, --dns, --hostname, --userns and --map-host-loopback')
     .addOption(new Option('--infra', 'internal: the pod\'s infra container').hideHelp())
-    .option('-v, --volume <host:ctr[:ro|rw]>', 'bind-mount a host path into the container (repeatable)', collect, [])
-    .option('-e, --env <K=V>', 'environment variable (repeatable)', collect, [])
+    .option('-v, --volume <[src:]ctr[:opts]>', 'mount a host path (/abs or ./relative), a named volume, or (ctr alone) a new anonymous volume; opts: ro, rw, z, Z, U, [no]exec, [no]suid, [no]dev, bind, rbind (repeatable)', collect, [])
+    .option('--mount <spec>', 'type=bind|volume|tmpfs,source=..,target=..[,readonly][,tmpfs-size=..][,tmpfs-mode=..] (repeatable)', collect, [])
+    .option('--tmpfs <ctr[:opts]>', 'a tmpfs at this path (default rw,noexec,nosuid,nodev, mode 1777; size=, mode=) (repeatable)', collect, [])
+    .option('-e, --env <K=V>', 'environment variable (K alone passes yours; repeatable)', collect, [])
+    .option('--env-file <file>', 'read K=V lines from a file (repeatable)', collect, [])
     .option('-w, --workdir <dir>', 'working directory inside')
+    .option('-i, --interactive', 'keep stdin open (attached to this terminal when not detached)')
+    .option('-t, --tty', 'give the container a terminal (its own, from the container\'s devpts)')
+    .option('--detach-keys <keys>', 'the key sequence that detaches from the container (default ctrl-p,ctrl-q; "" disables)')
+    .option('-u, --user <user[:group]>', 'run the command as this user (a name or id of the container\'s /etc/passwd)')
+    .option('--entrypoint <cmd>', 'replace the image\'s entrypoint (a program, or a JSON array); drops the image\'s command')
+    .option('--read-only', 'mount the container\'s root read-only (/tmp, /run, /var/tmp, /dev/shm stay writable)')
+    .option('--privileged', 'every capability, the host\'s devices, no masked /proc and /sys paths')
+    .option('--security-opt <opt>', 'no-new-privileges, unmask=ALL, label=..., seccomp=unconfined, apparmor=unconfined (repeatable)', collect, [])
+    .option('--add-host <host:ip>', 'an /etc/hosts entry (repeatable)', collect, [])
+    .option('-l, --label <k=v>', 'a label on the container (repeatable)', collect, [])
+    .option('--init', 'run an init as pid 1 (burrow always does: this is accepted for podman\'s scripts)')
     .option('--map-host-loopback <addr>', 'usernet: an address that reaches the host\'s loopback (host.containers.internal)')
     .argument('[cmd...]', 'command and arguments (after --; with --image, the image\'s command by default)')
-    .action(async (cmd: string[], o: { rm?: boolean; detach?: boolean; name?: string; network: string[]; publish: string[]; ip?: string; macAddress?: string; dns: string[]; hostname?: string; userns?: string; uidmap: string[]; gidmap: string[]; rootfs?: string; image?: string; capAdd: string[]; capDrop: string[]; pod?: string; infra?: boolean; volume: string[]; env: string[]; workdir?: string; mapHostLoopback?: string }) => {
-      const { runContainer, detachRun } = await import('./run.js');
+    .action(async (cmd: string[], o: RunFlags) => {
+      const { runContainer, detachRun, startSupervisor } = await import('./run.js');
       const supervising = process.env.BURROW_SUPERVISE;
       // --pod new:NAME, as podman: the pod is created first and takes the network-side options
       // (a detached run's supervisor sees the same argv: the pod exists by then)
@@ -49,12 +64,23 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
         }
         o = { ...o, pod: podName, network: [], publish: [], dns: [], hostname: undefined, userns: undefined, mapHostLoopback: undefined };
       }
+      const detachKeys = parseDetachKeys(o.detachKeys ?? DEFAULT_DETACH_KEYS);
+      if (!supervising && o.publish.length && o.network.some((n) => n === 'host' || n === 'none')) {
+        process.stderr.write('Port mappings have been discarded as one of the Host, Container, Pod, and None network modes are in use\n');
+      }
       try {
         if (o.detach && !supervising) {
           out(`${await detachRun(process.argv.slice(2), globals().config)}\n`);
           return;
         }
-        setExit(await runContainer({ ...o, mac: o.macAddress, cmd, fixedId: supervising, readyFd: supervising ? 3 : undefined, detached: !!supervising }, globals().config));
+        if ((o.tty || o.interactive) && !supervising) {
+          // as podman with conmon: the container runs under a supervisor, and this process is
+          // its first attached client (so the detach keys leave it running)
+          const s = await startSupervisor(process.argv.slice(2), globals().config, { waitAttach: true });
+          setExit(await attachTo(s, { stdin: !!o.interactive, detachKeys, config: globals().config }));
+          return;
+        }
+        setExit(await runContainer({ ...o, mac: o.macAddress, cmd, fixedId: supervising, readyFd: supervising ? 3 : undefined, detached: !!supervising, waitAttach: !!process.env.BURROW_WAIT_ATTACH }, globals().config));
       } catch (err) {
         // the container never started: the pod made for it goes too
         if (newPod) await (await import('./cmd_pods.js')).removePod(newPod, { force: true, time: 0 }, globals().config).catch(() => undefined);
@@ -63,9 +89,43 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
     });
 }
 
+interface RunFlags {
+  rm?: boolean; detach?: boolean; name?: string; network: string[]; publish: string[]; ip?: string; macAddress?: string; dns: string[]; hostname?: string;
+  userns?: string; uidmap: string[]; gidmap: string[]; rootfs?: string; image?: string; capAdd: string[]; capDrop: string[]; pod?: string; infra?: boolean;
+  volume: string[]; mount: string[]; tmpfs: string[]; env: string[]; envFile: string[]; workdir?: string; mapHostLoopback?: string;
+  interactive?: boolean; tty?: boolean; detachKeys?: string; user?: string; entrypoint?: string; readOnly?: boolean; privileged?: boolean;
+  securityOpt: string[]; addHost: string[]; label: string[]; init?: boolean;
+}
+
+/**
+ * Attaches this terminal to a supervisor just started with waitAttach, and resolves to the exit
+ * code: the container's; 0 after the detach keys (it goes on running); the recorded one if the
+ * supervisor went away without saying.
+ */
+export async function attachTo(s: { id: string; socket: string; release(): void }, o: { stdin: boolean; detachKeys: Buffer; config?: string }): Promise<number> {
+  const { attachSocket } = await import('./attach.js');
+  let r;
+  try {
+    r = await attachSocket(s.socket, { stdin: o.stdin, detachKeys: o.detachKeys });
+  } finally {
+    s.release();
+  }
+  if (r.detached) return 0;
+  if (r.code !== null) return r.code;
+  const { loadConfig } = await import('./config.js');
+  const { ContainerStore } = await import('./containers.js');
+  const rec = new ContainerStore(loadConfig(o.config).stateDir).list().find((x) => x.id === s.id);
+  return rec?.exitCode ?? 125;
+}
+
 /** Hidden commands that burrow runs itself (inside a container's user namespace). */
-export function internalCommand(out: (s: string) => void): Command {
+export function internalCommand(out: (s: string) => void, globalConfig: () => string | undefined): Command {
   const cmd = new Command('internal').description('used by burrow itself');
+  cmd.addCommand(new Command('start').argument('<id>').description('supervise the existing container ID again (burrow start)').action(async (id: string) => {
+    const { runContainer } = await import('./run.js');
+    const code = await runContainer({ cmd: [], publish: [], dns: [], uidmap: [], gidmap: [], env: [], restart: true, fixedId: id, readyFd: 3, detached: true, waitAttach: !!process.env.BURROW_WAIT_ATTACH }, globalConfig());
+    process.exitCode = code;
+  }));
   cmd.addCommand(new Command('unpack-image').argument('<file>').argument('<root>').option('--id-map <json>', 'container id -> file owner id ({uid, gid} IdMapping lists)').action(async (file: string, root: string, o: { idMap?: string }) => {
     const { planImage, unpackImage } = await import('./image.js');
     const stats = await unpackImage(file, await planImage(file), root, { chown: true, spoolDir: `${root}.layers`, idMap: o.idMap ? JSON.parse(o.idMap) : undefined });

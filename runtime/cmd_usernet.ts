@@ -37,11 +37,11 @@ export function usernetOptions(cmd: Command): Command {
 /** The UsernetSetup for parsed flags. */
 export async function usernetSetup(f: UsernetFlags, configure: boolean): Promise<UsernetSetup> {
   const { planAddressing } = await import('../net/usernet/usernet.js');
-  const { parsePortSpec } = await import('../net/usernet/forward.js');
+  const { chooseHostPorts, parsePortSpec } = await import('../net/usernet/forward.js');
   const mtu = Number(f.mtu);
   if (!Number.isInteger(mtu)) throw new Error(`invalid --mtu "${f.mtu}"`);
   const plan = planAddressing({ cidr4: f.cidr, cidr6: f.ipv6 ? f.cidr6 : null, mtu });
-  const ports: PortSpec[] = (f.publish ?? []).flatMap((p) => parsePortSpec(p));
+  const ports: PortSpec[] = await chooseHostPorts((f.publish ?? []).flatMap((p) => parsePortSpec(p)));
   if (f.mapHostLoopback) {
     const { parseAddr: p4 } = await import('../net/wire/ipv4.js');
     const { parseAddr: p6 } = await import('../net/wire/ipv6.js');

@@ -31,8 +31,10 @@ export interface BurrowConfig {
   cniPath: string[];
   /** libcni's cache dir (results/). */
   cniCacheDir: string;
-  /** burrow's own state (containers, pods). */
+  /** burrow's own state (containers, pods): runtime state, gone with a reboot like /run. */
   stateDir: string;
+  /** Named volumes: persistent data (podman's engine.volume_path). */
+  volumePath: string;
   /** host-local's dataDir in the networks burrow writes; null: the plugin's default, /var/lib/cni/networks. */
   ipamDataDir: string | null;
   /** auto | iptables | nftables | none */
@@ -79,6 +81,7 @@ export function defaultConfig(): BurrowConfig {
     cniPath: [path.join(installRoot(), 'plugins', 'bin'), '/usr/local/libexec/cni', '/usr/libexec/cni', '/usr/local/lib/cni', '/usr/lib/cni', '/opt/cni/bin'],
     cniCacheDir: user ? path.join(dataHome, 'burrow', 'cni') : '/var/lib/cni',
     stateDir: user ? path.join(runtimeDir, 'burrow') : '/run/burrow',
+    volumePath: user ? path.join(dataHome, 'burrow', 'volumes') : '/var/lib/burrow/volumes',
     ipamDataDir: null,
     firewallBackend: 'auto',
     pluginMode: 'auto',
@@ -131,6 +134,7 @@ const FIELDS: Record<string, Field & { expects: string }> = {
   'network.default_subnet_pools': { key: 'subnetPools', check: pools, expects: 'a list of {base = "CIDR", size = N}' },
   'network.default_ipv6_pools': { key: 'ipv6Pools', check: pools, expects: 'a list of {base = "CIDR", size = N}' },
   'engine.state_dir': { key: 'stateDir', check: str, expects: 'a path' },
+  'engine.volume_path': { key: 'volumePath', check: str, expects: 'a path' },
 };
 
 /** Applies a parsed TOML document over the defaults. Throws ConfigError naming the file and key. */

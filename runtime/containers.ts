@@ -14,6 +14,33 @@ export interface CniAttachment {
   network: string;
   netns: string;
   ifname: string;
+  /** What ADD gave (inspect's NetworkSettings): addresses with prefix and gateway, the MAC. */
+  result?: { ips: Array<{ address: string; gateway?: string }>; mac?: string };
+}
+
+/** A mount as the container got it (inspect's Mounts; start reuses them, volume names included). */
+export interface MountRecord {
+  type: 'bind' | 'volume' | 'tmpfs';
+  /** The host path (a volume's _data), or "tmpfs". */
+  source: string;
+  destination: string;
+  /** The volume's name. */
+  name?: string;
+  ro: boolean;
+  flags: string[];
+  options: string[];
+  tmpfsOptions?: string;
+  chown?: boolean;
+  anonymous?: boolean;
+}
+
+/** The command's identity inside (ids of the container). */
+export interface ContainerUser {
+  /** As given to --user, or "" for the default. */
+  spec: string;
+  uid: number;
+  gid: number;
+  groups: number[];
 }
 
 export interface ContainerRecord {
@@ -42,8 +69,31 @@ export interface ContainerRecord {
   infra?: boolean;
   /** Capabilities the command kept (CAP_ names). */
   capabilities?: string[];
-  /** --image: the tarball the root filesystem was unpacked from. */
+  /** --image: the tarball the root filesystem was unpacked from, and its config. */
   image?: string;
+  imageConfig?: import('./image.js').ImageConfig;
+  /**
+   * The run's options as `burrow start` needs them again: host paths resolved, published ports
+   * with the host ports chosen, the env files read.
+   */
+  spec?: import('./run.js').RunSpec;
+  labels?: Record<string, string>;
+  /** The environment, workdir and user the command got (exec starts from them). */
+  env?: string[];
+  workdir?: string;
+  user?: ContainerUser;
+  mounts?: MountRecord[];
+  tty?: boolean;
+  interactive?: boolean;
+  noNewPrivs?: boolean;
+  privileged?: boolean;
+  readOnly?: boolean;
+  /** When the command last started (state running). */
+  startedAt?: string;
+  /** `burrow attach` connects here while the supervisor runs. */
+  attachSocket?: string;
+  /** How many times `burrow start`/`restart` ran it again. */
+  restarts?: number;
   /**
    * Teardown steps that failed when the container ended: shown by inspect and ps, retried by
    * `burrow system gc` (every command runs it). `retry` are the network attachments still to
@@ -94,10 +144,10 @@ export class ContainerStore {
     return processStartTime(r.pid) === r.startTime;
   }
 
-  /** Creates the directory and record; refuses a name a live container holds. */
+  /** Creates the directory and record; refuses a name another container holds (podman: until it is removed). */
   create(r: ContainerRecord): string {
-    const clash = this.list().find((c) => c.name === r.name && ContainerStore.alive(c));
-    if (clash) throw new ContainerError(`the container name "${r.name}" is already in use by ${clash.id.slice(0, 12)}; choose another --name or remove that container`);
+    const clash = this.list().find((c) => c.name === r.name && c.id !== r.id);
+    if (clash) throw new ContainerError(`the container name "${r.name}" is already in use by ${clash.id.slice(0, 12)}. You have to remove that container to be able to reuse that name: that name is already in use`);
     const dir = this.pathOf(r.id);
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.chmodSync(dir, 0o755); // the generated /etc files are read by the container's users

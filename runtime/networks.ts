@@ -19,6 +19,7 @@ import type { NetworkConfigList, PluginConf } from '../net/cni/types.js';
 import {
   contains, defaultGateway, formatCidr, formatIp, lastOf, networkOf, overlaps, parseCidr, parseIp, parseRange, sizeOf, offsetIp, usableRange, type Cidr,
 } from '../net/ip/addr.js';
+import { canonicalizeRange } from '../net/ipam/allocator.js';
 import { validIfname } from '../net/netlink/client.js';
 import { toolPath } from '../native/system.js';
 import { scanConfDir } from './cni/confdir.js';
@@ -114,6 +115,34 @@ function ipamRanges(plugin: PluginConf): HostLocalRange[] {
     for (const r of Array.isArray(set) ? set : []) if (r && typeof r.subnet === 'string') out.push(r);
   }
   return out;
+}
+
+/**
+ * Refuses a static --ip that the network's host-local ranges cannot give, before any plugin runs,
+ * with podman's reason. Networks without host-local ranges (dhcp, static) are left to their plugin.
+ */
+export function checkStaticIp(list: NetworkConfigList, ip: string): void {
+  const ranges = ipamRanges(mainPlugin(list));
+  if (!ranges.length) return;
+  let addr;
+  try {
+    addr = parseIp(ip);
+  } catch {
+    throw new NetworkError('EINVAL', `invalid static ip "${ip}"`);
+  }
+  const parsed = ranges.flatMap((r) => {
+    try {
+      return [canonicalizeRange(r)];
+    } catch {
+      return []; // a broken range: the plugin will say so
+    }
+  });
+  const inSubnet = parsed.filter((r) => contains(r.subnet, addr));
+  if (!inSubnet.length) throw new NetworkError('EINVAL', `requested static ip ${ip} not in any subnet on network ${list.name}`);
+  if (!inSubnet.some((r) => addr.value >= r.rangeStart.value && addr.value <= r.rangeEnd.value)) {
+    throw new NetworkError('EINVAL', `requested static ip ${ip} is outside the range ${inSubnet.map((r) => `${formatIp(r.rangeStart)}-${formatIp(r.rangeEnd)}`).join(', ')} of network ${list.name}`);
+  }
+  if (inSubnet.some((r) => r.gateway.value === addr.value)) throw new NetworkError('EINVAL', `requested static ip ${ip} is the gateway of network ${list.name}`);
 }
 
 /** Describes a conflist in podman's terms. Works for lists burrow did not write. */

@@ -15,13 +15,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { toolPath } from '../native/system.js';
-import { formatPortSpec, parsePortSpec, reserveHostPorts, type PortSpec } from '../net/usernet/forward.js';
-import { parseIdMapSpec, parseUsernsMode } from '../userns/mapping.js';
-import { ownershipShift, relaySignals, startInNamespaces, type Maps, type Started } from '../userns/unshare.js';
+import { chooseHostPorts, formatPortSpec, parsePortSpec, reserveHostPorts, type PortSpec } from '../net/usernet/forward.js';
+import { parseIdMapSpec, parseUsernsMode, type UsernsMode } from '../userns/mapping.js';
+import { computeMaps, ownershipShift, relaySignals, releaseMaps, startInNamespaces, type HelperMount, type Maps, type Started } from '../userns/unshare.js';
 import { capabilityMask, capabilityNames } from './caps.js';
 import { TeardownError } from '../native/errors.js';
-import { ContainerError, ContainerStore, PodStore, type CniAttachment, type ContainerRecord } from './containers.js';
+import { ContainerConsole } from './console.js';
+import { ContainerError, ContainerStore, PodStore, type CniAttachment, type ContainerRecord, type ContainerUser, type MountRecord } from './containers.js';
 import type { ImageConfig, ImagePlan } from './image.js';
+import { checkStaticIp } from './networks.js';
+import { helperUserArg, resolveUser } from './passwd.js';
+import { containerCommand, containerEnv, parseAddHosts, parseEnvFile, parseLabels, parseSecurityOpts } from './run_spec.js';
+import { checkDestinations, parseMountFlag, parseTmpfsFlag, parseVolumeFlag, VolumeStore, type MountSpec } from './volumes.js';
 import { makeContext, type Context } from './context.js';
 import { planAddressing, DEFAULT_ADDRESSING } from '../net/usernet/usernet.js';
 import { processStartTime } from '../native/system.js';
@@ -49,17 +54,38 @@ export interface RunOptions {
   pod?: string;
   /** This is the pod's infra container: no command, it only holds the namespaces. */
   infra?: boolean;
-  /** -v HOST:CTR[:ro|rw] bind mounts. */
+  /** -v [HOST-PATH|VOLUME:]CTR[:OPTIONS], --mount, --tmpfs (runtime/volumes.ts). */
   volume?: string[];
+  mount?: string[];
+  tmpfs?: string[];
   env: string[];
+  envFile?: string[];
   workdir?: string;
   mapHostLoopback?: string;
   /** Remove the container when it exits (otherwise it stays, exited, until burrow rm). */
   rm?: boolean;
+  /** -t: a terminal from the container's devpts; -i: stdin open for attached clients. */
+  tty?: boolean;
+  interactive?: boolean;
+  /** --user USER[:GROUP], resolved in the container's /etc/passwd. */
+  user?: string;
+  entrypoint?: string;
+  readOnly?: boolean;
+  /** All capabilities, the host's /dev, no masked paths. */
+  privileged?: boolean;
+  securityOpt?: string[];
+  addHost?: string[];
+  label?: string[];
+  /** --init: accepted; burrow's own init is always the container's pid 1. */
+  init?: boolean;
   /** Set by a detached run's supervisor: the id the parent chose, and the fd to report "OK" on. */
   fixedId?: string;
   readyFd?: number;
   detached?: boolean;
+  /** run -it, start -a: the command waits for the caller's client to attach. */
+  waitAttach?: boolean;
+  /** `burrow start`: run the existing container fixedId again with its recorded options. */
+  restart?: boolean;
 }
 
 /**
@@ -137,31 +163,106 @@ function checkRootfs(dir: string | undefined): void {
   if (!st.isDirectory()) throw new ContainerError(`--rootfs "${dir}" is not a directory`);
 }
 
-/** -v HOST:CTR[:ro|rw] -> read-only and writable bind specs. */
-function parseVolumes(specs: string[]): { ro: string[]; rw: string[] } {
-  const out = { ro: [] as string[], rw: [] as string[] };
-  for (const v of specs) {
-    const [src, dst, mode = 'rw', ...extra] = v.split(':');
-    if (!src || !dst || extra.length || (mode !== 'ro' && mode !== 'rw')) throw new ContainerError(`invalid --volume "${v}": expected HOST-PATH:CONTAINER-PATH[:ro|rw]`);
-    if (!path.isAbsolute(src) || !path.isAbsolute(dst)) throw new ContainerError(`invalid --volume "${v}": both paths must be absolute`);
-    if (!fs.existsSync(src)) throw new ContainerError(`--volume source "${src}" does not exist`);
-    (mode === 'ro' ? out.ro : out.rw).push(`${src}:${dst}`);
-  }
-  return out;
+/** -v, --mount and --tmpfs, in that order, resolved against the caller's directory; exact repeats count once. */
+function parseMounts(o: RunOptions, cwd: string): MountSpec[] {
+  const all = [...(o.volume ?? []).map((v) => parseVolumeFlag(v, cwd)), ...(o.mount ?? []).map((v) => parseMountFlag(v, cwd)), ...(o.tmpfs ?? []).map((v) => parseTmpfsFlag(v))];
+  const seen = new Set<string>();
+  const mounts = all.filter((m) => {
+    const k = JSON.stringify(m);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+  checkDestinations(mounts);
+  return mounts;
 }
 
-function containerEnv(o: RunOptions, hostname: string, image: ImageConfig = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', TERM: 'xterm', HOSTNAME: hostname, HOME: '/root', container: 'burrow' };
-  for (const kv of [...(image.Env ?? []), ...o.env]) {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) {
-      // -e NAME passes the caller's value, as podman does
-      if (process.env[kv] !== undefined) env[kv] = process.env[kv];
-      continue;
-    }
-    env[kv.slice(0, eq)] = kv.slice(eq + 1);
+/**
+ * The volumes of `mounts` as records: named ones created if missing, anonymous ones made (and
+ * named) now. Returns the records and the volumes this run created (removed again if it fails).
+ */
+function resolveVolumes(mounts: MountSpec[], volumes: VolumeStore): { records: MountRecord[]; created: string[] } {
+  const created: string[] = [];
+  const records = mounts.map((m): MountRecord => {
+    const base = { destination: m.destination, ro: m.ro, flags: m.flags, options: m.options, ...(m.chown ? { chown: true } : {}) };
+    if (m.type === 'tmpfs') return { ...base, type: 'tmpfs', source: 'tmpfs', tmpfsOptions: m.tmpfsOptions };
+    if (m.type === 'bind') return { ...base, type: 'bind', source: m.source };
+    const existed = !m.anonymous && volumes.get(m.source);
+    const v = existed || volumes.create(m.anonymous ? null : m.source, { anonymous: m.anonymous });
+    if (!existed) created.push(v.Name);
+    return { ...base, type: 'volume', source: v.Mountpoint, name: v.Name, ...(m.anonymous ? { anonymous: true } : {}) };
+  });
+  return { records, created };
+}
+
+/** The helper's mounts for the records: binds (volumes are binds of their _data) and tmpfs. */
+function helperMounts(mounts: MountRecord[]): HelperMount[] {
+  return mounts.map((m) => (m.type === 'tmpfs'
+    ? { kind: 'tmpfs', destination: m.destination, data: m.tmpfsOptions, ro: m.ro, flags: m.flags }
+    : { kind: 'bind', source: m.source, destination: m.destination, ro: m.ro, flags: m.flags }));
+}
+
+/**
+ * Chowns what must belong to the container's user before it starts: volumes nobody mounted yet
+ * (podman's NeedsChown) and sources with the U option (recursively). Rootless, through a user
+ * namespace of the user's whole range, where the container's ids can be set.
+ */
+async function chownForContainer(mounts: MountRecord[], volumes: VolumeStore, user: ContainerUser, maps: Maps): Promise<void> {
+  const jobs: Array<{ dir: string; recursive: boolean }> = [];
+  for (const m of mounts) {
+    if (m.type === 'tmpfs') continue;
+    if (m.chown) jobs.push({ dir: m.source, recursive: true });
+    else if (m.type === 'volume' && m.name && volumes.get(m.name)?.NeedsChown) jobs.push({ dir: m.source, recursive: false });
   }
-  return env;
+  if (!jobs.length) return;
+  const shift = ownershipShift(maps);
+  const to = (list: Array<{ containerId: number; hostId: number; size: number }>, id: number) => {
+    const r = list.find((x) => id >= x.containerId && id < x.containerId + x.size);
+    if (!r) throw new ContainerError(`cannot chown a volume to the container's id ${id}: the user namespace does not map it`);
+    return r.hostId + (id - r.containerId);
+  };
+  const uid = to(shift.uid, user.uid);
+  const gid = to(shift.gid, user.gid);
+  for (const j of jobs) {
+    if (process.getuid!() === 0) {
+      const walk = (p: string) => {
+        fs.lchownSync(p, uid, gid);
+        if (j.recursive && fs.lstatSync(p).isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e));
+      };
+      walk(j.dir);
+    } else {
+      const { unshare } = await import('../userns/unshare.js');
+      const rc = await unshare(['chown', ...(j.recursive ? ['-R'] : []), '-h', `${uid}:${gid}`, '--', j.dir], { mode: parseUsernsMode('host'), stdio: 'ignore' });
+      if (rc !== 0) throw new ContainerError(`cannot chown ${j.dir} to the container's user ${user.uid}:${user.gid} (chown exited ${rc})`);
+    }
+  }
+  for (const m of mounts) {
+    const v = m.type === 'volume' && m.name ? volumes.get(m.name) : null;
+    if (v?.NeedsChown) volumes.write({ ...v, NeedsChown: false });
+  }
+}
+
+/** The container's passwd and group text (either may be missing: ""). */
+function userFiles(root: string): { passwd: string; group: string } {
+  const read = (f: string) => {
+    try {
+      return fs.readFileSync(path.join(root, 'etc', f), 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  return { passwd: read('passwd'), group: read('group') };
+}
+
+/** The user the command runs as: --user (or the image's User) resolved in the container's files, else the namespace's default. */
+function commandUser(spec: string | undefined, root: string | null, mode: UsernsMode): { user: ContainerUser; home?: string } {
+  if (spec) {
+    const files = root ? userFiles(root) : { passwd: '', group: '' };
+    const u = resolveUser(spec, files.passwd, files.group);
+    return { user: { spec, uid: u.uid, gid: u.gid, groups: u.groups }, home: u.home };
+  }
+  if (mode.kind === 'keep-id') return { user: { spec: '', uid: mode.uid ?? process.getuid!(), gid: mode.gid ?? process.getgid!(), groups: [] } };
+  return { user: { spec: '', uid: 0, gid: 0, groups: [] } };
 }
 
 /** portMappings capability entries (one per port of a range). */
@@ -169,14 +270,18 @@ function portMappings(specs: PortSpec[]): Array<Record<string, unknown>> {
   return specs.flatMap((s) => Array.from({ length: s.count }, (_, i) => ({ hostPort: s.hostPort + i, containerPort: s.guestPort + i, protocol: s.proto, ...(s.hostAddr ? { hostIP: s.hostAddr } : {}) })));
 }
 
-function writeEtc(dir: string, hostname: string, name: string, ips: string[], resolv: string, extraHosts: string[]): string[] {
-  const hosts = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback', ...ips.map((ip) => `${ip}\t${hostname} ${name}`), ...extraHosts].join('\n');
+/** /etc/hosts as podman writes it: --add-host entries first, then localhost, host.containers.internal, this container. */
+function writeEtc(dir: string, f: { hostname: string; name: string; ips: string[]; resolv: string; extraHosts: string[]; addHosts: string[]; hostGateway?: string }): string[] {
+  const hosts = [
+    ...f.addHosts, '127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback',
+    ...(f.hostGateway ? [`${f.hostGateway}\thost.containers.internal host.docker.internal`] : []),
+    ...f.ips.map((ip) => `${ip}\t${f.hostname} ${f.name}`), ...f.extraHosts,
+  ].join('\n');
   fs.writeFileSync(path.join(dir, 'hosts'), `${hosts}\n`, { mode: 0o644 });
-  fs.writeFileSync(path.join(dir, 'resolv.conf'), resolv, { mode: 0o644 });
-  fs.writeFileSync(path.join(dir, 'hostname'), `${hostname}\n`, { mode: 0o644 });
-  return ['hosts', 'resolv.conf', 'hostname'].map((f) => `${path.join(dir, f)}:/etc/${f}`);
+  fs.writeFileSync(path.join(dir, 'resolv.conf'), f.resolv, { mode: 0o644 });
+  fs.writeFileSync(path.join(dir, 'hostname'), `${f.hostname}\n`, { mode: 0o644 });
+  return ['hosts', 'resolv.conf', 'hostname'].map((x) => `${path.join(dir, x)}:/etc/${x}`);
 }
-
 /** resolv.conf for a CNI container: --dns, else the host's nameservers that work from a netns. */
 function cniResolv(dns: string[]): string {
   if (dns.length) return dns.map((d) => `nameserver ${d}`).join('\n') + '\n';
@@ -192,11 +297,11 @@ function cniResolv(dns: string[]): string {
 }
 
 /** Refuses host ports another running container of this store publishes, naming it. */
-function refusePublishedElsewhere(ports: PortSpec[], stateDir: string): void {
+function refusePublishedElsewhere(ports: PortSpec[], stateDir: string, self?: string): void {
   if (!ports.length) return;
   const overlaps = (a: PortSpec, b: PortSpec) => a.proto === b.proto && a.hostPort < b.hostPort + b.count && b.hostPort < a.hostPort + a.count && (!a.hostAddr || !b.hostAddr || a.hostAddr === b.hostAddr);
   for (const r of new ContainerStore(stateDir).list()) {
-    if (r.state !== 'running' || !ContainerStore.alive(r)) continue;
+    if (r.id === self || r.state !== 'running' || !ContainerStore.alive(r)) continue;
     for (const theirs of r.ports.flatMap((p) => { try { return parsePortSpec(p); } catch { return []; } })) {
       const mine = ports.find((p) => overlaps(p, theirs));
       if (mine) throw new ContainerError(`cannot publish ${formatPortSpec(mine)}: container "${r.name}" (${r.id.slice(0, 12)}) already publishes ${formatPortSpec(theirs)}`);
@@ -305,17 +410,48 @@ async function unpackInto(file: string, plan: ImagePlan, root: string, maps: Map
   if (r.code !== 0) throw new ContainerError(r.stderr.trim().replace(/^Error: /, '') || `unpacking ${file} failed (exit ${r.code})`);
 }
 
+/** The run's options kept in the record for `burrow start` (the runtime-only ones dropped). */
+export type RunSpec = Omit<RunOptions, 'fixedId' | 'readyFd' | 'detached' | 'waitAttach' | 'restart'>;
+
+/** Refuses option combinations podman refuses, with its reasons, before anything starts. */
+function refuseConflicts(o: RunOptions, netName: string, joining: boolean): void {
+  const mode = joining ? 'container' : netName;
+  if (o.dns.length && (mode === 'none' || mode === 'container')) throw new ContainerError(`conflicting options: dns and the network mode: ${mode}`);
+  if ((o.addHost ?? []).length && mode === 'container') throw new ContainerError('invalid config provided: cannot set extra host entries when the container is joined to another containers network namespace: invalid configuration');
+  const cniMode = !SPECIAL_NETWORKS.includes(netName) && !joining;
+  if (o.ip && !cniMode) throw new ContainerError('--ip can only be set when the network mode is bridge: invalid argument');
+  if (o.mac && !cniMode) throw new ContainerError('--mac-address can only be set when the network mode is bridge: invalid argument');
+  if (o.infra && (o.tty || o.interactive)) throw new ContainerError('an infra container has no terminal or stdin');
+}
+
 /** Runs a container in the foreground; resolves to its exit status. */
 export async function runContainer(opts: RunOptions, configArg?: string): Promise<number> {
   const rootless = process.getuid!() !== 0;
   const configFile = configArg && path.resolve(configArg);
+  const { loadConfig } = await import('./config.js');
+  const config = loadConfig(configFile);
+  // `burrow start`: the record holds the options, resolved when the container was created.
+  const previous = opts.restart ? new ContainerStore(config.stateDir).find(opts.fixedId!) : null;
+  if (previous && !previous.spec) throw new ContainerError(`container "${previous.name}" was created by an older burrow and cannot be started again`);
   // Host paths are the caller's: a detached run's supervisor starts in the caller's directory,
   // resolves them there, then leaves it (it must not keep a mount busy for the container's life).
-  const o: RunOptions = { ...opts, rootfs: opts.rootfs && path.resolve(opts.rootfs), image: opts.image && path.resolve(opts.image) };
+  const cwd = process.cwd();
+  const base: RunOptions = previous ? { ...previous.spec!, fixedId: opts.fixedId, readyFd: opts.readyFd, detached: opts.detached, waitAttach: opts.waitAttach, restart: true } : opts;
+  const o: RunOptions = { ...base, rootfs: base.rootfs && path.resolve(base.rootfs), image: base.image && path.resolve(base.image) };
+  const envFiles = previous ? [] : (o.envFile ?? []).flatMap((f) => {
+    const file = path.resolve(cwd, f);
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ContainerError(`parsing env file "${f}": ${(err as Error).message}`);
+    }
+    return parseEnvFile(text, f, process.env);
+  });
+  const mountSpecs = previous ? [] : parseMounts(o, cwd);
   if (o.detached) process.chdir('/');
-  const { loadConfig } = await import('./config.js');
   const netValues = [o.network ?? []].flat();
-  const joinTarget = joinTargetOf(o, netValues, loadConfig(configFile).stateDir);
+  const joinTarget = joinTargetOf(o, netValues, config.stateDir);
   const network = joinTarget ? 'container' : netValues.length === 1 ? netValues[0] : netValues.length ? netValues.join(' --network ') : rootless ? 'usernet' : undefined;
   const ctx = await makeContext(configFile, { plugins: !rootless && !SPECIAL_NETWORKS.includes(network ?? '') && !joinTarget });
   const netName = network ?? ctx.networks.defaultName();
@@ -323,47 +459,73 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   const cni = !SPECIAL_NETWORKS.includes(netName) && !joinTarget;
   if (netName.startsWith('container:')) throw new ContainerError('--network container: needs a container name');
   if (cni && rootless) throw new ContainerError(`rootless containers cannot join the network "${netName}": a bridge network needs root to create its veth pair and bridge in the host namespace; use --network usernet (the default when rootless), which also publishes ports with -p`);
+  refuseConflicts(o, netName, !!joinTarget);
   // several CNI networks (a,b or --network repeated): eth0, eth1, ... in that order unless
   // NAME:interface_name=.. says otherwise; published ports on the first
   const requests = cni ? parseNetworkArgs(netValues.length ? netValues : [netName], { ip: o.ip, mac: o.mac }) : [];
   const lists = requests.map((r) => ctx.networks.get(r.name));
+  for (const [i, r] of requests.entries()) for (const ip of r.ips) checkStaticIp(lists[i], ip);
   if (o.rootfs && o.image) throw new ContainerError('--rootfs and --image both give the root filesystem: choose one');
   checkRootfs(o.rootfs);
-  const volumes = parseVolumes(o.volume ?? []);
-  const ports = o.publish.flatMap((p) => parsePortSpec(p));
-  if (ports.length && (netName === 'host' || netName === 'none')) throw new ContainerError(`-p needs a container network; --network ${netName} has none to publish from`);
-  refusePublishedElsewhere(ports, loadConfig(configFile).stateDir);
-  const caps = capabilityMask(o.capAdd, o.capDrop);
-  const imagePlan = o.image ? await (await import('./image.js')).planImage(path.resolve(o.image)) : null;
-  const imageCfg = imagePlan?.config ?? {};
-  // As podman: the image's Entrypoint stays; arguments given replace its Cmd.
-  const cmd = [...(imageCfg.Entrypoint ?? []), ...(o.cmd.length ? o.cmd : imageCfg.Cmd ?? [])];
+  let publish = o.publish;
+  // podman's behaviour: a warning (the CLI prints it), and the container runs without them
+  if (publish.length && (netName === 'host' || netName === 'none')) publish = [];
+  // -p 80 and -p IP::80 get free host ports now; start reuses them, as podman keeps them
+  const ports = await chooseHostPorts(publish.flatMap((p) => parsePortSpec(p)));
+  publish = ports.map(formatPortSpec);
+  refusePublishedElsewhere(ports, config.stateDir, o.fixedId);
+  const security = parseSecurityOpts(o.securityOpt ?? []);
+  const caps = o.privileged ? capabilityMask(['ALL'], []) : capabilityMask(o.capAdd, o.capDrop);
+  const labels = parseLabels(o.label ?? []);
+  const addHosts = parseAddHosts(o.addHost ?? []);
+  const imagePlan = o.image && !previous ? await (await import('./image.js')).planImage(path.resolve(o.image)) : null;
+  const imageCfg: ImageConfig = previous?.imageConfig ?? imagePlan?.config ?? {};
+  const cmd = previous ? previous.command : containerCommand(o.cmd, o.entrypoint, imageCfg);
   if (!cmd.length && !o.infra) throw new ContainerError(`no command given (burrow run [OPTIONS] -- CMD [ARGS...])${o.image ? `, and ${o.image} names none` : ''}`);
   const mode = parseUsernsMode(o.userns ?? 'host');
   const uidmaps = o.uidmap.map((s) => parseIdMapSpec(s, '--uidmap'));
   const gidmaps = o.gidmap.map((s) => parseIdMapSpec(s, '--gidmap'));
-  const usernetSetup = netName === 'usernet' ? await (await import('./cmd_usernet.js')).usernetSetup({ mtu: '65520', cidr: DEFAULT_ADDRESSING.cidr4, cidr6: DEFAULT_ADDRESSING.cidr6!, ipv6: true, publish: o.publish, mapHostLoopback: o.mapHostLoopback, tap: 'eth0' }, true) : null;
+  const userSpec = o.user ?? (imageCfg.User || undefined);
+  const usernetSetup = netName === 'usernet' ? await (await import('./cmd_usernet.js')).usernetSetup({ mtu: '65520', cidr: DEFAULT_ADDRESSING.cidr4, cidr6: DEFAULT_ADDRESSING.cidr6!, ipv6: true, publish, mapHostLoopback: o.mapHostLoopback, tap: 'eth0' }, true) : null;
   await gcContainers(ctx);
 
   // ---- record, start held, attach, go
   const store = new ContainerStore(ctx.config.stateDir);
+  const volumeStore = new VolumeStore(ctx.config.volumePath);
   const id = o.fixedId ?? ContainerStore.newId();
-  const name = o.name ?? `burrow-${id.slice(0, 12)}`;
+  const name = previous?.name ?? o.name ?? `burrow-${id.slice(0, 12)}`;
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new ContainerError(`invalid --name "${name}": letters, digits, _ . - (not first)`);
   const hostname = joinTarget?.hostname ?? o.hostname ?? id.slice(0, 12);
+  const dir = store.pathOf(id);
+  const rootDir = o.image ? path.join(dir, 'rootfs') : o.rootfs;
+  // what start needs to run it again: mounts are kept resolved in the record (volume names too)
+  const { fixedId: _f, readyFd: _r, detached: _d, waitAttach: _w, restart: _s, ...rest } = o;
+  const spec: RunSpec = { ...rest, publish, envFile: [], env: [...envFiles, ...o.env], volume: [], mount: [], tmpfs: [] };
+  const volumes = previous ? { records: previous.mounts ?? [], created: [] as string[] } : resolveVolumes(mountSpecs, volumeStore);
   const record: ContainerRecord = {
-    id, name, pid: process.pid, startTime: processStartTime(process.pid) ?? '', command: o.infra ? ['(infra)'] : cmd, created: new Date().toISOString(),
-    network: joinTarget ? { mode: 'container', target: joinTarget.id } : cni ? { mode: 'cni', attachments: [] } : { mode: netName as 'usernet' | 'host' | 'none' | 'pasta' | 'slirp4netns' }, ports: o.publish,
+    id, name, pid: process.pid, startTime: processStartTime(process.pid) ?? '', command: o.infra ? ['(infra)'] : cmd, created: previous?.created ?? new Date().toISOString(),
+    network: joinTarget ? { mode: 'container', target: joinTarget.id } : cni ? { mode: 'cni', attachments: [] } : { mode: netName as 'usernet' | 'host' | 'none' | 'pasta' | 'slirp4netns' }, ports: publish,
     state: 'created', hostname, detached: !!o.detached, capabilities: capabilityNames(caps),
-    ...(o.pod ? { pod: o.infra ? o.pod : joinTarget!.pod, infra: !!o.infra } : {}), ...(o.image ? { image: path.resolve(o.image) } : {}),
+    ...(o.pod ? { pod: o.infra ? o.pod : joinTarget!.pod, infra: !!o.infra } : {}), ...(o.image ? { image: path.resolve(o.image), imageConfig: imageCfg } : {}),
+    spec: previous?.spec ?? spec, labels, mounts: volumes.records, tty: !!o.tty, interactive: !!o.interactive, noNewPrivs: security.noNewPrivs, privileged: !!o.privileged,
+    readOnly: !!o.readOnly, restarts: previous ? (previous.restarts ?? 0) + 1 : 0,
   };
-  const dir = store.create(record);
+  try {
+    store.create(record);
+  } catch (err) {
+    for (const v of volumes.created) await volumeStore.remove(v, (d) => removeTree(d)).catch(() => undefined);
+    throw err;
+  }
   let started: Started | null = null;
+  let console: ContainerConsole | null = null;
+  let maps: Maps | null = null;
   // Teardown steps, undone in reverse. A step that fails is reported and the rest carry on; an
   // attachment whose DEL failed is recorded for `system gc` to retry.
   let detach: Array<{ step: string; run: () => Promise<void> | void; attachment?: CniAttachment }> = [];
   const undo = (step: string, run: () => Promise<void> | void, attachment?: CniAttachment) => detach.push({ step, run, attachment });
   let exitCode: number | null = null;
+  // A container that never ran goes again (and the volumes made for it); one started again stays, exited.
+  const removeOnExit = () => (o.rm && exitCode !== null) || (exitCode === null && !previous);
   const cleanup = async () => {
     const failures: Array<{ step: string; error: unknown }> = [];
     const retry: CniAttachment[] = [];
@@ -380,12 +542,16 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
     if (failures.length) {
       const err = new TeardownError(`container "${name}" (${id.slice(0, 12)})`, failures);
       process.stderr.write(`Error: ${err.message}; "burrow system gc" retries it\n`);
-      Object.assign(record, finished, { teardown: { errors: failures.map((f) => ({ step: f.step, error: f.error instanceof Error ? f.error.message : String(f.error) })), retry, remove: !!o.rm || exitCode === null, at: finished.finished } });
+      Object.assign(record, finished, { teardown: { errors: failures.map((f) => ({ step: f.step, error: f.error instanceof Error ? f.error.message : String(f.error) })), retry, remove: removeOnExit(), at: finished.finished } });
       store.write(record);
       return;
     }
-    if (o.rm || exitCode === null) await store.remove(id);
-    else {
+    if (removeOnExit()) {
+      await store.remove(id);
+      // --rm takes the container's anonymous volumes along (podman does too); a failed start, the volumes it made
+      const gone = exitCode === null ? volumes.created : volumes.records.filter((m) => m.anonymous && m.name).map((m) => m.name!);
+      for (const v of gone) await volumeStore.remove(v, (d) => removeTree(d)).catch((e) => process.stderr.write(`Error: removing volume ${v}: ${(e as Error).message}\n`));
+    } else {
       // Kept, exited, until `burrow rm`: the network is already detached.
       Object.assign(record, finished);
       store.write(record);
@@ -394,32 +560,57 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   try {
     const plan = usernetSetup?.plan ?? planAddressing(DEFAULT_ADDRESSING);
     const ownNet = netName !== 'host' && !joinTarget;
-    const rootDir = o.image ? path.join(dir, 'rootfs') : o.rootfs;
-    if (o.image) fs.mkdirSync(rootDir!, { mode: 0o755 });
+    if (o.image && !fs.existsSync(rootDir!)) fs.mkdirSync(rootDir!, { mode: 0o755 });
+    // The maps first: an image is unpacked with them before anything starts, so its files (its
+    // /etc/passwd for --user, its volumes' owners) are there for what follows.
+    maps = joinTarget ? { uid: [], gid: [] } : computeMaps({ mode, uidmaps, gidmaps, rootfs: rootDir, stateDir: ctx.config.stateDir });
+    if (o.image && !previous) await unpackInto(path.resolve(o.image), imagePlan!, rootDir!, maps);
+    const resolved = previous?.user ? { user: previous.user, home: undefined } : commandUser(userSpec, rootDir ?? '/', mode);
+    record.user = resolved.user;
+    await chownForContainer(volumes.records, volumeStore, resolved.user, maps);
+    // Output goes through this process (the log, attached clients, a foreground caller's terminal).
+    if (!o.infra) {
+      console = await ContainerConsole.open({
+        logFile: path.join(dir, 'ctr.log'), socketPath: attachSocketPath(ctx.config.stateDir, id), tty: !!o.tty, interactive: !!o.interactive, name,
+        local: !o.detached, signal: (sig) => started?.child.kill(sig),
+      });
+      record.attachSocket = attachSocketPath(ctx.config.stateDir, id);
+    }
     // The /etc files are bind-mounted after "go", so they may still change until then.
-    const binds = writeEtc(dir, hostname, name, [], '', []);
-    const hold = ownNet || !!o.image;
+    const binds = writeEtc(dir, { hostname, name, ips: [], resolv: '', extraHosts: [], addHosts: [] });
+    // held until go: the network is attached first, a terminal's client attached
+    const hold = ownNet || !!o.waitAttach;
+    record.env = previous?.env ?? containerEnv({ image: imageCfg.Env, flags: [...envFiles, ...o.env] }, hostname, resolved.home ?? '/root', process.env);
+    record.workdir = o.workdir ?? (imageCfg.WorkingDir || undefined);
+    const m = maps;
+    maps = null; // startInNamespaces owns them now (and releases them)
     started = await startInNamespaces(cmd, {
-      mode, uidmaps, gidmaps, rootfs: rootDir, stateDir: ctx.config.stateDir,
+      mode, uidmaps, gidmaps, rootfs: rootDir, stateDir: ctx.config.stateDir, maps: m,
       namespaces: joinTarget ? ['mnt', 'pid'] : ['mnt', 'pid', 'uts', 'ipc', ...(ownNet ? ['net'] : [])], joinPid: joinTarget?.initPid,
       tap: usernetSetup ? usernetSetup.tapName : undefined, wantFds: hold, holdUntilGo: hold, pause: o.infra, capabilities: caps,
-      root: rootDir ?? 'host', binds: [...binds, ...volumes.ro], volumes: volumes.rw, hostname: joinTarget ? undefined : hostname,
-      workdir: o.workdir ?? (imageCfg.WorkingDir || undefined), env: containerEnv(o, hostname, imageCfg), stdio: o.infra ? 'ignore' : 'inherit',
+      root: rootDir ?? 'host', binds, mounts: helperMounts(volumes.records), hostname: joinTarget ? undefined : hostname,
+      workdir: record.workdir, env: Object.fromEntries(record.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+      stdio: o.infra ? 'ignore' : [o.interactive && !o.tty ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      user: resolved.user.spec ? helperUserArg({ ...resolved.user, home: '' }) : undefined,
+      noNewPrivs: security.noNewPrivs, readOnlyRoot: !!o.readOnly && !!rootDir, hostDevices: !!o.privileged, unmasked: !!o.privileged || security.unmasked,
+      console: !!o.tty,
     });
     const s = started;
+    console?.connectPipes(s.child.stdout, s.child.stderr, s.child.stdin);
     undo('close the namespace fds', () => {
       for (const fd of [s.fds?.netns, s.fds?.userns]) if (fd !== undefined) fs.closeSync(fd);
     });
-    if (o.image) await unpackInto(path.resolve(o.image), imagePlan!, rootDir!, s.maps);
     let ips: string[] = [];
     let resolv = '';
     const extraHosts: string[] = [];
+    let hostGateway: string | undefined;
     if (joinTarget) {
       // The namespace's own files: its addresses, nameservers and hostname, plus this name.
       const from = store.pathOf(joinTarget.id);
       ips = joinTarget.ips ?? [];
-      resolv = o.dns.length ? cniResolv(o.dns) : fs.readFileSync(path.join(from, 'resolv.conf'), 'utf8');
-      for (const l of fs.readFileSync(path.join(from, 'hosts'), 'utf8').split('\n').slice(2)) if (l.trim()) extraHosts.push(l);
+      resolv = fs.readFileSync(path.join(from, 'resolv.conf'), 'utf8');
+      const own = new Set(['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback']);
+      for (const l of fs.readFileSync(path.join(from, 'hosts'), 'utf8').split('\n')) if (l.trim() && !own.has(l)) extraHosts.push(l);
     } else if (usernetSetup) {
       const { startUsernet } = await import('./usernet.js');
       const apiSocket = path.join(ctx.config.stateDir, 'sock', `${id.slice(0, 12)}.sock`);
@@ -434,7 +625,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
       // in use fails here, before any rule exists, instead of having its traffic taken.
       if (ports.length) undo('release the reserved host ports', await reserveHostPorts(ports));
       const netns = `/proc/${process.pid}/fd/${s.fds!.netns}`;
-      const attachments = requests.map((r) => ({ network: r.name, netns, ifname: r.ifname }));
+      const attachments: CniAttachment[] = requests.map((r) => ({ network: r.name, netns, ifname: r.ifname }));
       record.network = { mode: 'cni', attachments };
       store.write(record);
       for (const [i, list] of lists.entries()) {
@@ -442,8 +633,12 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
         const req = requests[i];
         const rt = { containerId: id, netns, ifname: req.ifname, capabilityArgs: { ...(ports.length && first ? { portMappings: portMappings(ports) } : {}), ...(req.ips.length ? { ips: req.ips } : {}), ...(req.mac ? { mac: req.mac } : {}) } };
         undo(`CNI DEL of network "${req.name}" (${req.ifname})`, () => ctx.runtime.delNetworkList(list, rt), attachments[i]);
-        const result = (await ctx.runtime.addNetworkList(list, rt)) as { ips?: Array<{ address: string }> };
+        const result = (await ctx.runtime.addNetworkList(list, rt)) as { ips?: Array<{ address: string; gateway?: string; interface?: number }>; interfaces?: Array<{ name: string; mac?: string; sandbox?: string }> };
+        const inside = (result.interfaces ?? []).find((x) => x.name === req.ifname && x.sandbox) ?? (result.interfaces ?? []).find((x) => x.sandbox);
+        attachments[i].result = { ips: (result.ips ?? []).map((x) => ({ address: x.address, ...(x.gateway ? { gateway: x.gateway } : {}) })), ...(inside?.mac ? { mac: inside.mac } : {}) };
         ips.push(...(result.ips ?? []).map((x) => x.address.split('/')[0]));
+        // podman: host.containers.internal is the first bridge network's gateway
+        hostGateway ??= (result.ips ?? []).find((x) => x.gateway && !x.address.includes(':'))?.gateway;
       }
       resolv = cniResolv(o.dns);
     } else if (netName === 'pasta' || netName === 'slirp4netns') {
@@ -456,20 +651,33 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
       resolv = netName === 'none' ? '' : cniResolv(o.dns);
     }
     if (o.dns.length && usernetSetup) resolv = o.dns.map((d) => `nameserver ${d}\n`).join('');
-    writeEtc(dir, hostname, name, ips, resolv, extraHosts); // same paths: the binds above still hold
-    Object.assign(record, { state: 'running', initPid: s.pid, ips });
+    writeEtc(dir, { hostname, name, ips, resolv, extraHosts, addHosts, hostGateway }); // same paths: the binds above still hold
+    Object.assign(record, { state: 'running', initPid: s.pid, ips, startedAt: new Date().toISOString() });
+    delete record.teardown;
     store.write(record);
     const unrelay = relaySignals(s.child);
+    if (o.waitAttach && console) await waitForClient(console, o.readyFd);
     s.go();
-    if (o.readyFd !== undefined) {
+    if (s.console) {
+      try {
+        const master = await s.console.master;
+        console?.connectTerminal(master);
+      } catch {
+        // the helper failed before it made the terminal: its stderr (in the log) says why
+      }
+      s.console.ready();
+    }
+    if (o.readyFd !== undefined && !o.waitAttach) {
       fs.writeSync(o.readyFd, 'OK\n');
       fs.closeSync(o.readyFd);
     }
     const code = await s.exited;
     unrelay();
+    await console?.drain();
     exitCode = code;
     return code;
   } catch (err) {
+    if (maps) releaseMaps(maps);
     if (started) {
       started.abort();
       started.child.kill('SIGKILL');
@@ -478,37 +686,96 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
     throw err;
   } finally {
     await cleanup();
+    // attached clients learn the exit code once the container is cleaned up (and gone, with --rm)
+    if (console) await console.finish(exitCode ?? 125);
   }
 }
 
+/** The container's attach socket (unix socket paths are limited to 108 bytes: the short id). */
+export function attachSocketPath(stateDir: string, id: string): string {
+  return path.join(stateDir, 'sock', `${id.slice(0, 12)}.attach`);
+}
+
+/**
+ * run -it, start -a: tells the caller the container is ready ("OK" on fd 3), then holds the
+ * command until the caller's client has attached (or the caller went away: it runs detached then).
+ */
+async function waitForClient(console: ContainerConsole, readyFd: number | undefined): Promise<void> {
+  if (readyFd === undefined) return console.attached;
+  fs.writeSync(readyFd, 'OK\n');
+  const net = await import('node:net');
+  const caller = new net.Socket({ fd: readyFd, readable: true, writable: false });
+  await Promise.race([console.attached, new Promise<void>((resolve) => {
+    caller.on('end', () => resolve());
+    caller.on('close', () => resolve());
+    caller.on('error', () => resolve());
+  })]);
+  caller.destroy();
+}
+
+/** Removes a directory tree; rootless, files owned by subordinate ids go from inside the user's range. */
+async function removeTree(dir: string): Promise<void> {
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (process.getuid!() === 0 || (code !== 'EACCES' && code !== 'EPERM')) throw err;
+  }
+  const { unshare } = await import('../userns/unshare.js');
+  const rc = await unshare(['rm', '-rf', '--one-file-system', '--', dir], { mode: parseUsernsMode('host'), stdio: 'ignore' });
+  if (rc !== 0 || fs.existsSync(dir)) throw new ContainerError(`cannot remove ${dir} (rm exited ${rc})`);
+}
+export { removeTree };
+
 /**
  * `run -d`: starts a supervisor (this CLI again, in its own session, with BURROW_SUPERVISE set)
- * whose stdout and stderr go to the container's log file, waits until it reports the container
+ * whose own messages go to the container's supervisor.log, waits until it reports the container
  * running on fd 3, and returns the id. A supervisor that fails reports nothing: its log says why.
  */
 export async function detachRun(argv: string[], configFile?: string): Promise<string> {
   const dash = argv.indexOf('--');
   const head = (dash < 0 ? argv : argv.slice(0, dash)).filter((a) => a !== '-d' && a !== '--detach');
-  return startSupervisor([...head, ...(dash < 0 ? [] : argv.slice(dash))], configFile);
+  return (await startSupervisor([...head, ...(dash < 0 ? [] : argv.slice(dash))], configFile)).id;
 }
 
-/** Starts `burrow ARGS` (a run without -d) as a detached supervisor; resolves to the container id once it runs. */
-export async function startSupervisor(args: string[], configFile?: string): Promise<string> {
+/** `burrow start`: supervises the existing container `id` again (waitAttach: start -a). */
+export async function restartSupervisor(id: string, configFile: string | undefined, o: { waitAttach?: boolean } = {}): Promise<Supervisor> {
+  return startSupervisor([...(configFile ? ['--config', configFile] : []), 'internal', 'start', id], configFile, { ...o, existing: id });
+}
+
+export interface Supervisor {
+  id: string;
+  /** The container's attach socket. */
+  socket: string;
+  /** waitAttach: tells the supervisor this caller is done waiting (attached, or giving up). */
+  release(): void;
+}
+
+/**
+ * Starts `burrow ARGS` (a run without -d, or `internal start ID`) as a detached supervisor;
+ * resolves once it runs the container (with waitAttach: once it is ready for the first client,
+ * the command held until one attaches or release() is called).
+ */
+export async function startSupervisor(args: string[], configFile?: string, o: { waitAttach?: boolean; existing?: string } = {}): Promise<Supervisor> {
   const { spawn } = await import('node:child_process');
   const { loadConfig } = await import('./config.js');
-  const s = new ContainerStore(loadConfig(configFile).stateDir);
-  const id = ContainerStore.newId();
+  const stateDir = loadConfig(configFile).stateDir;
+  const s = new ContainerStore(stateDir);
+  const id = o.existing ?? ContainerStore.newId();
   const dir = s.pathOf(id);
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const log = path.join(dir, 'ctr.log');
+  const log = path.join(dir, 'supervisor.log');
   const fd = fs.openSync(log, 'a', 0o600);
   // Read through our own fd: a supervisor that fails removes the directory, log included.
   const reader = fs.openSync(log, 'r');
-  const child = spawn(process.execPath, [process.argv[1], ...args], { detached: true, stdio: ['ignore', fd, fd, 'pipe'], env: { ...process.env, BURROW_SUPERVISE: id } });
+  const skip = fs.fstatSync(reader).size; // a restarted container's log holds earlier runs
+  const env = { ...process.env, BURROW_SUPERVISE: id, ...(o.waitAttach ? { BURROW_WAIT_ATTACH: '1' } : {}) };
+  const child = spawn(process.execPath, [process.argv[1], ...args], { detached: true, stdio: ['ignore', fd, fd, 'pipe'], env });
   fs.closeSync(fd);
+  const pipe = child.stdio[3] as import('node:net').Socket;
   const ready = await new Promise<boolean>((resolve) => {
     let buf = '';
-    const pipe = child.stdio[3] as NodeJS.ReadableStream;
     pipe.on('data', (d: Buffer) => {
       buf += d.toString();
       if (buf.includes('OK')) resolve(true);
@@ -516,15 +783,20 @@ export async function startSupervisor(args: string[], configFile?: string): Prom
     pipe.on('end', () => resolve(buf.includes('OK')));
     pipe.on('error', () => resolve(false));
   });
-  (child.stdio[3] as unknown as { destroy(): void }).destroy();
+  const release = () => pipe.destroy();
+  if (!o.waitAttach) release();
   if (ready) {
     fs.closeSync(reader);
     child.unref(); // the supervisor lives on in its own session
-    return id;
+    pipe.unref();
+    return { id, socket: attachSocketPath(stateDir, id), release };
   }
+  release();
   await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(null)));
-  const why = fs.readFileSync(reader, 'utf8').trim().split('\n').slice(-3).join('\n');
+  const buf = Buffer.alloc(Math.max(0, fs.fstatSync(reader).size - skip));
+  fs.readSync(reader, buf, 0, buf.length, skip);
+  const why = buf.toString().trim().split('\n').slice(-3).join('\n');
   fs.closeSync(reader);
-  fs.rmSync(dir, { recursive: true, force: true });
+  if (!o.existing) fs.rmSync(dir, { recursive: true, force: true });
   throw new ContainerError(why.replace(/^Error: /, '') || 'the container supervisor exited before the container started');
 }

@@ -148,15 +148,16 @@ rootTest.serial('detached: run -d prints the id; ps, logs, port, stop, ps -a, rm
   }
   t.is(up, '200', 'reachable while burrow run -d has returned');
   const ps = b(['ps']);
-  t.regex(ps.stdout, new RegExp(`^${id.slice(0, 12)}\\s+web\\s+.*Up .*18400:8080`, 'm'));
+  t.regex(ps.stdout, new RegExp(`^${id.slice(0, 12)}\\s+.*Up .*0\\.0\\.0\\.0:18400->8080/tcp\\s+web$`, 'm'), 'podman\'s columns: PORTS, then NAMES last');
   t.regex(b(['logs', 'web']).stdout, /ready/);
-  t.is(b(['port', 'web']).stdout.trim(), '18400:8080');
+  t.is(b(['port', 'web']).stdout.trim(), '8080/tcp -> 0.0.0.0:18400');
+  t.is(b(['port', 'web', '8080']).stdout.trim(), '0.0.0.0:18400');
   const json = JSON.parse(b(['ps', '--format', 'json']).stdout);
   t.like(json[0], { Id: id, Names: ['web'], State: 'running' });
   t.is(b(['rm', 'web']).code, 125, 'rm of a running container without -f refuses');
   t.is(b(['stop', '-t', '5', 'web']).code, 0);
   t.not(http(w.remote, 'http://10.98.0.1:18400/'), '200');
-  t.regex(b(['ps', '-a']).stdout, /web\s+.*Exited \(143\)/);
+  t.regex(b(['ps', '-a']).stdout, /Exited \(143\).*\s+web$/m);
   t.is(b(['ps']).stdout.trim().split('\n').length, 1, 'ps without -a: only the header');
   t.is(b(['rm', 'web']).code, 0);
   t.deepEqual(fs.readdirSync(path.join(sb.dir, 'state', 'containers')), []);
@@ -275,9 +276,9 @@ rootTest.serial('run -d resolves relative --rootfs, --image and --config against
   t.teardown(() => void u(['rm', '-f', 'ported']));
   t.is(u(['run', '-d', '--name', 'ported', '-p', '18420:80', '--', 'sleep', '30']).status, 0);
   t.is(u(['port', 'ported', 'add', '18421:81']).stdout.trim(), '2');
-  t.deepEqual(u(['port', 'ported']).stdout.trim().split('\n'), ['18420:80', '18421:81']);
+  t.deepEqual(u(['port', 'ported']).stdout.trim().split('\n'), ['80/tcp -> 0.0.0.0:18420', '81/tcp -> 0.0.0.0:18421']);
   t.is(u(['port', 'ported', 'rm', '1']).status, 0);
-  t.deepEqual(u(['port', 'ported']).stdout.trim().split('\n'), ['18421:81'], 'the removed forward is no longer listed');
+  t.deepEqual(u(['port', 'ported']).stdout.trim().split('\n'), ['81/tcp -> 0.0.0.0:18421'], 'the removed forward is no longer listed');
 });
 
 rootTest.serial('teardown that fails is reported, recorded for inspect and ps, and retried by system gc until it completes', async (t) => {
@@ -313,7 +314,7 @@ elif cmd == 'DEL' and os.path.exists(conf['flag']):
   const [rec] = JSON.parse(b(['inspect', 'td']).stdout);
   t.like(rec.teardown, { remove: true, retry: [{ network: 'tdnet', ifname: 'eth0' }] });
   t.regex(rec.teardown.errors[0].error, /injected DEL failure/);
-  t.regex(b(['ps', '-a']).stdout, /td\s+.*Exited \(0\).*teardown incomplete/);
+  t.regex(b(['ps', '-a']).stdout, /Exited \(0\).*teardown incomplete.*\s+td$/m);
   t.deepEqual(reservations(sb), [], 'the rest of the chain was torn down all the same (bridge and IPAM)');
   const still = b(['system', 'gc']);
   t.regex(still.stdout, /still failing: teardown of container td \([0-9a-f]{12}\) is incomplete/);

@@ -37,7 +37,8 @@ export interface UnshareOptions {
   wantFds?: boolean;
   /** With wantFds/tap: the command waits until Started.go() (configure the network first). */
   holdUntilGo?: boolean;
-  stdio?: 'inherit' | 'pipe' | 'ignore';
+  /** The command's stdin, stdout, stderr (one value for all three, or each). */
+  stdio?: StdioMode | [StdioMode, StdioMode, StdioMode];
   /** With a mount namespace: "host" (host filesystem read-only) or a rootfs directory to pivot into. */
   root?: string;
   /** Read-only bind mounts "SRC:DST" inside the root. */
@@ -56,6 +57,43 @@ export interface UnshareOptions {
   joinPid?: number;
   /** Run no command: the init only holds the namespaces until SIGTERM (a pod's infra). */
   pause?: boolean;
+  /** More mounts, in order, after binds and volumes: binds and tmpfs with their options. */
+  mounts?: HelperMount[];
+  /** The command's user, as the helper's -u takes it: UID:GID[:G,...] (ids of the container). */
+  user?: string;
+  /** Maps computed beforehand (computeMaps), e.g. to unpack an image first; released as if computed here. */
+  maps?: Maps;
+  noNewPrivs?: boolean;
+  /** A rootfs mounted read-only (--read-only). */
+  readOnlyRoot?: boolean;
+  /** --privileged: the host's /dev, and no masked paths. */
+  hostDevices?: boolean;
+  unmasked?: boolean;
+  /** Give the command a terminal from the container's devpts: see Started.console. */
+  console?: boolean;
+}
+
+type StdioMode = 'inherit' | 'pipe' | 'ignore';
+
+export interface HelperMount {
+  kind: 'bind' | 'tmpfs';
+  /** bind: the host path */
+  source?: string;
+  destination: string;
+  ro?: boolean;
+  /** nosuid, nodev, noexec, norec, ro (tmpfs) */
+  flags?: string[];
+  /** tmpfs: size=, mode= */
+  data?: string;
+}
+
+/** The helper's arguments for `mounts`. */
+export function mountArgs(mounts: HelperMount[]): string[] {
+  return mounts.flatMap((m) => {
+    const head = m.kind === 'tmpfs' ? ['-M', `${m.destination}:${m.data ?? ''}`] : [m.ro ? '-B' : '-V', `${m.source}:${m.destination}`];
+    const flags = [...(m.flags ?? []), ...(m.kind === 'tmpfs' && m.ro ? ['ro'] : [])];
+    return flags.length ? [...head, '-E', flags.join(',')] : head;
+  });
 }
 
 export interface Maps {
@@ -292,6 +330,12 @@ export interface Started {
   /** holdUntilGo: lets the command run (go) or makes the child exit without running it (abort). */
   go(): void;
   abort(): void;
+  /**
+   * With `console`: the terminal's master, once the init made it (after go); the command starts
+   * when ready() is called (set the window size first). `master` rejects if the helper failed
+   * before (its stderr says why).
+   */
+  console?: { master: Promise<number>; ready(): void };
 }
 
 const closeFd = (fd: number) => fs.closeSync(fd);
@@ -331,23 +375,35 @@ function receiveFds(sock: number, tap: boolean, keep = false): NamespaceFds {
  */
 export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promise<Started> {
   const joining = o.joinPid !== undefined;
-  const maps: Maps = joining ? { uid: [], gid: [] } : computeMaps(o);
+  const maps: Maps = o.maps ?? (joining ? { uid: [], gid: [] } : computeMaps(o));
   let pair: [number, number] | null = null;
+  let consolePair: [number, number] | null = null;
   try {
     if (!joining) checkUsernsEnabled();
     const helper = helperPath();
     const wantFds = !!(o.wantFds || o.tap);
     if (wantFds) pair = socketPair();
     const hold = wantFds && !!o.holdUntilGo;
-    const fsArgs = [...(o.root ? ['-R', o.root] : []), ...(o.binds ?? []).flatMap((b) => ['-B', b]), ...(o.volumes ?? []).flatMap((b) => ['-V', b]), ...(o.hostname ? ['-H', o.hostname] : []), ...(o.workdir ? ['-C', o.workdir] : [])];
+    if (o.console) consolePair = socketPair();
+    const fsArgs = [
+      ...(o.root ? ['-R', o.root] : []), ...(o.readOnlyRoot ? ['-r'] : []), ...(o.hostDevices ? ['-D'] : []), ...(o.unmasked ? ['-U'] : []),
+      ...(o.binds ?? []).flatMap((b) => ['-B', b]), ...(o.volumes ?? []).flatMap((b) => ['-V', b]), ...mountArgs(o.mounts ?? []),
+      ...(o.hostname ? ['-H', o.hostname] : []), ...(o.workdir ? ['-C', o.workdir] : []),
+    ];
     const caps = o.capabilities !== undefined ? ['-c', o.capabilities.toString(16)] : [];
     const join = joining ? ['-J', String(o.joinPid)] : [];
-    const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...join, ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), ...(hold ? ['-w'] : []), ...fsArgs, ...caps, ...(o.pause ? ['-P'] : ['--', ...cmd])];
+    const command = [...(o.user ? ['-u', o.user] : []), ...(o.noNewPrivs ? ['-N'] : []), ...(consolePair ? ['-T', pair ? '6' : '5'] : [])];
+    const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...join, ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), ...(hold ? ['-w'] : []), ...fsArgs, ...caps, ...command, ...(o.pause ? ['-P'] : ['--', ...cmd])];
     const io = o.stdio ?? 'inherit';
-    const child = spawn(helper, args, { stdio: [io, io, io, 'pipe', 'pipe', ...(pair ? [pair[1]] : [])], env: o.env ?? process.env });
+    const [i0, i1, i2] = Array.isArray(io) ? io : [io, io, io];
+    const child = spawn(helper, args, { stdio: [i0, i1, i2, 'pipe', 'pipe', ...(pair ? [pair[1]] : []), ...(consolePair ? [consolePair[1]] : [])], env: o.env ?? process.env });
     if (pair) {
       closeFd(pair[1]);
       pair = [pair[0], -1];
+    }
+    if (consolePair) {
+      closeFd(consolePair[1]);
+      consolePair = [consolePair[0], -1];
     }
     const report = child.stdio[3] as NodeJS.ReadableStream;
     const control = child.stdio[4] as NodeJS.WritableStream;
@@ -391,12 +447,66 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
       closeFd(held);
       held = -1;
     };
-    return { pid, child, maps, fds, exited, go: () => release(true), abort: () => release(false) };
+    const started: Started = { pid, child, maps, fds, exited, go: () => release(true), abort: () => release(false) };
+    if (consolePair) {
+      const sock = consolePair[0];
+      consolePair = null;
+      started.console = receiveConsole(sock);
+    }
+    return started;
   } catch (err) {
     if (pair) for (const fd of pair) if (fd >= 0) closeFd(fd);
+    if (consolePair) for (const fd of consolePair) if (fd >= 0) closeFd(fd);
     releaseMaps(maps);
     throw err;
   }
+}
+
+/**
+ * The helper's -T side: waits (without blocking the loop) for "PTY" + the master on `sock`; ready()
+ * sends the byte that lets the command start, and closes the socket.
+ */
+export function receiveConsole(sock: number): { master: Promise<number>; ready(): void } {
+  let open = true;
+  const close = () => {
+    if (!open) return;
+    open = false;
+    unwatch(sock);
+    closeFd(sock);
+  };
+  const master = new Promise<number>((resolve, reject) => {
+    watchReadable(sock, () => {
+      let msg: { data: Buffer; fds: number[] } | null;
+      try {
+        msg = recvFdsNow(sock, 1, 64);
+      } catch (err) {
+        close();
+        reject(err);
+        return;
+      }
+      if (!msg) return;
+      unwatch(sock);
+      if (msg.data.toString() === 'PTY' && msg.fds.length === 1) resolve(msg.fds[0]);
+      else {
+        for (const fd of msg.fds) closeFd(fd);
+        close();
+        reject(new UsernsError('the namespace helper exited before it made the terminal'));
+      }
+    });
+  });
+  master.catch(() => undefined);
+  return {
+    master,
+    ready: () => {
+      if (!open) return;
+      try {
+        fs.writeSync(sock, 'G');
+      } catch {
+        // the helper is gone; its exit status tells
+      }
+      close();
+    },
+  };
 }
 
 /** The signals a container's caller passes on (the helper forwards them to the command). */

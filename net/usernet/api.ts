@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import { formatPortSpec, parsePortSpec, type Forwarder, type PortSpec } from './forward.js';
+import { chooseHostPorts, formatPortSpec, parsePortSpec, type Forwarder, type PortSpec } from './forward.js';
 
 export interface ApiContext {
   forwarder: Forwarder;
@@ -24,7 +24,7 @@ async function handle(ctx: ApiContext, req: unknown): Promise<unknown> {
   switch (r?.execute) {
     case 'add_hostfwd': {
       let specs: PortSpec[];
-      if (typeof a.spec === 'string') specs = parsePortSpec(a.spec);
+      if (typeof a.spec === 'string') specs = await chooseHostPorts(parsePortSpec(a.spec));
       else {
         const proto = a.proto ?? 'tcp';
         const hostPort = Number(a.host_port);

@@ -20,6 +20,7 @@ export interface PortSpec {
   proto: 'tcp' | 'udp';
   /** "" binds every address. */
   hostAddr: string;
+  /** 0: a free port is chosen when the container starts (chooseHostPorts), as podman does. */
   hostPort: number;
   guestPort: number;
   /** Ports in the range (hostPort..hostPort+count-1 -> guestPort..). */
@@ -29,8 +30,10 @@ export interface PortSpec {
 export class PortSpecError extends Error {}
 
 /**
- * Parses podman's -p syntax: [hostIP:]hostPort[-end]:ctrPort[-end][/tcp|udp], with IPv6 host
- * addresses in brackets ([::1]:8080:80). A lone CTRPORT publishes the same host port.
+ * Parses podman's -p syntax: [[hostIP:][hostPort[-end]]:]ctrPort[-end][/tcp|udp], with IPv6 host
+ * addresses in brackets ([::1]:8080:80). Without a host port (-p 80, -p 127.0.0.1::80) the host
+ * port is 0: chooseHostPorts picks free ones, as podman does (the same port could be the host's
+ * own sshd's with -p 22).
  */
 export function parsePortSpec(text: string): PortSpec[] {
   const bad = (why: string) => new PortSpecError(`invalid port mapping "${text}": ${why}`);
@@ -55,7 +58,7 @@ export function parsePortSpec(text: string): PortSpec[] {
     hostAddr = parts.shift()!;
     if (hostAddr && !ipv4.parseAddr(hostAddr)) throw bad(`"${hostAddr}" is not an IPv4 address (put IPv6 addresses in brackets)`);
   }
-  if (parts.length > 2 || !parts[0]) throw bad('expected [hostIP:]hostPort[-end]:containerPort[-end][/tcp|udp]');
+  if (parts.length > 2 || !parts[parts.length - 1]) throw bad('expected [[hostIP:][hostPort[-end]]:]containerPort[-end][/tcp|udp]');
   const range = (s: string, what: string) => {
     const m = /^(\d+)(?:-(\d+))?$/.exec(s);
     if (!m) throw bad(`${what} "${s}" is not a port or range`);
@@ -64,8 +67,8 @@ export function parsePortSpec(text: string): PortSpec[] {
     if (a < 1 || b > 65535 || b < a) throw bad(`${what} ${s} is outside 1-65535 or reversed`);
     return [a, b - a + 1];
   };
-  const [hostPort, hostCount] = range(parts[0], 'host port');
-  const [guestPort, guestCount] = parts.length === 2 ? range(parts[1], 'container port') : [hostPort, hostCount];
+  const [guestPort, guestCount] = range(parts[parts.length - 1], 'container port');
+  const [hostPort, hostCount] = parts.length === 2 && parts[0] ? range(parts[0], 'host port') : [0, guestCount];
   if (hostCount !== guestCount) throw bad(`the host range has ${hostCount} ports and the container range ${guestCount}`);
   return protos.map((proto) => ({ proto, hostAddr, hostPort, guestPort, count: hostCount }));
 }
@@ -151,10 +154,92 @@ export async function reserveHostPorts(specs: PortSpec[]): Promise<() => void> {
   return () => closers.forEach((c) => c());
 }
 
+/** The kernel's ephemeral port range (net.ipv4.ip_local_port_range), where random host ports come from. */
+function ephemeralRange(): [number, number] {
+  try {
+    const [a, b] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (a > 0 && b >= a && b <= 65535) return [a, b];
+  } catch {
+    // not Linux, or no procfs
+  }
+  return [32768, 60999];
+}
+
+/**
+ * Gives every spec without a host port (hostPort 0) free ports: one the kernel picks (bind to
+ * port 0), or for a range a run of consecutive ports that are all free now, as podman picks
+ * them. Ports chosen for one spec are not chosen again for another. Specs with ports pass as they are.
+ */
+export async function chooseHostPorts(specs: PortSpec[]): Promise<PortSpec[]> {
+  const taken = new Set<string>();
+  const out: PortSpec[] = [];
+  const key = (proto: string, port: number) => `${proto}/${port}`;
+  const free = async (s: PortSpec, port: number) => {
+    try {
+      (await bindHostPort(s.proto, s.hostAddr, port))();
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (const s of specs) {
+    if (s.hostPort) {
+      out.push(s);
+      continue;
+    }
+    let chosen = 0;
+    if (s.count === 1) {
+      for (let i = 0; i < 16 && !chosen; i++) {
+        const probe = (addr: string) => (s.proto === 'tcp' ? probeTcp(addr, 0) : probeUdp(addr, 0));
+        // "every address" on a host without IPv6: IPv4's every address then (as bindHostPort)
+        const port = await probe(s.hostAddr).catch((err: NodeJS.ErrnoException) => {
+          if (s.hostAddr || (err.code !== 'EAFNOSUPPORT' && err.code !== 'EADDRNOTAVAIL')) throw bindError(s, err);
+          return probe('0.0.0.0');
+        });
+        if (!taken.has(key(s.proto, port))) chosen = port;
+      }
+    } else {
+      const [lo, hi] = ephemeralRange();
+      for (let i = 0; i < 200 && !chosen; i++) {
+        const start = lo + Math.floor(Math.random() * Math.max(1, hi - lo - s.count + 2));
+        let ok = true;
+        for (let p = start; p < start + s.count && ok; p++) ok = !taken.has(key(s.proto, p)) && (await free(s, p));
+        if (ok) chosen = start;
+      }
+    }
+    if (!chosen) throw new PortSpecError(`cannot publish ${formatPortSpec(s)}: found no free host port${s.count > 1 ? ` range of ${s.count}` : ''}`);
+    for (let p = chosen; p < chosen + s.count; p++) taken.add(key(s.proto, p));
+    out.push({ ...s, hostPort: chosen });
+  }
+  return out;
+}
+
+function probeTcp(addr: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen({ host: addr || '::', port, ipv6Only: false }, () => {
+      const p = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(p));
+    });
+  });
+}
+
+function probeUdp(addr: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const sock = dgram.createSocket({ type: !addr || addr.includes(':') ? 'udp6' : 'udp4', ipv6Only: false });
+    sock.once('error', reject);
+    sock.bind({ address: addr || '::', port }, () => {
+      const p = sock.address().port;
+      sock.close(() => resolve(p));
+    });
+  });
+}
+
 export function formatPortSpec(s: PortSpec): string {
   const host = s.hostAddr.includes(':') ? `[${s.hostAddr}]:` : s.hostAddr ? `${s.hostAddr}:` : '';
   const r = (p: number) => (s.count > 1 ? `${p}-${p + s.count - 1}` : `${p}`);
-  return `${host}${r(s.hostPort)}:${r(s.guestPort)}/${s.proto}`;
+  return `${host}${s.hostPort ? r(s.hostPort) : ''}:${r(s.guestPort)}/${s.proto}`;
 }
 
 /** Opens a socket connected to the container's `port` from inside its namespace; resolves to its fd. */

@@ -22,7 +22,7 @@ export async function world(t: ExecutionContext): Promise<{ host: string; remote
 export function rootSandbox(t: ExecutionContext): BurrowSandbox {
   const sb = sandbox(t, [path.join(ROOT, 'plugins', 'bin')]);
   const toml = fs.readFileSync(sb.configFile, 'utf8').replace('[network]\n', `[network]\nipam_data_dir = "${path.join(sb.dir, 'ipam')}"\n`);
-  fs.writeFileSync(sb.configFile, `${toml}[engine]\nstate_dir = "${path.join(sb.dir, 'state')}"\n`);
+  fs.writeFileSync(sb.configFile, `${toml}[engine]\nstate_dir = "${path.join(sb.dir, 'state')}"\nvolume_path = "${path.join(sb.dir, 'volumes')}"\n`);
   return sb;
 }
 
