@@ -898,8 +898,12 @@ static int exec_in(const char *pid) {
   if (c < 0) return 125;
   if (c == 0) {
     if (exec_detached) {
-      /* exec -d: its own session, reparented to the container's init once we return */
+      /* exec -d: its own session, reparented to the container's init once we return, and no
+       * tie to the caller's stdio (a caller waiting for its pipes would wait for the command) */
       setsid();
+      int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+      if (null < 0) _exit(125);
+      for (int fd = 0; fd < 3; fd++) dup2(null, fd);
     } else {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != helper_pid && getppid() != 0) _exit(125);

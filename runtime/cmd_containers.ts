@@ -182,7 +182,8 @@ export function containerCommands(globals: () => { config?: string }, out: Out):
       if (o.ignore && !names.length) list.push(...targets(s, [], o));
       for (const r of list) {
         await removeContainer(s, r, { force: o.force, volumes: o.volumes, time: Number(o.time) }, globals().config);
-        out(`${r.id}\n`);
+        // as podman: the name or id as given, the full id for --all and --latest
+        out(`${names.find((n) => n === r.name || r.id.startsWith(n)) ?? r.id}\n`);
       }
     });
   const wait = new Command('wait')

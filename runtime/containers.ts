@@ -220,7 +220,8 @@ function findRecord<T extends { id: string; name: string }>(all: T[], ref: strin
   const prefix = ref.length >= 3 ? all.filter((r) => r.id.startsWith(ref)) : [];
   if (prefix.length === 1) return prefix[0];
   if (prefix.length > 1) throw new ContainerError(`"${ref}" matches ${prefix.length} ${kind}s; give more of the id`);
-  throw new ContainerError(`no such ${kind} "${ref}"`);
+  // podman's wording, which scripts and users search for
+  throw new ContainerError(`no ${kind} with name or ID "${ref}" found: no such ${kind}`);
 }
 
 /** Pods: <stateDir>/pods/<id>/pod.json; the namespaces live in the infra container. */

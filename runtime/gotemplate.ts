@@ -195,19 +195,28 @@ export function parseTemplate(format: string): Node[] {
 // ---- values as Go prints them ------------------------------------------------------------------
 
 /** fmt's %v of a JSON value: strings bare, lists `[a b]`, maps `map[k:v]` in key order, null `<nil>`. */
+/** Marks an object as a Go struct (fields printed in order, `{a b}`) rather than a map (`map[k:v]`). */
+const GO_STRUCT = Symbol.for('burrow.goStruct');
+
+export function goStruct<T extends object>(o: T): T {
+  Object.defineProperty(o, GO_STRUCT, { value: true, enumerable: false });
+  return o;
+}
+
 export function goString(v: Value): string {
   if (v === null || v === undefined) return '<nil>';
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
   if (Array.isArray(v)) return `[${v.map(goString).join(' ')}]`;
   const o = v as Record<string, Value>;
+  if ((o as Record<symbol, unknown>)[GO_STRUCT]) return `{${Object.values(o).map(goString).join(' ')}}`;
   return `map[${Object.keys(o).sort().map((k) => `${k}:${goString(o[k])}`).join(' ')}]`;
 }
 
 function truthy(v: Value): boolean {
   if (v === null || v === undefined || v === false || v === 0 || v === '') return false;
   if (Array.isArray(v)) return v.length > 0;
-  if (typeof v === 'object') return Object.keys(v as object).length > 0;
+  if (typeof v === 'object') return (v as Record<symbol, unknown>)[GO_STRUCT] === true || Object.keys(v as object).length > 0;
   return true;
 }
 

@@ -6,6 +6,7 @@
  */
 import { parsePortSpec, type PortSpec } from '../net/usernet/forward.js';
 import type { ContainerRecord, MountRecord, PodRecord } from './containers.js';
+import { goStruct as S } from './gotemplate.js';
 import { goTime, humanDuration, inspectTime } from './human.js';
 
 export type LiveState = 'running' | 'exited' | 'created';
@@ -58,7 +59,7 @@ export function portLines(r: ContainerRecord): Array<{ key: string; host: string
 export function portBindings(r: ContainerRecord): Record<string, Array<{ HostIp: string; HostPort: string }>> {
   const out: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
   for (const s of specs(r)) {
-    for (let i = 0; i < s.count; i++) (out[`${s.guestPort + i}/${s.proto}`] ??= []).push({ HostIp: s.hostAddr, HostPort: String(s.hostPort + i) });
+    for (let i = 0; i < s.count; i++) (out[`${s.guestPort + i}/${s.proto}`] ??= []).push(S({ HostIp: s.hostAddr, HostPort: String(s.hostPort + i) }));
   }
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
 }
@@ -167,8 +168,8 @@ export function psFilter(filters: string[], c: PsContext): (r: ContainerRecord) 
 /** inspect's Mounts entry for a record's mount. */
 function mountView(m: MountRecord): Record<string, unknown> {
   const options = [...m.flags.filter((f) => f !== 'norec'), m.flags.includes('norec') ? 'bind' : 'rbind'];
-  if (m.type === 'tmpfs') return { Type: 'tmpfs', Source: 'tmpfs', Destination: m.destination, Driver: '', Mode: '', Options: [...m.flags, ...(m.tmpfsOptions ? m.tmpfsOptions.split(',') : [])], RW: !m.ro, Propagation: 'rprivate' };
-  return { Type: m.type, ...(m.name ? { Name: m.name } : {}), Source: m.source, Destination: m.destination, Driver: m.type === 'volume' ? 'local' : '', Mode: '', Options: options, RW: !m.ro, Propagation: 'rprivate' };
+  if (m.type === 'tmpfs') return S({ Type: 'tmpfs', Source: 'tmpfs', Destination: m.destination, Driver: '', Mode: '', Options: [...m.flags, ...(m.tmpfsOptions ? m.tmpfsOptions.split(',') : [])], RW: !m.ro, Propagation: 'rprivate' });
+  return S({ Type: m.type, ...(m.name ? { Name: m.name } : {}), Source: m.source, Destination: m.destination, Driver: m.type === 'volume' ? 'local' : '', Mode: '', Options: options, RW: !m.ro, Propagation: 'rprivate' });
 }
 
 function prefixOf(address: string): { ip: string; len: number } {
@@ -187,11 +188,11 @@ export function inspectView(r: ContainerRecord, alive: boolean, now: number, dir
   for (const a of attachments) {
     const v4 = a.result?.ips.find((x) => !x.address.includes(':'));
     const v6 = a.result?.ips.find((x) => x.address.includes(':'));
-    nets[a.network] = {
+    nets[a.network] = S({
       EndpointID: '', Gateway: v4?.gateway ?? '', IPAddress: v4 ? prefixOf(v4.address).ip : '', IPPrefixLen: v4 ? prefixOf(v4.address).len : 0,
       IPv6Gateway: v6?.gateway ?? '', GlobalIPv6Address: v6 ? prefixOf(v6.address).ip : '', GlobalIPv6PrefixLen: v6 ? prefixOf(v6.address).len : 0,
       MacAddress: a.result?.mac ?? '', NetworkID: a.network, DriverOpts: null, IPAMConfig: null, Links: null, Aliases: [r.id.slice(0, 12)], InterfaceName: a.ifname,
-    };
+    });
   }
   const first = attachments[0] ? nets[attachments[0].network] : null;
   const spec = r.spec;
@@ -203,11 +204,11 @@ export function inspectView(r: ContainerRecord, alive: boolean, now: number, dir
     Created: inspectTime(r.created),
     Path: r.command[0] ?? '',
     Args: r.command.slice(1),
-    State: {
+    State: S({
       Status: state, Running: state === 'running', Paused: false, Restarting: false, OOMKilled: false, Dead: false,
       Pid: state === 'running' ? r.initPid ?? 0 : 0, ConmonPid: state === 'running' ? r.pid : 0, ExitCode: state === 'exited' ? r.exitCode ?? 0 : 0,
       Error: r.teardown ? r.teardown.errors.map((e) => `${e.step}: ${e.error}`).join('; ') : '', StartedAt: inspectTime(r.startedAt), FinishedAt: inspectTime(state === 'exited' ? r.finished : undefined),
-    },
+    }),
     Image: r.image ?? '',
     ImageName: r.image ?? '',
     Rootfs: spec?.rootfs ?? (r.image ? `${dir}/rootfs` : ''),
@@ -216,32 +217,32 @@ export function inspectView(r: ContainerRecord, alive: boolean, now: number, dir
     HostnamePath: `${dir}/hostname`,
     HostsPath: `${dir}/hosts`,
     Name: r.name,
-    RestartCount: r.restarts ?? 0,
+    RestartCount: 0, // podman counts restarts by a restart policy only (burrow's own count: restarts)
     Driver: r.image ? 'burrow-image' : '',
     EffectiveCaps: r.user && r.user.uid !== 0 ? [] : r.capabilities ?? [],
     BoundingCaps: r.capabilities ?? [],
     Mounts: (r.mounts ?? []).map(mountView),
-    NetworkSettings: {
+    NetworkSettings: S({
       EndpointID: '', Gateway: first?.Gateway ?? '', IPAddress: first?.IPAddress ?? (r.network.mode === 'cni' ? '' : r.ips?.[0] ?? ''), IPPrefixLen: first?.IPPrefixLen ?? 0,
       IPv6Gateway: first?.IPv6Gateway ?? '', GlobalIPv6Address: first?.GlobalIPv6Address ?? '', GlobalIPv6PrefixLen: first?.GlobalIPv6PrefixLen ?? 0, MacAddress: first?.MacAddress ?? '',
       Bridge: '', SandboxID: '', HairpinMode: false, Ports: portBindings(r), SandboxKey: state === 'running' && r.initPid ? `/proc/${r.initPid}/ns/net` : '',
       ...(r.network.mode === 'cni' ? { Networks: nets } : {}),
-    },
+    }),
     IsInfra: !!r.infra,
-    Config: {
+    Config: S({
       Hostname: r.hostname ?? r.id.slice(0, 12), Domainname: '', User: r.user?.spec ?? '', AttachStdin: !!r.interactive && !r.detached, AttachStdout: !r.detached, AttachStderr: !r.detached,
       Tty: !!r.tty, OpenStdin: !!r.interactive, StdinOnce: false, Env: r.env ?? [], Cmd: r.command, Image: r.image ?? '', Volumes: null, WorkingDir: r.workdir ?? '/',
       Entrypoint: spec?.entrypoint ?? (r.imageConfig?.Entrypoint?.join(' ') ?? ''), Labels: r.labels && Object.keys(r.labels).length ? r.labels : null,
       Annotations: { 'io.podman.annotations.autoremove': spec?.rm ? 'TRUE' : 'FALSE', 'io.podman.annotations.init': spec?.init ? 'TRUE' : 'FALSE', 'io.podman.annotations.privileged': r.privileged ? 'TRUE' : 'FALSE' },
       StopSignal: 15, StopTimeout: 10, Umask: '0022', Timeout: 0,
-    },
-    HostConfig: {
-      Binds: binds, NetworkMode: networkMode, PortBindings: portBindings(r), RestartPolicy: { Name: '', MaximumRetryCount: 0 }, AutoRemove: !!spec?.rm,
+    }),
+    HostConfig: S({
+      Binds: binds, NetworkMode: networkMode, PortBindings: portBindings(r), RestartPolicy: S({ Name: '', MaximumRetryCount: 0 }), AutoRemove: !!spec?.rm,
       CapAdd: spec?.capAdd ?? [], CapDrop: spec?.capDrop ?? [], Dns: spec?.dns ?? [], DnsOptions: [], DnsSearch: [], ExtraHosts: spec?.addHost ?? [],
       IpcMode: r.network.mode === 'container' ? `container:${r.network.target}` : 'private', PidMode: 'private', Privileged: !!r.privileged, ReadonlyRootfs: !!r.readOnly,
       SecurityOpt: spec?.securityOpt ?? [], Tmpfs: tmpfs, UTSMode: r.network.mode === 'container' ? `container:${r.network.target}` : 'private',
-      UsernsMode: spec?.userns ?? '', Init: !!spec?.init, LogConfig: { Type: 'k8s-file', Config: null, Path: `${dir}/ctr.log`, Tag: '', Size: '0B' },
-    },
+      UsernsMode: spec?.userns ?? '', Init: !!spec?.init, LogConfig: S({ Type: 'k8s-file', Config: null, Path: `${dir}/ctr.log`, Tag: '', Size: '0B' }),
+    }),
     ...(pod ? { PodName: pod.name } : {}),
     // burrow's own record, beside podman's fields (its keys are lower camel case: no clashes)
     ...r, running: state === 'running', status: statusText(r, state, now),

@@ -2,7 +2,7 @@
 import test from 'ava';
 import type { ContainerRecord } from './containers.js';
 import { humanDuration } from './human.js';
-import { renderRows } from './gotemplate.js';
+import { render, renderRows } from './gotemplate.js';
 import { inspectView, portLines, portsText, psFilter, psRow, PS_HEADERS, PS_TABLE } from './podman_view.js';
 import { checkDescriptors, formatTop, goDuration, mapBack, parseStat, parseStatus, ttyName } from './top.js';
 
@@ -78,6 +78,9 @@ test('inspect: podman\'s fields beside burrow\'s own', (t) => {
   t.is(d.name, 'pt1', 'burrow\'s record stays at the top level');
   t.is(d.Name, 'pt1');
   t.is(d.State.FinishedAt, '0001-01-01T00:00:00Z');
+  // Go prints structs as {values} and maps as map[k:v]: as podman printed -f '{{.HostConfig.PortBindings}}'
+  const one = inspectView(rec({ ports: ['18701:8080/tcp'], labels: { app: 'web' } }), true, NOW, '/x');
+  t.is(render('{{.HostConfig.PortBindings}} {{.Config.Labels}} {{.State.Status}}', one), 'map[8080/tcp:[{ 18701}]] map[app:web] running');
   const gone = inspectView(rec(), false, NOW, '/x') as Record<string, any>;
   t.is(gone.State.Status, 'exited', 'a record whose supervisor died is not running');
 });

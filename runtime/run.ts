@@ -406,7 +406,7 @@ async function unpackInto(file: string, plan: ImagePlan, root: string, maps: Map
   }
   const { unshareCapture } = await import('../userns/unshare.js');
   const whole = maps.intermediate!.uid.length > 1 ? { mode: parseUsernsMode('host') } : { mode: parseUsernsMode('host'), uidmaps: [{ containerId: 0, hostId: 0, size: 1 }], gidmaps: [{ containerId: 0, hostId: 0, size: 1 }] };
-  const r = await unshareCapture([process.execPath, process.argv[1], 'internal', 'unpack-image', '--id-map', JSON.stringify(idMap), file, root], whole);
+  const r = await unshareCapture([process.execPath, '--', process.argv[1], 'internal', 'unpack-image', '--id-map', JSON.stringify(idMap), file, root], whole);
   if (r.code !== 0) throw new ContainerError(r.stderr.trim().replace(/^Error: /, '') || `unpacking ${file} failed (exit ${r.code})`);
 }
 
@@ -771,7 +771,8 @@ export async function startSupervisor(args: string[], configFile?: string, o: { 
   const reader = fs.openSync(log, 'r');
   const skip = fs.fstatSync(reader).size; // a restarted container's log holds earlier runs
   const env = { ...process.env, BURROW_SUPERVISE: id, ...(o.waitAttach ? { BURROW_WAIT_ATTACH: '1' } : {}) };
-  const child = spawn(process.execPath, [process.argv[1], ...args], { detached: true, stdio: ['ignore', fd, fd, 'pipe'], env });
+  // "--": Node 20 would take a run's --env-file as its own option
+  const child = spawn(process.execPath, ['--', process.argv[1], ...args], { detached: true, stdio: ['ignore', fd, fd, 'pipe'], env });
   fs.closeSync(fd);
   const pipe = child.stdio[3] as import('node:net').Socket;
   const ready = await new Promise<boolean>((resolve) => {

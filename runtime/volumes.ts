@@ -224,7 +224,7 @@ export class VolumeStore {
 
   find(name: string): VolumeRecord {
     const v = this.get(name);
-    if (!v) throw new ContainerError(`no such volume "${name}"`);
+    if (!v) throw new ContainerError(`no volume with name "${name}" found: no such volume`);
     return v;
   }
 

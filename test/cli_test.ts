@@ -141,3 +141,24 @@ test('cni install writes working launchers, refuses to clobber foreign plugins, 
   t.regex(sb.ok(['cni', 'uninstall', '--dir', dir]), /removed .*\/bin\/bridge/);
   t.deepEqual(fs.readdirSync(dir), ['vrf']);
 });
+
+test('version and info: podman\'s layout, --format json and Go templates', (t) => {
+  const sb = sandbox(t);
+  fs.appendFileSync(sb.configFile, `[engine]\nstate_dir = "${path.join(sb.dir, 'state')}"\nvolume_path = "${path.join(sb.dir, 'volumes')}"\n`);
+  t.regex(sb.ok(['version']), /^Client:\s+burrow\nVersion:\s+\d+\.\d+\.\d+\nNode Version:\s+v\d+\.\d+\.\d+\nOS\/Arch:\s+linux\/\w+\n$/);
+  t.regex(sb.ok(['version', '--format', '{{.Client.Version}}']), /^\d+\.\d+\.\d+\n$/, 'the template podman scripts use');
+  const info = JSON.parse(sb.ok(['info', '--format', 'json']));
+  t.is(info.Host.Os, 'linux');
+  t.is(info.Host.Rootless, process.getuid!() !== 0);
+  t.is(typeof info.Host.Kernel, 'string');
+  t.is(info.Store.StateDir, path.join(sb.dir, 'state'));
+  t.is(info.Store.VolumePath, path.join(sb.dir, 'volumes'));
+  t.deepEqual(info.Store.ContainerStore, { Number: 0, Running: 0, Stopped: 0 });
+  t.is(info.Network.CniConfigDir, sb.confDir);
+  t.true('Tun' in info.Rootless && 'PingGroupRange' in info.Rootless && 'Newuidmap' in info.Rootless);
+  t.regex(sb.ok(['info']), /^Host:\n  Arch: \w+\n/m, 'YAML by default, as podman info');
+  t.is(sb.ok(['info', '--format', '{{.Store.VolumePath}}']), `${path.join(sb.dir, 'volumes')}\n`);
+  const bad = sb.run(['info', '--format', '{{.Nope']);
+  t.is(bad.code, 125);
+  t.regex(bad.stderr, /template: .*unclosed action/);
+});

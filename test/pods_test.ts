@@ -139,8 +139,8 @@ rootTest.serial('pods: bad input gets clear errors', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
   const b = (args: string[]) => sync(rootArgv(sb, w.host, args));
-  t.regex(b(['run', '--rm', '--pod', 'nosuch', '--', 'true']).stderr, /no such pod "nosuch"/);
-  t.regex(b(['run', '--rm', '--network', 'container:nosuch', '--', 'true']).stderr, /no such container "nosuch"/);
+  t.regex(b(['run', '--rm', '--pod', 'nosuch', '--', 'true']).stderr, /no pod with name or ID "nosuch" found: no such pod/);
+  t.regex(b(['run', '--rm', '--network', 'container:nosuch', '--', 'true']).stderr, /no container with name or ID "nosuch" found: no such container/);
   t.teardown(() => void b(['pod', 'rm', '-f', 'dup']));
   t.is(b(['pod', 'create', '--name', 'dup', '--network', 'none']).code, 0);
   t.regex(b(['pod', 'create', '--name', 'dup']).stderr, /the pod name "dup" is already in use/);

@@ -36,7 +36,7 @@ export function sandbox(t: ExecutionContext, cniPath: string[] = [REFERENCE_CNI]
   const configFile = path.join(dir, 'burrow.toml');
   fs.writeFileSync(configFile, `[network]\ncni_config_dir = "${confDir}"\ncni_cache_dir = "${cacheDir}"\ncni_path = ${JSON.stringify(cniPath)}\n`);
   const run = (args: string[], opts: { netns?: string; env?: NodeJS.ProcessEnv } = {}): RunResult => {
-    const argv = [process.execPath, CLI, '--config', configFile, ...args];
+    const argv = [process.execPath, '--', CLI, '--config', configFile, ...args];
     const cmd = opts.netns ? ['nsenter', `--net=${opts.netns}`, '--', ...argv] : argv;
     const env = { ...process.env, ...opts.env };
     delete env.NODE_EXTRA_CA_CERTS;

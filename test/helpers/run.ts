@@ -49,10 +49,10 @@ export function start(argv: string[]): Proc {
 }
 
 /** `burrow ARGS` as root inside `ns` (argv for start/spawnSync). */
-export const rootArgv = (sb: BurrowSandbox, ns: string, args: string[]) => ['nsenter', `--net=${ns}`, '--', process.execPath, CLI, '--config', sb.configFile, ...args];
+export const rootArgv = (sb: BurrowSandbox, ns: string, args: string[]) => ['nsenter', `--net=${ns}`, '--', process.execPath, '--', CLI, '--config', sb.configFile, ...args];
 
 /** `burrow ARGS` as `user` inside `ns`, with a clean environment (argv for start/spawnSync). */
-export const userArgv = (user: string, ns: string, args: string[], env: string[] = []) => ['nsenter', `--net=${ns}`, '--', 'setpriv', `--reuid=${user}`, `--regid=${user}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${user}`, `USER=${user}`, 'PATH=/usr/bin:/bin:/usr/sbin:/sbin', ...env, process.execPath, CLI, ...args];
+export const userArgv = (user: string, ns: string, args: string[], env: string[] = []) => ['nsenter', `--net=${ns}`, '--', 'setpriv', `--reuid=${user}`, `--regid=${user}`, '--init-groups', '--', 'env', '-i', `HOME=/home/${user}`, `USER=${user}`, 'PATH=/usr/bin:/bin:/usr/sbin:/sbin', ...env, process.execPath, '--', CLI, ...args];
 
 export function sync(argv: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', cwd: '/' });
