@@ -44,8 +44,14 @@ function pane(t: ExecutionContext, argv: string[], size = { x: 100, y: 30 }) {
         await new Promise((res) => setTimeout(res, 50));
       }
     },
-    /** stty -a before and after, the window size aside (the test resizes the window). */
-    stty: () => {
+    /** stty -a before and after (once the pane's command is over), the window size aside (the test resizes the window). */
+    async stty(): Promise<{ before: string; after: string }> {
+      const end = Date.now() + 20_000;
+      while (!(fs.existsSync(`${dir}/after`) && fs.statSync(`${dir}/after`).size > 0)) {
+        if (Date.now() > end) throw new Error('the pane never got to its stty -a');
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      await new Promise((res) => setTimeout(res, 50)); // stty writes its output in one go; let it finish
       const read = (f: string) => fs.readFileSync(`${dir}/${f}`, 'utf8').replace(/rows \d+; columns \d+; /, '');
       return { before: read('before'), after: read('after') };
     },
@@ -72,8 +78,7 @@ async function session(t: ExecutionContext, burrow: (args: string[]) => string[]
   // the log holds what the terminal showed (until --rm takes it)
   p.type('exit 3\n');
   await p.until(/^EXIT=3$/m);
-  await new Promise((r) => setTimeout(r, 200));
-  const { before, after } = p.stty();
+  const { before, after } = await p.stty();
   t.is(after, before, `${what}: the outer terminal is as it was (stty -a)`);
 
   // -itd, attach, the detach keys: the container goes on running
@@ -86,7 +91,8 @@ async function session(t: ExecutionContext, burrow: (args: string[]) => string[]
   await a.until(/^attached-42$/m);
   a.keys('C-p', 'C-q');
   await a.until(/EXIT=0$/m); // the prompt stays on its line, as with podman
-  t.is(a.stty().after, a.stty().before, `${what}: detaching restores the terminal`);
+  const as = await a.stty();
+  t.is(as.after, as.before, `${what}: detaching restores the terminal`);
   t.is(sync(burrow(['inspect', '-f', '{{.State.Status}} {{.Config.Tty}}', 'tty2'])).stdout, 'running true\n', `${what}: still running after the detach keys`);
   t.regex(sync(burrow(['logs', 'tty2'])).stdout, /attached-42/, `${what}: the log holds the terminal's output`);
 
@@ -95,7 +101,8 @@ async function session(t: ExecutionContext, burrow: (args: string[]) => string[]
   await e.until(/^#\s*$/m);
   e.type('tty; stty size; exit 9\n');
   await e.until(/^\/dev\/pts\/\d+\n25 90\n(.*\n)*EXIT=9$/m);
-  t.is(e.stty().after, e.stty().before, `${what}: exec -it restores the terminal`);
+  const es = await e.stty();
+  t.is(es.after, es.before, `${what}: exec -it restores the terminal`);
   // a custom detach sequence, from attach again
   const c = pane(t, burrow(['attach', '--detach-keys', 'ctrl-a,d', 'tty2']));
   await new Promise((r) => setTimeout(r, 500));
