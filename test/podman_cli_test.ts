@@ -88,8 +88,19 @@ rootTest.serial('a podman script gives podman 4.3.1\'s output and exit codes wit
   fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
   for (const a of ['sh', 'sleep', 'cat', 'echo', 'true']) fs.symlinkSync('busybox', path.join(rootfs, 'bin', a));
   fs.writeFileSync(path.join(rootfs, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
+  // podman's own default network would keep its addresses in the machine's /var/lib/cni/networks:
+  // a network of the test's, with host-local's store in the temp dir, is the default instead
+  fs.writeFileSync(path.join(netd, 'pmcli.conflist'), JSON.stringify({
+    cniVersion: '0.4.0', name: 'pmcli',
+    plugins: [
+      { type: 'bridge', bridge: 'pmcli0', isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: 'host-local', dataDir: path.join(dir, 'ipam'), routes: [{ dst: '0.0.0.0/0' }], ranges: [[{ subnet: '10.89.250.0/24', gateway: '10.89.250.1' }]] } },
+      { type: 'portmap', capabilities: { portMappings: true } },
+      { type: 'firewall' },
+      { type: 'tuning' },
+    ],
+  }));
   const conf = path.join(dir, 'containers.conf');
-  fs.writeFileSync(conf, `[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\nevents_logger = "file"\n[network]\nnetwork_backend = "cni"\nnetwork_config_dir = "${netd}"\n`);
+  fs.writeFileSync(conf, `[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\nevents_logger = "file"\n[network]\nnetwork_backend = "cni"\nnetwork_config_dir = "${netd}"\ndefault_network = "pmcli"\n`);
   const host = testNetns(t, 'pq');
   spawnSync('ip', ['-n', path.basename(host), 'link', 'set', 'lo', 'up']);
   const podmanArgs = ['--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'runroot'), '--storage-driver', 'vfs'];
