@@ -16,14 +16,19 @@ import { busyboxImage } from './helpers/image.js';
 const USER = 'burrowctl';
 type Run = (args: string[]) => { code: number; stdout: string; stderr: string };
 
+/** A command that must succeed: its stdout, or a failed assertion naming the command and its stderr. */
+function okOf(t: import('ava').ExecutionContext, b: Run, what = ''): (args: string[]) => string {
+  return (args) => {
+    const r = b(args);
+    t.is(r.code, 0, `${what ? `${what}: ` : ''}${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+}
+
 const SERVERS = (...ports: number[]) => [process.execPath, '/run/fixtures/servers.cjs', JSON.stringify(ports.map((port) => ({ proto: 'tcp', host: '0.0.0.0', port, mode: 'http' })))];
 
 async function execEverywhere(t: import('ava').ExecutionContext, b: Run, what: string, defaultNet: string): Promise<void> {
-  const ok = (args: string[]) => {
-    const r = b(args);
-    t.is(r.code, 0, `${what}: ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const ok = okOf(t, b, what);
   ok(['run', '-d', '--name', 'e1', '-e', 'FOO=bar', '-w', '/tmp', '--hostname', 'h1', '--', 'sleep', '300']);
   const e = b(['exec', 'e1', 'sh', '-c', 'echo "$FOO $(pwd) $(hostname)"; tr -d "\\000" < /proc/1/cmdline; echo; exit 7']);
   t.is(e.code, 7, `${what} (${defaultNet}): the command's status`);
@@ -58,11 +63,7 @@ async function execEverywhere(t: import('ava').ExecutionContext, b: Run, what: s
 }
 
 async function startRestart(t: import('ava').ExecutionContext, b: Run, from: string, addr: string, what: string): Promise<void> {
-  const ok = (args: string[]) => {
-    const r = b(args);
-    t.is(r.code, 0, `${what}: ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const ok = okOf(t, b, what);
   ok(['run', '-d', '--name', 'srv', ...FIXTURES, '-p', '18530:8080', '-p', '8081', '-v', 'srvdata:/tmp/data', '--', 'sh', '-c', `date +%s%N >> /tmp/data/starts; exec ${SERVERS(8080, 8081).map((a) => `'${a}'`).join(' ')}`]);
   const chosen = ok(['port', 'srv', '8081']).trim();
   t.regex(chosen, /^0\.0\.0\.0:\d+$/, `${what}: -p 8081 got a free host port`);
@@ -125,11 +126,7 @@ rootTest.serial('run flags: --user from the image\'s passwd, --read-only, --priv
   const sb = rootSandbox(t);
   const w = await world(t);
   const b = (args: string[]) => sync(rootArgv(sb, w.host, args));
-  const ok = (args: string[]) => {
-    const r = b(args);
-    t.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const ok = okOf(t, b);
   const image = await imageFile(t);
   const dir = path.dirname(image);
   fs.writeFileSync(path.join(dir, 'app.env'), '# settings\nAPP_MODE=test\nAPP_NAME="quoted"\n');
@@ -269,11 +266,7 @@ rootTest.serial('pods: create NAME, ps --pod, pod stop/start/restart keep the me
   const sb = rootSandbox(t);
   const w = await world(t);
   const b = (args: string[]) => sync(rootArgv(sb, w.host, args));
-  const ok = (args: string[]) => {
-    const r = b(args);
-    t.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-    return r.stdout;
-  };
+  const ok = okOf(t, b);
   t.regex(ok(['pod', 'create', 'web', '-p', '18560:8080']), /^[0-9a-f]{64}\n$/, 'the name as podman takes it: positional');
   ok(['run', '-d', '--pod', 'web', '--name', 'app', ...FIXTURES, '--', ...SERVERS(8080)]);
   t.is(await httpUp(w.remote, 'http://10.98.0.1:18560/'), '200');
