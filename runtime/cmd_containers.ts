@@ -257,7 +257,7 @@ export function containerCommands(globals: () => { config?: string }, out: Out):
       const r = list[0];
       if (!r.apiSocket || !running(r)) throw new ContainerError(`adding and removing ports at runtime needs a running usernet container; "${r.name}" is ${running(r) ? `on ${r.network.mode}` : 'not running'}`);
       const { callApi } = await import('../net/usernet/api.js');
-      const { parsePortSpec, formatPortSpec } = await import('../net/usernet/forward.js');
+      const { parsePortSpec, formatPortSpec } = await import('../net/ports/portspec.js');
       if (action === 'add' && arg) {
         const res = (await callApi(r.apiSocket, { execute: 'add_hostfwd', arguments: { spec: arg } })) as { ids: number[] };
         // the record keeps what was published, with the host ports chosen for -p 80

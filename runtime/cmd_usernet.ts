@@ -3,7 +3,7 @@
  * socket's client), plus the usernet options that `burrow unshare --network usernet` shares.
  */
 import { Command } from 'commander';
-import type { PortSpec } from '../net/usernet/forward.js';
+import type { PortSpec } from '../net/ports/portspec.js';
 import type { UsernetSetup } from './usernet.js';
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -37,7 +37,7 @@ export function usernetOptions(cmd: Command): Command {
 /** The UsernetSetup for parsed flags. */
 export async function usernetSetup(f: UsernetFlags, configure: boolean): Promise<UsernetSetup> {
   const { planAddressing } = await import('../net/usernet/usernet.js');
-  const { chooseHostPorts, parsePortSpec } = await import('../net/usernet/forward.js');
+  const [{ chooseHostPorts }, { parsePortSpec }] = await Promise.all([import('../net/ports/host_ports.js'), import('../net/ports/portspec.js')]);
   const mtu = Number(f.mtu);
   if (!Number.isInteger(mtu)) throw new Error(`invalid --mtu "${f.mtu}"`);
   const plan = planAddressing({ cidr4: f.cidr, cidr6: f.ipv6 ? f.cidr6 : null, mtu });

@@ -15,7 +15,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { toolPath } from '../native/system.js';
-import { chooseHostPorts, formatPortSpec, parsePortSpec, reserveHostPorts, type PortSpec } from '../net/usernet/forward.js';
+import { chooseHostPorts, reserveHostPorts } from '../net/ports/host_ports.js';
+import { formatPortSpec, parsePortSpec, type PortSpec } from '../net/ports/portspec.js';
 import { parseIdMapSpec, parseUsernsMode, type UsernsMode } from '../userns/mapping.js';
 import { computeMaps, ownershipShift, relaySignals, releaseMaps, startInNamespaces, type HelperMount, type Maps, type Started } from '../userns/unshare.js';
 import { capabilityMask, capabilityNames } from './caps.js';

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { toolPath } from '../native/system.js';
 import { TapDevice } from '../net/link/tap_device.js';
 import { serveApi } from '../net/usernet/api.js';
-import { Forwarder, type PortSpec } from '../net/usernet/forward.js';
+import type { PortSpec } from '../net/ports/portspec.js';
+import { Forwarder } from '../net/usernet/forward.js';
 import { Usernet, stackConfig, type UsernetPlan } from '../net/usernet/usernet.js';
 import { NamespaceSocketFactory, runInNamespaces } from '../userns/unshare.js';
 

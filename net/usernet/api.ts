@@ -10,7 +10,9 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import { chooseHostPorts, formatPortSpec, parsePortSpec, type Forwarder, type PortSpec } from './forward.js';
+import { chooseHostPorts } from '../ports/host_ports.js';
+import { formatPortSpec, parsePortSpec, type PortSpec } from '../ports/portspec.js';
+import type { Forwarder } from './forward.js';
 
 export interface ApiContext {
   forwarder: Forwarder;
