@@ -82,7 +82,7 @@ export function lifecycleCommands(globals: () => { config?: string }, out: Out, 
       const s = await store(globals().config);
       const [r] = targets(s, name ? [name] : [], o);
       if (!running(r) || !r.attachSocket) throw new ContainerError(`you can only attach to running containers: "${r.name}" is ${r.state === 'running' ? 'exited' : r.state}`);
-      const { attachSocket } = await import('./attach.js');
+      const { attachSocket } = await import('./attach_client.js');
       const res = await attachSocket(r.attachSocket, { stdin: o.stdin, detachKeys: parseDetachKeys(o.detachKeys ?? DEFAULT_DETACH_KEYS), sigProxy: o.sigProxy !== 'false' });
       if (res.detached) return;
       setExit(res.code ?? s.list().find((x) => x.id === r.id)?.exitCode ?? 0);

@@ -103,7 +103,7 @@ interface RunFlags {
  * supervisor went away without saying.
  */
 export async function attachTo(s: { id: string; socket: string; release(): void }, o: { stdin: boolean; detachKeys: Buffer; config?: string }): Promise<number> {
-  const { attachSocket } = await import('./attach.js');
+  const { attachSocket } = await import('./attach_client.js');
   let r;
   try {
     r = await attachSocket(s.socket, { stdin: o.stdin, detachKeys: o.detachKeys });

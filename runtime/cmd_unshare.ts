@@ -1,6 +1,7 @@
 /** `burrow unshare`: run a command in a new user namespace with podman's --userns modes. */
 import { Command } from 'commander';
-import { usernetOptions, usernetSetup, type UsernetFlags } from './cmd_usernet.js';
+import { usernetOptions } from './cmd_usernet.js';
+import { usernetSetup, type UsernetFlags } from './usernet.js';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];

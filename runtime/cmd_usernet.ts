@@ -3,22 +3,10 @@
  * socket's client), plus the usernet options that `burrow unshare --network usernet` shares.
  */
 import { Command } from 'commander';
-import type { PortSpec } from '../net/ports/portspec.js';
-import type { UsernetSetup } from './usernet.js';
+import { usernetSetup, type UsernetFlags } from './usernet.js';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
-}
-
-export interface UsernetFlags {
-  mtu: string;
-  cidr: string;
-  cidr6: string;
-  ipv6: boolean;
-  publish?: string[];
-  mapHostLoopback?: string;
-  apiSocket?: string;
-  tap: string;
 }
 
 /** Adds the usernet options to `cmd`. */
@@ -32,24 +20,6 @@ export function usernetOptions(cmd: Command): Command {
     .option('--map-host-loopback <addr>', 'an address in the container network that reaches the host\'s 127.0.0.1/::1 (podman\'s host.containers.internal); off by default')
     .option('--api-socket <path>', 'serve the port-forwarding API (slirp4netns-style JSON) on this unix socket')
     .option('--tap <name>', 'name of the TAP inside', 'tap0');
-}
-
-/** The UsernetSetup for parsed flags. */
-export async function usernetSetup(f: UsernetFlags, configure: boolean): Promise<UsernetSetup> {
-  const { planAddressing } = await import('../net/usernet/usernet.js');
-  const [{ chooseHostPorts }, { parsePortSpec }] = await Promise.all([import('../net/ports/host_ports.js'), import('../net/ports/portspec.js')]);
-  const mtu = Number(f.mtu);
-  if (!Number.isInteger(mtu)) throw new Error(`invalid --mtu "${f.mtu}"`);
-  const plan = planAddressing({ cidr4: f.cidr, cidr6: f.ipv6 ? f.cidr6 : null, mtu });
-  const ports: PortSpec[] = await chooseHostPorts((f.publish ?? []).flatMap((p) => parsePortSpec(p)));
-  if (f.mapHostLoopback) {
-    const { parseAddr: p4 } = await import('../net/wire/ipv4.js');
-    const { parseAddr: p6 } = await import('../net/wire/ipv6.js');
-    if (!p4(f.mapHostLoopback) && !p6(f.mapHostLoopback)) throw new Error(`invalid --map-host-loopback "${f.mapHostLoopback}": expected an IP address`);
-    if (f.mapHostLoopback === plan.guest4 || f.mapHostLoopback === plan.guest6) throw new Error('--map-host-loopback cannot be the container\'s own address');
-  }
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(f.tap)) throw new Error(`invalid --tap "${f.tap}": 1 to 15 of A-Z a-z 0-9 _ . -`);
-  return { plan, tapName: f.tap, configure, ports, mapHostLoopback: f.mapHostLoopback, apiSocket: f.apiSocket };
 }
 
 export function usernetCommand(setExit: (code: number) => void, out: (s: string) => void): Command {

@@ -94,7 +94,7 @@ export async function execInContainer(r: ContainerRecord, cmd: string[], o: Exec
   } catch {
     return exited; // the helper failed before the terminal: its stderr said why
   }
-  const { relayTerminal } = await import('./attach.js');
+  const { relayTerminal } = await import('./attach_client.js');
   const relay = relayTerminal(master, exited, { stdin: !!o.interactive, signal: (sig) => child.kill(sig) });
   term.ready();
   const res = await relay;

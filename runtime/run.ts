@@ -14,8 +14,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { toolPath } from '../native/system.js';
-import { chooseHostPorts, reserveHostPorts } from '../net/ports/host_ports.js';
+import { chooseHostPorts } from '../net/ports/host_ports.js';
 import { formatPortSpec, parsePortSpec, type PortSpec } from '../net/ports/portspec.js';
 import { parseIdMapSpec, parseUsernsMode, type UsernsMode } from '../userns/mapping.js';
 import { computeMaps, ownershipShift, relaySignals, releaseMaps, startInNamespaces, type HelperMount, type Maps, type Started } from '../userns/unshare.js';
@@ -24,12 +23,11 @@ import { TeardownError } from '../native/errors.js';
 import { ContainerConsole } from './console.js';
 import { ContainerError, ContainerStore, PodStore, type CniAttachment, type ContainerRecord, type ContainerUser, type MountRecord } from './containers.js';
 import type { ImageConfig, ImagePlan } from './image.js';
-import { checkStaticIp } from './networks.js';
+import { chooseMode, cniOps, gcCni, pendingCni, UndoStack } from './attach/index.js';
 import { helperUserArg, resolveUser } from './passwd.js';
 import { containerCommand, containerEnv, parseAddHosts, parseEnvFile, parseLabels, parseSecurityOpts } from './run_spec.js';
 import { checkDestinations, parseMountFlag, parseTmpfsFlag, parseVolumeFlag, VolumeStore, type MountSpec } from './volumes.js';
 import { makeContext, type Context } from './context.js';
-import { planAddressing, DEFAULT_ADDRESSING } from '../net/usernet/usernet.js';
 import { processStartTime } from '../native/system.js';
 import { parseNetworkArgs, SPECIAL_NETWORKS } from './netspec.js';
 
@@ -87,74 +85,6 @@ export interface RunOptions {
   waitAttach?: boolean;
   /** `burrow start`: run the existing container fixedId again with its recorded options. */
   restart?: boolean;
-}
-
-/**
- * --network pasta|slirp4netns: the established tools attach to the held container's namespaces
- * (as `pasta PID` and `slirp4netns PID eth0` do), with -p as their port forwards, so users can
- * compare and migrate. Returns the teardown.
- */
-async function attachAnchor(tool: 'pasta' | 'slirp4netns', pid: number, ports: PortSpec[], dir: string, sockBase: string, mapHostLoopback: boolean): Promise<() => void> {
-  const { spawn } = await import('node:child_process');
-  const bin = toolPath(tool);
-  if (!bin) throw new ContainerError(`${tool} is not installed (apt-get install ${tool === 'pasta' ? 'passt' : 'slirp4netns'})`);
-  if (ports.some((p) => p.proto === 'udp' && tool === 'slirp4netns' && p.hostAddr.includes(':'))) throw new ContainerError('slirp4netns forwards IPv4 only');
-  if (tool === 'pasta') {
-    const pidFile = path.join(dir, 'pasta.pid');
-    const fwd = (proto: 'tcp' | 'udp') => {
-      const list = ports.filter((p) => p.proto === proto).map((p) => `${p.hostAddr ? `${p.hostAddr}/` : ''}${p.count > 1 ? `${p.hostPort}-${p.hostPort + p.count - 1}:${p.guestPort}-${p.guestPort + p.count - 1}` : `${p.hostPort}:${p.guestPort}`}`);
-      return list.length ? list.join(',') : 'none';
-    };
-    const args = ['--config-net', '--quiet', '-T', 'none', '-U', 'none', '-t', fwd('tcp'), '-u', fwd('udp'), ...(mapHostLoopback ? [] : ['--no-map-gw']), '--pid', pidFile, String(pid)];
-    // Without --foreground pasta returns once the namespace is configured, then runs detached.
-    const r = await new Promise<{ code: number; err: string }>((resolve) => {
-      const c = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-      let err = '';
-      c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-      c.on('close', (code) => resolve({ code: code ?? 1, err }));
-    });
-    if (r.code !== 0) throw new ContainerError(`pasta failed: ${r.err.trim() || `exit ${r.code}`}`);
-    return () => {
-      try {
-        process.kill(Number(fs.readFileSync(pidFile, 'utf8')), 'SIGTERM');
-      } catch {
-        // pasta quits by itself when the namespace goes
-      }
-    };
-  }
-  // Unix socket paths are limited to 108 bytes: the state dir's short socket directory.
-  const api = `${sockBase}-slirp.sock`;
-  fs.mkdirSync(path.dirname(api), { recursive: true, mode: 0o700 });
-  const child = spawn(bin, ['--configure', '--mtu=65520', ...(mapHostLoopback ? [] : ['--disable-host-loopback']), '--api-socket', api, '--ready-fd', '3', String(pid), 'eth0'], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const ready = await new Promise<boolean>((resolve) => {
-    (child.stdio[3] as NodeJS.ReadableStream).on('data', () => resolve(true));
-    child.once('exit', () => resolve(false));
-  });
-  const stop = () => {
-    child.kill('SIGTERM');
-    fs.rmSync(api, { force: true });
-  };
-  if (!ready) throw new ContainerError(`slirp4netns failed: ${err.trim() || 'exited before the network was ready'}`);
-  const net = await import('node:net');
-  for (const p of ports) {
-    for (let i = 0; i < p.count; i++) {
-      const req = { execute: 'add_hostfwd', arguments: { proto: p.proto, host_addr: p.hostAddr || '0.0.0.0', host_port: p.hostPort + i, guest_port: p.guestPort + i } };
-      const reply = await new Promise<string>((resolve) => {
-        const c = net.connect(api, () => c.end(JSON.stringify(req)));
-        let out = '';
-        c.on('data', (d) => (out += d));
-        c.on('close', () => resolve(out));
-        c.on('error', (e) => resolve(`{"error":{"desc":"${e.message}"}}`));
-      });
-      if (!reply.includes('"return"')) {
-        stop();
-        throw new ContainerError(`slirp4netns could not publish ${p.hostPort + i}: ${reply.trim()}`);
-      }
-    }
-  }
-  return stop;
 }
 
 function checkRootfs(dir: string | undefined): void {
@@ -266,11 +196,6 @@ function commandUser(spec: string | undefined, root: string | null, mode: Userns
   return { user: { spec: '', uid: 0, gid: 0, groups: [] } };
 }
 
-/** portMappings capability entries (one per port of a range). */
-function portMappings(specs: PortSpec[]): Array<Record<string, unknown>> {
-  return specs.flatMap((s) => Array.from({ length: s.count }, (_, i) => ({ hostPort: s.hostPort + i, containerPort: s.guestPort + i, protocol: s.proto, ...(s.hostAddr ? { hostIP: s.hostAddr } : {}) })));
-}
-
 /** /etc/hosts as podman writes it: --add-host entries first, then localhost, host.containers.internal, this container. */
 function writeEtc(dir: string, f: { hostname: string; name: string; ips: string[]; resolv: string; extraHosts: string[]; addHosts: string[]; hostGateway?: string }): string[] {
   const hosts = [
@@ -283,20 +208,6 @@ function writeEtc(dir: string, f: { hostname: string; name: string; ips: string[
   fs.writeFileSync(path.join(dir, 'hostname'), `${f.hostname}\n`, { mode: 0o644 });
   return ['hosts', 'resolv.conf', 'hostname'].map((x) => `${path.join(dir, x)}:/etc/${x}`);
 }
-/** resolv.conf for a CNI container: --dns, else the host's nameservers that work from a netns. */
-function cniResolv(dns: string[]): string {
-  if (dns.length) return dns.map((d) => `nameserver ${d}`).join('\n') + '\n';
-  let text = '';
-  try {
-    text = fs.readFileSync('/etc/resolv.conf', 'utf8');
-  } catch {
-    return '';
-  }
-  // 127.0.0.x (systemd-resolved) is the host's own loopback: unreachable from the container.
-  const lines = text.split('\n').filter((l) => !/^\s*nameserver\s+(127\.|::1\b)/.test(l));
-  return `${lines.join('\n').trim()}\n`;
-}
-
 /** Refuses host ports another running container of this store publishes, naming it. */
 function refusePublishedElsewhere(ports: PortSpec[], stateDir: string, self?: string): void {
   if (!ports.length) return;
@@ -310,25 +221,6 @@ function refusePublishedElsewhere(ports: PortSpec[], stateDir: string, self?: st
   }
 }
 
-/** DELs `attachments` of container `id`; returns those that failed, with why ("already gone" is done). */
-async function deleteAttachments(ctx: Context, id: string, attachments: CniAttachment[]): Promise<Array<{ attachment: CniAttachment; error: unknown }>> {
-  const failed: Array<{ attachment: CniAttachment; error: unknown }> = [];
-  for (const a of attachments) {
-    let list;
-    try {
-      list = ctx.networks.get(a.network);
-    } catch {
-      continue; // the network itself is gone: nothing of it to delete
-    }
-    try {
-      await ctx.runtime.delNetworkList(list, { containerId: id, netns: a.netns, ifname: a.ifname });
-    } catch (error) {
-      failed.push({ attachment: a, error });
-    }
-  }
-  return failed;
-}
-
 /**
  * Cleans up after containers: deletes the attachments and records of those whose supervisor is
  * gone (kill -9), and retries teardown that failed when a container ended. Returns a line per
@@ -340,9 +232,9 @@ export async function gcContainers(ctx: Context): Promise<string[]> {
   const who = (r: ContainerRecord) => `${r.name} (${r.id.slice(0, 12)})`;
   const stale = new Set(store.stale().map((r) => r.id));
   for (const r of store.list()) {
-    const pending = stale.has(r.id) ? (r.network.mode === 'cni' ? r.network.attachments : []) : r.teardown?.retry;
+    const pending = stale.has(r.id) ? pendingCni(r) : r.teardown?.retry;
     if (!pending) continue;
-    const failed = await deleteAttachments(ctx, r.id, pending);
+    const failed = await gcCni(cniOps(ctx), r.id, pending);
     if (failed.length) {
       const err = new TeardownError(`container ${who(r)}`, failed.map((f) => ({ step: `CNI DEL of network "${f.attachment.network}" (${f.attachment.ifname})`, error: f.error })));
       const at = new Date().toISOString();
@@ -464,8 +356,6 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   // several CNI networks (a,b or --network repeated): eth0, eth1, ... in that order unless
   // NAME:interface_name=.. says otherwise; published ports on the first
   const requests = cni ? parseNetworkArgs(netValues.length ? netValues : [netName], { ip: o.ip, mac: o.mac }) : [];
-  const lists = requests.map((r) => ctx.networks.get(r.name));
-  for (const [i, r] of requests.entries()) for (const ip of r.ips) checkStaticIp(lists[i], ip);
   if (o.rootfs && o.image) throw new ContainerError('--rootfs and --image both give the root filesystem: choose one');
   checkRootfs(o.rootfs);
   let publish = o.publish;
@@ -475,6 +365,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   const ports = await chooseHostPorts(publish.flatMap((p) => parsePortSpec(p)));
   publish = ports.map(formatPortSpec);
   refusePublishedElsewhere(ports, config.stateDir, o.fixedId);
+  const netMode = chooseMode(ctx, { network: netName, requests, ports, mapHostLoopback: o.mapHostLoopback, join: joinTarget ? { target: joinTarget, dir: new ContainerStore(config.stateDir).pathOf(joinTarget.id) } : undefined });
   const security = parseSecurityOpts(o.securityOpt ?? []);
   const caps = o.privileged ? capabilityMask(['ALL'], []) : capabilityMask(o.capAdd, o.capDrop);
   const labels = parseLabels(o.label ?? []);
@@ -487,7 +378,6 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   const uidmaps = o.uidmap.map((s) => parseIdMapSpec(s, '--uidmap'));
   const gidmaps = o.gidmap.map((s) => parseIdMapSpec(s, '--gidmap'));
   const userSpec = o.user ?? (imageCfg.User || undefined);
-  const usernetSetup = netName === 'usernet' ? await (await import('./cmd_usernet.js')).usernetSetup({ mtu: '65520', cidr: DEFAULT_ADDRESSING.cidr4, cidr6: DEFAULT_ADDRESSING.cidr6!, ipv6: true, publish, mapHostLoopback: o.mapHostLoopback, tap: 'eth0' }, true) : null;
   await gcContainers(ctx);
 
   // ---- record, start held, attach, go
@@ -505,7 +395,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   const volumes = previous ? { records: previous.mounts ?? [], created: [] as string[] } : resolveVolumes(mountSpecs, volumeStore);
   const record: ContainerRecord = {
     id, name, pid: process.pid, startTime: processStartTime(process.pid) ?? '', command: o.infra ? ['(infra)'] : cmd, created: previous?.created ?? new Date().toISOString(),
-    network: joinTarget ? { mode: 'container', target: joinTarget.id } : cni ? { mode: 'cni', attachments: [] } : { mode: netName as 'usernet' | 'host' | 'none' | 'pasta' | 'slirp4netns' }, ports: publish,
+    network: netMode.initialRecord(), ports: publish,
     state: 'created', hostname, detached: !!o.detached, capabilities: capabilityNames(caps),
     ...(o.pod ? { pod: o.infra ? o.pod : joinTarget!.pod, infra: !!o.infra } : {}), ...(o.image ? { image: path.resolve(o.image), imageConfig: imageCfg } : {}),
     spec: previous?.spec ?? spec, labels, mounts: volumes.records, tty: !!o.tty, interactive: !!o.interactive, noNewPrivs: security.noNewPrivs, privileged: !!o.privileged,
@@ -522,23 +412,13 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   let maps: Maps | null = null;
   // Teardown steps, undone in reverse. A step that fails is reported and the rest carry on; an
   // attachment whose DEL failed is recorded for `system gc` to retry.
-  let detach: Array<{ step: string; run: () => Promise<void> | void; attachment?: CniAttachment }> = [];
-  const undo = (step: string, run: () => Promise<void> | void, attachment?: CniAttachment) => detach.push({ step, run, attachment });
+  const undo = new UndoStack<CniAttachment>();
   let exitCode: number | null = null;
   // A container that never ran goes again (and the volumes made for it); one started again stays, exited.
   const removeOnExit = () => (o.rm && exitCode !== null) || (exitCode === null && !previous);
   const cleanup = async () => {
-    const failures: Array<{ step: string; error: unknown }> = [];
-    const retry: CniAttachment[] = [];
-    for (const d of detach.reverse()) {
-      try {
-        await d.run();
-      } catch (error) {
-        failures.push({ step: d.step, error });
-        if (d.attachment) retry.push({ ...d.attachment, netns: '' }); // our netns fd goes with us
-      }
-    }
-    detach = [];
+    const failures = await undo.run();
+    const retry = failures.flatMap((f) => (f.tag ? [{ ...f.tag, netns: '' }] : [])); // our netns fd goes with us
     const finished = { state: 'exited' as const, exitCode: exitCode ?? 125, finished: new Date().toISOString(), initPid: undefined };
     if (failures.length) {
       const err = new TeardownError(`container "${name}" (${id.slice(0, 12)})`, failures);
@@ -559,8 +439,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
     }
   };
   try {
-    const plan = usernetSetup?.plan ?? planAddressing(DEFAULT_ADDRESSING);
-    const ownNet = netName !== 'host' && !joinTarget;
+    const ownNet = netMode.ownNetns;
     if (o.image && !fs.existsSync(rootDir!)) fs.mkdirSync(rootDir!, { mode: 0o755 });
     // The maps first: an image is unpacked with them before anything starts, so its files (its
     // /etc/passwd for --user, its volumes' owners) are there for what follows.
@@ -588,7 +467,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
     started = await startInNamespaces(cmd, {
       mode, uidmaps, gidmaps, rootfs: rootDir, stateDir: ctx.config.stateDir, maps: m,
       namespaces: joinTarget ? ['mnt', 'pid'] : ['mnt', 'pid', 'uts', 'ipc', ...(ownNet ? ['net'] : [])], joinPid: joinTarget?.initPid,
-      tap: usernetSetup ? usernetSetup.tapName : undefined, wantFds: hold, holdUntilGo: hold, pause: o.infra, capabilities: caps,
+      tap: netMode.tap, wantFds: hold, holdUntilGo: hold, pause: o.infra, capabilities: caps,
       root: rootDir ?? 'host', binds, mounts: helperMounts(volumes.records), hostname: joinTarget ? undefined : hostname,
       workdir: record.workdir, env: Object.fromEntries(record.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
       stdio: o.infra ? 'ignore' : [o.interactive && !o.tty ? 'pipe' : 'ignore', 'pipe', 'pipe'],
@@ -598,61 +477,19 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
     });
     const s = started;
     console?.connectPipes(s.child.stdout, s.child.stderr, s.child.stdin);
-    undo('close the namespace fds', () => {
+    undo.push('close the namespace fds', () => {
       for (const fd of [s.fds?.netns, s.fds?.userns]) if (fd !== undefined) fs.closeSync(fd);
     });
-    let ips: string[] = [];
-    let resolv = '';
-    const extraHosts: string[] = [];
-    let hostGateway: string | undefined;
-    if (joinTarget) {
-      // The namespace's own files: its addresses, nameservers and hostname, plus this name.
-      const from = store.pathOf(joinTarget.id);
-      ips = joinTarget.ips ?? [];
-      resolv = fs.readFileSync(path.join(from, 'resolv.conf'), 'utf8');
-      const own = new Set(['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback']);
-      for (const l of fs.readFileSync(path.join(from, 'hosts'), 'utf8').split('\n')) if (l.trim() && !own.has(l)) extraHosts.push(l);
-    } else if (usernetSetup) {
-      const { startUsernet } = await import('./usernet.js');
-      const apiSocket = path.join(ctx.config.stateDir, 'sock', `${id.slice(0, 12)}.sock`);
-      const session = await startUsernet(s.pid, s.fds!.tap!, { ...usernetSetup, apiSocket });
-      record.apiSocket = apiSocket;
-      undo('stop the usernet stack', () => session.stop());
-      ips = [plan.guest4];
-      resolv = `nameserver ${plan.dns4}\n${plan.dns6 ? `nameserver ${plan.dns6}\n` : ''}`;
-      if (o.mapHostLoopback) extraHosts.push(`${o.mapHostLoopback}\thost.containers.internal host.docker.internal`);
-    } else if (lists.length) {
-      // Hold every published host port while the container runs (podman does the same): a port
-      // in use fails here, before any rule exists, instead of having its traffic taken.
-      if (ports.length) undo('release the reserved host ports', await reserveHostPorts(ports));
-      const netns = `/proc/${process.pid}/fd/${s.fds!.netns}`;
-      const attachments: CniAttachment[] = requests.map((r) => ({ network: r.name, netns, ifname: r.ifname }));
-      record.network = { mode: 'cni', attachments };
-      store.write(record);
-      for (const [i, list] of lists.entries()) {
-        const first = i === 0;
-        const req = requests[i];
-        const rt = { containerId: id, netns, ifname: req.ifname, capabilityArgs: { ...(ports.length && first ? { portMappings: portMappings(ports) } : {}), ...(req.ips.length ? { ips: req.ips } : {}), ...(req.mac ? { mac: req.mac } : {}) } };
-        undo(`CNI DEL of network "${req.name}" (${req.ifname})`, () => ctx.runtime.delNetworkList(list, rt), attachments[i]);
-        const result = (await ctx.runtime.addNetworkList(list, rt)) as { ips?: Array<{ address: string; gateway?: string; interface?: number }>; interfaces?: Array<{ name: string; mac?: string; sandbox?: string }> };
-        const inside = (result.interfaces ?? []).find((x) => x.name === req.ifname && x.sandbox) ?? (result.interfaces ?? []).find((x) => x.sandbox);
-        attachments[i].result = { ips: (result.ips ?? []).map((x) => ({ address: x.address, ...(x.gateway ? { gateway: x.gateway } : {}) })), ...(inside?.mac ? { mac: inside.mac } : {}) };
-        ips.push(...(result.ips ?? []).map((x) => x.address.split('/')[0]));
-        // podman: host.containers.internal is the first bridge network's gateway
-        hostGateway ??= (result.ips ?? []).find((x) => x.gateway && !x.address.includes(':'))?.gateway;
-      }
-      resolv = cniResolv(o.dns);
-    } else if (netName === 'pasta' || netName === 'slirp4netns') {
-      undo(`stop ${netName}`, await attachAnchor(netName, s.pid, ports, dir, path.join(ctx.config.stateDir, 'sock', id.slice(0, 12)), !!o.mapHostLoopback));
-      if (netName === 'slirp4netns') {
-        ips = ['10.0.2.100'];
-        resolv = o.dns.length ? cniResolv(o.dns) : 'nameserver 10.0.2.3\n';
-      } else resolv = cniResolv(o.dns);
-    } else {
-      resolv = netName === 'none' ? '' : cniResolv(o.dns);
-    }
-    if (o.dns.length && usernetSetup) resolv = o.dns.map((d) => `nameserver ${d}\n`).join('');
-    writeEtc(dir, { hostname, name, ips, resolv, extraHosts, addHosts, hostGateway }); // same paths: the binds above still hold
+    const net = await netMode.attach({
+      id, dir, stateDir: ctx.config.stateDir, ports, dns: o.dns, mapHostLoopback: o.mapHostLoopback,
+      saveNetwork: (n) => {
+        record.network = n;
+        store.write(record);
+      },
+    }, { pid: s.pid, netnsPath: s.fds?.netns !== undefined ? `/proc/${process.pid}/fd/${s.fds.netns}` : undefined, tapFd: s.fds?.tap }, undo);
+    const { ips } = net;
+    if (net.apiSocket) record.apiSocket = net.apiSocket;
+    writeEtc(dir, { hostname, name, ips, resolv: net.resolv, extraHosts: net.extraHosts, addHosts, hostGateway: net.hostGateway }); // same paths: the binds above still hold
     Object.assign(record, { state: 'running', initPid: s.pid, ips, startedAt: new Date().toISOString() });
     delete record.teardown;
     store.write(record);

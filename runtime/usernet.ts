@@ -9,9 +9,12 @@ import path from 'node:path';
 import { toolPath } from '../native/system.js';
 import { TapDevice } from '../net/link/tap_device.js';
 import { serveApi } from '../net/usernet/api.js';
-import type { PortSpec } from '../net/ports/portspec.js';
+import { chooseHostPorts } from '../net/ports/host_ports.js';
+import { parsePortSpec, type PortSpec } from '../net/ports/portspec.js';
+import * as ipv4 from '../net/wire/ipv4.js';
+import * as ipv6 from '../net/wire/ipv6.js';
 import { Forwarder } from '../net/usernet/forward.js';
-import { Usernet, stackConfig, type UsernetPlan } from '../net/usernet/usernet.js';
+import { Usernet, planAddressing, stackConfig, type UsernetPlan } from '../net/usernet/usernet.js';
 import { NamespaceSocketFactory, runInNamespaces } from '../userns/unshare.js';
 
 export interface UsernetSetup {
@@ -22,6 +25,34 @@ export interface UsernetSetup {
   ports: PortSpec[];
   mapHostLoopback?: string;
   apiSocket?: string;
+}
+
+export interface UsernetFlags {
+  mtu: string;
+  cidr: string;
+  cidr6: string;
+  ipv6: boolean;
+  publish?: string[];
+  mapHostLoopback?: string;
+  apiSocket?: string;
+  tap: string;
+}
+
+/** --map-host-loopback: an IP address, not the container's own. */
+export function checkMapHostLoopback(addr: string, plan: UsernetPlan): void {
+  if (!ipv4.parseAddr(addr) && !ipv6.parseAddr(addr)) throw new Error(`invalid --map-host-loopback "${addr}": expected an IP address`);
+  if (addr === plan.guest4 || addr === plan.guest6) throw new Error('--map-host-loopback cannot be the container\'s own address');
+}
+
+/** The UsernetSetup for parsed flags. */
+export async function usernetSetup(f: UsernetFlags, configure: boolean): Promise<UsernetSetup> {
+  const mtu = Number(f.mtu);
+  if (!Number.isInteger(mtu)) throw new Error(`invalid --mtu "${f.mtu}"`);
+  const plan = planAddressing({ cidr4: f.cidr, cidr6: f.ipv6 ? f.cidr6 : null, mtu });
+  const ports: PortSpec[] = await chooseHostPorts((f.publish ?? []).flatMap((p) => parsePortSpec(p)));
+  if (f.mapHostLoopback) checkMapHostLoopback(f.mapHostLoopback, plan);
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(f.tap)) throw new Error(`invalid --tap "${f.tap}": 1 to 15 of A-Z a-z 0-9 _ . -`);
+  return { plan, tapName: f.tap, configure, ports, mapHostLoopback: f.mapHostLoopback, apiSocket: f.apiSocket };
 }
 
 export interface UsernetSession {

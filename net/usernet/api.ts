@@ -98,29 +98,39 @@ export async function serveApi(path: string, ctx: ApiContext): Promise<() => voi
   };
 }
 
-/** Sends one request to an API socket and resolves to its "return" (throws its "error"). */
+/**
+ * Sends one request to an API socket and resolves to its "return" (throws its "error"). Speaks to
+ * burrow's stack (a reply ends with a newline) and to slirp4netns's (a reply ends when it closes
+ * the connection), so `--network slirp4netns` and `burrow port` share this one client.
+ */
 export function callApi(path: string, req: unknown, timeoutMs = 5000): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(path);
     let buf = '';
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`no answer from ${path} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    sock.on('error', (err: NodeJS.ErrnoException) => {
+    let done = false;
+    const finish = (text: string | null, err?: Error) => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
-      reject(new Error(`cannot reach the API socket ${path}: ${err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'no stack is listening there' : err.message}`));
-    });
+      sock.destroy();
+      if (err) return reject(err);
+      let reply: { return?: unknown; error?: { desc?: string } };
+      try {
+        reply = JSON.parse(text!) as typeof reply;
+      } catch {
+        return reject(new Error(`${path} answered with something that is not JSON: ${JSON.stringify(text!.slice(0, 200))}`));
+      }
+      if (reply.error) reject(new Error(reply.error.desc ?? JSON.stringify(reply.error)));
+      else resolve(reply.return);
+    };
+    const timer = setTimeout(() => finish(null, new Error(`no answer from ${path} within ${timeoutMs} ms`)), timeoutMs);
+    sock.on('error', (err: NodeJS.ErrnoException) => finish(null, new Error(`cannot reach the API socket ${path}: ${err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'no stack is listening there' : err.message}`)));
     sock.on('connect', () => sock.write(`${JSON.stringify(req)}\n`));
     sock.on('data', (d) => {
       buf += d.toString();
       const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      sock.end();
-      const reply = JSON.parse(buf.slice(0, nl)) as { return?: unknown; error?: { desc: string } };
-      if (reply.error) reject(new Error(reply.error.desc));
-      else resolve(reply.return);
+      if (nl >= 0) finish(buf.slice(0, nl));
     });
+    sock.on('close', () => finish(buf.trim() ? buf : null, buf.trim() ? undefined : new Error(`${path} closed the connection without an answer`)));
   });
 }
