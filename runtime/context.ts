@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { inProcessResolver } from '../plugins/registry.js';
 import { CniRuntime } from './cni/runtime.js';
 import { loadConfig, type BurrowConfig } from './config.js';
-import { NetworkStore } from './networks.js';
+import { NetworkStore } from './network/networks.js';
 import { BurrowError } from '../native/errors.js';
 
 export interface Context {
@@ -13,9 +13,12 @@ export interface Context {
   inProcess?: ReturnType<typeof inProcessResolver>;
 }
 
-/** Builds the context from --config (or the default file). burrow's plugins load only for commands that run them. */
-export async function makeContext(configFile?: string, opts: { plugins?: boolean } = {}): Promise<Context> {
-  const config = loadConfig(configFile);
+/**
+ * Builds the context from --config (or the default file), or from a config already loaded, so a
+ * command reads it once. burrow's plugins load only for commands that run them.
+ */
+export async function makeContext(from?: string | BurrowConfig, opts: { plugins?: boolean } = {}): Promise<Context> {
+  const config = typeof from === 'object' ? from : loadConfig(from);
   if (opts.plugins && config.pluginMode === 'auto') await import('../plugins/all.js');
   const inProcess = config.pluginMode === 'auto' ? inProcessResolver() : undefined;
   const runtime = new CniRuntime({ path: config.cniPath, cacheDir: config.cniCacheDir, inProcess });

@@ -3,7 +3,8 @@
  *
  *   native  <  net  <  userns  <  plugins  <  runtime  <  bench, test
  *
- * net/wire imports nothing of ours but net/wire; net/stack only net/wire and itself. One plugin
+ * net/wire imports nothing of ours but net/wire; net/stack only net/wire and itself. Within
+ * runtime/, only main.ts and runtime/cli import runtime/cli. One plugin
  * folder may not reach into another's internals (plugins/*.ts at the top are shared). Production
  * code never imports test/ or bench/. (plugins/<x>/index.ts is a plugin's public entry.) Prints each violation as file:line and exits 1 if any.
  */
@@ -37,6 +38,8 @@ function allowed(from: string, to: string): string | null {
   const [fa, fb] = [from.split(path.sep), to.split(path.sep)];
   if (fa[0] === 'net' && fa[1] === 'wire' && !(fb[0] === 'net' && fb[1] === 'wire')) return 'net/wire imports only net/wire';
   if (fa[0] === 'net' && fa[1] === 'stack' && !(fb[0] === 'net' && (fb[1] === 'wire' || fb[1] === 'stack'))) return 'net/stack imports only net/wire and net/stack';
+  // runtime/cli is the top of the runtime: the commands use the rest, nothing else uses them.
+  if (fa[0] === 'runtime' && fb[0] === 'runtime' && fb[1] === 'cli' && fa[1] !== 'cli' && fa[1] !== 'main.ts') return 'only runtime/main.ts and runtime/cli may import runtime/cli (the CLI is the top of the runtime)';
   // Another plugin's index (its public entry) is fine; its other files are internals.
   if (fa[0] === 'plugins' && fb[0] === 'plugins' && fb.length > 2 && fa[1] !== fb[1] && !/^index\.[jt]s$/.test(fb[2])) return `plugins/${fa[1]} reaches into plugins/${fb[1]}/${fb[2]}`;
   return null;

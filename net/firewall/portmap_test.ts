@@ -1,5 +1,7 @@
 import test from 'ava';
-import { iptablesPortmapRules, mappingsFor, nftPortmapScript, portRuns, type PortMapping } from './portmap.js';
+import { mappingsFor, portRuns, type PortMapping } from './portmap.js';
+import { iptablesPortmapRules } from './portmap_iptables.js';
+import { nftPortmapScript } from './portmap_nft.js';
 import { iptablesAcceptRules, iptablesIsolationRules, nftFirewallScript } from './forward.js';
 import { parseCidr } from '../ip/addr.js';
 

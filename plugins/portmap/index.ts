@@ -11,14 +11,20 @@ import { spawn } from 'node:child_process';
 import type { CniPlugin, PluginRequest } from '../../net/cni/skel.js';
 import { CniCode, CniError, type Result } from '../../net/cni/types.js';
 import { contains, formatIp, ipFamily, parseCidr, type Cidr, type Family } from '../../net/ip/addr.js';
-import {
-  portmapBackend, type PortMapping, type PortmapBackend, type PortmapOptions, type PortmapTarget, type Protocol,
-} from '../../net/firewall/portmap.js';
+import { lockedBackend } from '../../net/firewall/lock.js';
+import type { PortMapping, PortmapBackend, PortmapOptions, PortmapTarget, Protocol } from '../../net/firewall/portmap.js';
+import { IptablesPortmap } from '../../net/firewall/portmap_iptables.js';
+import { NftablesPortmap } from '../../net/firewall/portmap_nft.js';
 import { toolPath } from '../../native/system.js';
 import { onPath, pickBackend } from '../../net/firewall/run.js';
 import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl } from '../../net/netlink/sysctl.js';
 import { configError, optBool, optInt, optString } from '../common.js';
+
+/** The portmap backend of `kind`, each method under the firewall lock. */
+function portmapBackend(kind: 'iptables' | 'nftables'): PortmapBackend {
+  return lockedBackend(kind === 'iptables' ? new IptablesPortmap() : new NftablesPortmap());
+}
 
 type Obj = Record<string, unknown>;
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { toolPath } from '../../native/system.js';
 import type { PortSpec } from '../../net/ports/portspec.js';
 import { callApi } from '../../net/usernet/api.js';
-import { ContainerError } from '../containers.js';
+import { ContainerError } from '../container/containers.js';
 import { readHostResolv, resolvConf } from './resolv.js';
 import type { Attached, NetworkMode } from './types.js';
 

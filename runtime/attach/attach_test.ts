@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import type { PortSpec } from '../../net/ports/portspec.js';
-import type { CniAttachment, ContainerRecord } from '../containers.js';
+import type { CniAttachment, ContainerRecord } from '../container/containers.js';
 import { anchorMode, pastaArgs, pastaForwards, slirpArgs, slirpForwards } from './anchor.js';
 import { cniMode, gcCni, portMappings, type CniOps, type CniRuntimeConf } from './cni.js';
 import { joinMode } from './join.js';

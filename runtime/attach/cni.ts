@@ -6,8 +6,8 @@
  * keeps the netns alive; `gcCni` DELs what a killed supervisor left (its netns may be gone).
  */
 import type { PortSpec } from '../../net/ports/portspec.js';
-import type { CniAttachment, ContainerRecord } from '../containers.js';
-import type { NetworkRequest } from '../netspec.js';
+import type { CniAttachment, ContainerRecord } from '../container/containers.js';
+import type { NetworkRequest } from '../network/netspec.js';
 import { readHostResolv, resolvConf } from './resolv.js';
 import type { Attached, NetworkMode } from './types.js';
 

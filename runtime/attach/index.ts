@@ -2,9 +2,9 @@
 import { reserveHostPorts } from '../../net/ports/host_ports.js';
 import type { PortSpec } from '../../net/ports/portspec.js';
 import type { Context } from '../context.js';
-import type { ContainerRecord } from '../containers.js';
-import type { NetworkRequest } from '../netspec.js';
-import { checkStaticIp } from '../networks.js';
+import type { ContainerRecord } from '../container/containers.js';
+import type { NetworkRequest } from '../network/netspec.js';
+import { checkStaticIp } from '../network/conflist.js';
 import type { NetworkConfigList } from '../../net/cni/types.js';
 import { anchorMode } from './anchor.js';
 import { cniMode, type CniOps, type CniRuntimeConf } from './cni.js';

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ContainerRecord } from '../containers.js';
+import type { ContainerRecord } from '../container/containers.js';
 import type { Attached, NetworkMode } from './types.js';
 
 const OWN = new Set(['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback']);

@@ -6,7 +6,7 @@
  * and returns what the container's /etc files need. `gc` collects what a crashed supervisor left.
  */
 import type { PortSpec } from '../../net/ports/portspec.js';
-import type { CniAttachment, ContainerRecord } from '../containers.js';
+import type { CniAttachment, ContainerRecord } from '../container/containers.js';
 import type { UndoStack } from './undo.js';
 
 export type NetworkRecord = ContainerRecord['network'];

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { DEFAULT_ADDRESSING, planAddressing, type UsernetPlan } from '../../net/usernet/usernet.js';
-import { checkMapHostLoopback, type UsernetSession, type UsernetSetup } from '../usernet.js';
+import { checkMapHostLoopback, type UsernetSession, type UsernetSetup } from '../network/usernet.js';
 import type { Attached, NetworkMode } from './types.js';
 
 export type StartUsernet = (pid: number, tapFd: number, s: UsernetSetup) => Promise<Pick<UsernetSession, 'stop'>>;
@@ -28,7 +28,7 @@ export function usernetMode(o: { mapHostLoopback?: string; start?: StartUsernet;
     attach: async (c, held, undo): Promise<Attached> => {
       if (held.tapFd === undefined) throw new Error('usernet needs the TAP made inside the container');
       const apiSocket = usernetApiSocket(c.stateDir, c.id);
-      const run = start ?? (await import('../usernet.js')).startUsernet;
+      const run = start ?? (await import('../network/usernet.js')).startUsernet;
       const session = await run(held.pid, held.tapFd, { plan, tapName: tap, configure: true, ports: c.ports, mapHostLoopback: c.mapHostLoopback, apiSocket });
       undo.push('stop the usernet stack', () => session.stop());
       const resolv = c.dns.length ? c.dns.map((d) => `nameserver ${d}\n`).join('') : `nameserver ${plan.dns4}\n${plan.dns6 ? `nameserver ${plan.dns6}\n` : ''}`;

@@ -1,10 +1,10 @@
 /** ps, port, inspect and top output against what podman 4.3.1 printed for the same containers. */
 import test from 'ava';
-import type { ContainerRecord } from './containers.js';
+import type { ContainerRecord } from '../container/containers.js';
 import { humanDuration } from './human.js';
 import { render, renderRows } from './gotemplate.js';
 import { inspectView, portLines, portsText, psFilter, psRow, PS_HEADERS, PS_TABLE } from './podman_view.js';
-import { checkDescriptors, formatTop, goDuration, mapBack, parseStat, parseStatus, ttyName } from './top.js';
+import { checkDescriptors, formatTop, goDuration, mapBack, parseStat, parseStatus, ttyName } from '../container/top.js';
 
 const NOW = Date.parse('2026-12-02T03:00:07Z');
 const rec = (over: Partial<ContainerRecord> = {}): ContainerRecord => ({

@@ -5,8 +5,8 @@
  * and the special modes (usernet, pasta, slirp4netns, host, none) stand alone and take no options.
  */
 import net from 'node:net';
-import { parseMac, validIfname } from '../net/netlink/client.js';
-import { ContainerError } from './containers.js';
+import { parseMac, validIfname } from '../../net/netlink/client.js';
+import { ContainerError } from '../container/containers.js';
 
 /** One CNI attachment asked for: the network, the interface inside, and static ips/mac if given. */
 export interface NetworkRequest {

@@ -6,14 +6,14 @@
  */
 import { Command, Option } from 'commander';
 import os from 'node:os';
-import { ContainerError, ContainerStore, PodStore, type ContainerRecord } from './containers.js';
+import { ContainerError, ContainerStore, PodStore, type ContainerRecord } from '../container/containers.js';
 import { renderRows, render, TemplateError } from './gotemplate.js';
 
 type Out = (s: string) => void;
 
 export async function store(configFile?: string): Promise<ContainerStore> {
-  const { makeContext } = await import('./context.js');
-  const { gcContainers } = await import('./run.js');
+  const { makeContext } = await import('../context.js');
+  const { gcContainers } = await import('../container/run.js');
   const ctx = await makeContext(configFile, { plugins: process.getuid?.() === 0 });
   await gcContainers(ctx);
   return new ContainerStore(ctx.config.stateDir);
@@ -256,8 +256,8 @@ export function containerCommands(globals: () => { config?: string }, out: Out):
       }
       const r = list[0];
       if (!r.apiSocket || !running(r)) throw new ContainerError(`adding and removing ports at runtime needs a running usernet container; "${r.name}" is ${running(r) ? `on ${r.network.mode}` : 'not running'}`);
-      const { callApi } = await import('../net/usernet/api.js');
-      const { parsePortSpec, formatPortSpec } = await import('../net/ports/portspec.js');
+      const { callApi } = await import('../../net/usernet/api.js');
+      const { parsePortSpec, formatPortSpec } = await import('../../net/ports/portspec.js');
       if (action === 'add' && arg) {
         const res = (await callApi(r.apiSocket, { execute: 'add_hostfwd', arguments: { spec: arg } })) as { ids: number[] };
         // the record keeps what was published, with the host ports chosen for -p 80
@@ -295,9 +295,9 @@ export async function removeContainer(s: ContainerStore, r: ContainerRecord, o: 
   }
   await s.remove(r.id);
   if (o.volumes) {
-    const { loadConfig } = await import('./config.js');
-    const { VolumeStore } = await import('./volumes.js');
-    const { removeTree } = await import('./run.js');
+    const { loadConfig } = await import('../config.js');
+    const { VolumeStore } = await import('../container/volumes.js');
+    const { removeTree } = await import('../container/run.js');
     const volumes = new VolumeStore(loadConfig(config).volumePath);
     for (const m of r.mounts ?? []) if (m.anonymous && m.name) await volumes.remove(m.name, removeTree).catch(() => undefined);
   }

@@ -6,10 +6,10 @@
 import { Command } from 'commander';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ContainerError, type ContainerRecord } from './containers.js';
+import { ContainerError, type ContainerRecord } from '../container/containers.js';
 import { running, stop, store, targets, waitExited } from './cmd_containers.js';
-import { DEFAULT_DETACH_KEYS, parseDetachKeys } from './attach_proto.js';
-import { checkDescriptors, formatTop, mapBack, parseStat, parseStatus, ttyName, type ProcInfo } from './top.js';
+import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../container/attach_proto.js';
+import { checkDescriptors, formatTop, mapBack, parseStat, parseStatus, ttyName, type ProcInfo } from '../container/top.js';
 
 type Out = (s: string) => void;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -23,7 +23,7 @@ async function startContainer(r: ContainerRecord, o: { attach?: boolean; interac
   }
   if (r.infra) throw new ContainerError(`container "${r.name}" is a pod's infra container: start the pod (burrow pod start)`);
   if (!r.spec) throw new ContainerError(`container "${r.name}" was created by an older burrow and cannot be started again`);
-  const { restartSupervisor } = await import('./run.js');
+  const { restartSupervisor } = await import('../container/run.js');
   const sup = await restartSupervisor(r.id, o.config, { waitAttach: o.attach });
   if (!o.attach) return null;
   const { attachTo } = await import('./cmd_run.js');
@@ -82,7 +82,7 @@ export function lifecycleCommands(globals: () => { config?: string }, out: Out, 
       const s = await store(globals().config);
       const [r] = targets(s, name ? [name] : [], o);
       if (!running(r) || !r.attachSocket) throw new ContainerError(`you can only attach to running containers: "${r.name}" is ${r.state === 'running' ? 'exited' : r.state}`);
-      const { attachSocket } = await import('./attach_client.js');
+      const { attachSocket } = await import('../container/attach_client.js');
       const res = await attachSocket(r.attachSocket, { stdin: o.stdin, detachKeys: parseDetachKeys(o.detachKeys ?? DEFAULT_DETACH_KEYS), sigProxy: o.sigProxy !== 'false' });
       if (res.detached) return;
       setExit(res.code ?? s.list().find((x) => x.id === r.id)?.exitCode ?? 0);
@@ -105,7 +105,7 @@ export function lifecycleCommands(globals: () => { config?: string }, out: Out, 
       const [r] = o.latest ? targets(s, [], o) : targets(s, args.slice(0, 1), {});
       const cmd = o.latest ? args : args.slice(1);
       if (!running(r) || !r.initPid) throw new ContainerError('can only create exec sessions on running containers: container state improper');
-      const { execInContainer } = await import('./exec.js');
+      const { execInContainer } = await import('../container/exec.js');
       setExit(await execInContainer(r, cmd, o));
     });
   const logs = new Command('logs')
@@ -119,7 +119,7 @@ export function lifecycleCommands(globals: () => { config?: string }, out: Out, 
     .argument('[names...]')
     .action(async (names: string[], o: { follow?: boolean; timestamps?: boolean; tail: string; since?: string; until?: string; latest?: boolean }) => {
       const s = await store(globals().config);
-      const { printLogs } = await import('./logs.js');
+      const { printLogs } = await import('../container/logs.js');
       for (const r of targets(s, names, o)) {
         await printLogs(s, r, { follow: !!o.follow, timestamps: !!o.timestamps, tail: Number(o.tail), since: o.since, until: o.until });
       }

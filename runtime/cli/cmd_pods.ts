@@ -7,7 +7,7 @@
  * infra's network namespace at all.
  */
 import { Command } from 'commander';
-import { ContainerError, ContainerStore, PodStore, type PodRecord } from './containers.js';
+import { ContainerError, ContainerStore, PodStore, type PodRecord } from '../container/containers.js';
 import { ago, running, stop, store, waitExited } from './cmd_containers.js';
 import { renderRows, TemplateError } from './gotemplate.js';
 
@@ -50,7 +50,7 @@ export async function createPod(o: PodOptions, config?: string): Promise<string>
     ...(o.userns ? ['--userns', o.userns] : []), ...(o.mapHostLoopback ? ['--map-host-loopback', o.mapHostLoopback] : []),
   ];
   try {
-    const { startSupervisor } = await import('./run.js');
+    const { startSupervisor } = await import('../container/run.js');
     record.infraId = (await startSupervisor(argv, config)).id;
   } catch (err) {
     pods.remove(id);
@@ -100,7 +100,7 @@ export async function startPod(nameOrId: string, config?: string): Promise<strin
   const p = new PodStore(s.stateDir).find(nameOrId);
   const infra = s.list().find((r) => r.id === p.infraId);
   if (!infra) throw new ContainerError(`pod "${p.name}" has lost its infra container; remove it with "burrow pod rm -f ${p.name}"`);
-  const { restartSupervisor } = await import('./run.js');
+  const { restartSupervisor } = await import('../container/run.js');
   if (!running(infra)) await restartSupervisor(infra.id, config);
   for (const r of s.list().filter((x) => x.pod === p.id && !x.infra && !running(x)).sort((a, b) => a.created.localeCompare(b.created))) {
     await restartSupervisor(r.id, config);

@@ -4,8 +4,8 @@
  * .Config.Env, .Mounts, .HostConfig.PortBindings), beside burrow's own fields. Pure code: the
  * time and the liveness of each record come in as arguments.
  */
-import { parsePortSpec, type PortSpec } from '../net/ports/portspec.js';
-import type { ContainerRecord, MountRecord, PodRecord } from './containers.js';
+import { parsePortSpec, type PortSpec } from '../../net/ports/portspec.js';
+import type { ContainerRecord, MountRecord, PodRecord } from '../container/containers.js';
 import { goStruct as S } from './gotemplate.js';
 import { goTime, humanDuration, inspectTime } from './human.js';
 

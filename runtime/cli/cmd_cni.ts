@@ -6,10 +6,10 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { Command } from 'commander';
-import { BurrowError } from '../native/errors.js';
-import { checkContainerId, checkIfname, parseCniArgs } from '../net/cni/config.js';
-import type { Attachment } from '../net/cni/types.js';
-import { makeContext, netnsPath, requireNetns, type Context } from './context.js';
+import { BurrowError } from '../../native/errors.js';
+import { checkContainerId, checkIfname, parseCniArgs } from '../../net/cni/config.js';
+import type { Attachment } from '../../net/cni/types.js';
+import { makeContext, netnsPath, requireNetns, type Context } from '../context.js';
 
 interface AttachOpts {
   id?: string;
@@ -114,14 +114,14 @@ export function cniCommand(globalOpts: () => { config?: string }, out: (s: strin
     .option('--dir <dir>', 'target directory', '/opt/cni/bin')
     .option('-f, --force', 'replace files that are not burrow launchers (e.g. the reference plugins)')
     .action(async (o: { dir: string; force?: boolean }) => {
-      const { installPlugins } = await import('./install.js');
+      const { installPlugins } = await import('../network/install.js');
       for (const line of installPlugins(o.dir, !!o.force)) out(`${line}\n`);
     });
 
   cni.command('uninstall').description("remove burrow's plugin launchers from a directory (other files stay)")
     .option('--dir <dir>', 'directory', '/opt/cni/bin')
     .action(async (o: { dir: string }) => {
-      const { uninstallPlugins } = await import('./install.js');
+      const { uninstallPlugins } = await import('../network/install.js');
       for (const line of uninstallPlugins(o.dir)) out(`${line}\n`);
     });
   return cni;

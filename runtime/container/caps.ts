@@ -3,7 +3,7 @@
  * starts from podman's default set; `--cap-drop ALL` empties it and `--cap-add ALL` fills it;
  * then each named drop and add applies. The result is a bit mask for the helper's -c.
  */
-import { BurrowError } from '../native/errors.js';
+import { BurrowError } from '../../native/errors.js';
 
 /** Capability names by number (linux/capability.h, up to CAP_CHECKPOINT_RESTORE = 40). */
 export const CAPABILITIES = [

@@ -7,13 +7,13 @@
  * capability arguments, and re-creates the bridge plugin's masquerade rules. Links, addresses and
  * IPAM reservations are not touched.
  */
-import { formatCniArgs } from '../net/cni/config.js';
-import { invokePlugin } from '../net/cni/invoke.js';
-import type { NetworkConfigList, PluginConf } from '../net/cni/types.js';
-import { fromCurrent } from '../net/cni/version.js';
-import { masqBackend } from '../net/firewall/ipmasq.js';
-import { parseCidr } from '../net/ip/addr.js';
-import type { Context } from './context.js';
+import { formatCniArgs } from '../../net/cni/config.js';
+import { invokePlugin } from '../../net/cni/invoke.js';
+import type { NetworkConfigList, PluginConf } from '../../net/cni/types.js';
+import { fromCurrent } from '../../net/cni/version.js';
+import { masqBackend } from '../../net/firewall/ipmasq.js';
+import { parseCidr } from '../../net/ip/addr.js';
+import type { Context } from '../context.js';
 
 const RELOADABLE = new Set(['portmap', 'firewall']);
 

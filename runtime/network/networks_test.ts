@@ -3,8 +3,8 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseCidr } from '../net/ip/addr.js';
-import { defaultConfig, type BurrowConfig } from './config.js';
+import { parseCidr } from '../../net/ip/addr.js';
+import { defaultConfig, type BurrowConfig } from '../config.js';
 import { NetworkStore, podmanDefaultSubnet } from './networks.js';
 
 const PODMAN_CONFLIST = fs.existsSync('/usr/share/doc/podman/examples/cni/net.d/87-podman-bridge.conflist')

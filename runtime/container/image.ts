@@ -28,8 +28,8 @@ import { pipeline } from 'node:stream/promises';
 import { Decompress } from 'fzstd';
 import zlib from 'node:zlib';
 import { extract, type Header } from 'tar-stream';
-import { BurrowError } from '../native/errors.js';
-import type { IdMapping } from '../userns/mapping.js';
+import { BurrowError } from '../../native/errors.js';
+import type { IdMapping } from '../../userns/mapping.js';
 
 export class ImageError extends BurrowError {
   constructor(message: string) {

@@ -5,9 +5,9 @@
  */
 import { Command } from 'commander';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { installRoot } from '../config.js';
 import fs from 'node:fs';
-import { BurrowError } from '../native/errors.js';
+import { BurrowError } from '../../native/errors.js';
 
 export function benchCommand(setExit: (code: number) => void): Command {
   return new Command('bench')
@@ -21,9 +21,8 @@ export function benchCommand(setExit: (code: number) => void): Command {
     .option('--anchors <mode>', 'auto: measure the installed established tools too; none: burrow only', 'auto')
     .option('--scale <list>', 'container counts for the scale section (rootless: those up to 50)', '1,10,50,100')
     .action(async (o: { duration: string; runs: string; parallel: string; only?: string; json?: string; svg?: string; anchors: string; scale: string }) => {
-      const dist = path.dirname(fileURLToPath(import.meta.url));
-      const bench = [path.join(dist, 'bench.cjs'), path.join(dist, '..', 'dist', 'bench.cjs')].find((f) => fs.existsSync(f));
-      if (!bench) throw new BurrowError('ENOENT', 'dist/bench.cjs is not built: run "npm ci" or "npm run build"');
+      const bench = path.join(installRoot(), 'dist', 'bench.cjs');
+      if (!fs.existsSync(bench)) throw new BurrowError('ENOENT', 'dist/bench.cjs is not built: run "npm ci" or "npm run build"');
       const args = ['--duration', o.duration, '--runs', o.runs, '--parallel', o.parallel, '--anchors', o.anchors, '--scale', o.scale, ...(o.only ? ['--only', o.only] : []), ...(o.json ? ['--json', path.resolve(o.json)] : []), ...(o.svg ? ['--svg', path.resolve(o.svg)] : [])];
       const { spawn } = await import('node:child_process');
       const child = spawn(process.execPath, [bench, ...args], { stdio: 'inherit' });

@@ -6,16 +6,16 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { toolPath } from '../native/system.js';
-import { TapDevice } from '../net/link/tap_device.js';
-import { serveApi } from '../net/usernet/api.js';
-import { chooseHostPorts } from '../net/ports/host_ports.js';
-import { parsePortSpec, type PortSpec } from '../net/ports/portspec.js';
-import * as ipv4 from '../net/wire/ipv4.js';
-import * as ipv6 from '../net/wire/ipv6.js';
-import { Forwarder } from '../net/usernet/forward.js';
-import { Usernet, planAddressing, stackConfig, type UsernetPlan } from '../net/usernet/usernet.js';
-import { NamespaceSocketFactory, runInNamespaces } from '../userns/unshare.js';
+import { toolPath } from '../../native/system.js';
+import { TapDevice } from '../../net/link/tap_device.js';
+import { serveApi } from '../../net/usernet/api.js';
+import { chooseHostPorts } from '../../net/ports/host_ports.js';
+import { parsePortSpec, type PortSpec } from '../../net/ports/portspec.js';
+import * as ipv4 from '../../net/wire/ipv4.js';
+import * as ipv6 from '../../net/wire/ipv6.js';
+import { Forwarder } from '../../net/usernet/forward.js';
+import { Usernet, planAddressing, stackConfig, type UsernetPlan } from '../../net/usernet/usernet.js';
+import { NamespaceSocketFactory, runInNamespaces } from '../../userns/unshare.js';
 
 export interface UsernetSetup {
   plan: UsernetPlan;

@@ -5,9 +5,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { BurrowError } from '../native/errors.js';
-import { isLauncher, LAUNCHER_MARKER } from '../plugins/registry.js';
-import { installRoot } from './config.js';
+import { BurrowError } from '../../native/errors.js';
+import { isLauncher, LAUNCHER_MARKER } from '../../plugins/registry.js';
+import { installRoot } from '../config.js';
 
 /** The plugins burrow ships: every dist/plugins/<name>.cjs. */
 export function shippedPlugins(): string[] {

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { ImageError, planImage, resolveInRoot, unpackImage } from './image.js';
-import { tarOf, type Entry } from '../test/helpers/image.js';
+import { tarOf, type Entry } from '../../test/helpers/image.js';
 
 const layer1: Entry[] = [
   { name: 'etc/', type: 'directory' },

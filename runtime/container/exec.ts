@@ -8,8 +8,8 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { socketPair } from '../native/mod.js';
-import { helperPath, receiveConsole } from '../userns/unshare.js';
+import { socketPair } from '../../native/mod.js';
+import { helperPath, receiveConsole } from '../../userns/unshare.js';
 import { capabilityMask } from './caps.js';
 import { ContainerError, type ContainerRecord } from './containers.js';
 import { helperUserArg, resolveUser } from './passwd.js';
@@ -81,7 +81,7 @@ export async function execInContainer(r: ContainerRecord, cmd: string[], o: Exec
     return code;
   }
   if (!pair) {
-    const { relaySignals } = await import('../userns/unshare.js');
+    const { relaySignals } = await import('../../userns/unshare.js');
     const unrelay = relaySignals(child);
     const code = await exited;
     unrelay();

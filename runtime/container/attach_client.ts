@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import tty from 'node:tty';
-import { setWinsize } from '../native/mod.js';
+import { setWinsize } from '../../native/mod.js';
 import { AttachProtocolError, DetachMatcher, encodeFrame, Frame, FrameDecoder, parseExit, resizeFrame } from './attach_proto.js';
 
 export interface TerminalResult {

@@ -14,22 +14,22 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { chooseHostPorts } from '../net/ports/host_ports.js';
-import { formatPortSpec, parsePortSpec, type PortSpec } from '../net/ports/portspec.js';
-import { parseIdMapSpec, parseUsernsMode, type UsernsMode } from '../userns/mapping.js';
-import { computeMaps, ownershipShift, relaySignals, releaseMaps, startInNamespaces, type HelperMount, type Maps, type Started } from '../userns/unshare.js';
+import { chooseHostPorts } from '../../net/ports/host_ports.js';
+import { formatPortSpec, parsePortSpec, type PortSpec } from '../../net/ports/portspec.js';
+import { parseIdMapSpec, parseUsernsMode, type UsernsMode } from '../../userns/mapping.js';
+import { computeMaps, ownershipShift, relaySignals, releaseMaps, startInNamespaces, type HelperMount, type Maps, type Started } from '../../userns/unshare.js';
 import { capabilityMask, capabilityNames } from './caps.js';
-import { TeardownError } from '../native/errors.js';
+import { TeardownError } from '../../native/errors.js';
 import { ContainerConsole } from './console.js';
 import { ContainerError, ContainerStore, PodStore, type CniAttachment, type ContainerRecord, type ContainerUser, type MountRecord } from './containers.js';
 import type { ImageConfig, ImagePlan } from './image.js';
-import { chooseMode, cniOps, gcCni, pendingCni, UndoStack } from './attach/index.js';
+import { chooseMode, cniOps, gcCni, pendingCni, UndoStack } from '../attach/index.js';
 import { helperUserArg, resolveUser } from './passwd.js';
 import { containerCommand, containerEnv, parseAddHosts, parseEnvFile, parseLabels, parseSecurityOpts } from './run_spec.js';
 import { checkDestinations, parseMountFlag, parseTmpfsFlag, parseVolumeFlag, VolumeStore, type MountSpec } from './volumes.js';
-import { makeContext, type Context } from './context.js';
-import { processStartTime } from '../native/system.js';
-import { parseNetworkArgs, SPECIAL_NETWORKS } from './netspec.js';
+import { makeContext, type Context } from '../context.js';
+import { processStartTime } from '../../native/system.js';
+import { parseNetworkArgs, SPECIAL_NETWORKS } from '../network/netspec.js';
 
 export interface RunOptions {
   cmd: string[];
@@ -53,7 +53,7 @@ export interface RunOptions {
   pod?: string;
   /** This is the pod's infra container: no command, it only holds the namespaces. */
   infra?: boolean;
-  /** -v [HOST-PATH|VOLUME:]CTR[:OPTIONS], --mount, --tmpfs (runtime/volumes.ts). */
+  /** -v [HOST-PATH|VOLUME:]CTR[:OPTIONS], --mount, --tmpfs (runtime/container/volumes.ts). */
   volume?: string[];
   mount?: string[];
   tmpfs?: string[];
@@ -162,7 +162,7 @@ async function chownForContainer(mounts: MountRecord[], volumes: VolumeStore, us
       };
       walk(j.dir);
     } else {
-      const { unshare } = await import('../userns/unshare.js');
+      const { unshare } = await import('../../userns/unshare.js');
       const rc = await unshare(['chown', ...(j.recursive ? ['-R'] : []), '-h', `${uid}:${gid}`, '--', j.dir], { mode: parseUsernsMode('host'), stdio: 'ignore' });
       if (rc !== 0) throw new ContainerError(`cannot chown ${j.dir} to the container's user ${user.uid}:${user.gid} (chown exited ${rc})`);
     }
@@ -297,7 +297,7 @@ async function unpackInto(file: string, plan: ImagePlan, root: string, maps: Map
     await unpackImage(file, plan, root, { chown: true, spoolDir: `${root}.layers`, idMap });
     return;
   }
-  const { unshareCapture } = await import('../userns/unshare.js');
+  const { unshareCapture } = await import('../../userns/unshare.js');
   const whole = maps.intermediate!.uid.length > 1 ? { mode: parseUsernsMode('host') } : { mode: parseUsernsMode('host'), uidmaps: [{ containerId: 0, hostId: 0, size: 1 }], gidmaps: [{ containerId: 0, hostId: 0, size: 1 }] };
   const r = await unshareCapture([process.execPath, '--', process.argv[1], 'internal', 'unpack-image', '--id-map', JSON.stringify(idMap), file, root], whole);
   if (r.code !== 0) throw new ContainerError(r.stderr.trim().replace(/^Error: /, '') || `unpacking ${file} failed (exit ${r.code})`);
@@ -321,7 +321,7 @@ function refuseConflicts(o: RunOptions, netName: string, joining: boolean): void
 export async function runContainer(opts: RunOptions, configArg?: string): Promise<number> {
   const rootless = process.getuid!() !== 0;
   const configFile = configArg && path.resolve(configArg);
-  const { loadConfig } = await import('./config.js');
+  const { loadConfig } = await import('../config.js');
   const config = loadConfig(configFile);
   // `burrow start`: the record holds the options, resolved when the container was created.
   const previous = opts.restart ? new ContainerStore(config.stateDir).find(opts.fixedId!) : null;
@@ -346,7 +346,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   const netValues = [o.network ?? []].flat();
   const joinTarget = joinTargetOf(o, netValues, config.stateDir);
   const network = joinTarget ? 'container' : netValues.length === 1 ? netValues[0] : netValues.length ? netValues.join(' --network ') : rootless ? 'usernet' : undefined;
-  const ctx = await makeContext(configFile, { plugins: !rootless && !SPECIAL_NETWORKS.includes(network ?? '') && !joinTarget });
+  const ctx = await makeContext(config, { plugins: !rootless && !SPECIAL_NETWORKS.includes(network ?? '') && !joinTarget });
   const netName = network ?? ctx.networks.defaultName();
   // ---- validate everything before anything starts
   const cni = !SPECIAL_NETWORKS.includes(netName) && !joinTarget;
@@ -560,7 +560,7 @@ async function removeTree(dir: string): Promise<void> {
     const code = (err as NodeJS.ErrnoException).code;
     if (process.getuid!() === 0 || (code !== 'EACCES' && code !== 'EPERM')) throw err;
   }
-  const { unshare } = await import('../userns/unshare.js');
+  const { unshare } = await import('../../userns/unshare.js');
   const rc = await unshare(['rm', '-rf', '--one-file-system', '--', dir], { mode: parseUsernsMode('host'), stdio: 'ignore' });
   if (rc !== 0 || fs.existsSync(dir)) throw new ContainerError(`cannot remove ${dir} (rm exited ${rc})`);
 }
@@ -597,7 +597,7 @@ export interface Supervisor {
  */
 export async function startSupervisor(args: string[], configFile?: string, o: { waitAttach?: boolean; existing?: string } = {}): Promise<Supervisor> {
   const { spawn } = await import('node:child_process');
-  const { loadConfig } = await import('./config.js');
+  const { loadConfig } = await import('../config.js');
   const stateDir = loadConfig(configFile).stateDir;
   const s = new ContainerStore(stateDir);
   const id = o.existing ?? ContainerStore.newId();

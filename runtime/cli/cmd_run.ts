@@ -1,7 +1,7 @@
 /** `burrow run` (foreground) and `burrow system gc`. */
 import { Command, Option } from 'commander';
-import { DEFAULT_DETACH_KEYS, parseDetachKeys } from './attach_proto.js';
-import { ContainerError } from './containers.js';
+import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../container/attach_proto.js';
+import { ContainerError } from '../container/containers.js';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
@@ -48,7 +48,7 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
     .option('--map-host-loopback <addr>', 'usernet: an address that reaches the host\'s loopback (host.containers.internal)')
     .argument('[cmd...]', 'command and arguments (after --; with --image, the image\'s command by default)')
     .action(async (cmd: string[], o: RunFlags) => {
-      const { runContainer, detachRun, startSupervisor } = await import('./run.js');
+      const { runContainer, detachRun, startSupervisor } = await import('../container/run.js');
       const supervising = process.env.BURROW_SUPERVISE;
       // --pod new:NAME, as podman: the pod is created first and takes the network-side options
       // (a detached run's supervisor sees the same argv: the pod exists by then)
@@ -103,7 +103,7 @@ interface RunFlags {
  * supervisor went away without saying.
  */
 export async function attachTo(s: { id: string; socket: string; release(): void }, o: { stdin: boolean; detachKeys: Buffer; config?: string }): Promise<number> {
-  const { attachSocket } = await import('./attach_client.js');
+  const { attachSocket } = await import('../container/attach_client.js');
   let r;
   try {
     r = await attachSocket(s.socket, { stdin: o.stdin, detachKeys: o.detachKeys });
@@ -112,8 +112,8 @@ export async function attachTo(s: { id: string; socket: string; release(): void 
   }
   if (r.detached) return 0;
   if (r.code !== null) return r.code;
-  const { loadConfig } = await import('./config.js');
-  const { ContainerStore } = await import('./containers.js');
+  const { loadConfig } = await import('../config.js');
+  const { ContainerStore } = await import('../container/containers.js');
   const rec = new ContainerStore(loadConfig(o.config).stateDir).list().find((x) => x.id === s.id);
   return rec?.exitCode ?? 125;
 }
@@ -122,12 +122,12 @@ export async function attachTo(s: { id: string; socket: string; release(): void 
 export function internalCommand(out: (s: string) => void, globalConfig: () => string | undefined): Command {
   const cmd = new Command('internal').description('used by burrow itself');
   cmd.addCommand(new Command('start').argument('<id>').description('supervise the existing container ID again (burrow start)').action(async (id: string) => {
-    const { runContainer } = await import('./run.js');
+    const { runContainer } = await import('../container/run.js');
     const code = await runContainer({ cmd: [], publish: [], dns: [], uidmap: [], gidmap: [], env: [], restart: true, fixedId: id, readyFd: 3, detached: true, waitAttach: !!process.env.BURROW_WAIT_ATTACH }, globalConfig());
     process.exitCode = code;
   }));
   cmd.addCommand(new Command('unpack-image').argument('<file>').argument('<root>').option('--id-map <json>', 'container id -> file owner id ({uid, gid} IdMapping lists)').action(async (file: string, root: string, o: { idMap?: string }) => {
-    const { planImage, unpackImage } = await import('./image.js');
+    const { planImage, unpackImage } = await import('../container/image.js');
     const stats = await unpackImage(file, await planImage(file), root, { chown: true, spoolDir: `${root}.layers`, idMap: o.idMap ? JSON.parse(o.idMap) : undefined });
     out(`${JSON.stringify(stats)}\n`);
   }));
@@ -137,8 +137,8 @@ export function internalCommand(out: (s: string) => void, globalConfig: () => st
 export function systemCommand(globals: () => { config?: string }, out: (s: string) => void): Command {
   const cmd = new Command('system').description('maintenance');
   cmd.addCommand(new Command('gc').description('clean up after containers whose burrow process was killed (network attachments, state)').action(async () => {
-    const { makeContext } = await import('./context.js');
-    const { gcContainers } = await import('./run.js');
+    const { makeContext } = await import('../context.js');
+    const { gcContainers } = await import('../container/run.js');
     const ctx = await makeContext(globals().config, { plugins: true });
     for (const line of await gcContainers(ctx)) out(`${line}\n`);
   }));

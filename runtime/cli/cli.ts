@@ -9,7 +9,7 @@
  * is not found, and otherwise the command's own status.
  */
 import { Command, CommanderError } from 'commander';
-import { CniError } from '../net/cni/types.js';
+import { CniError } from '../../net/cni/types.js';
 import { cniCommand } from './cmd_cni.js';
 import { networkCommand } from './cmd_network.js';
 import { unshareCommand } from './cmd_unshare.js';

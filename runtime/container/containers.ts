@@ -7,8 +7,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BurrowError } from '../native/errors.js';
-import { processStartTime } from '../native/system.js';
+import { BurrowError } from '../../native/errors.js';
+import { processStartTime } from '../../native/system.js';
 
 export interface CniAttachment {
   network: string;
@@ -175,8 +175,8 @@ export class ContainerStore {
       const code = (err as NodeJS.ErrnoException).code;
       if (process.getuid?.() === 0 || (code !== 'EACCES' && code !== 'EPERM')) throw err;
     }
-    const { unshare } = await import('../userns/unshare.js');
-    const { parseUsernsMode } = await import('../userns/mapping.js');
+    const { unshare } = await import('../../userns/unshare.js');
+    const { parseUsernsMode } = await import('../../userns/mapping.js');
     const rc = await unshare(['rm', '-rf', '--one-file-system', '--', dir], { mode: parseUsernsMode('host'), stdio: 'ignore' });
     if (rc !== 0 || fs.existsSync(dir)) throw new ContainerError(`cannot remove ${dir} (rm exited ${rc})`);
   }

@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
-import { ContainerError } from './containers.js';
+import { ContainerError } from '../container/containers.js';
 import { render, TemplateError } from './gotemplate.js';
 
 type Out = (s: string) => void;
@@ -87,10 +87,10 @@ export function infoCommands(globals: () => { config?: string }, out: Out, versi
     .description('the host, network backends, rootless setup and stores burrow sees (for bug reports)')
     .option('-f, --format <fmt>', 'json or a Go template ({{.Host.Rootless}}, {{.Store.VolumePath}}...)')
     .action(async (o: { format?: string }) => {
-      const { toolPath } = await import('../native/system.js');
-      const { loadConfig } = await import('./config.js');
-      const { ContainerStore, PodStore } = await import('./containers.js');
-      const { VolumeStore } = await import('./volumes.js');
+      const { toolPath } = await import('../../native/system.js');
+      const { loadConfig } = await import('../config.js');
+      const { ContainerStore, PodStore } = await import('../container/containers.js');
+      const { VolumeStore } = await import('../container/volumes.js');
       const config = loadConfig(globals().config);
       const uid = process.getuid!();
       const user = os.userInfo().username;

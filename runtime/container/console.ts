@@ -3,7 +3,7 @@
  * stdout and stderr pipes, or the master of its terminal with -t) goes to the k8s-file log, to
  * the caller's own stdout/stderr for a foreground run, and to every attached client; input from
  * attached clients goes to the command's stdin (-i) or terminal. Clients attach on a unix socket
- * (runtime/attach_proto.ts) and are told the exit code once the container ended and was cleaned
+ * (runtime/container/attach_proto.ts) and are told the exit code once the container ended and was cleaned
  * up. A client that cannot keep up is dropped; a foreground caller slows the command down instead.
  */
 import fs from 'node:fs';
@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tty from 'node:tty';
 import type { Readable, Writable } from 'node:stream';
-import { setWinsize } from '../native/mod.js';
+import { setWinsize } from '../../native/mod.js';
 import { AttachProtocolError, encodeFrame, exitFrame, Frame, FrameDecoder, parseResize } from './attach_proto.js';
 import { formatChunk, logTimestamp, type LogStream } from './k8slog.js';
 

@@ -1,7 +1,7 @@
 /** `burrow unshare`: run a command in a new user namespace with podman's --userns modes. */
 import { Command } from 'commander';
 import { usernetOptions } from './cmd_usernet.js';
-import { usernetSetup, type UsernetFlags } from './usernet.js';
+import { usernetSetup, type UsernetFlags } from '../network/usernet.js';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
@@ -18,9 +18,9 @@ export function unshareCommand(globals: () => { config?: string }, setExit: (cod
     .option('--network <mode>', 'usernet: a new network namespace served by burrow\'s userspace stack (implies net); none: leave --ns as given')
     .argument('<cmd...>', 'command and arguments (after --)')
     .action(async (cmd: string[], o: UsernetFlags & { userns: string; uidmap?: string[]; gidmap?: string[]; rootfs?: string; ns: string; network?: string }) => {
-      const { parseUsernsMode, parseIdMapSpec } = await import('../userns/mapping.js');
-      const { relaySignals, startInNamespaces } = await import('../userns/unshare.js');
-      const { loadConfig } = await import('./config.js');
+      const { parseUsernsMode, parseIdMapSpec } = await import('../../userns/mapping.js');
+      const { relaySignals, startInNamespaces } = await import('../../userns/unshare.js');
+      const { loadConfig } = await import('../config.js');
       if (o.network && o.network !== 'usernet' && o.network !== 'none') throw new Error(`unknown --network "${o.network}" (usernet or none)`);
       const usernet = o.network === 'usernet';
       if (!usernet && (o.publish?.length || o.apiSocket || o.mapHostLoopback)) throw new Error('-p, --api-socket and --map-host-loopback need --network usernet');
@@ -40,7 +40,7 @@ export function unshareCommand(globals: () => { config?: string }, setExit: (cod
       let stop = () => undefined as void;
       if (setup) {
         const fs = await import('node:fs');
-        const { startUsernet } = await import('./usernet.js');
+        const { startUsernet } = await import('../network/usernet.js');
         fs.closeSync(started.fds!.netns);
         fs.closeSync(started.fds!.userns);
         try {

@@ -2,12 +2,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { BurrowError, hasCode } from '../native/errors.js';
-import type { NetworkConfigList } from '../net/cni/types.js';
-import { parseCidr } from '../net/ip/addr.js';
-import { ContainerStore, type ContainerRecord } from './containers.js';
-import { makeContext, type Context } from './context.js';
-import { NetworkError, type HostRoute, type NetworkInfo } from './networks.js';
+import { BurrowError, hasCode } from '../../native/errors.js';
+import type { NetworkConfigList } from '../../net/cni/types.js';
+import { parseCidr } from '../../net/ip/addr.js';
+import { ContainerStore, type ContainerRecord } from '../container/containers.js';
+import { makeContext, type Context } from '../context.js';
+import { NetworkError, type HostRoute, type NetworkInfo } from '../network/conflist.js';
 import { renderRows, TemplateError } from './gotemplate.js';
 
 function collect(v: string, prev: string[] = []): string[] {
@@ -31,7 +31,7 @@ function keyValues(list: string[] | undefined, flag: string): Record<string, str
  */
 async function hostPrefixes(): Promise<HostRoute[]> {
   try {
-    const { RtnlClient } = await import('../net/netlink/rtnl_client.js');
+    const { RtnlClient } = await import('../../net/netlink/rtnl_client.js');
     const nl = new RtnlClient('');
     try {
       return (await nl.listRoutes(undefined, 0))
@@ -48,7 +48,7 @@ async function hostPrefixes(): Promise<HostRoute[]> {
 /** The host's links (macvlan parent checks). Empty when netlink is unavailable. */
 async function hostLinks(): Promise<{ name: string; kind: string; mode?: string }[]> {
   try {
-    const { RtnlClient } = await import('../net/netlink/rtnl_client.js');
+    const { RtnlClient } = await import('../../net/netlink/rtnl_client.js');
     const nl = new RtnlClient('');
     try {
       return (await nl.listLinks()).map((l) => ({ name: l.name, kind: l.kind, mode: l.mode }));
@@ -79,7 +79,7 @@ async function removeLeftovers(list: NetworkConfigList): Promise<void> {
   const main = list.plugins[0];
   if (main.type === 'bridge' && typeof main.bridge === 'string') {
     try {
-      const { RtnlClient } = await import('../net/netlink/rtnl_client.js');
+      const { RtnlClient } = await import('../../net/netlink/rtnl_client.js');
       const nl = new RtnlClient('');
       try {
         const br = await nl.getLink(main.bridge);
@@ -95,9 +95,9 @@ async function removeLeftovers(list: NetworkConfigList): Promise<void> {
   const ipam = main.ipam as { type?: string; dataDir?: string } | undefined;
   if (main.type === 'macvlan' && main.hostShim === true) {
     // The host shim: its link, and the address it holds in the network's own IPAM store.
-    const { hostShimName, HOST_SHIM_ID } = await import('../plugins/macvlan/index.js');
+    const { hostShimName, HOST_SHIM_ID } = await import('../../plugins/macvlan/index.js');
     const shim = hostShimName(list.name);
-    const { RtnlClient } = await import('../net/netlink/rtnl_client.js');
+    const { RtnlClient } = await import('../../net/netlink/rtnl_client.js');
     const nl = new RtnlClient('');
     try {
       await nl.removeLink(shim);
@@ -105,7 +105,7 @@ async function removeLeftovers(list: NetworkConfigList): Promise<void> {
       nl.close();
     }
     if (ipam?.type === 'host-local') {
-      const { DiskStore } = await import('../net/ipam/disk_store.js');
+      const { DiskStore } = await import('../../net/ipam/disk_store.js');
       const store = new DiskStore(list.name, ipam.dataDir);
       try {
         await store.lock();
@@ -245,7 +245,7 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
     .argument('[names...]', 'networks (default: all)')
     .action(async (names: string[]) => {
       const c = await ctx(true);
-      const { reloadNetwork } = await import('./reload.js');
+      const { reloadNetwork } = await import('../network/reload.js');
       const targets = names.length ? names : c.networks.list().networks.map((n) => n.name);
       const errors: string[] = [];
       for (const n of targets) {

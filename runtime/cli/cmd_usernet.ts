@@ -3,7 +3,7 @@
  * socket's client), plus the usernet options that `burrow unshare --network usernet` shares.
  */
 import { Command } from 'commander';
-import { usernetSetup, type UsernetFlags } from './usernet.js';
+import { usernetSetup, type UsernetFlags } from '../network/usernet.js';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
@@ -34,8 +34,8 @@ export function usernetCommand(setExit: (code: number) => void, out: (s: string)
         const pid = Number(pidText);
         if (!Number.isInteger(pid) || pid <= 0) throw new Error(`invalid PID "${pidText}"`);
         const setup = await usernetSetup(o, !!o.configure);
-        const { joinNamespaces } = await import('../userns/unshare.js');
-        const { startUsernet } = await import('./usernet.js');
+        const { joinNamespaces } = await import('../../userns/unshare.js');
+        const { startUsernet } = await import('../network/usernet.js');
         const fs = await import('node:fs');
         const fds = await joinNamespaces(pid, { tap: setup.tapName });
         fs.closeSync(fds.netns);
@@ -69,7 +69,7 @@ export function usernetCommand(setExit: (code: number) => void, out: (s: string)
       .argument('<action>', 'ls | add SPEC | rm ID')
       .argument('[arg]', 'the port spec or forward id')
       .action(async (action: string, arg: string | undefined, o: { apiSocket: string }) => {
-        const { callApi } = await import('../net/usernet/api.js');
+        const { callApi } = await import('../../net/usernet/api.js');
         if (action === 'ls') {
           const r = (await callApi(o.apiSocket, { execute: 'list_hostfwd' })) as { entries: Array<{ id: number; spec: string }> };
           for (const e of r.entries) out(`${e.id}\t${e.spec}\n`);

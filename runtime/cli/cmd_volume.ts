@@ -4,9 +4,9 @@
  * removes those containers first (as podman does).
  */
 import { Command } from 'commander';
-import { ContainerError, type ContainerRecord } from './containers.js';
+import { ContainerError, type ContainerRecord } from '../container/containers.js';
 import { renderRows, TemplateError } from './gotemplate.js';
-import type { VolumeRecord, VolumeStore } from './volumes.js';
+import type { VolumeRecord, VolumeStore } from '../container/volumes.js';
 
 type Out = (s: string) => void;
 
@@ -17,8 +17,8 @@ export class VolumeInUseError extends ContainerError {
 
 async function open(config?: string): Promise<{ volumes: VolumeStore; containers: ContainerRecord[]; config?: string }> {
   const { store } = await import('./cmd_containers.js');
-  const { loadConfig } = await import('./config.js');
-  const { VolumeStore } = await import('./volumes.js');
+  const { loadConfig } = await import('../config.js');
+  const { VolumeStore } = await import('../container/volumes.js');
   const s = await store(config);
   return { volumes: new VolumeStore(loadConfig(config).volumePath), containers: s.list(), config };
 }
@@ -110,7 +110,7 @@ export function volumeCommand(globals: () => { config?: string }, out: Out): Com
       const list = o.all ? ctx.volumes.list() : names.map((n) => ctx.volumes.find(n));
       if (!list.length) throw new ContainerError('give at least one volume name (or --all)');
       const { removeContainer, store } = await import('./cmd_containers.js');
-      const { removeTree } = await import('./run.js');
+      const { removeTree } = await import('../container/run.js');
       for (const v of list) {
         const using = users(v.Name, ctx.containers);
         if (using.length && !o.force) throw new VolumeInUseError(`volume ${v.Name} is being used by the following container(s): ${using.map((r) => r.id).join(', ')}: volume is being used`);
@@ -127,7 +127,7 @@ export function volumeCommand(globals: () => { config?: string }, out: Out): Com
     .option('-f, --force', 'do not ask (burrow never asks)')
     .action(async () => {
       const ctx = await open(globals().config);
-      const { removeTree } = await import('./run.js');
+      const { removeTree } = await import('../container/run.js');
       for (const v of ctx.volumes.list()) {
         if (users(v.Name, ctx.containers).length) continue;
         await ctx.volumes.remove(v.Name, removeTree);
