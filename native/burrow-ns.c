@@ -46,7 +46,8 @@
  * it is not ours, becoming root there), then its network, uts and ipc namespaces, and clones the
  * child with only the -n namespaces (mnt, pid): no new user namespace, so no maps to write.
  * -P (pause) runs no command: the init just holds the namespaces until SIGTERM/SIGINT (exit 0),
- * like podman's infra container.
+ * like podman's infra container. With -L the helper outlives its caller (no parent-death signal,
+ * its own session): a user's network namespace is held this way, by no burrow process.
  *
  * More mounts: -M DST:OPTIONS mounts a tmpfs (--tmpfs); -E nosuid,nodev,noexec,norec,ro applies to
  * the mount before it (binds are recursive unless norec). -r makes a rootfs read-only (with a
@@ -134,6 +135,9 @@ static const char *workdir;
 static int cap_set; /* -c given */
 static uint64_t cap_keep;
 static int pause_mode;
+/* -L: the helper outlives its caller (no parent-death signal, a session of its own): the holder
+ * of a user's network namespace, which no burrow process supervises. */
+static int linger;
 static volatile sig_atomic_t pause_done;
 /* The caller's ids in the parent namespace, read before the clone. */
 static uid_t parent_uid;
@@ -1024,6 +1028,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-F")) factory = 1;
     else if (!strcmp(argv[i], "-J") && i + 1 < argc) share_pid = argv[++i];
     else if (!strcmp(argv[i], "-P")) pause_mode = 1;
+    else if (!strcmp(argv[i], "-L")) linger = 1;
     else if (!strcmp(argv[i], "-c") && i + 1 < argc) {
       char *end = NULL;
       cap_keep = strtoull(argv[++i], &end, 16);
@@ -1081,8 +1086,16 @@ int main(int argc, char **argv) {
   size_t stack_size = 1 << 20;
   char *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return 125;
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() == 1) return 125; /* the caller is already gone */
+  if (linger) {
+    if (!pause_mode) {
+      fprintf(stderr, "burrow-ns: -L holds namespaces only: it needs -P\n");
+      return 2;
+    }
+    setsid(); /* no terminal's signals; fails only when already a group leader, which spawn avoids */
+  } else {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1) return 125; /* the caller is already gone */
+  }
   pid_t child = clone(child_main, stack + stack_size, (share_pid ? 0 : CLONE_NEWUSER) | flags | SIGCHLD, (void *)(intptr_t)getpid());
   if (child < 0) {
     int e = errno;

@@ -57,6 +57,12 @@ export interface UnshareOptions {
   joinPid?: number;
   /** Run no command: the init only holds the namespaces until SIGTERM (a pod's infra). */
   pause?: boolean;
+  /**
+   * With pause: the helper outlives this process (no parent-death signal, its own session), so no
+   * burrow process has to stay to hold the namespaces. Give it stdio that outlives this process
+   * too (files, or "ignore"); the caller unrefs the child.
+   */
+  linger?: boolean;
   /** More mounts, in order, after binds and volumes: binds and tmpfs with their options. */
   mounts?: HelperMount[];
   /** The command's user, as the helper's -u takes it: UID:GID[:G,...] (ids of the container). */
@@ -73,7 +79,7 @@ export interface UnshareOptions {
   console?: boolean;
 }
 
-type StdioMode = 'inherit' | 'pipe' | 'ignore';
+type StdioMode = 'inherit' | 'pipe' | 'ignore' | number;
 
 export interface HelperMount {
   kind: 'bind' | 'tmpfs';
@@ -393,10 +399,11 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
     const caps = o.capabilities !== undefined ? ['-c', o.capabilities.toString(16)] : [];
     const join = joining ? ['-J', String(o.joinPid)] : [];
     const command = [...(o.user ? ['-u', o.user] : []), ...(o.noNewPrivs ? ['-N'] : []), ...(consolePair ? ['-T', pair ? '6' : '5'] : [])];
-    const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...join, ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), ...(hold ? ['-w'] : []), ...fsArgs, ...caps, ...command, ...(o.pause ? ['-P'] : ['--', ...cmd])];
+    const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...join, ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), ...(hold ? ['-w'] : []), ...fsArgs, ...caps, ...command, ...(o.pause ? ['-P', ...(o.linger ? ['-L'] : [])] : ['--', ...cmd])];
     const io = o.stdio ?? 'inherit';
     const [i0, i1, i2] = Array.isArray(io) ? io : [io, io, io];
-    const child = spawn(helper, args, { stdio: [i0, i1, i2, 'pipe', 'pipe', ...(pair ? [pair[1]] : []), ...(consolePair ? [consolePair[1]] : [])], env: o.env ?? process.env });
+    if (o.linger && !o.pause) throw new UsernsError('linger holds namespaces only (pause)');
+    const child = spawn(helper, args, { stdio: [i0, i1, i2, 'pipe', 'pipe', ...(pair ? [pair[1]] : []), ...(consolePair ? [consolePair[1]] : [])], env: o.env ?? process.env, detached: !!o.linger });
     if (pair) {
       closeFd(pair[1]);
       pair = [pair[0], -1];

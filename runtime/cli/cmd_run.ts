@@ -141,6 +141,13 @@ export function systemCommand(globals: () => { config?: string }, out: (s: strin
     const { gcContainers } = await import('../container/run.js');
     const ctx = await makeContext(globals().config, { plugins: true });
     for (const line of await gcContainers(ctx)) out(`${line}\n`);
+    if (process.getuid?.() !== 0) {
+      // the user's network namespace: no container of the user needs it yet (user networks come next)
+      const { collectUserNetns } = await import('../network/user_netns.js');
+      const done = await collectUserNetns(ctx.config.stateDir, () => false);
+      if (done === 'removed') out('removed the user\'s network namespace (no container needs it)\n');
+      if (done === 'stale') out('removed the record of a user network namespace whose holder was gone\n');
+    }
   }));
   return cmd;
 }

@@ -1,5 +1,6 @@
 /** `burrow unshare`: run a command in a new user namespace with podman's --userns modes. */
 import { Command } from 'commander';
+import os from 'node:os';
 import { usernetOptions } from './cmd_usernet.js';
 import { usernetSetup, type UsernetFlags } from '../network/usernet.js';
 
@@ -16,11 +17,18 @@ export function unshareCommand(globals: () => { config?: string }, setExit: (cod
     .option('--rootfs <dir>', 'for --userns auto: size the namespace from the highest uid/gid used in DIR')
     .option('--ns <list>', 'further namespaces: net,mnt,pid,uts,ipc', 'mnt')
     .option('--network <mode>', 'usernet: a new network namespace served by burrow\'s userspace stack (implies net); none: leave --ns as given')
+    .option('--rootless-netns', 'run CMD in the user\'s network namespace, where the user\'s networks live (podman unshare --rootless-netns); made if needed')
     .argument('<cmd...>', 'command and arguments (after --)')
-    .action(async (cmd: string[], o: UsernetFlags & { userns: string; uidmap?: string[]; gidmap?: string[]; rootfs?: string; ns: string; network?: string }) => {
+    .action(async (cmd: string[], o: UsernetFlags & { userns: string; uidmap?: string[]; gidmap?: string[]; rootfs?: string; ns: string; network?: string; rootlessNetns?: boolean }) => {
       const { parseUsernsMode, parseIdMapSpec } = await import('../../userns/mapping.js');
       const { relaySignals, startInNamespaces } = await import('../../userns/unshare.js');
       const { loadConfig } = await import('../config.js');
+      if (o.rootlessNetns) {
+        const given = [o.network && '--network', o.userns !== 'host' && '--userns', o.uidmap?.length && '--uidmap', o.gidmap?.length && '--gidmap', o.rootfs && '--rootfs', o.ns !== 'mnt' && '--ns', o.publish?.length && '-p'].filter(Boolean);
+        if (given.length) throw new Error(`--rootless-netns enters the user's network namespace as it is: ${given.join(', ')} cannot be given with it`);
+        setExit(await inUserNetns(cmd, loadConfig(globals().config).stateDir));
+        return;
+      }
       if (o.network && o.network !== 'usernet' && o.network !== 'none') throw new Error(`unknown --network "${o.network}" (usernet or none)`);
       const usernet = o.network === 'usernet';
       if (!usernet && (o.publish?.length || o.apiSocket || o.mapHostLoopback)) throw new Error('-p, --api-socket and --map-host-loopback need --network usernet');
@@ -60,3 +68,28 @@ export function unshareCommand(globals: () => { config?: string }, setExit: (cod
       setExit(code);
     });
 }
+
+/**
+ * `unshare --rootless-netns`: CMD in the user's network namespace (and its user namespace, as its
+ * root), with this terminal. A namespace made for this command alone is removed after it.
+ */
+async function inUserNetns(cmd: string[], stateDir: string): Promise<number> {
+  if (process.getuid?.() === 0) throw new Error('--rootless-netns is for rootless users: root\'s networks live in the host\'s own network namespace');
+  const { ensureUserNetns, collectUserNetns } = await import('../network/user_netns.js');
+  const { helperPath } = await import('../../userns/unshare.js');
+  const { spawn } = await import('node:child_process');
+  const { holder, created } = await ensureUserNetns(stateDir);
+  const child = spawn(helperPath(), ['-j', String(holder.pid), '--', ...cmd], { stdio: 'inherit' });
+  const forward = (sig: NodeJS.Signals) => child.kill(sig);
+  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of sigs) process.on(s, forward);
+  const code = await new Promise<number>((resolve) => {
+    child.on('error', () => resolve(125));
+    child.on('close', (c, sig) => resolve(c ?? (sig ? 128 + ((os.constants.signals as Record<string, number>)[sig] ?? 0) : 125)));
+  });
+  for (const s of sigs) process.off(s, forward);
+  // no container of the user needs it yet: what this command made goes with it
+  if (created) await collectUserNetns(stateDir, () => false);
+  return code;
+}
+
