@@ -634,7 +634,7 @@ static int join_one(const char *pid, const char *ns, int type) {
  * -j PID: enter PID's user namespace (unless it is ours) and its network namespace. With
  * `become_root`, become root there at once (the caller execs next).
  */
-static int join(const char *pid, int become_root) {
+static int join_user(const char *pid, int become_root) {
   char p[64];
   struct stat mine, theirs;
   snprintf(p, sizeof p, "/proc/%s/ns/user", pid);
@@ -656,7 +656,38 @@ static int join(const char *pid, int become_root) {
     }
   }
   close(u);
-  return join_one(pid, "net", CLONE_NEWNET);
+  return 0;
+}
+
+static int join(const char *pid, int become_root) {
+  return join_user(pid, become_root) < 0 ? -1 : join_one(pid, "net", CLONE_NEWNET);
+}
+
+/*
+ * -j PID with -B SRC:DST: a private mount namespace with SRC bound over DST, so a program run in
+ * a user's network namespace finds its own directories where it expects the system's (/run,
+ * /var/lib: plugins keep state there), as podman's rootless netns does.
+ */
+static int private_binds(void) {
+  if (!nbinds) return 0;
+  if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+    fprintf(stderr, "burrow-ns: cannot make a mount namespace: %s\n", strerror(errno));
+    return -1;
+  }
+  for (int k = 0; k < nbinds; k++) {
+    char *spec = strdup(binds[k]), *colon = strchr(spec, ':');
+    if (!colon || mount_kind[k] != 0) {
+      fprintf(stderr, "burrow-ns: -j takes -B SRC:DST binds only, not \"%s\"\n", binds[k]);
+      return -1;
+    }
+    *colon = 0;
+    if (mount(spec, colon + 1, NULL, MS_BIND | MS_REC, NULL) < 0) {
+      fprintf(stderr, "burrow-ns: cannot bind %s over %s: %s\n", spec, colon + 1, strerror(errno));
+      return -1;
+    }
+    free(spec);
+  }
+  return 0;
 }
 
 /* -c, first half: drops what cap_keep lacks from the bounding set, so no later exec regains it. */
@@ -977,7 +1008,7 @@ int main(int argc, char **argv) {
   int flags = 0, i = 1;
   all_argv = argv;
   all_argc = argc;
-  const char *join_pid = NULL, *share_pid = NULL, *exec_pid = NULL;
+  const char *join_pid = NULL, *share_pid = NULL, *exec_pid = NULL, *inside_pid = NULL;
   int factory = 0;
   for (; i < argc; i++) {
     if (!strcmp(argv[i], "-n") && i + 1 < argc) flags |= parse_flags(argv[++i]);
@@ -1027,6 +1058,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-C") && i + 1 < argc) workdir = argv[++i];
     else if (!strcmp(argv[i], "-F")) factory = 1;
     else if (!strcmp(argv[i], "-J") && i + 1 < argc) share_pid = argv[++i];
+    else if (!strcmp(argv[i], "-I") && i + 1 < argc) inside_pid = argv[++i];
     else if (!strcmp(argv[i], "-P")) pause_mode = 1;
     else if (!strcmp(argv[i], "-L")) linger = 1;
     else if (!strcmp(argv[i], "-c") && i + 1 < argc) {
@@ -1052,7 +1084,7 @@ int main(int argc, char **argv) {
     return exec_in(exec_pid);
   }
   if (join_pid) {
-    if (join(join_pid, 1) < 0) return 125;
+    if (join(join_pid, 1) < 0 || private_binds() < 0) return 125;
     if (factory) {
       if (send_sock < 0) return 2;
       return socket_factory();
@@ -1076,6 +1108,12 @@ int main(int argc, char **argv) {
      * where the caller is not mapped (become_mapped_root), as a new namespace's child does. */
     if (join(share_pid, 0) < 0 || join_one(share_pid, "uts", CLONE_NEWUTS) < 0 || join_one(share_pid, "ipc", CLONE_NEWIPC) < 0) return 125;
     flags &= ~(CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC);
+  } else if (inside_pid) {
+    /* -I PID: only PID's user namespace (a user's network namespace holder); the -n namespaces
+     * are made inside it, owned by it, so what runs as its root there (the network plugins) holds
+     * every capability over them. No maps to write, as with -J. */
+    if (join_user(inside_pid, 0) < 0) return 125;
+    share_pid = inside_pid;
   }
   helper_pid = getpid();
   parent_uid = getuid();

@@ -54,6 +54,9 @@ for (const backend of ['iptables', 'nftables']) {
     await peerEchoServer(t, ctr2, '0.0.0.0', 7302);
     t.is(await tcpRequest(ctr, '198.18.4.1', 7301), '10.250.0.2', 'to the outside: allowed');
     t.is(await tcpRequest(ctr, '10.251.0.2', 7302, 2).then(() => 'passed', () => 'dropped'), 'dropped', 'to the other isolated network: dropped');
+    const lost = await callPlugin(host, OWN_BIN, 'firewall', { command: 'DEL', containerId: 'gone', netns: ctr2 }, { ...fw2, prevResult: undefined });
+    t.is(lost.code, 0, `a DEL without prevResult (its cache entry lost) succeeds: ${JSON.stringify(lost.out)}`);
+    t.is(await tcpRequest(ctr, '10.251.0.2', 7302, 2).then(() => 'passed', () => 'dropped'), 'dropped', 'and leaves the others\' isolation alone');
     for (const [id, c, f] of [['w1', ctr, fw], ['w2', ctr2, fw2]] as const) t.is((await callPlugin(host, OWN_BIN, 'firewall', { command: 'DEL', containerId: id, netns: c }, f)).code, 0);
     t.is(await tcpRequest(ctr, '10.251.0.2', 7302), '10.250.0.2', 'after DEL the networks reach each other again');
     const rules = backend === 'iptables' ? nsExec(host, ['iptables-save']) : nsExec(host, ['nft', 'list', 'ruleset']);

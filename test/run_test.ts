@@ -116,7 +116,8 @@ rootTest.serial('bad input: clear errors and nothing left behind', async (t) => 
   t.regex(root(['--network', 'nosuch', '--', 'true']).stderr, /nosuch/);
   t.regex(root(['--rootfs', '/nonexistent/rootfs', '--', 'true']).stderr, /--rootfs "\/nonexistent\/rootfs" does not exist/);
   t.regex(root(['-p', '80:http', '--', 'true']).stderr, /invalid port mapping "80:http"/);
-  t.regex(user(['--network', 'burrow', '--', 'true']).stderr, /rootless containers cannot join the network "burrow": a bridge network needs root/);
+  t.regex(user(['--network', 'nosuch', '--', 'true']).stderr, /network "nosuch" not found in "\/home\/[a-z]+\/\.config\/cni\/net\.d"/, 'a user\'s networks are the user\'s own files');
+  t.regex(user(['--network', 'burrow', '--userns', 'nomap', '--', 'true']).stderr, /--userns nomap: a container on the user network "burrow" shares the user's network namespace and its id map/);
   const missing = root(['--', 'no-such-command-here']);
   t.is(missing.status, 127);
   t.regex(missing.stderr, /cannot execute "no-such-command-here"/);

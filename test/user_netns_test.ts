@@ -3,6 +3,7 @@
  * unprivileged user in a test-owned "host" namespace: `burrow unshare --rootless-netns` makes it
  * on first use, shares it between concurrent callers, removes what it made; the holder outlives
  * the burrow process that made it; a holder killed with -9 is replaced and its record collected.
+ * The namespace has the user's one usernet stack on tap0 (outbound for the user's networks).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,14 +25,16 @@ rootTest.serial('rootless: the user\'s network namespace is made on first use, s
   const b = (args: string[]) => sync(userArgv(USER, host, args));
 
   // first use: a namespace of its own with loopback up, the user as its root; gone afterwards
-  const r = b(['unshare', '--rootless-netns', '--', 'sh', '-c', 'readlink /proc/self/ns/net; id -u; ip -o link; cat /proc/self/uid_map']);
+  const r = b(['unshare', '--rootless-netns', '--', 'sh', '-c', 'readlink /proc/self/ns/net; id -u; ip -o link; cat /proc/self/uid_map; ip -4 -o addr show tap0; ip route']);
   t.is(r.code, 0, r.stderr);
   const [netns, idInside, ...rest] = r.stdout.trim().split('\n');
   t.regex(netns, /^net:\[\d+\]$/);
   t.not(netns, sync(['nsenter', `--net=${host}`, 'readlink', '/proc/self/ns/net']).stdout.trim(), 'not the host\'s network namespace');
   t.is(idInside, '0', 'the user is root of its user namespace');
-  t.is(rest.filter((l) => /^\d+: /.test(l)).length, 1, 'only loopback');
+  t.deepEqual(rest.filter((l) => /^\d+: \S+: </.test(l)).map((l) => l.split(':')[1].trim()), ['lo', 'tap0'], 'loopback and the one stack\'s TAP');
   t.regex(rest.join('\n'), /^1: lo: <LOOPBACK,UP,LOWER_UP>/m);
+  t.regex(rest.join('\n'), /tap0\s+inet 10\.0\.2\.100\/24/, 'the stack\'s addressing (slirp4netns\'s)');
+  t.regex(rest.join('\n'), /^default via 10\.0\.2\.2 dev tap0/m);
   t.regex(rest.join('\n'), new RegExp(`^\\s+0\\s+${uid}\\s+1$`, 'm'), 'maps the user as root');
   t.regex(rest.join('\n'), /^\s+1\s+\d+\s+65536$/m, 'and the subordinate range after it');
   t.false(fs.existsSync(record), 'made for that command alone: removed after it');

@@ -55,6 +55,12 @@ export interface UnshareOptions {
    * container:NAME) instead of creating them; no maps are written.
    */
   joinPid?: number;
+  /**
+   * Make the namespaces inside the user namespace of this pid (a user's network namespace holder)
+   * instead of a new one: they are owned by it, so its root (the network plugins) can configure
+   * them. No maps are written.
+   */
+  insidePid?: number;
   /** Run no command: the init only holds the namespaces until SIGTERM (a pod's infra). */
   pause?: boolean;
   /**
@@ -380,7 +386,7 @@ function receiveFds(sock: number, tap: boolean, keep = false): NamespaceFds {
  * reservation is released, and the error is thrown, so nothing is left behind.
  */
 export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promise<Started> {
-  const joining = o.joinPid !== undefined;
+  const joining = o.joinPid !== undefined || o.insidePid !== undefined;
   const maps: Maps = o.maps ?? (joining ? { uid: [], gid: [] } : computeMaps(o));
   let pair: [number, number] | null = null;
   let consolePair: [number, number] | null = null;
@@ -397,7 +403,7 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
       ...(o.hostname ? ['-H', o.hostname] : []), ...(o.workdir ? ['-C', o.workdir] : []),
     ];
     const caps = o.capabilities !== undefined ? ['-c', o.capabilities.toString(16)] : [];
-    const join = joining ? ['-J', String(o.joinPid)] : [];
+    const join = o.joinPid !== undefined ? ['-J', String(o.joinPid)] : o.insidePid !== undefined ? ['-I', String(o.insidePid)] : [];
     const command = [...(o.user ? ['-u', o.user] : []), ...(o.noNewPrivs ? ['-N'] : []), ...(consolePair ? ['-T', pair ? '6' : '5'] : [])];
     const args = [...(o.namespaces?.length ? ['-n', o.namespaces.join(',')] : []), ...join, ...(o.tap ? ['-t', o.tap] : []), ...(wantFds ? ['-s', '5'] : []), ...(hold ? ['-w'] : []), ...fsArgs, ...caps, ...command, ...(o.pause ? ['-P', ...(o.linger ? ['-L'] : [])] : ['--', ...cmd])];
     const io = o.stdio ?? 'inherit';
@@ -561,6 +567,24 @@ export async function joinNamespaces(pid: number, o: { tap?: string } = {}): Pro
     throw new UsernsError(`cannot join the namespaces of pid ${pid}: ${stderr.trim().replace(/^burrow-ns: /, '') || `exit ${code}`}`);
   }
   return receiveFds(pair[0], !!o.tap);
+}
+
+/**
+ * Runs `cmd` as root inside the user and network namespaces of `pid` (a user's network namespace),
+ * in a private mount namespace with `binds` (SRC:DST, in order) and `fds` as its fds 3, 4, ...;
+ * resolves to its status and output.
+ */
+export async function runInsideNetns(pid: number, cmd: string[], o: { binds?: string[]; fds?: number[]; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(helperPath(), ['-j', String(pid), ...(o.binds ?? []).flatMap((b) => ['-B', b]), '--', ...cmd], { stdio: ['ignore', 'pipe', 'pipe', ...(o.fds ?? [])], env: o.env ?? process.env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number>((resolve) => {
+    child.on('error', () => resolve(125));
+    child.on('close', (c) => resolve(c ?? 1));
+  });
+  return { code, stdout, stderr };
 }
 
 /** Runs `cmd` inside the user and network namespaces of `pid` with `input` on stdin. */

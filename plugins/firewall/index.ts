@@ -18,7 +18,8 @@ interface FirewallConf {
   options: FirewallOptions;
 }
 
-function parseConf(req: PluginRequest): FirewallConf {
+/** `del`: DEL must work without prevResult (a lost cache entry): the bridge is then unknown. */
+function parseConf(req: PluginRequest, o: { del?: boolean } = {}): FirewallConf {
   const c = req.config;
   const backend = optString(c, 'backend');
   if (backend === 'firewalld') throw configError('the firewalld backend is not supported by burrow\'s firewall plugin: use "iptables", "nftables" or leave "backend" empty');
@@ -28,8 +29,8 @@ function parseConf(req: PluginRequest): FirewallConf {
   const policy = (optString(c, 'ingressPolicy') ?? 'open') as IngressPolicy;
   if (!['open', 'same-bridge', 'isolated'].includes(policy)) throw configError(`invalid "ingressPolicy" "${policy}": expected "open", "same-bridge" or "isolated"`);
   const bridge = req.prevResult?.interfaces?.[0]?.name;
-  if (policy !== 'open' && (!bridge || !validIfname(bridge))) throw configError(`ingressPolicy "${policy}" needs the bridge as the first interface of prevResult`);
-  return { backend: pickBackend(backend, 'the firewall plugin'), explicit: !!backend, options: { adminChain, ingressPolicy: policy, bridge } };
+  if (policy !== 'open' && !o.del && (!bridge || !validIfname(bridge))) throw configError(`ingressPolicy "${policy}" needs the bridge as the first interface of prevResult`);
+  return { backend: pickBackend(backend, 'the firewall plugin'), explicit: !!backend, options: { adminChain, ingressPolicy: policy, bridge: bridge && validIfname(bridge) ? bridge : undefined } };
 }
 
 function addresses(prev: Result | undefined): Cidr[] {
@@ -63,7 +64,7 @@ export const firewall: CniPlugin = {
   },
 
   async del(req) {
-    const conf = parseConf(req);
+    const conf = parseConf(req, { del: true });
     const ips = addresses(req.prevResult);
     try {
       const fw = firewallBackend(conf.backend);

@@ -20,7 +20,7 @@ export interface CniOps {
   /** Throws unless `ip` may be asked for on the network (in its subnets and ranges, not its gateway). */
   checkIp(list: unknown, ip: string): void;
   /** Binds the host ports for as long as the container runs; resolves to their release. */
-  reservePorts(ports: PortSpec[]): Promise<() => void>;
+  reservePorts(ports: PortSpec[]): Promise<() => void | Promise<void>>;
 }
 
 export interface CniRuntimeConf {

@@ -12,11 +12,13 @@ import { joinMode } from './join.js';
 import { hostMode, noneMode } from './plain.js';
 import type { NetworkMode } from './types.js';
 import { usernetMode } from './usernet.js';
+import { userNetworkMode } from './user_network.js';
 
 export type { Attached, AttachContext, Held, NetworkMode, NetworkRecord } from './types.js';
 export { UndoStack, type UndoFailure } from './undo.js';
 export { gcCni, pendingCni } from './cni.js';
 export { usernetApiSocket } from './usernet.js';
+export { insideCniOps, userNetnsNeeded } from './user_network.js';
 
 export function cniOps(ctx: Context): CniOps {
   return {
@@ -36,6 +38,8 @@ export interface ModeChoice {
   join?: { target: ContainerRecord; dir: string };
   ports: PortSpec[];
   mapHostLoopback?: string;
+  /** The container's id (a user network's namespace is released when its last container goes). */
+  id: string;
 }
 
 /** The mode for a run; validates what it can before anything starts (tools installed, addresses). */
@@ -46,6 +50,8 @@ export function chooseMode(ctx: Context, c: ModeChoice): NetworkMode {
     case 'none': return noneMode();
     case 'usernet': return usernetMode({ mapHostLoopback: c.mapHostLoopback });
     case 'pasta': case 'slirp4netns': return anchorMode(c.network, { ports: c.ports });
-    default: return cniMode(cniOps(ctx), c.requests);
+    default:
+      if (process.getuid?.() !== 0) return userNetworkMode(ctx.config, cniOps(ctx), c.requests, { id: c.id });
+      return cniMode(cniOps(ctx), c.requests);
   }
 }

@@ -57,6 +57,10 @@ export interface NetworkMode {
   readonly tap?: string;
   /** The record's network field as the container is created. */
   initialRecord(): NetworkRecord;
+  /** Runs before the namespaces are made (the user's network namespace is made on first use). */
+  prepare?(undo: UndoStack<CniAttachment>): Promise<void>;
+  /** After prepare: make the container's namespaces inside this pid's user namespace. */
+  insidePid?(): number;
   attach(c: AttachContext, held: Held, undo: UndoStack<CniAttachment>): Promise<Attached>;
 }
 

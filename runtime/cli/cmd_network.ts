@@ -68,6 +68,14 @@ function table(rows: string[][]): string {
 /** Tears down every cached attachment of a network through its CNI chain. */
 async function detachAll(c: Context, list: NetworkConfigList): Promise<number> {
   const entries = c.runtime.cache.list(list.name);
+  if (!entries.length) return 0;
+  if (process.getuid?.() !== 0) {
+    // a user's network lives in the user's network namespace: its DELs run there
+    const { insideCni, ensureUserNetns } = await import('../network/user_netns.js');
+    const inside = insideCni(c.config.stateDir, c.config, async () => (await ensureUserNetns(c.config.stateDir)).holder.pid);
+    for (const e of entries) await inside.del(list.name, { containerId: e.containerId, ifname: e.ifName, netns: '', capabilityArgs: e.capabilityArgs });
+    return entries.length;
+  }
   for (const e of entries) {
     await c.runtime.delNetworkList(list, { containerId: e.containerId, ifname: e.ifName, netns: e.netns ?? '', args: e.cniArgs, capabilityArgs: e.capabilityArgs });
   }
@@ -169,7 +177,13 @@ async function removeNetwork(c: Context, name: string, force: boolean): Promise<
   await detachAll(c, list); // what other runtimes (podman, cnitool) attached
   c.networks.removeFile(name);
   c.runtime.removeNetworkState(name);
-  await removeLeftovers(list);
+  if (process.getuid?.() === 0) await removeLeftovers(list);
+  else {
+    // the bridge is in the user's network namespace: gone with it, unless a container still needs it
+    const { collectUserNetns } = await import('../network/user_netns.js');
+    const { userNetnsNeeded } = await import('../attach/index.js');
+    await collectUserNetns(c.config.stateDir, () => userNetnsNeeded(c.config.stateDir));
+  }
 }
 
 export function networkCommand(globalOpts: () => { config?: string }, out: (s: string) => void, warn: (s: string) => void): Command {

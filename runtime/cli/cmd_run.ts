@@ -126,6 +126,16 @@ export function internalCommand(out: (s: string) => void, globalConfig: () => st
     const code = await runContainer({ cmd: [], publish: [], dns: [], uidmap: [], gidmap: [], env: [], restart: true, fixedId: id, readyFd: 3, detached: true, waitAttach: !!process.env.BURROW_WAIT_ATTACH }, globalConfig());
     process.exitCode = code;
   }));
+  // CNI ADD/DEL inside a user's network namespace, as its root (runtime/network/user_netns.ts)
+  cmd.addCommand(new Command('cni-inside').argument('<request>', 'JSON: op, network, containerId, ifname, netns, capabilityArgs').action(async (text: string) => {
+    const req = JSON.parse(text) as { op: 'add' | 'del'; network: string; containerId: string; ifname: string; netns: string; capabilityArgs?: Record<string, unknown> };
+    const { makeContext } = await import('../context.js');
+    const ctx = await makeContext(globalConfig(), { plugins: true });
+    const list = ctx.networks.get(req.network);
+    const rt = { containerId: req.containerId, netns: req.netns, ifname: req.ifname, capabilityArgs: req.capabilityArgs };
+    if (req.op === 'add') out(`${JSON.stringify(await ctx.runtime.addNetworkList(list, rt))}\n`);
+    else await ctx.runtime.delNetworkList(list, rt);
+  }));
   cmd.addCommand(new Command('unpack-image').argument('<file>').argument('<root>').option('--id-map <json>', 'container id -> file owner id ({uid, gid} IdMapping lists)').action(async (file: string, root: string, o: { idMap?: string }) => {
     const { planImage, unpackImage } = await import('../container/image.js');
     const stats = await unpackImage(file, await planImage(file), root, { chown: true, spoolDir: `${root}.layers`, idMap: o.idMap ? JSON.parse(o.idMap) : undefined });
@@ -142,9 +152,10 @@ export function systemCommand(globals: () => { config?: string }, out: (s: strin
     const ctx = await makeContext(globals().config, { plugins: true });
     for (const line of await gcContainers(ctx)) out(`${line}\n`);
     if (process.getuid?.() !== 0) {
-      // the user's network namespace: no container of the user needs it yet (user networks come next)
+      // the user's network namespace, unless a container on a user network still runs
       const { collectUserNetns } = await import('../network/user_netns.js');
-      const done = await collectUserNetns(ctx.config.stateDir, () => false);
+      const { userNetnsNeeded } = await import('../attach/index.js');
+      const done = await collectUserNetns(ctx.config.stateDir, () => userNetnsNeeded(ctx.config.stateDir));
       if (done === 'removed') out('removed the user\'s network namespace (no container needs it)\n');
       if (done === 'stale') out('removed the record of a user network namespace whose holder was gone\n');
     }

@@ -88,8 +88,11 @@ async function inUserNetns(cmd: string[], stateDir: string): Promise<number> {
     child.on('close', (c, sig) => resolve(c ?? (sig ? 128 + ((os.constants.signals as Record<string, number>)[sig] ?? 0) : 125)));
   });
   for (const s of sigs) process.off(s, forward);
-  // no container of the user needs it yet: what this command made goes with it
-  if (created) await collectUserNetns(stateDir, () => false);
+  // what this command made goes with it, unless a container on a user network came meanwhile
+  if (created) {
+    const { userNetnsNeeded } = await import('../attach/index.js');
+    await collectUserNetns(stateDir, () => userNetnsNeeded(stateDir));
+  }
   return code;
 }
 

@@ -51,7 +51,7 @@ export interface ContainerRecord {
   startTime: string;
   command: string[];
   created: string;
-  network: { mode: 'cni'; attachments: CniAttachment[] } | { mode: 'usernet' | 'host' | 'none' | 'pasta' | 'slirp4netns' } | { mode: 'container'; target: string };
+  network: { mode: 'cni'; attachments: CniAttachment[]; /** rootless: attached inside the user's network namespace */ userNetns?: boolean } | { mode: 'usernet' | 'host' | 'none' | 'pasta' | 'slirp4netns' } | { mode: 'container'; target: string };
   ports: string[];
   /** running while the supervisor lives; exited once the container ended (kept until rm). */
   state: 'created' | 'running' | 'exited';

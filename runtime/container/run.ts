@@ -23,7 +23,8 @@ import { TeardownError } from '../../native/errors.js';
 import { ContainerConsole } from './console.js';
 import { ContainerError, ContainerStore, PodStore, type CniAttachment, type ContainerRecord, type ContainerUser, type MountRecord } from './containers.js';
 import type { ImageConfig, ImagePlan } from './image.js';
-import { chooseMode, cniOps, gcCni, pendingCni, UndoStack } from '../attach/index.js';
+import { chooseMode, cniOps, gcCni, insideCniOps, pendingCni, UndoStack, userNetnsNeeded } from '../attach/index.js';
+import { collectUserNetns, ensureUserNetns, type UserNetns } from '../network/user_netns.js';
 import { helperUserArg, resolveUser } from './passwd.js';
 import { containerCommand, containerEnv, parseAddHosts, parseEnvFile, parseLabels, parseSecurityOpts } from './run_spec.js';
 import { checkDestinations, parseMountFlag, parseTmpfsFlag, parseVolumeFlag, VolumeStore, type MountSpec } from './volumes.js';
@@ -231,10 +232,20 @@ export async function gcContainers(ctx: Context): Promise<string[]> {
   const cleaned: string[] = [];
   const who = (r: ContainerRecord) => `${r.name} (${r.id.slice(0, 12)})`;
   const stale = new Set(store.stale().map((r) => r.id));
+  // a user network's attachments are deleted inside the user's network namespace (made again if
+  // its holder went too: host-local's addresses are kept in the user's state dir)
+  let holder: UserNetns | null = null;
+  const gcOps = async (r: ContainerRecord) => {
+    if (r.network.mode !== 'cni' || !r.network.userNetns) return cniOps(ctx);
+    holder ??= (await ensureUserNetns(ctx.config.stateDir)).holder;
+    const h = holder;
+    return insideCniOps(ctx.config, (n) => ctx.networks.get(n), () => undefined, () => h);
+  };
   for (const r of store.list()) {
-    const pending = stale.has(r.id) ? pendingCni(r) : r.teardown?.retry;
+    // a dead supervisor's /proc/PID/fd path names no netns any more (a zombie's may still open)
+    const pending = stale.has(r.id) ? pendingCni(r).map((a) => (r.network.mode === 'cni' && r.network.userNetns ? { ...a, netns: '' } : a)) : r.teardown?.retry;
     if (!pending) continue;
-    const failed = await gcCni(cniOps(ctx), r.id, pending);
+    const failed = await gcCni(await gcOps(r), r.id, pending);
     if (failed.length) {
       const err = new TeardownError(`container ${who(r)}`, failed.map((f) => ({ step: `CNI DEL of network "${f.attachment.network}" (${f.attachment.ifname})`, error: f.error })));
       const at = new Date().toISOString();
@@ -252,6 +263,7 @@ export async function gcContainers(ctx: Context): Promise<string[]> {
       cleaned.push(`teardown of ${who(r)} completed`);
     }
   }
+  if (holder && !userNetnsNeeded(ctx.config.stateDir)) await collectUserNetns(ctx.config.stateDir, () => userNetnsNeeded(ctx.config.stateDir));
   return cleaned;
 }
 
@@ -351,8 +363,10 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   // ---- validate everything before anything starts
   const cni = !SPECIAL_NETWORKS.includes(netName) && !joinTarget;
   if (netName.startsWith('container:')) throw new ContainerError('--network container: needs a container name');
-  if (cni && rootless) throw new ContainerError(`rootless containers cannot join the network "${netName}": a bridge network needs root to create its veth pair and bridge in the host namespace; use --network usernet (the default when rootless), which also publishes ports with -p`);
   refuseConflicts(o, netName, !!joinTarget);
+  // a user network's containers live in the user's network namespace, whose user namespace maps
+  // the user as root and the subordinate range after it: --userns host's map, which they share
+  if (cni && rootless && ((o.userns && o.userns !== 'host') || o.uidmap.length || o.gidmap.length)) throw new ContainerError(`--userns ${o.userns ?? ''}${o.uidmap.length || o.gidmap.length ? ' --uidmap/--gidmap' : ''}: a container on the user network "${netName}" shares the user's network namespace and its id map (--userns host); other modes are not supported there yet`.replace('--userns  ', ''));
   // several CNI networks (a,b or --network repeated): eth0, eth1, ... in that order unless
   // NAME:interface_name=.. says otherwise; published ports on the first
   const requests = cni ? parseNetworkArgs(netValues.length ? netValues : [netName], { ip: o.ip, mac: o.mac }) : [];
@@ -365,7 +379,8 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   const ports = await chooseHostPorts(publish.flatMap((p) => parsePortSpec(p)));
   publish = ports.map(formatPortSpec);
   refusePublishedElsewhere(ports, config.stateDir, o.fixedId);
-  const netMode = chooseMode(ctx, { network: netName, requests, ports, mapHostLoopback: o.mapHostLoopback, join: joinTarget ? { target: joinTarget, dir: new ContainerStore(config.stateDir).pathOf(joinTarget.id) } : undefined });
+  const id = o.fixedId ?? ContainerStore.newId();
+  const netMode = chooseMode(ctx, { id, network: netName, requests, ports, mapHostLoopback: o.mapHostLoopback, join: joinTarget ? { target: joinTarget, dir: new ContainerStore(config.stateDir).pathOf(joinTarget.id) } : undefined });
   const security = parseSecurityOpts(o.securityOpt ?? []);
   const caps = o.privileged ? capabilityMask(['ALL'], []) : capabilityMask(o.capAdd, o.capDrop);
   const labels = parseLabels(o.label ?? []);
@@ -383,7 +398,6 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   // ---- record, start held, attach, go
   const store = new ContainerStore(ctx.config.stateDir);
   const volumeStore = new VolumeStore(ctx.config.volumePath);
-  const id = o.fixedId ?? ContainerStore.newId();
   const name = previous?.name ?? o.name ?? `burrow-${id.slice(0, 12)}`;
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new ContainerError(`invalid --name "${name}": letters, digits, _ . - (not first)`);
   const hostname = joinTarget?.hostname ?? o.hostname ?? id.slice(0, 12);
@@ -462,9 +476,11 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
     const hold = ownNet || !!o.waitAttach;
     record.env = previous?.env ?? containerEnv({ image: imageCfg.Env, flags: [...envFiles, ...o.env] }, hostname, resolved.home ?? '/root', process.env);
     record.workdir = o.workdir ?? (imageCfg.WorkingDir || undefined);
+    await netMode.prepare?.(undo);
     const m = maps;
     maps = null; // startInNamespaces owns them now (and releases them)
     started = await startInNamespaces(cmd, {
+      insidePid: netMode.insidePid?.(),
       mode, uidmaps, gidmaps, rootfs: rootDir, stateDir: ctx.config.stateDir, maps: m,
       namespaces: joinTarget ? ['mnt', 'pid'] : ['mnt', 'pid', 'uts', 'ipc', ...(ownNet ? ['net'] : [])], joinPid: joinTarget?.initPid,
       tap: netMode.tap, wantFds: hold, holdUntilGo: hold, pause: o.infra, capabilities: caps,

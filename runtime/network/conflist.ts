@@ -167,7 +167,7 @@ export function hostLocalIpam(ranges: HostLocalRange[], opts: { internal?: boole
 }
 
 /** Builds the conflist of a bridge network. */
-export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRange[], opts: { internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string; dataDir?: string | null }): Record<string, unknown> {
+export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRange[], opts: { internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string; dataDir?: string | null; isolate?: boolean }): Record<string, unknown> {
   const bridgePlugin: Record<string, unknown> = {
     type: 'bridge',
     bridge,
@@ -185,7 +185,8 @@ export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRa
     plugins: [
       bridgePlugin,
       { type: 'portmap', capabilities: { portMappings: true } },
-      { type: 'firewall', backend: '' },
+      // -o isolate=true (podman's): other networks' containers cannot reach this one's
+      { type: 'firewall', backend: '', ...(opts.isolate ? { ingressPolicy: 'same-bridge' } : {}) },
       { type: 'tuning', capabilities: { mac: true } },
     ],
     args: { burrow_labels: opts.labels ?? {}, burrow_options: opts.options ?? {}, ...(opts.created ? { burrow_created: opts.created } : {}) },

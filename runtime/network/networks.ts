@@ -231,7 +231,7 @@ export class NetworkStore {
     if (ipamDriver === 'dhcp') throw new NetworkError('EINVAL', 'the dhcp IPAM driver is not supported by burrow: give --subnet (host-local IPAM)');
     if (ipamDriver !== 'host-local') throw new NetworkError('EINVAL', `unsupported IPAM driver "${ipamDriver}": burrow supports host-local`);
     const o = { ...(opts.options ?? {}) };
-    const known = new Set(driver === 'bridge' ? ['mtu', 'com.docker.network.bridge.name', 'com.docker.network.driver.mtu'] : driver === 'macvlan' ? ['mtu', 'parent', 'mode', 'host_shim'] : ['mtu', 'parent', 'mode']);
+    const known = new Set(driver === 'bridge' ? ['mtu', 'com.docker.network.bridge.name', 'com.docker.network.driver.mtu', 'isolate'] : driver === 'macvlan' ? ['mtu', 'parent', 'mode', 'host_shim'] : ['mtu', 'parent', 'mode']);
     for (const k of Object.keys(o)) if (!known.has(k)) throw new NetworkError('EINVAL', `unsupported ${driver} option "${k}" (supported: ${[...known].join(', ')})`);
     if (driver !== 'bridge') {
       if (!opts.subnets?.length) throw new NetworkError('EINVAL', `a ${driver} network needs --subnet (the subnet of the parent's LAN)`);
@@ -295,7 +295,8 @@ export class NetworkStore {
       const bridge = o['com.docker.network.bridge.name'] ?? this.nextBridgeName();
       if (!validIfname(bridge)) throw new NetworkError('EINVAL', `invalid bridge name "${bridge}": 1-15 characters without "/", ":" or spaces`);
       if (o['com.docker.network.bridge.name'] && this.usedInterfaces().has(bridge)) throw new NetworkError('EEXIST', `bridge name "${bridge}" is already used by another network`);
-      doc = bridgeConflist(name, bridge, ranges, { internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir });
+      if (o.isolate !== undefined && o.isolate !== 'true' && o.isolate !== 'false') throw new NetworkError('EINVAL', `invalid isolate option "${o.isolate}": true or false`);
+      doc = bridgeConflist(name, bridge, ranges, { internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir, isolate: o.isolate === 'true' });
     }
     const file = path.join(this.config.cniConfigDir, `${name}.conflist`);
     writeAtomic(file, `${JSON.stringify(doc, null, 2)}\n`);
