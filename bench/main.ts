@@ -57,6 +57,8 @@ export const PATHS: Array<{ name: string; kind: Kind; title: string }> = [
   { name: 'rootless-fwd-remote', kind: 'rootless', title: 'rootless -p, client in another netns' },
   { name: 'rootless-c2c', kind: 'rootless', title: 'rootless container -> container via published port' },
   { name: 'rootless-pod', kind: 'pod', title: 'rootless, two containers in one pod (localhost)' },
+  // burrow only (the anchors have no user networks): read it against bridge-c2c, rootful
+  { name: 'rootless-net-c2c', kind: 'pod', title: 'rootless, container -> container, one user network' },
 ];
 
 export interface MetricDef {
@@ -376,6 +378,14 @@ async function topology(env: Env, pathName: string, tool: string): Promise<Topo>
         const b = await ctr(lb.args);
         stops.push(b.stop);
         return { serverNs: a.ns, bind: '0.0.0.0', clientNs: b.ns, target: lb.addr, ports: p, listen: INNER, setupMs: a.setupMs, teardown };
+      }
+      case 'rootless-net-c2c': {
+        // both on the bench user's own bridge network, inside the user's network namespace
+        const a = await ctr(['--network', 'benchun']);
+        stops.push(a.stop);
+        const b = await ctr(['--network', 'benchun']);
+        stops.push(b.stop);
+        return { serverNs: a.ns, bind: '0.0.0.0', clientNs: b.ns, target: a.ip, ports: INNER, listen: INNER, setupMs: a.setupMs, teardown };
       }
       case 'rootless-pod': {
         const pod = `p${TAG}${counter++}`;
@@ -954,6 +964,7 @@ async function inner(argv: string[]): Promise<number> {
     await burrow(env, 'pm', ['network', 'create', '--subnet', '10.86.0.0/16', '-o', 'com.docker.network.bridge.name=pbr0', 'bbpodman']);
   }
   const paths = PATHS.filter((p) => o.only.includes(p.name));
+  if (paths.some((p) => p.name === 'rootless-net-c2c')) await burrow(env, 'user', ['network', 'create', '--subnet', '10.58.0.0/24', 'benchun']);
   if (paths.some((p) => p.name === 'macvlan-c2c')) {
     for (const [who, subnet] of [['own', '10.77.1.0/24'], ['ref', '10.77.2.0/24'], ['pm', '10.77.3.0/24']] as const) {
       if ((who === 'ref' && !refOk) || (who === 'pm' && !podmanOk)) continue;
