@@ -561,18 +561,39 @@ function netPidsOf(tool: string, ctrs: Ctr[]): number[] {
   return tool === 'pasta' || tool === 'slirp4netns' ? pidsOf(tool) : ctrs.flatMap((c) => c.netPids);
 }
 
+/**
+ * The processes that hold the bench user's network namespace: the helper (-P -L) and its init, and
+ * the one usernet stack (runtime/network/user_netns.ts's holder.json). Shared by every container
+ * on the user's networks, so a scale point divides them among its containers.
+ */
+function userNetnsPids(env: Env): number[] {
+  try {
+    const h = JSON.parse(fs.readFileSync(path.join(os.tmpdir(), `burrow-${env.uid}`, 'burrow', 'netns', 'holder.json'), 'utf8')) as { pid: number; stack?: { pid: number } };
+    const stat = fs.readFileSync(`/proc/${h.pid}/stat`, 'utf8');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return [h.pid, ppid, h.stack?.pid ?? 0].filter((p) => p > 1);
+  } catch {
+    return [];
+  }
+}
+
+/** The scale section's rootless variant on the bench user's own network (burrow only). */
+export const USER_NET_TOOL = 'burrow-usernet';
+
 /** N containers started at once; the memory counted is that of the processes that carry the network. */
 async function scalePoint(env: Env, who: Who, tool: string, n: number): Promise<ScalePoint> {
   const t0 = performance.now();
-  const args = who === 'user' ? rootlessNet(tool) : [];
-  const results = await Promise.allSettled(Array.from({ length: n }, () => startCtr(env, who, tool, args)));
+  const onUserNet = tool === USER_NET_TOOL;
+  const args = onUserNet ? ['--network', 'benchun'] : who === 'user' ? rootlessNet(tool) : [];
+  const results = await Promise.allSettled(Array.from({ length: n }, () => startCtr(env, who, onUserNet ? 'burrow' : tool, args)));
   const wall = performance.now() - t0;
   const ctrs = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {
     const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
     if (failed) throw new Error(`${n - ctrs.length} of ${n} containers failed: ${(failed.reason as Error).message}`);
     await sleep(500);
-    const netPids = netPidsOf(tool, ctrs);
+    // on a user network: each container's supervisor, and its share of the namespace and the stack
+    const netPids = onUserNet ? [...ctrs.flatMap((c) => c.netPids), ...userNetnsPids(env)] : netPidsOf(tool, ctrs);
     const rss = rssMiB(netPids) / n;
     const pss = pssMiB(netPids) / n;
     const s = performance.now();
@@ -705,7 +726,7 @@ export function renderReport(r: Report): string {
     for (const [sec, pts] of [['rootful', r.scale.rootful], ['rootless', r.scale.rootless]] as const) {
       for (const s of pts) rows.push([sec, s.tool, String(s.n), fmt(s.setupWallMs), fmt(s.setupP50Ms), fmt(s.teardownWallMs), fmt(s.rssPerCtrMiB), fmt(s.pssPerCtrMiB)]);
     }
-    lines.push('\nscale: containers started at once (rootful: default bridge; rootless: one stack each)', renderTable(rows));
+    lines.push('\nscale: containers started at once (rootful: default bridge; rootless: one stack each, burrow-usernet: one user network, its namespace and stack shared)', renderTable(rows));
   }
   if (Object.keys(r.flowsRss ?? {}).length) {
     const rows = [['tool', 'network process RSS MiB, 1000 open TCP connections']];
@@ -964,7 +985,7 @@ async function inner(argv: string[]): Promise<number> {
     await burrow(env, 'pm', ['network', 'create', '--subnet', '10.86.0.0/16', '-o', 'com.docker.network.bridge.name=pbr0', 'bbpodman']);
   }
   const paths = PATHS.filter((p) => o.only.includes(p.name));
-  if (paths.some((p) => p.name === 'rootless-net-c2c')) await burrow(env, 'user', ['network', 'create', '--subnet', '10.58.0.0/24', 'benchun']);
+  if (paths.some((p) => p.name === 'rootless-net-c2c') || o.only.includes('scale')) await burrow(env, 'user', ['network', 'create', '--subnet', '10.58.0.0/24', 'benchun']);
   if (paths.some((p) => p.name === 'macvlan-c2c')) {
     for (const [who, subnet] of [['own', '10.77.1.0/24'], ['ref', '10.77.2.0/24'], ['pm', '10.77.3.0/24']] as const) {
       if ((who === 'ref' && !refOk) || (who === 'pm' && !podmanOk)) continue;
@@ -1002,8 +1023,8 @@ async function inner(argv: string[]): Promise<number> {
       }
     }
     for (const n of o.scale.filter((x) => x <= 50)) {
-      for (const tool of tools.rootless) {
-        process.stderr.write(`\r\x1b[Kscale: ${n} rootless stacks, ${tool}`);
+      for (const tool of [...tools.rootless, USER_NET_TOOL]) {
+        process.stderr.write(`\r\x1b[Kscale: ${n} rootless ${tool === USER_NET_TOOL ? 'containers on one user network' : `stacks, ${tool}`}`);
         try {
           scale.rootless.push(await scalePoint(env, 'user', tool, n));
         } catch (err) {
