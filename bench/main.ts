@@ -59,6 +59,9 @@ export const PATHS: Array<{ name: string; kind: Kind; title: string }> = [
   { name: 'rootless-pod', kind: 'pod', title: 'rootless, two containers in one pod (localhost)' },
   // burrow only (the anchors have no user networks): read it against bridge-c2c, rootful
   { name: 'rootless-net-c2c', kind: 'pod', title: 'rootless, container -> container, one user network' },
+  // -p on a user network (the one stack's forward, then portmap's DNAT): read against rootless-fwd-*
+  { name: 'rootless-net-fwd-lo', kind: 'pod', title: 'rootless -p on a user network, client on 127.0.0.1' },
+  { name: 'rootless-net-fwd-remote', kind: 'pod', title: 'rootless -p on a user network, client in another netns' },
 ];
 
 export interface MetricDef {
@@ -346,10 +349,13 @@ async function topology(env: Env, pathName: string, tool: string): Promise<Topo>
       case 'portmap-lo':
       case 'portmap-remote':
       case 'rootless-fwd-lo':
-      case 'rootless-fwd-remote': {
+      case 'rootless-fwd-remote':
+      case 'rootless-net-fwd-lo':
+      case 'rootless-net-fwd-remote': {
         const p = nextPorts();
         const rootless = pathName.startsWith('rootless');
-        const c = await ctr([...(rootless ? rootlessNet(tool) : []), ...publish(p)]);
+        const net = pathName.startsWith('rootless-net') ? ['--network', 'benchun'] : rootless ? rootlessNet(tool) : [];
+        const c = await ctr([...net, ...publish(p)]);
         stops.push(c.stop);
         const remote = pathName.endsWith('remote');
         return { serverNs: c.ns, bind: '0.0.0.0', clientNs: remote ? env.remote : env.host, target: remote ? '10.98.0.1' : '127.0.0.1', ports: p, listen: INNER, setupMs: c.setupMs, teardown };
@@ -985,7 +991,7 @@ async function inner(argv: string[]): Promise<number> {
     await burrow(env, 'pm', ['network', 'create', '--subnet', '10.86.0.0/16', '-o', 'com.docker.network.bridge.name=pbr0', 'bbpodman']);
   }
   const paths = PATHS.filter((p) => o.only.includes(p.name));
-  if (paths.some((p) => p.name === 'rootless-net-c2c') || o.only.includes('scale')) await burrow(env, 'user', ['network', 'create', '--subnet', '10.58.0.0/24', 'benchun']);
+  if (paths.some((p) => p.name.startsWith('rootless-net')) || o.only.includes('scale')) await burrow(env, 'user', ['network', 'create', '--subnet', '10.58.0.0/24', 'benchun']);
   if (paths.some((p) => p.name === 'macvlan-c2c')) {
     for (const [who, subnet] of [['own', '10.77.1.0/24'], ['ref', '10.77.2.0/24'], ['pm', '10.77.3.0/24']] as const) {
       if ((who === 'ref' && !refOk) || (who === 'pm' && !podmanOk)) continue;

@@ -15,7 +15,7 @@ export function benchCommand(setExit: (code: number) => void): Command {
     .option('--duration <s>', 'seconds per throughput/latency/HTTP measurement', '3')
     .option('--runs <n>', 'interleaved runs of every path and tool', '3')
     .option('--parallel <p>', 'streams for the parallel TCP measurement', '4')
-    .option('--only <list>', 'comma-separated paths and sections (bridge-c2h, bridge-h2c, portmap-lo, portmap-remote, bridge-c2c, macvlan-c2c, rootless-out, rootless-fwd-lo, rootless-fwd-remote, rootless-c2c, rootless-pod, rootless-net-c2c, scale, cpu)')
+    .option('--only <list>', 'comma-separated paths and sections (bridge-c2h, bridge-h2c, portmap-lo, portmap-remote, bridge-c2c, macvlan-c2c, rootless-out, rootless-fwd-lo, rootless-fwd-remote, rootless-c2c, rootless-pod, rootless-net-c2c, rootless-net-fwd-lo, rootless-net-fwd-remote, scale, cpu)')
     .option('--json <file>', 'write every raw sample, the machine and the tool versions as JSON')
     .option('--svg <file>', 'write the bar chart and scale curves as SVG')
     .option('--anchors <mode>', 'auto: measure the installed established tools too; none: burrow only', 'auto')

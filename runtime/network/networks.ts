@@ -251,6 +251,10 @@ export class NetworkStore {
       mtu = /^\d+$/.test(mtuText) ? Number(mtuText) : NaN;
       if (!(mtu >= 68 && mtu <= 65535)) throw new NetworkError('EINVAL', `invalid mtu "${mtuText}": expected a number from 68 to 65535`);
     }
+    // A user's bridge lives in the user's network namespace, behind the userspace stack, whose cost
+    // is per packet: its MTU (65520, slirp4netns's and pasta's) lets -p and outbound carry 64 KiB
+    // segments instead of 1500-byte ones (measured: 0.9 against 8.6 Gbit/s through -p).
+    if (mtu === undefined && driver === 'bridge' && process.getuid?.() !== 0) mtu = 65520;
 
     const used = this.usedSubnets();
     const subnets: Cidr[] = [];
