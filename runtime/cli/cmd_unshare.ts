@@ -76,18 +76,16 @@ export function unshareCommand(globals: () => { config?: string }, setExit: (cod
 async function inUserNetns(cmd: string[], stateDir: string): Promise<number> {
   if (process.getuid?.() === 0) throw new Error('--rootless-netns is for rootless users: root\'s networks live in the host\'s own network namespace');
   const { ensureUserNetns, collectUserNetns } = await import('../network/user_netns.js');
-  const { helperPath } = await import('../../userns/unshare.js');
+  const { helperPath, relaySignals } = await import('../../userns/unshare.js');
   const { spawn } = await import('node:child_process');
   const { holder, created } = await ensureUserNetns(stateDir);
   const child = spawn(helperPath(), ['-j', String(holder.pid), '--', ...cmd], { stdio: 'inherit' });
-  const forward = (sig: NodeJS.Signals) => child.kill(sig);
-  const sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of sigs) process.on(s, forward);
+  const unrelay = relaySignals(child);
   const code = await new Promise<number>((resolve) => {
     child.on('error', () => resolve(125));
     child.on('close', (c, sig) => resolve(c ?? (sig ? 128 + ((os.constants.signals as Record<string, number>)[sig] ?? 0) : 125)));
   });
-  for (const s of sigs) process.off(s, forward);
+  unrelay();
   // what this command made goes with it, unless a container on a user network came meanwhile
   if (created) {
     const { userNetnsNeeded } = await import('../attach/index.js');

@@ -242,7 +242,9 @@ export class CniRuntime {
     const entry = this.cache.read(list.name, rt.containerId, rt.ifname);
     const full: RuntimeConf = {
       ...rt,
-      netns: rt.netns || entry?.netns || '',
+      // an fd path (/proc/PID/fd/N, /proc/self/fd/N) named the netns only for the process that
+      // held the fd: replayed later it names nothing, or another fd
+      netns: rt.netns || (entry?.netns && !/^\/proc\/[^/]+\/fd\//.test(entry.netns) ? entry.netns : ''),
       args: rt.args?.length ? rt.args : entry?.cniArgs,
       capabilityArgs: rt.capabilityArgs ?? entry?.capabilityArgs,
     };

@@ -72,6 +72,13 @@ test('DEL runs in reverse with the cached result and cached capability args, the
   t.false('prevResult' in calls().at(-1)!.conf, 'a second DEL has no cached result to pass');
 });
 
+test('DEL never replays a cached fd path as the netns: it named the netns only for the process that held the fd', async (t) => {
+  const { list, rt, calls } = setup(t, [{ type: 'rec-a' }]);
+  await rt.addNetworkList(list, { ...att, netns: '/proc/self/fd/3' });
+  await rt.delNetworkList(list, { ...att, netns: '' });
+  t.is(calls().filter((c) => c.cmd === 'DEL')[0].env.CNI_NETNS, '', 'the netns is gone for DEL');
+});
+
 test('a failing ADD rolls the chain back and reports the plugin, code and details', async (t) => {
   const { list, rt, calls, dir } = setup(t, [{ type: 'rec-a' }, { type: 'rec-b' }]);
   const err = (await t.throwsAsync(rt.addNetworkList(list, { ...att, args: [['FAIL', 'ADD']] }))) as CniError;

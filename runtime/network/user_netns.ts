@@ -259,9 +259,7 @@ export function insideCni(stateDir: string, config: BurrowConfig, holderPid: () 
       }
     }
     try {
-      // without the fd, a path that names no netns: "" would make DEL take the one ADD cached,
-      // /proc/self/fd/3, which in the DEL's process is some other fd
-      const req = { op, network, containerId: rt.containerId, ifname: rt.ifname, netns: fd !== undefined ? '/proc/self/fd/3' : '/proc/0/ns/net', capabilityArgs: rt.capabilityArgs };
+      const req = { op, network, containerId: rt.containerId, ifname: rt.ifname, netns: fd !== undefined ? '/proc/self/fd/3' : '', capabilityArgs: rt.capabilityArgs };
       const r = await runInsideNetns(await holderPid(), [process.execPath, '--', cli, '--config', configFile, 'internal', 'cni-inside', JSON.stringify(req)], { binds, fds: fd !== undefined ? [fd] : [] });
       if (r.code !== 0) throw new NetworkError('EIO', r.stderr.trim().replace(/^Error: /, '') || `CNI ${op.toUpperCase()} of network "${network}" inside the user's network namespace failed (exit ${r.code})`);
       return r.stdout;
