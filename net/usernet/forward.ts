@@ -55,6 +55,11 @@ export class Forwarder {
   /** Loopback clients waiting for their inside connect. */
   private splicing = 0;
   private closed = false;
+
+  /** Loopback connections in each phase, for the API's stats. */
+  spliceCounts(): { connecting: number; relaying: number } {
+    return { connecting: this.splicing, relaying: this.relays };
+  }
   /** At most this many spliced connections at once (each is a thread); more are reset. */
   static readonly MAX_RELAYS = 1024;
 

@@ -116,7 +116,7 @@ export async function startUsernet(pid: number, tapFd: number, s: UsernetSetup):
       closeApi = await serveApi(s.apiSocket, {
         forwarder,
         guest4: s.plan.guest4,
-        stats: () => ({ link: usernet.linkStats(), stack: usernet.stack.stats, flows: usernet.stack.flowCount(), budget: { ...usernet.stack.budgets.usage(), peakBufferedBytes: usernet.stack.budgets.bytes.peak }, memory: process.memoryUsage() }),
+        stats: () => ({ link: usernet.linkStats(), stack: usernet.stack.stats, flows: usernet.stack.flowCount(), splice: forwarder.spliceCounts(), budget: { ...usernet.stack.budgets.usage(), peakBufferedBytes: usernet.stack.budgets.bytes.peak }, memory: process.memoryUsage() }),
       });
     }
   } catch (err) {
