@@ -27,6 +27,17 @@ export function toolPath(cmd: string): string | null {
   return null;
 }
 
+/** Whether `pid` is still the process that started at `startTime` and has not exited (a zombie has). */
+export function processLive(pid: number, startTime: string): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19] === startTime && fields[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 /** Field 22 of /proc/PID/stat (start time in clock ticks), or null when the process is gone. */
 export function processStartTime(pid: number): string | null {
   try {

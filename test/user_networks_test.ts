@@ -99,6 +99,25 @@ rootTest.serial('rootless user networks: containers reach each other, isolation,
   const again = reach(['--network', 'un1'], '10.98.0.2', 18790);
   t.is(again.code, 0, `outbound after the stack was killed: ${again.stdout} ${again.stderr}`);
   t.not((JSON.parse(fs.readFileSync(holderFile, 'utf8')) as { stack: { pid: number } }).stack.pid, holder.stack.pid, 'a new stack');
+  t.regex(await tcpRequest(w.remote, '10.98.0.1', 18780), /^10\.98\.0\.2 \d+$/, 'the new stack forwards srv\'s published port again');
+
+  // ADD and DEL ran in the namespace's one CNI server, in the holder's namespaces; killed, the
+  // next container starts another
+  const cniRecord = path.join(state, 'netns', 'cni.json');
+  const server = (JSON.parse(fs.readFileSync(cniRecord, 'utf8')) as { pid: number }).pid;
+  t.is(fs.readlinkSync(`/proc/${server}/ns/net`), fs.readlinkSync(`/proc/${holder.pid}/ns/net`), 'the server is in the user\'s network namespace');
+  t.is(fs.readlinkSync(`/proc/${server}/ns/user`), fs.readlinkSync(`/proc/${holder.pid}/ns/user`));
+  process.kill(server, 'SIGKILL');
+  for (let i = 0; i < 100 && fs.existsSync(`/proc/${server}`); i++) await sleep(20); // init reaps it
+  const afterServer = reach(['--network', 'un1'], srvIp, 8080);
+  t.is(afterServer.code, 0, `a container after the CNI server was killed: ${afterServer.stdout} ${afterServer.stderr}`);
+  t.not((JSON.parse(fs.readFileSync(cniRecord, 'utf8')) as { pid: number }).pid, server, 'a new server');
+
+  // network reload, rootless: the rules inside the namespace come back after a flush there
+  t.is(b(['unshare', '--rootless-netns', '--', 'sh', '-c', 'iptables -t nat -F && iptables -t nat -X']).code, 0);
+  t.notRegex(await tcpRequest(w.remote, '10.98.0.1', 18780, 3).catch(() => ''), /^10\.98\.0\.2 /, 'no DNAT: the published port leads nowhere');
+  t.regex(ok(['network', 'reload', 'un1']), /^un1: 1 attachment\(s\) reloaded$/m);
+  t.regex(await tcpRequest(w.remote, '10.98.0.1', 18780), /^10\.98\.0\.2 \d+$/, 'published again after reload');
 
   // network rm while in use is refused; rm -f removes its containers
   const inUse = b(['network', 'rm', 'un1']);
@@ -106,13 +125,16 @@ rootTest.serial('rootless user networks: containers reach each other, isolation,
   t.regex(inUse.stderr, /srv/, 'names the container');
 
   // kill -9 of a container's supervisor: the next command collects it (CNI DEL inside the namespace)
-  ok(['run', '-d', '--name', 'victim', '--network', 'un2', '--', 'sleep', '300']);
+  const listening = (port: number) => spawnSync('nsenter', [`--net=${w.host}`, '--', 'ss', '-Hltn', `sport = :${port}`], { encoding: 'utf8' }).stdout.trim() !== '';
+  ok(['run', '-d', '--name', 'victim', '--network', 'un2', '-p', '18785:80', '--', 'sleep', '300']);
+  t.true(listening(18785));
   const sup = spawnSync('pgrep', ['-u', USER, '-f', 'burrow.cjs run --name victim'], { encoding: 'utf8' }).stdout.trim();
   t.truthy(sup);
   process.kill(Number(sup), 'SIGKILL');
   for (let i = 0; i < 100 && fs.existsSync(`/proc/${sup}`); i++) await sleep(20); // init reaps it
   ok(['system', 'gc']);
   t.deepEqual(reserved(), [`un1/${srvIp}`], 'the killed container\'s address is released');
+  t.false(listening(18785), 'and the stack no longer forwards its published port');
 
   // kill -9 of the holder: srv is cut off; rm -f still collects it, then nothing needs a namespace
   process.kill(holder.pid, 'SIGKILL');
@@ -122,6 +144,6 @@ rootTest.serial('rootless user networks: containers reach each other, isolation,
   t.is(b(['ps', '-aq']).stdout, '');
   t.deepEqual(reserved(), []);
   for (let i = 0; i < 100 && userProcs().length; i++) await sleep(30);
-  t.deepEqual(userProcs(), [], 'no process of the user is left: no holder, no stack, no supervisor');
+  t.deepEqual(userProcs(), [], 'no process of the user is left: no holder, no stack, no CNI server, no supervisor');
   t.false(fs.existsSync(holderFile), 'the namespace\'s record is gone');
 });

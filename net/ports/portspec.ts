@@ -67,3 +67,14 @@ export function formatPortSpec(s: PortSpec): string {
   const r = (p: number) => (s.count > 1 ? `${p}-${p + s.count - 1}` : `${p}`);
   return `${host}${s.hostPort ? r(s.hostPort) : ''}:${r(s.guestPort)}/${s.proto}`;
 }
+
+/** Specs as a container record keeps them; one that does not parse (another version wrote it) is skipped. */
+export function parseRecordedPorts(specs: string[]): PortSpec[] {
+  return specs.flatMap((spec) => {
+    try {
+      return parsePortSpec(spec);
+    } catch {
+      return [];
+    }
+  });
+}

@@ -18,7 +18,7 @@ export type { Attached, AttachContext, Held, NetworkMode, NetworkRecord } from '
 export { UndoStack, type UndoFailure } from './undo.js';
 export { gcCni, pendingCni } from './cni.js';
 export { usernetApiSocket } from './usernet.js';
-export { insideCniOps, userNetnsNeeded } from './user_network.js';
+export { insideCniOps, unpublish, userNetns, userNetnsNeeded } from './user_network.js';
 
 export function cniOps(ctx: Context): CniOps {
   return {

@@ -71,8 +71,9 @@ async function detachAll(c: Context, list: NetworkConfigList): Promise<number> {
   if (!entries.length) return 0;
   if (process.getuid?.() !== 0) {
     // a user's network lives in the user's network namespace: its DELs run there
-    const { insideCni, ensureUserNetns } = await import('../network/user_netns.js');
-    const inside = insideCni(c.config.stateDir, c.config, async () => (await ensureUserNetns(c.config.stateDir)).holder.pid);
+    const { userNetns } = await import('../attach/index.js');
+    const { insideCni } = await import('../network/cni_server.js');
+    const inside = insideCni(c.config.stateDir, c.config, async () => (await userNetns(c.config)).holder.pid);
     for (const e of entries) await inside.del(list.name, { containerId: e.containerId, ifname: e.ifName, netns: '', capabilityArgs: e.capabilityArgs });
     return entries.length;
   }
@@ -259,13 +260,23 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
     .argument('[names...]', 'networks (default: all)')
     .action(async (names: string[]) => {
       const c = await ctx(true);
-      const { reloadNetwork } = await import('../network/reload.js');
       const targets = names.length ? names : c.networks.list().networks.map((n) => n.name);
+      for (const n of targets) c.networks.get(n); // an unknown name is refused before anything runs
+      let reports: Array<{ network: string; attachments: number; errors: string[] }> = [];
+      if (process.getuid?.() !== 0) {
+        // a user's networks live in the user's network namespace, and so do their rules
+        const { findUserNetns } = await import('../network/user_netns.js');
+        const { callInside } = await import('../network/cni_server.js');
+        const h = findUserNetns(c.config.stateDir);
+        reports = h ? (await callInside(c.config.stateDir, c.config, async () => h.pid, { op: 'reload', networks: targets })) as typeof reports : targets.map((network) => ({ network, attachments: 0, errors: [] }));
+      } else {
+        const { reloadNetwork } = await import('../network/reload.js');
+        for (const n of targets) reports.push({ network: n, ...(await reloadNetwork(c, c.networks.get(n))) });
+      }
       const errors: string[] = [];
-      for (const n of targets) {
-        const r = await reloadNetwork(c, c.networks.get(n));
+      for (const r of reports) {
         errors.push(...r.errors);
-        out(`${n}: ${r.attachments} attachment(s) reloaded\n`);
+        out(`${r.network}: ${r.attachments} attachment(s) reloaded\n`);
       }
       if (errors.length) throw new BurrowError('ERELOAD', `reload incomplete:\n${errors.join('\n')}`);
     });

@@ -126,15 +126,19 @@ export function internalCommand(out: (s: string) => void, globalConfig: () => st
     const code = await runContainer({ cmd: [], publish: [], dns: [], uidmap: [], gidmap: [], env: [], restart: true, fixedId: id, readyFd: 3, detached: true, waitAttach: !!process.env.BURROW_WAIT_ATTACH }, globalConfig());
     process.exitCode = code;
   }));
-  // CNI ADD/DEL inside a user's network namespace, as its root (runtime/network/user_netns.ts)
-  cmd.addCommand(new Command('cni-inside').argument('<request>', 'JSON: op, network, containerId, ifname, netns, capabilityArgs').action(async (text: string) => {
-    const req = JSON.parse(text) as { op: 'add' | 'del'; network: string; containerId: string; ifname: string; netns: string; capabilityArgs?: Record<string, unknown> };
+  // the user's network namespace's CNI server, as its root (runtime/network/cni_server.ts)
+  cmd.addCommand(new Command('cni-server').requiredOption('--holder <pid:start>', 'the namespace holder: leave when it goes').option('--ready-fd <fd>', 'write OK here once listening').option('--idle <seconds>', 'leave after this long without a request', '60').action(async (o: { holder: string; readyFd?: string; idle: string }) => {
     const { makeContext } = await import('../context.js');
-    const ctx = await makeContext(globalConfig(), { plugins: true });
-    const list = ctx.networks.get(req.network);
-    const rt = { containerId: req.containerId, netns: req.netns, ifname: req.ifname, capabilityArgs: req.capabilityArgs };
-    if (req.op === 'add') out(`${JSON.stringify(await ctx.runtime.addNetworkList(list, rt))}\n`);
-    else await ctx.runtime.delNetworkList(list, rt);
+    const { handleInside, serveInside } = await import('../network/cni_server.js');
+    const sep = o.holder.indexOf(':');
+    await import('../../plugins/all.js');
+    await serveInside({
+      holder: { pid: Number(o.holder.slice(0, sep)), startTime: o.holder.slice(sep + 1) },
+      readyFd: o.readyFd !== undefined ? Number(o.readyFd) : undefined,
+      idleMs: Number(o.idle) * 1000,
+      handle: async (req) => handleInside(await makeContext(globalConfig(), { plugins: true }), req),
+    });
+    process.exit(0);
   }));
   cmd.addCommand(new Command('unpack-image').argument('<file>').argument('<root>').option('--id-map <json>', 'container id -> file owner id ({uid, gid} IdMapping lists)').action(async (file: string, root: string, o: { idMap?: string }) => {
     const { planImage, unpackImage } = await import('../container/image.js');

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import os from 'node:os';
 import { usernetOptions } from './cmd_usernet.js';
 import { usernetSetup, type UsernetFlags } from '../network/usernet.js';
+import type { BurrowConfig } from '../config.js';
 
 function collect(v: string, prev: string[] = []): string[] {
   return [...prev, v];
@@ -26,7 +27,7 @@ export function unshareCommand(globals: () => { config?: string }, setExit: (cod
       if (o.rootlessNetns) {
         const given = [o.network && '--network', o.userns !== 'host' && '--userns', o.uidmap?.length && '--uidmap', o.gidmap?.length && '--gidmap', o.rootfs && '--rootfs', o.ns !== 'mnt' && '--ns', o.publish?.length && '-p'].filter(Boolean);
         if (given.length) throw new Error(`--rootless-netns enters the user's network namespace as it is: ${given.join(', ')} cannot be given with it`);
-        setExit(await inUserNetns(cmd, loadConfig(globals().config).stateDir));
+        setExit(await inUserNetns(cmd, loadConfig(globals().config)));
         return;
       }
       if (o.network && o.network !== 'usernet' && o.network !== 'none') throw new Error(`unknown --network "${o.network}" (usernet or none)`);
@@ -73,12 +74,14 @@ export function unshareCommand(globals: () => { config?: string }, setExit: (cod
  * `unshare --rootless-netns`: CMD in the user's network namespace (and its user namespace, as its
  * root), with this terminal. A namespace made for this command alone is removed after it.
  */
-async function inUserNetns(cmd: string[], stateDir: string): Promise<number> {
+async function inUserNetns(cmd: string[], config: BurrowConfig): Promise<number> {
+  const stateDir = config.stateDir;
   if (process.getuid?.() === 0) throw new Error('--rootless-netns is for rootless users: root\'s networks live in the host\'s own network namespace');
-  const { ensureUserNetns, collectUserNetns } = await import('../network/user_netns.js');
+  const { collectUserNetns } = await import('../network/user_netns.js');
+  const { userNetns } = await import('../attach/index.js');
   const { helperPath, relaySignals } = await import('../../userns/unshare.js');
   const { spawn } = await import('node:child_process');
-  const { holder, created } = await ensureUserNetns(stateDir);
+  const { holder, created } = await userNetns(config);
   const child = spawn(helperPath(), ['-j', String(holder.pid), '--', ...cmd], { stdio: 'inherit' });
   const unrelay = relaySignals(child);
   const code = await new Promise<number>((resolve) => {

@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chooseHostPorts } from '../../net/ports/host_ports.js';
-import { formatPortSpec, parsePortSpec, type PortSpec } from '../../net/ports/portspec.js';
+import { formatPortSpec, parsePortSpec, parseRecordedPorts, type PortSpec } from '../../net/ports/portspec.js';
 import { parseIdMapSpec, parseUsernsMode, type UsernsMode } from '../../userns/mapping.js';
 import { computeMaps, ownershipShift, relaySignals, releaseMaps, startInNamespaces, type HelperMount, type Maps, type Started } from '../../userns/unshare.js';
 import { capabilityMask, capabilityNames } from './caps.js';
@@ -23,8 +23,8 @@ import { TeardownError } from '../../native/errors.js';
 import { ContainerConsole } from './console.js';
 import { ContainerError, ContainerStore, PodStore, type CniAttachment, type ContainerRecord, type ContainerUser, type MountRecord } from './containers.js';
 import type { ImageConfig, ImagePlan } from './image.js';
-import { chooseMode, cniOps, gcCni, insideCniOps, pendingCni, UndoStack, userNetnsNeeded } from '../attach/index.js';
-import { collectUserNetns, ensureUserNetns, type UserNetns } from '../network/user_netns.js';
+import { chooseMode, cniOps, gcCni, insideCniOps, pendingCni, UndoStack, unpublish, userNetns, userNetnsNeeded } from '../attach/index.js';
+import { collectUserNetns, type UserNetns } from '../network/user_netns.js';
 import { helperUserArg, resolveUser } from './passwd.js';
 import { containerCommand, containerEnv, parseAddHosts, parseEnvFile, parseLabels, parseSecurityOpts } from './run_spec.js';
 import { checkDestinations, parseMountFlag, parseTmpfsFlag, parseVolumeFlag, VolumeStore, type MountSpec } from './volumes.js';
@@ -215,7 +215,7 @@ function refusePublishedElsewhere(ports: PortSpec[], stateDir: string, self?: st
   const overlaps = (a: PortSpec, b: PortSpec) => a.proto === b.proto && a.hostPort < b.hostPort + b.count && b.hostPort < a.hostPort + a.count && (!a.hostAddr || !b.hostAddr || a.hostAddr === b.hostAddr);
   for (const r of new ContainerStore(stateDir).list()) {
     if (r.id === self || r.state !== 'running' || !ContainerStore.alive(r)) continue;
-    for (const theirs of r.ports.flatMap((p) => { try { return parsePortSpec(p); } catch { return []; } })) {
+    for (const theirs of parseRecordedPorts(r.ports)) {
       const mine = ports.find((p) => overlaps(p, theirs));
       if (mine) throw new ContainerError(`cannot publish ${formatPortSpec(mine)}: container "${r.name}" (${r.id.slice(0, 12)}) already publishes ${formatPortSpec(theirs)}`);
     }
@@ -237,7 +237,7 @@ export async function gcContainers(ctx: Context): Promise<string[]> {
   let holder: UserNetns | null = null;
   const gcOps = async (r: ContainerRecord) => {
     if (r.network.mode !== 'cni' || !r.network.userNetns) return cniOps(ctx);
-    holder ??= (await ensureUserNetns(ctx.config.stateDir)).holder;
+    holder ??= (await userNetns(ctx.config)).holder;
     const h = holder;
     return insideCniOps(ctx.config, (n) => ctx.networks.get(n), () => undefined, () => h);
   };
@@ -245,7 +245,10 @@ export async function gcContainers(ctx: Context): Promise<string[]> {
     // a dead supervisor's /proc/PID/fd path names no netns any more (a zombie's may still open)
     const pending = stale.has(r.id) ? pendingCni(r).map((a) => (r.network.mode === 'cni' && r.network.userNetns ? { ...a, netns: '' } : a)) : r.teardown?.retry;
     if (!pending) continue;
-    const failed = await gcCni(await gcOps(r), r.id, pending);
+    const ops = await gcOps(r);
+    // the one stack of the user's namespace still forwards a killed container's published ports
+    if (stale.has(r.id) && r.network.mode === 'cni' && r.network.userNetns) await unpublish(ctx.config.stateDir, parseRecordedPorts(r.ports));
+    const failed = await gcCni(ops, r.id, pending);
     if (failed.length) {
       const err = new TeardownError(`container ${who(r)}`, failed.map((f) => ({ step: `CNI DEL of network "${f.attachment.network}" (${f.attachment.ifname})`, error: f.error })));
       const at = new Date().toISOString();

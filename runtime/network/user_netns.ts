@@ -17,8 +17,8 @@ import path from 'node:path';
 import { constants, flock } from '../../native/mod.js';
 import { processStartTime, toolPath } from '../../native/system.js';
 import { parseUsernsMode } from '../../userns/mapping.js';
-import { runInNamespaces, runInsideNetns, startInNamespaces } from '../../userns/unshare.js';
-import { installRoot, type BurrowConfig } from '../config.js';
+import { runInNamespaces, startInNamespaces } from '../../userns/unshare.js';
+import { installRoot } from '../config.js';
 import { NetworkError } from './conflist.js';
 
 export interface UserNetns {
@@ -36,7 +36,9 @@ export const stackSocket = (stateDir: string) => path.join(stateDir, 'netns', 's
 /** The stack's addressing inside the user's namespace: slirp4netns's, DNS forwarder at .3. */
 export const USER_NETNS_DNS = '10.0.2.3';
 
-const dirOf = (stateDir: string) => path.join(stateDir, 'netns');
+/** The namespace's state dir: records, logs, and what is bound over /var/lib and /run inside. */
+export const netnsDirOf = (stateDir: string) => path.join(stateDir, 'netns');
+const dirOf = netnsDirOf;
 const recordFile = (stateDir: string) => path.join(dirOf(stateDir), 'holder.json');
 
 /** The holder's record if its process still runs, else null. */
@@ -70,17 +72,21 @@ async function locked<T>(stateDir: string, fn: () => Promise<T>): Promise<T> {
  * inside, and the record written; a stale record (kill -9, reboot) is replaced. Concurrent callers
  * get the same holder.
  */
-export async function ensureUserNetns(stateDir: string): Promise<{ holder: UserNetns; created: boolean }> {
+export async function ensureUserNetns(stateDir: string, o: { forwards?: () => string[] } = {}): Promise<{ holder: UserNetns; created: boolean }> {
   return locked(stateDir, async () => {
     const live = findUserNetns(stateDir);
     if (live) {
-      // a stack killed on its own is started again: the namespace keeps its containers
+      // a stack killed on its own is started again: the namespace keeps its containers, and
+      // their published ports (`forwards`: the stack's port specs) are forwarded again
       if (!live.stack || processStartTime(live.stack.pid) !== live.stack.startTime) {
         live.stack = await startStack(stateDir, live.pid);
         fs.writeFileSync(recordFile(stateDir), `${JSON.stringify(live)}\n`, { mode: 0o600 });
+        await republish(stateDir, o.forwards?.() ?? []);
       }
       return { holder: live, created: false };
     }
+    // a CNI server of a namespace whose holder died would keep serving that namespace
+    await (await import('./cni_server.js')).stopCniServer(stateDir);
     const ip = toolPath('ip');
     if (!ip) throw new NetworkError('ENOENT', 'ip (iproute2) not found: install iproute2');
     const log = fs.openSync(path.join(dirOf(stateDir), 'holder.log'), 'a', 0o600);
@@ -120,6 +126,18 @@ export async function ensureUserNetns(stateDir: string): Promise<{ holder: UserN
     fs.writeFileSync(recordFile(stateDir), `${JSON.stringify(holder)}\n`, { mode: 0o600 });
     return { holder, created: true };
   });
+}
+
+/** Adds `specs` to a new stack; one that cannot be bound again (taken meanwhile) is logged, not fatal. */
+async function republish(stateDir: string, specs: string[]): Promise<void> {
+  const { callApi } = await import('../../net/usernet/api.js');
+  for (const spec of specs) {
+    try {
+      await callApi(stackSocket(stateDir), { execute: 'add_hostfwd', arguments: { spec } });
+    } catch (err) {
+      fs.appendFileSync(path.join(dirOf(stateDir), 'stack.log'), `${new Date().toISOString()} the published port ${spec} was not forwarded again: ${(err as Error).message}\n`);
+    }
+  }
 }
 
 /**
@@ -188,7 +206,8 @@ export async function collectUserNetns(stateDir: string, needed: () => boolean):
       }
       await gone(h.pid, h.startTime, 2000);
     }
-    // the stack leaves by itself once the holder is gone; stop it at once
+    // the CNI server and the stack leave by themselves once the holder is gone; stop them at once
+    await (await import('./cni_server.js')).stopCniServer(stateDir);
     if (h.stack && processStartTime(h.stack.pid) === h.stack.startTime) {
       try {
         process.kill(h.stack.pid, 'SIGTERM');
@@ -200,83 +219,4 @@ export async function collectUserNetns(stateDir: string, needed: () => boolean):
     fs.rmSync(recordFile(stateDir), { force: true });
     return 'removed';
   });
-}
-
-/**
- * What a program run inside the user's network namespace sees where the system's state would be:
- * <netns dir>/lib over /var/lib (host-local keeps its addresses in /var/lib/cni/networks) and
- * <netns dir>/run over /run (xtables.lock, plugins' /run/cni), both the user's; the order matters,
- * since the state dir itself may lie under /run. Also writes the config the inside burrow reads:
- * the user's network files and plugin path, with root's defaults for nothing else.
- */
-export function insideLayout(stateDir: string, config: Pick<BurrowConfig, 'cniConfigDir' | 'cniPath' | 'cniCacheDir' | 'firewallBackend' | 'pluginMode' | 'ipamDataDir'>): { binds: string[]; configFile: string } {
-  const dir = dirOf(stateDir);
-  for (const d of ['lib', 'run']) fs.mkdirSync(path.join(dir, d), { recursive: true, mode: 0o700 });
-  const toml = [
-    '# written by burrow for the programs it runs inside the user\'s network namespace',
-    '[network]',
-    `cni_config_dir = ${JSON.stringify(config.cniConfigDir)}`,
-    `cni_path = ${JSON.stringify(config.cniPath)}`,
-    `cni_cache_dir = ${JSON.stringify(config.cniCacheDir)}`,
-    ...(config.ipamDataDir ? [`ipam_data_dir = ${JSON.stringify(config.ipamDataDir)}`] : []),
-    `firewall_backend = ${JSON.stringify(config.firewallBackend)}`,
-    `plugin_mode = ${JSON.stringify(config.pluginMode)}`,
-    '[engine]',
-    'state_dir = "/run/burrow"',
-    '',
-  ].join('\n');
-  // written atomically and only when it changes: concurrent containers read it at once
-  const file = path.join(dir, 'run', 'burrow.toml');
-  let current = '';
-  try {
-    current = fs.readFileSync(file, 'utf8');
-  } catch {
-    // not yet written
-  }
-  if (current !== toml) {
-    const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, toml, { mode: 0o600 });
-    fs.renameSync(tmp, file);
-  }
-  return { binds: [`${path.join(dir, 'lib')}:/var/lib`, `${path.join(dir, 'run')}:/run`], configFile: '/run/burrow.toml' };
-}
-
-/**
- * CNI ADD and DEL of the user's networks, run by burrow as root inside the user's network
- * namespace (`internal cni-inside`), the container's netns handed over as an fd. Its result, or
- * its error message, comes back on stdout and stderr.
- */
-export function insideCni(stateDir: string, config: BurrowConfig, holderPid: () => Promise<number>): { add(network: string, rt: InsideRuntimeConf): Promise<unknown>; del(network: string, rt: InsideRuntimeConf): Promise<void> } {
-  const cli = path.join(installRoot(), 'dist', 'burrow.cjs');
-  const run = async (op: 'add' | 'del', network: string, rt: InsideRuntimeConf): Promise<string> => {
-    const { binds, configFile } = insideLayout(stateDir, config);
-    let fd: number | undefined;
-    if (rt.netns) {
-      try {
-        fd = fs.openSync(rt.netns, 'r');
-      } catch (err) {
-        if (op === 'add') throw err; // DEL goes on without it: the plugins tolerate a gone netns
-      }
-    }
-    try {
-      const req = { op, network, containerId: rt.containerId, ifname: rt.ifname, netns: fd !== undefined ? '/proc/self/fd/3' : '', capabilityArgs: rt.capabilityArgs };
-      const r = await runInsideNetns(await holderPid(), [process.execPath, '--', cli, '--config', configFile, 'internal', 'cni-inside', JSON.stringify(req)], { binds, fds: fd !== undefined ? [fd] : [] });
-      if (r.code !== 0) throw new NetworkError('EIO', r.stderr.trim().replace(/^Error: /, '') || `CNI ${op.toUpperCase()} of network "${network}" inside the user's network namespace failed (exit ${r.code})`);
-      return r.stdout;
-    } finally {
-      if (fd !== undefined) fs.closeSync(fd);
-    }
-  };
-  return {
-    add: async (network, rt) => JSON.parse(await run('add', network, rt)) as unknown,
-    del: async (network, rt) => void (await run('del', network, rt)),
-  };
-}
-
-export interface InsideRuntimeConf {
-  containerId: string;
-  /** The container's netns as a path this process can open, or "" when it is gone. */
-  netns: string;
-  ifname: string;
-  capabilityArgs?: Record<string, unknown>;
 }
