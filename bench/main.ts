@@ -568,16 +568,24 @@ function netPidsOf(tool: string, ctrs: Ctr[]): number[] {
 }
 
 /**
- * The processes that hold the bench user's network namespace: the helper (-P -L) and its init, and
- * the one usernet stack (runtime/network/user_netns.ts's holder.json). Shared by every container
- * on the user's networks, so a scale point divides them among its containers.
+ * The processes that hold the bench user's network namespace: the helper (-P -L) and its init, the
+ * one usernet stack (runtime/network/user_netns.ts's holder.json), and the CNI server while it
+ * runs (cni.json; it leaves a minute after the last ADD or DEL). Shared by every container on the
+ * user's networks, so a scale point divides them among its containers.
  */
 function userNetnsPids(env: Env): number[] {
+  const dir = path.join(os.tmpdir(), `burrow-${env.uid}`, 'burrow', 'netns');
   try {
-    const h = JSON.parse(fs.readFileSync(path.join(os.tmpdir(), `burrow-${env.uid}`, 'burrow', 'netns', 'holder.json'), 'utf8')) as { pid: number; stack?: { pid: number } };
+    const h = JSON.parse(fs.readFileSync(path.join(dir, 'holder.json'), 'utf8')) as { pid: number; stack?: { pid: number } };
     const stat = fs.readFileSync(`/proc/${h.pid}/stat`, 'utf8');
     const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    return [h.pid, ppid, h.stack?.pid ?? 0].filter((p) => p > 1);
+    let server = 0;
+    try {
+      server = (JSON.parse(fs.readFileSync(path.join(dir, 'cni.json'), 'utf8')) as { pid: number }).pid;
+    } catch {
+      // not running
+    }
+    return [h.pid, ppid, h.stack?.pid ?? 0, server].filter((p) => p > 1);
   } catch {
     return [];
   }

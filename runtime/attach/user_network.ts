@@ -5,7 +5,7 @@
  * rootful. Containers of the user's networks reach each other at kernel speed. The namespace is
  * made on first use and removed with the last container that needs it.
  */
-import { processStartTime } from '../../native/system.js';
+import { processLive } from '../../native/system.js';
 import type { BurrowConfig } from '../config.js';
 import { ContainerError, ContainerStore } from '../container/containers.js';
 import type { NetworkRequest } from '../network/netspec.js';
@@ -59,7 +59,7 @@ export function insideCniOps(config: BurrowConfig, get: CniOps['get'], checkIp: 
   // are kept in the user's state dir, the rest went with the old namespace)
   const inside = insideCni(config.stateDir, config, async () => {
     const h = holder();
-    return processStartTime(h.pid) === h.startTime ? h.pid : (await userNetns(config)).holder.pid;
+    return processLive(h.pid, h.startTime) ? h.pid : (await userNetns(config)).holder.pid;
   });
   const name = (list: unknown) => (list as { name: string }).name;
   return {

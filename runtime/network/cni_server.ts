@@ -17,7 +17,6 @@
  * drops a request that a caller has sent or is about to send. <state>/netns/cni.json names the
  * server by pid and start time; cni.log takes its output.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -28,7 +27,7 @@ import { installRoot, type BurrowConfig } from '../config.js';
 import type { Context } from '../context.js';
 import { NetworkError } from './conflist.js';
 import { reloadNetwork } from './reload.js';
-import { netnsDirOf } from './user_netns.js';
+import { netnsDirOf, spawnReady } from './user_netns.js';
 
 /**
  * What a program run inside the user's network namespace sees where the system's state would be:
@@ -184,31 +183,10 @@ async function startServer(stateDir: string, config: BurrowConfig, holderPid: nu
   const holderStart = processStartTime(holderPid);
   if (!holderStart) throw new NetworkError('ESRCH', 'the user\'s network namespace went away');
   const logFile = path.join(netnsDirOf(stateDir), 'cni.log');
-  const log = fs.openSync(logFile, 'a', 0o600);
   const cli = path.join(installRoot(), 'dist', 'burrow.cjs');
   const argv = ['-j', String(holderPid), ...binds.flatMap((b) => ['-B', b]), '--', process.execPath, '--', cli, '--config', configFile, 'internal', 'cni-server', '--holder', `${holderPid}:${holderStart}`, '--ready-fd', '3'];
-  const child = spawn(helperPath(), argv, { detached: true, stdio: ['ignore', log, log, 'pipe'] });
-  fs.closeSync(log);
-  const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 20_000);
-    (child.stdio[3] as NodeJS.ReadableStream).once('data', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-    child.once('error', () => resolve(false));
-  });
-  (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-  const startTime = child.pid ? processStartTime(child.pid) : null;
-  if (!ready || !startTime) {
-    child.kill('SIGKILL');
-    throw new NetworkError('EIO', `the CNI server of the user's network namespace did not start (see ${logFile})`);
-  }
-  child.unref();
-  fs.writeFileSync(recordFile(stateDir), `${JSON.stringify({ pid: child.pid, startTime })}\n`, { mode: 0o600 });
+  const started = await spawnReady(helperPath(), argv, logFile, 'the CNI server of the user\'s network namespace');
+  fs.writeFileSync(recordFile(stateDir), `${JSON.stringify(started)}\n`, { mode: 0o600 });
 }
 
 /**

@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { constants, flock } from '../../native/mod.js';
-import { processStartTime, toolPath } from '../../native/system.js';
+import { processLive, processStartTime, toolPath } from '../../native/system.js';
 import { parseUsernsMode } from '../../userns/mapping.js';
 import { runInNamespaces, startInNamespaces } from '../../userns/unshare.js';
 import { installRoot } from '../config.js';
@@ -50,7 +50,7 @@ export function findUserNetns(stateDir: string): UserNetns | null {
     return null;
   }
   if (!Number.isInteger(r.pid) || r.pid <= 0 || typeof r.startTime !== 'string') return null;
-  return processStartTime(r.pid) === r.startTime ? r : null;
+  return processLive(r.pid, r.startTime) ? r : null;
 }
 
 export const netnsPathOf = (h: UserNetns) => `/proc/${h.pid}/ns/net`;
@@ -78,7 +78,7 @@ export async function ensureUserNetns(stateDir: string, o: { forwards?: () => st
     if (live) {
       // a stack killed on its own is started again: the namespace keeps its containers, and
       // their published ports (`forwards`: the stack's port specs) are forwarded again
-      if (!live.stack || processStartTime(live.stack.pid) !== live.stack.startTime) {
+      if (!live.stack || !processLive(live.stack.pid, live.stack.startTime)) {
         live.stack = await startStack(stateDir, live.pid);
         fs.writeFileSync(recordFile(stateDir), `${JSON.stringify(live)}\n`, { mode: 0o600 });
         await republish(stateDir, o.forwards?.() ?? []);
@@ -146,10 +146,19 @@ async function republish(stateDir: string, specs: string[]): Promise<void> {
  * which runs until the holder goes. Resolves once the stack runs.
  */
 async function startStack(stateDir: string, holderPid: number): Promise<{ pid: number; startTime: string }> {
-  const { spawn } = await import('node:child_process');
-  const log = fs.openSync(path.join(dirOf(stateDir), 'stack.log'), 'a', 0o600);
   const cli = path.join(installRoot(), 'dist', 'burrow.cjs');
-  const child = spawn(process.execPath, ['--', cli, 'usernet', 'attach', String(holderPid), '--configure', '--tap', 'tap0', '--api-socket', stackSocket(stateDir), '--ready-fd', '3'], { detached: true, stdio: ['ignore', log, log, 'pipe'] });
+  return spawnReady(process.execPath, ['--', cli, 'usernet', 'attach', String(holderPid), '--configure', '--tap', 'tap0', '--api-socket', stackSocket(stateDir), '--ready-fd', '3'], path.join(dirOf(stateDir), 'stack.log'), 'the stack of the user\'s network namespace');
+}
+
+/**
+ * Starts `cmd` detached (its own session, output appended to `logFile`) and resolves once it
+ * writes on fd 3, naming it by pid and start time; one that exits first, or is silent for 20 s,
+ * is killed and `what` is named in the error.
+ */
+export async function spawnReady(cmd: string, args: string[], logFile: string, what: string): Promise<{ pid: number; startTime: string }> {
+  const { spawn } = await import('node:child_process');
+  const log = fs.openSync(logFile, 'a', 0o600);
+  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log, 'pipe'] });
   fs.closeSync(log);
   const ready = await new Promise<boolean>((resolve) => {
     const timer = setTimeout(() => resolve(false), 20_000);
@@ -161,23 +170,27 @@ async function startStack(stateDir: string, holderPid: number): Promise<{ pid: n
       clearTimeout(timer);
       resolve(false);
     });
+    child.once('error', () => resolve(false));
   });
   (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
   const startTime = child.pid ? processStartTime(child.pid) : null;
   if (!ready || !startTime) {
     child.kill('SIGKILL');
-    throw new NetworkError('EIO', `the stack of the user's network namespace did not start (see ${path.join(dirOf(stateDir), 'stack.log')})`);
+    throw new NetworkError('EIO', `${what} did not start (see ${logFile})`);
   }
   child.unref();
   return { pid: child.pid!, startTime };
 }
 
-/** Waits (up to `ms`) for `pid` with `startTime` to exit. */
+/**
+ * Waits (up to `ms`) for `pid` with `startTime` to exit. A zombie has exited: its parent (often
+ * an init that reaps late) is not waited for, which cost the last container's teardown 2 s.
+ */
 async function gone(pid: number, startTime: string, ms: number): Promise<boolean> {
   for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
-    if (processStartTime(pid) !== startTime) return true;
+    if (!processLive(pid, startTime)) return true;
   }
-  return processStartTime(pid) !== startTime;
+  return !processLive(pid, startTime);
 }
 
 /**
@@ -208,7 +221,7 @@ export async function collectUserNetns(stateDir: string, needed: () => boolean):
     }
     // the CNI server and the stack leave by themselves once the holder is gone; stop them at once
     await (await import('./cni_server.js')).stopCniServer(stateDir);
-    if (h.stack && processStartTime(h.stack.pid) === h.stack.startTime) {
+    if (h.stack && processLive(h.stack.pid, h.stack.startTime)) {
       try {
         process.kill(h.stack.pid, 'SIGTERM');
       } catch {
