@@ -170,6 +170,9 @@ rootTest.serial('the helper hands back the namespace fds and a TAP made inside, 
   const byName = Object.fromEntries(JSON.parse(links.stdout).map((l: { ifname: string; flags: string[] }) => [l.ifname, l.flags]));
   t.deepEqual(Object.keys(byName).sort(), ['lo', 'tap0', 'tap1']);
   t.true(byName.lo.includes('UP'), 'loopback is brought up');
+  // a TAP that cannot be made inside: the helper's reason, not its exit code (a missing or 0600
+  // /dev/net/tun reached the user as "exit 125")
+  await t.throwsAsync(joinNamespaces(s.pid, { tap: 'tap0' }), { message: /cannot join the namespaces of pid \d+: ioctl\(TUNSETIFF\) on TAP "tap0": Device or resource busy/ });
   for (const fd of [s.fds!.netns, s.fds!.userns, s.fds!.tap!, j.netns, j.userns, j.tap!]) fs.closeSync(fd);
   await t.throwsAsync(startInNamespaces(['true'], { mode: parseUsernsMode('host'), namespaces: ['net'], tap: 'x'.repeat(16) }), { message: /TAP name "x{16}" is longer than 15 bytes/ });
   await t.throwsAsync(joinNamespaces(999999999), { message: /cannot join the namespaces of pid 999999999: cannot open \/proc\/999999999\/ns\/user/ });

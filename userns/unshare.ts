@@ -562,9 +562,19 @@ export async function joinNamespaces(pid: number, o: { tap?: string } = {}): Pro
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
-  if (code !== 0 && !stderr.includes('ERR')) {
-    closeFd(pair[0]);
-    throw new UsernsError(`cannot join the namespaces of pid ${pid}: ${stderr.trim().replace(/^burrow-ns: /, '') || `exit ${code}`}`);
+  if (code !== 0) {
+    // the reason is on stderr (joining failed) or in the helper's "ERR" message (the TAP failed)
+    let reason = stderr.trim().replace(/^burrow-ns: /, '');
+    if (reason) closeFd(pair[0]);
+    else {
+      try {
+        const got = receiveFds(pair[0], !!o.tap); // closes the socket
+        for (const fd of [got.netns, got.userns, got.tap]) if (fd !== undefined) closeFd(fd);
+      } catch (err) {
+        reason = (err as Error).message;
+      }
+    }
+    throw new UsernsError(`cannot join the namespaces of pid ${pid}: ${reason || `exit ${code}`}`);
   }
   return receiveFds(pair[0], !!o.tap);
 }

@@ -158,6 +158,7 @@ async function startStack(stateDir: string, holderPid: number): Promise<{ pid: n
 export async function spawnReady(cmd: string, args: string[], logFile: string, what: string): Promise<{ pid: number; startTime: string }> {
   const { spawn } = await import('node:child_process');
   const log = fs.openSync(logFile, 'a', 0o600);
+  const from = fs.fstatSync(log).size;
   const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log, 'pipe'] });
   fs.closeSync(log);
   const ready = await new Promise<boolean>((resolve) => {
@@ -176,7 +177,14 @@ export async function spawnReady(cmd: string, args: string[], logFile: string, w
   const startTime = child.pid ? processStartTime(child.pid) : null;
   if (!ready || !startTime) {
     child.kill('SIGKILL');
-    throw new NetworkError('EIO', `${what} did not start (see ${logFile})`);
+    // what it said before it went names the cause (no /dev/net/tun, a port in use)
+    let said = '';
+    try {
+      said = fs.readFileSync(logFile).subarray(from).toString().trim().split('\n').slice(-3).join('; ').replace(/^Error: /, '');
+    } catch {
+      // no log
+    }
+    throw new NetworkError('EIO', `${what} did not start${said ? `: ${said}` : ''} (see ${logFile})`);
   }
   child.unref();
   return { pid: child.pid!, startTime };
