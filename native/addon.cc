@@ -19,6 +19,9 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <linux/filter.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -130,6 +133,102 @@ Napi::Value SocketInNetns(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   return Napi::Number::New(env, fd);
+}
+
+// packetSocket(netns, ifname, udpPort) -> { fd, ifindex, mac }: an AF_PACKET datagram socket on
+// `ifname` in `netns`, taking IPv4 packets whose UDP destination port is `udpPort` (a classic
+// BPF filter; fragments dropped), non-blocking. A DHCP client needs it: it must send and receive
+// before its interface has an address, as the reference's d2g/dhcp4client does.
+Napi::Value PacketSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 3)) return env.Undefined();
+  std::string netns = OptString(info[0]);
+  std::string ifname = OptString(info[1]);
+  uint32_t port = info[2].As<Napi::Number>().Uint32Value();
+  int fd = -1;
+  unsigned ifindex = 0;
+  unsigned char mac[6] = {0};
+  Failure f;
+  bool ok = RunInNetns(netns, f, [&](Failure& fl) {
+    fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, htons(ETH_P_IP));
+    if (fd < 0) {
+      fl = {errno, "socket(AF_PACKET)", ifname};
+      return false;
+    }
+    struct ifreq idx{};
+    snprintf(idx.ifr_name, IFNAMSIZ, "%s", ifname.c_str());
+    if (ioctl(fd, SIOCGIFINDEX, &idx) < 0) {
+      fl = {errno, "ioctl(SIOCGIFINDEX)", ifname};
+      close(fd);
+      fd = -1;
+      return false;
+    }
+    ifindex = static_cast<unsigned>(idx.ifr_ifindex);
+    struct sock_filter code[] = {
+        {0x30, 0, 0, 9},          // ldb [9]: protocol
+        {0x15, 0, 6, 17},         // UDP, else drop
+        {0x28, 0, 0, 6},          // ldh [6]: flags and fragment offset
+        {0x45, 4, 0, 0x1fff},     // a fragment: drop
+        {0xb1, 0, 0, 0},          // x = header length
+        {0x48, 0, 0, 2},          // ldh [x + 2]: destination port
+        {0x15, 0, 1, port},       // the port, else drop
+        {0x06, 0, 0, 0x40000},    // accept
+        {0x06, 0, 0, 0},          // drop
+    };
+    struct sock_fprog prog = {static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+    sockaddr_ll sll{};
+    sll.sll_family = AF_PACKET;
+    sll.sll_protocol = htons(ETH_P_IP);
+    sll.sll_ifindex = static_cast<int>(ifindex);
+    struct ifreq ifr{};
+    snprintf(ifr.ifr_name, IFNAMSIZ, "%s", ifname.c_str());
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0) fl = {errno, "setsockopt(SO_ATTACH_FILTER)", ifname};
+    else if (bind(fd, reinterpret_cast<sockaddr*>(&sll), sizeof sll) < 0) fl = {errno, "bind(AF_PACKET)", ifname};
+    else if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) fl = {errno, "ioctl(SIOCGIFHWADDR)", ifname};
+    else {
+      memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+      return true;
+    }
+    close(fd);
+    fd = -1;
+    return false;
+  });
+  if (!ok) {
+    MakeError(env, f, netns, ifname).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fd", Napi::Number::New(env, fd));
+  out.Set("ifindex", Napi::Number::New(env, ifindex));
+  out.Set("mac", Napi::Buffer<uint8_t>::Copy(env, mac, 6));
+  return out;
+}
+
+// packetSend(fd, ifindex, packet) -> bytes: sends an IPv4 packet to the link's broadcast address
+// (ff:ff:ff:ff:ff:ff) on a packet socket; -1 when the socket would block.
+Napi::Value PacketSend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 3)) return env.Undefined();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int ifindex = info[1].As<Napi::Number>().Int32Value();
+  Napi::Buffer<uint8_t> pkt = info[2].As<Napi::Buffer<uint8_t>>();
+  sockaddr_ll sll{};
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_IP);
+  sll.sll_ifindex = ifindex;
+  sll.sll_halen = 6;
+  memset(sll.sll_addr, 0xff, 6);
+  ssize_t n;
+  do {
+    n = sendto(fd, pkt.Data(), pkt.Length(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sll), sizeof sll);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Napi::Number::New(env, -1);
+  if (n < 0) {
+    Failure f{errno, "sendto(AF_PACKET)", "fd " + std::to_string(fd)};
+    MakeError(env, f).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
 }
 
 // listenInNetns(netns, family 4|6, "tcp"|"udp", address, port, backlog) -> fd
@@ -930,6 +1029,8 @@ Napi::Object Constants(Napi::Env env) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("socketInNetns", Napi::Function::New(env, SocketInNetns));
+  exports.Set("packetSocket", Napi::Function::New(env, PacketSocket));
+  exports.Set("packetSend", Napi::Function::New(env, PacketSend));
   exports.Set("listenInNetns", Napi::Function::New(env, ListenInNetns));
   exports.Set("openInNetns", Napi::Function::New(env, OpenInNetns));
   exports.Set("netnsCreate", Napi::Function::New(env, NetnsCreate));

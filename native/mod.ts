@@ -19,6 +19,8 @@ interface Addon {
   netnsCreate(dir: string, name: string): string;
   netnsRemove(path: string): boolean;
   tapOpen(netns: string, name: string, vnetHdr: boolean, offloads: number): { fd: number; name: string };
+  packetSocket(netns: string, ifname: string, udpPort: number): { fd: number; ifindex: number; mac: Buffer };
+  packetSend(fd: number, ifindex: number, packet: Buffer): number;
   flockSync(fd: number, op: number): boolean;
   flock(fd: number, op: number): Promise<void>;
   sendFds(sock: number, fds: number[], data: Buffer): number;
@@ -144,6 +146,20 @@ export function defaultTapOffloads(): number {
 export function tapOpen(netns: string, name: string, opts: { vnetHdr?: boolean; offloads?: number } = {}): { fd: number; name: string } {
   const vnet = opts.vnetHdr ?? true;
   return call(() => addon().tapOpen(netns, name, vnet, vnet ? (opts.offloads ?? defaultTapOffloads()) : 0));
+}
+
+/**
+ * An AF_PACKET datagram socket on `ifname` in `netns` that takes IPv4 packets for UDP port
+ * `udpPort` (filtered in the kernel), non-blocking: what a DHCP client needs before its interface
+ * has an address. Read it with {@link readFrames}; packets start at the IP header.
+ */
+export function packetSocket(netns: string, ifname: string, udpPort: number): { fd: number; ifindex: number; mac: Buffer } {
+  return call(() => addon().packetSocket(netns, ifname, udpPort));
+}
+
+/** Sends an IPv4 packet to the link's broadcast address on a {@link packetSocket}; -1 when it would block. */
+export function packetSend(fd: number, ifindex: number, packet: Buffer): number {
+  return call(() => addon().packetSend(fd, ifindex, packet));
 }
 
 /** flock(2) without blocking the loop for LOCK_NB; false when LOCK_NB found the lock held. */

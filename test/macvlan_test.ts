@@ -95,8 +95,10 @@ rootTest('network create -d macvlan validates like podman; host shim: host <-> c
   const bad: [string[], RegExp][] = [
     [['-o', 'parent=nope0', '--subnet', '10.240.0.0/24', 'x'], /parent interface "nope0" does not exist/],
     [['-o', 'parent=par0', '-o', 'mode=weird', '--subnet', '10.240.0.0/24', 'x'], /invalid macvlan mode "weird"/],
-    [['-o', 'parent=par0', 'x'], /a macvlan network needs --subnet/],
-    [['-o', 'parent=par0', '--ipam-driver', 'dhcp', 'x'], /dhcp IPAM driver is not supported/],
+    [['-o', 'parent=par0', '--ipam-driver', 'host-local', 'x'], /a macvlan network with host-local IPAM needs --subnet/],
+    [['-o', 'parent=par0', '--ipam-driver', 'dhcp', '--subnet', '10.240.0.0/24', 'x'], /dhcp IPAM driver takes no --subnet/],
+    [['-o', 'parent=par0', '--internal', 'x'], /dhcp IPAM driver cannot be used with --internal/],
+    [['-o', 'parent=par0', '--ipam-driver', 'static', 'x'], /unsupported IPAM driver "static"/],
     [['-o', 'parent=par0', '--subnet', '10.60.1.0/24', 'x'], /overlaps subnet 10\.60\.0\.0\/16 of network "taken"/],
   ];
   for (const [args, re] of bad) {

@@ -1,4 +1,5 @@
 /** Picks the attachment mode of a run; builds the CNI operations from the loaded context. */
+import { ensureDhcpDaemon } from '../network/dhcp_daemon.js';
 import { reserveHostPorts } from '../../net/ports/host_ports.js';
 import type { PortSpec } from '../../net/ports/portspec.js';
 import type { Context } from '../context.js';
@@ -22,7 +23,10 @@ export { insideCniOps, unpublish, userNetns, userNetnsNeeded } from './user_netw
 
 export function cniOps(ctx: Context): CniOps {
   return {
-    add: (list, rt: CniRuntimeConf) => ctx.runtime.addNetworkList(list as NetworkConfigList, rt),
+    add: async (list, rt: CniRuntimeConf) => {
+      await ensureDhcpDaemon(list as NetworkConfigList); // a DHCP network's leases need their daemon
+      return ctx.runtime.addNetworkList(list as NetworkConfigList, rt);
+    },
     del: (list, rt: CniRuntimeConf) => ctx.runtime.delNetworkList(list as NetworkConfigList, rt),
     get: (name) => ctx.networks.get(name),
     checkIp: (list, ip) => checkStaticIp(list as NetworkConfigList, ip),

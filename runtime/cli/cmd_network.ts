@@ -201,8 +201,8 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
     .option('--internal', 'no gateway, masquerading or default route: containers reach only each other')
     .option('-o, --opt <key=value>', 'driver option: mtu=N, com.docker.network.bridge.name=NAME (repeatable)', collect)
     .option('--label <key=value>', 'label (repeatable)', collect)
-    .option('--ipam-driver <driver>', 'IPAM driver: host-local (dhcp is not supported)', 'host-local')
-    .action(async (nameArg: string | undefined, o: { driver: string; subnet?: string[]; gateway?: string[]; ipRange?: string[]; ipv6?: boolean; internal?: boolean; opt?: string[]; label?: string[]; ipamDriver: string }) => {
+    .option('--ipam-driver <driver>', 'IPAM driver: host-local, or dhcp (macvlan and ipvlan; the default without --subnet)')
+    .action(async (nameArg: string | undefined, o: { driver: string; subnet?: string[]; gateway?: string[]; ipRange?: string[]; ipv6?: boolean; internal?: boolean; opt?: string[]; label?: string[]; ipamDriver?: string }) => {
       const c = await ctx();
       let name = nameArg;
       if (!name) for (let i = 1; !name; i++) if (!c.networks.exists(`burrow${i}`)) name = `burrow${i}`;

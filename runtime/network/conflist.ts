@@ -197,7 +197,7 @@ export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRa
  * The conflist of a macvlan network, as podman writes one (macvlan + host-local), plus burrow's
  * `hostShim` (a host-side macvlan so the host can reach its containers; libnetwork#1915).
  */
-export function macvlanConflist(name: string, ranges: HostLocalRange[], opts: { type?: 'macvlan' | 'ipvlan'; parent?: string; mode?: string; hostShim?: boolean; internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string; dataDir?: string | null }): Record<string, unknown> {
+export function macvlanConflist(name: string, ranges: HostLocalRange[], opts: { dhcp?: boolean; type?: 'macvlan' | 'ipvlan'; parent?: string; mode?: string; hostShim?: boolean; internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string; dataDir?: string | null }): Record<string, unknown> {
   return {
     cniVersion: CONFLIST_VERSION,
     cniVersions: CONFLIST_VERSIONS,
@@ -209,7 +209,8 @@ export function macvlanConflist(name: string, ranges: HostLocalRange[], opts: { 
       ...(opts.mtu ? { mtu: opts.mtu } : {}),
       ...(opts.hostShim ? { hostShim: true } : {}),
       linkInContainer: false,
-      ipam: hostLocalIpam(ranges, opts),
+      // as podman 4.3 writes it: the daemon's default socket, no request or provide
+      ipam: opts.dhcp ? { type: 'dhcp' } : hostLocalIpam(ranges, opts),
     }],
     args: { burrow_labels: opts.labels ?? {}, burrow_options: opts.options ?? {}, ...(opts.created ? { burrow_created: opts.created } : {}) },
   };

@@ -227,14 +227,21 @@ export class NetworkStore {
     if (!['bridge', 'macvlan', 'ipvlan'].includes(driver)) throw new NetworkError('EINVAL', `unsupported network driver "${driver}": burrow creates "bridge", "macvlan" and "ipvlan" networks`);
     if (!validName(name)) throw new NetworkError('EINVAL', `invalid network name "${name}": use letters, digits, "_", "." and "-", starting with a letter or digit`);
     if (this.exists(name)) throw new NetworkError('EEXIST', `network "${name}" already exists`);
-    const ipamDriver = opts.ipamDriver ?? 'host-local';
-    if (ipamDriver === 'dhcp') throw new NetworkError('EINVAL', 'the dhcp IPAM driver is not supported by burrow: give --subnet (host-local IPAM)');
-    if (ipamDriver !== 'host-local') throw new NetworkError('EINVAL', `unsupported IPAM driver "${ipamDriver}": burrow supports host-local`);
+    // podman's rule: a macvlan or ipvlan network without --subnet takes its addresses from the
+    // LAN's DHCP server
+    const ipamDriver = opts.ipamDriver ?? (driver !== 'bridge' && !opts.subnets?.length ? 'dhcp' : 'host-local');
+    if (ipamDriver !== 'host-local' && ipamDriver !== 'dhcp') throw new NetworkError('EINVAL', `unsupported IPAM driver "${ipamDriver}": burrow supports host-local and dhcp`);
+    if (ipamDriver === 'dhcp') {
+      if (driver === 'bridge') throw new NetworkError('EINVAL', 'the dhcp IPAM driver needs a LAN with a DHCP server: use it with -d macvlan (or ipvlan) -o parent=IF');
+      if (opts.subnets?.length || opts.ipRanges?.length || opts.gateways?.length) throw new NetworkError('EINVAL', 'the dhcp IPAM driver takes no --subnet, --gateway or --ip-range: the DHCP server assigns them');
+      if (opts.internal) throw new NetworkError('EINVAL', 'the dhcp IPAM driver cannot be used with --internal');
+      if (opts.ipv6) throw new NetworkError('EINVAL', 'the dhcp IPAM driver is IPv4 only (DHCPv4): leave --ipv6 out');
+    }
     const o = { ...(opts.options ?? {}) };
     const known = new Set(driver === 'bridge' ? ['mtu', 'com.docker.network.bridge.name', 'com.docker.network.driver.mtu', 'isolate'] : driver === 'macvlan' ? ['mtu', 'parent', 'mode', 'host_shim'] : ['mtu', 'parent', 'mode']);
     for (const k of Object.keys(o)) if (!known.has(k)) throw new NetworkError('EINVAL', `unsupported ${driver} option "${k}" (supported: ${[...known].join(', ')})`);
     if (driver !== 'bridge') {
-      if (!opts.subnets?.length) throw new NetworkError('EINVAL', `a ${driver} network needs --subnet (the subnet of the parent's LAN)`);
+      if (!opts.subnets?.length && ipamDriver !== 'dhcp') throw new NetworkError('EINVAL', `a ${driver} network with host-local IPAM needs --subnet (the subnet of the parent's LAN); without --subnet it uses DHCP`);
       const modes = driver === 'macvlan' ? ['bridge', 'private', 'vepa', 'passthru'] : ['l2', 'l3', 'l3s'];
       const mode = o.mode ?? modes[0];
       if (!modes.includes(mode)) throw new NetworkError('EINVAL', `invalid ${driver} mode "${mode}": expected ${modes.join(', ')}`);
@@ -276,7 +283,7 @@ export class NetworkStore {
     }
     const taken = [...used.map((u) => u.cidr), ...hostRoutes.map((r) => r.cidr), ...subnets];
     // Like podman: no --subnet means one IPv4 subnet from the pool; --ipv6 adds an IPv6 one unless given.
-    if (!subnets.length) {
+    if (!subnets.length && ipamDriver !== 'dhcp') {
       const c = this.freeSubnet(4, taken);
       subnets.push(c);
       taken.push(c);
@@ -294,7 +301,7 @@ export class NetworkStore {
     const created = new Date().toISOString();
     let doc: Record<string, unknown>;
     if (driver !== 'bridge') {
-      doc = macvlanConflist(name, ranges, { type: driver as 'macvlan' | 'ipvlan', parent: o.parent, mode: o.mode, hostShim: o.host_shim === 'true', internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir });
+      doc = macvlanConflist(name, ranges, { dhcp: ipamDriver === 'dhcp', type: driver as 'macvlan' | 'ipvlan', parent: o.parent, mode: o.mode, hostShim: o.host_shim === 'true', internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir });
     } else {
       const bridge = o['com.docker.network.bridge.name'] ?? this.nextBridgeName();
       if (!validIfname(bridge)) throw new NetworkError('EINVAL', `invalid bridge name "${bridge}": 1-15 characters without "/", ":" or spaces`);
