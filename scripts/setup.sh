@@ -10,7 +10,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   ca-certificates g++ make python3 curl iproute2 iptables nftables conntrack iputils-ping util-linux procps \
   podman runc busybox-static \
-  containernetworking-plugins iperf3 uidmap passt slirp4netns zstd tmux >/dev/null
+  containernetworking-plugins iperf3 uidmap passt slirp4netns zstd tmux dnsmasq-base >/dev/null
 command -v node >/dev/null || { echo "Node.js 20 is required (node not found)" >&2; exit 1; }
 export npm_config_nodedir=/usr   # node-gyp builds against /usr/include/node; no header download
 npm ci --no-audit --no-fund --loglevel=error
