@@ -247,3 +247,24 @@ rootTest.serial('burrow network create -d macvlan without --subnet is DHCP; burr
   t.false(l.leases().includes(ip), 'the lease went with the container');
   spawnSync('pkill', ['-f', '--', `-socketpath ${socket}`]);
 }, needs);
+
+rootTest.serial('the daemon takes a socket handed over by systemd (LISTEN_FDS), and says where it listens', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-dhcp-sa-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const sock = path.join(dir, 'dhcp.sock');
+  // what systemd does: bind and listen, then exec the service with the socket as fd 3
+  const py = `import socket, os
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.bind(${JSON.stringify(sock)}); s.listen(8)
+os.dup2(s.fileno(), 3); os.set_inheritable(3, True)
+os.execve(${JSON.stringify(process.execPath)}, ['node', ${JSON.stringify(path.join(ROOT, 'dist', 'plugins', 'dhcp.cjs'))}, 'daemon', '-leasefile', ${JSON.stringify(path.join(dir, 'leases.json'))}], dict(os.environ, LISTEN_FDS='1', LISTEN_PID=str(os.getpid())))`;
+  const p = spawn('python3', ['-c', py], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => p.kill('SIGKILL'));
+  let log = '';
+  p.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  for (let i = 0; i < 200 && !log.includes('listening'); i++) await sleep(20);
+  t.regex(log, /listening on the socket systemd handed over \(fd 3\)/);
+  const { call } = await import('../plugins/dhcp/rpc.js');
+  const args = { ContainerID: 'x', Netns: '', IfName: 'eth0', Args: '', Path: '', StdinData: Buffer.from('{"name":"n"}') };
+  t.deepEqual({ ...(await call(sock, 'DHCP.Release', args)) as object }, {}, 'an unknown lease releases with success, over the handed-over socket');
+  await t.throwsAsync(call(sock, 'DHCP.Allocate', { ...args, Netns: '/nonexistent/ns' }), { message: /error calling DHCP.Allocate: error opening netns \/nonexistent\/ns: ENOENT/ });
+});

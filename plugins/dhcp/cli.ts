@@ -70,7 +70,7 @@ export async function daemonMain(argv: string[]): Promise<void> {
     log(`error: ${(err as Error).message}`);
     process.exit(1);
   }
-  log(`listening on ${opts.hostPrefix}${opts.socketPath} (leases in ${opts.hostPrefix}${opts.leaseFile})`);
+  log(`listening on ${d.where} (leases in ${opts.hostPrefix}${opts.leaseFile})`);
   if (opts.readyFd !== undefined) {
     // burrow run waits for this (runtime/network/dhcp_daemon.ts)
     const fs = await import('node:fs');

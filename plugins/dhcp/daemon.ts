@@ -185,6 +185,8 @@ export class Daemon {
   dropped = 0;
   private server: net.Server | null = null;
   private ownSocket = false;
+  /** Where it listens, for the log. */
+  where = '';
 
   constructor(readonly o: DaemonOptions) {}
 
@@ -200,6 +202,7 @@ export class Daemon {
     if (listenFds >= 1 && Number(process.env.LISTEN_PID) === process.pid) {
       if (listenFds !== 1) throw new Error(`expected 1 socket from systemd, got ${listenFds}`);
       await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ fd: 3 }, resolve));
+      this.where = 'the socket systemd handed over (fd 3)';
     } else {
       const p = this.o.hostPrefix + this.o.socketPath;
       fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o700 });
@@ -209,6 +212,7 @@ export class Daemon {
       }
       await new Promise<void>((resolve, reject) => server.once('error', reject).listen(p, resolve));
       this.ownSocket = true;
+      this.where = p;
     }
     if (this.o.pidfile) fs.writeFileSync(this.o.pidfile, `${process.pid}\n`);
     this.restore();
