@@ -3,7 +3,7 @@
  * cni_plugin_dirs holds only what `burrow cni install` wrote. podman runs inside a throwaway
  * "host" netns with private storage. After each step nothing of burrow's may be left.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,7 +40,7 @@ rootTest.serial('podman runs containers on burrow\'s plugins alone, and nothing 
   t.teardown(() => {
     try {
       podman('rm', '-af');
-      podman('network', 'rm', '-f', 'pa', 'pb', 'pm');
+      podman('network', 'rm', '-f', 'pa', 'pb', 'pm', 'pd');
     } catch {
       // best effort; the netns goes anyway
     }
@@ -106,4 +106,35 @@ rootTest.serial('podman runs containers on burrow\'s plugins alone, and nothing 
   podman('rm', '-f', 'mv');
   clean('macvlan run, rm -f');
   t.deepEqual(nsExec(host, ['ip', '-o', 'link']).split('\n').filter((l) => /@up0/.test(l)), [], 'no macvlan left on the parent');
+
+  // macvlan without a subnet: podman 4.3 writes the dhcp IPAM; the LAN's server (dnsmasq in the
+  // client namespace) leases the address through burrow's dhcp plugin and daemon. podman's
+  // conflist names no socket: the daemon is on the default /run/cni/dhcp.sock for this step.
+  if (fs.existsSync('/usr/sbin/dnsmasq')) {
+    t.false(fs.existsSync('/run/cni/dhcp.sock'), 'no DHCP daemon of the machine is in the way');
+    const leases = path.join(dir, 'dnsmasq.leases');
+    const dns = spawn('nsenter', [`--net=${client}`, '--', '/usr/sbin/dnsmasq', '--no-daemon', '--port=0', '--interface=eth0', '--bind-interfaces', '--pid-file=', '--no-ping', '--dhcp-range=198.18.6.200,198.18.6.220,255.255.255.0,2m', `--dhcp-leasefile=${leases}`], { stdio: 'ignore' });
+    const daemon = spawn('nsenter', [`--net=${host}`, '--', path.join(bin, 'dhcp'), 'daemon', '-leasefile', path.join(dir, 'dhcp-leases.json')], { stdio: 'ignore' });
+    const stopAll = async () => {
+      for (const p of [daemon, dns]) {
+        if (p.exitCode !== null || p.signalCode !== null) continue;
+        p.kill('SIGTERM');
+        await new Promise((r) => p.once('exit', r));
+      }
+    };
+    t.teardown(stopAll);
+    for (let i = 0; i < 200 && !fs.existsSync('/run/cni/dhcp.sock'); i++) await new Promise((r) => setTimeout(r, 20));
+    podman('network', 'create', '-d', 'macvlan', '-o', 'parent=up0', 'pd');
+    t.regex(fs.readFileSync(path.join(netd, 'pd.conflist'), 'utf8'), /"ipam": \{\s*"type": "dhcp"\s*\}/, 'podman wrote the dhcp IPAM');
+    podman('run', '-d', '--name', 'dh', '--network', 'pd', '--rootfs', rootfs, '/bin/httpd', '-f', '-p', '80', '-h', '/www');
+    const dhIp = podman('inspect', '-f', '{{.NetworkSettings.Networks.pd.IPAddress}}', 'dh');
+    t.regex(dhIp, /^198\.18\.6\.2(0\d|1\d|20)$/, 'an address from the LAN\'s DHCP server');
+    t.regex(nsExec(client, ['bash', '-c', `exec 3<>/dev/tcp/${dhIp}/80; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3`]), /hello from podman on burrow/);
+    podman('rm', '-f', 'dh');
+    for (let i = 0; i < 50 && fs.readFileSync(leases, 'utf8').includes(dhIp); i++) await new Promise((r) => setTimeout(r, 50));
+    t.false(fs.readFileSync(leases, 'utf8').includes(dhIp), 'podman rm released the lease');
+    podman('network', 'rm', 'pd');
+    await stopAll();
+    t.false(fs.existsSync('/run/cni/dhcp.sock'), 'the daemon removed its socket');
+  }
 }, podmanMissing);
