@@ -9,4 +9,5 @@ test: setup
 bench: setup
 	node_modules/.bin/tsx bench/startup.ts
 	node_modules/.bin/tsx bench/setup_latency.ts
+	node_modules/.bin/tsx bench/dhcp_latency.ts --json bench/results/dhcp.json
 	node dist/burrow.cjs bench --json bench/results/latest.json --svg bench/results/latest.svg
