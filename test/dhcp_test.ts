@@ -268,3 +268,31 @@ os.execve(${JSON.stringify(process.execPath)}, ['node', ${JSON.stringify(path.jo
   t.deepEqual({ ...(await call(sock, 'DHCP.Release', args)) as object }, {}, 'an unknown lease releases with success, over the handed-over socket');
   await t.throwsAsync(call(sock, 'DHCP.Allocate', { ...args, Netns: '/nonexistent/ns' }), { message: /error calling DHCP.Allocate: error opening netns \/nonexistent\/ns: ENOENT/ });
 });
+
+rootTest.serial('a lease the server lets run out takes the link down; a NAK to a renewal too', async (t) => {
+  const l = await lanSetup(t);
+  await l.stopServer(); // a server that misbehaves on cue instead of dnsmasq
+  const bin = binDir(l, 'burrow');
+  for (const mode of ['silent-after-ack', 'nak-renewal'] as const) {
+    const fake = spawn('nsenter', [`--net=${l.lan}`, '--', path.join(ROOT, 'node_modules', '.bin', 'tsx'), path.join(ROOT, 'test', 'fixtures', 'fake_dhcp_server.ts'), mode, '6'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.teardown(() => fake.kill('SIGKILL'));
+    await new Promise((r) => fake.stdout!.once('data', r));
+    fake.stdout!.destroy();
+    const d = await daemon(t, l, 'burrow', mode);
+    const ctr = testNetns(t, 'dc');
+    const add = await callPlugin(l.host, bin, 'macvlan', { command: 'ADD', containerId: mode, netns: ctr }, netconf(d.socket));
+    t.is(add.code, 0, `${mode}: ${add.raw}`);
+    t.is(addrOf(add.out), '192.168.77.60');
+    const up = () => /state UP|<[^>]*\bUP\b/.test(nsExec(ctr, ['ip', '-o', 'link', 'show', 'eth0']));
+    t.true(up());
+    // a 6 s lease: T1 3 s, T2 5.25 s; silent: renewals, then rebinding, go unanswered until it ends
+    for (let i = 0; i < 120 && up(); i++) await sleep(100);
+    t.false(up(), `${mode}: the link is down once the lease is lost`);
+    t.regex(d.log(), mode === 'nak-renewal' ? /refused to extend the lease \(DHCPNAK\); taking eth0 down/ : /the DHCP lease expired without being renewed; taking eth0 down/);
+    const del = await callPlugin(l.host, bin, 'macvlan', { command: 'DEL', containerId: mode, netns: ctr }, netconf(d.socket));
+    t.is(del.code, 0, del.raw);
+    fake.kill('SIGKILL');
+    await new Promise((r) => fake.once('exit', r));
+    await d.stop();
+  }
+}, needs);
