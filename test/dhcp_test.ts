@@ -274,7 +274,8 @@ rootTest.serial('a lease the server lets run out takes the link down; a NAK to a
   await l.stopServer(); // a server that misbehaves on cue instead of dnsmasq
   const bin = binDir(l, 'burrow');
   for (const mode of ['silent-after-ack', 'nak-renewal'] as const) {
-    const fake = spawn('nsenter', [`--net=${l.lan}`, '--', path.join(ROOT, 'node_modules', '.bin', 'tsx'), path.join(ROOT, 'test', 'fixtures', 'fake_dhcp_server.ts'), mode, '6'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // node itself with tsx's loader (the tsx CLI would run the server in a child that a kill misses)
+    const fake = spawn('nsenter', [`--net=${l.lan}`, '--', process.execPath, '--import', 'tsx', path.join(ROOT, 'test', 'fixtures', 'fake_dhcp_server.ts'), mode, '6'], { stdio: ['ignore', 'pipe', 'ignore'], cwd: ROOT });
     t.teardown(() => fake.kill('SIGKILL'));
     await new Promise((r) => fake.stdout!.once('data', r));
     fake.stdout!.destroy();
