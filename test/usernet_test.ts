@@ -186,11 +186,11 @@ rootTest.serial('cleanup: the container exiting stops the stack; killing the sta
   // burrow itself killed with -9: the container dies with it (PR_SET_PDEATHSIG) and the port frees.
   const doomed = burrow(w.host, ['unshare', '--network', 'usernet', '-p', '7401:80', '--', 'sleep', '41']);
   let victim = 0;
-  for (let i = 0; i < 100 && !victim; i++) {
+  for (let i = 0; i < 400 && !victim; i++) { // up to 20 s: a loaded 2-core CI machine starts it late
     await new Promise((res) => setTimeout(res, 50));
     victim = Number(spawnSync('pgrep', ['-u', USER, '-f', '^sleep 41$'], { encoding: 'utf8' }).stdout.trim().split('\n')[0] || 0);
   }
-  t.true(victim > 0);
+  t.true(victim > 0, 'the container started');
   doomed.kill('SIGKILL');
   await new Promise((res) => doomed.once('exit', res));
   let gone = false;
@@ -208,12 +208,12 @@ rootTest.serial('cleanup: the container exiting stops the stack; killing the sta
     holder.kill('SIGKILL');
     if (pid) spawnSync('kill', ['-9', String(pid)]);
   });
-  for (let i = 0; i < 100 && !pid; i++) {
+  for (let i = 0; i < 400 && !pid; i++) {
     await new Promise((res) => setTimeout(res, 50));
     const ps = spawnSync('pgrep', ['-u', USER, '-f', '^sleep 31$'], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
     pid = Number(ps[0] ?? 0);
   }
-  t.true(pid > 0);
+  t.true(pid > 0, 'the namespace holder started');
   const attach = burrow(w.host, ['usernet', 'attach', String(pid), '--configure', '-p', '7402:80']);
   let attached = false;
   for (let i = 0; i < 100 && !attached; i++) {
