@@ -21,7 +21,7 @@ import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { buildClientMessage, frameToServer, parseReply, payloadToClient, type ClientMessage } from '../../net/wire/dhcp_client.js';
 import * as ipv4 from '../../net/wire/ipv4.js';
 import { LeaseMachine, type LeaseOptions, type LeaseSnapshot, type Step } from './lease.js';
-import { DEFAULT_SOCKET, EMPTY, RESULT, serveConnection, type CmdArgs } from './rpc.js';
+import { answers, DEFAULT_SOCKET, EMPTY, RESULT, serveConnection, type CmdArgs } from './rpc.js';
 import { leaseOptionsOf, resultOf } from './options.js';
 
 export interface DaemonOptions {
@@ -377,17 +377,6 @@ export class Daemon {
   }
 }
 
-/** Whether something answers on the unix socket `p`. */
-function answers(p: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(p);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 /** A RELEASE from the host's own stack to the server (the container's namespace is gone). */
 async function sendFromHost(m: ClientMessage): Promise<void> {

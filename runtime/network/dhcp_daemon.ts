@@ -7,25 +7,15 @@
  * (podman, libcni) get the reference's behaviour: the plugin says to start the daemon.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { constants, flock } from '../../native/mod.js';
 import type { NetworkConfigList } from '../../net/cni/types.js';
+import { answers } from '../../plugins/dhcp/rpc.js';
 import { installRoot } from '../config.js';
 import { spawnReady } from './user_netns.js';
 
 const DEFAULT_SOCKET = '/run/cni/dhcp.sock';
 
-function answers(p: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(p);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 /** The daemon sockets a network's plugins need (none unless its IPAM is dhcp). */
 export function dhcpSockets(list: NetworkConfigList): string[] {
