@@ -14,6 +14,7 @@ import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { ROOT, sandbox } from './helpers/burrow.js';
 import { callPlugin, OWN_BIN, REF_BIN } from './helpers/cni.js';
+import { netnsRemove } from '../native/mod.js';
 import { nsExec, rootTest, testNetns } from './helpers/netns.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -177,6 +178,34 @@ rootTest.serial('burrow\'s daemon: renewal, CHECK reuses the lease, a restart mi
   t.regex(d.log(), /listening on/);
 }, needs);
 
+
+rootTest.serial('DEL after the namespace is gone (daemon restarted meanwhile) succeeds and still releases the lease, from the host', async (t) => {
+  const l = await lanSetup(t);
+  // the host reaches the LAN's server on the parent itself (as a LAN host does)
+  nsExec(l.host, ['ip', 'addr', 'add', '192.168.77.2/24', 'dev', 'par0']);
+  let d = await daemon(t, l, 'burrow', 'gone');
+  const bin = binDir(l, 'burrow');
+  const ctr = testNetns(t, 'dc');
+  const add = await callPlugin(l.host, bin, 'macvlan', { command: 'ADD', containerId: 'g1', netns: ctr }, netconf(d.socket));
+  t.is(add.code, 0, add.raw);
+  const ip = addrOf(add.out);
+  t.true(l.leases().includes(ip), 'dnsmasq holds the lease');
+  // the daemon held the namespace; killed, nothing does, and the runtime removes it
+  await d.stop('SIGKILL');
+  netnsRemove(ctr);
+  t.false(fs.existsSync(ctr));
+  d = await daemon(t, l, 'burrow', 'gone');
+  t.regex(d.log(), /lease taken up again after a restart \([a-z]+, namespace gone\)/);
+  const del = await callPlugin(l.host, bin, 'macvlan', { command: 'DEL', containerId: 'g1', netns: ctr }, netconf(d.socket));
+  t.is(del.code, 0, del.raw);
+  for (let i = 0; i < 50 && l.leases().includes(ip); i++) await sleep(50);
+  t.true(l.seen('DHCPRELEASE').some((x) => x.includes(ip)), 'the RELEASE reached the server');
+  t.false(l.leases().includes(ip), 'and the server dropped the lease');
+  t.deepEqual((JSON.parse(fs.readFileSync(path.join(l.dir, 'gone-leases.json'), 'utf8')) as { leases: unknown[] }).leases, [], 'nothing kept');
+  // a second DEL is a no-op success
+  const again = await callPlugin(l.host, bin, 'macvlan', { command: 'DEL', containerId: 'g1', netns: ctr }, netconf(d.socket));
+  t.is(again.code, 0, again.raw);
+}, needs);
 rootTest.serial('no server: a clear error within -resendtimeout, and nothing left; hostile packets are dropped and counted', async (t) => {
   const l = await lanSetup(t);
   await l.stopServer();
