@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { BurrowError } from './errors.js';
 
 /**
  * System directories tools are looked up in. Deliberately not $PATH: under `npm run` (and in many
@@ -47,4 +48,44 @@ export function processStartTime(pid: number): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * Starts `cmd` detached (its own session, output appended to `logFile`) and resolves once it
+ * writes on fd 3, naming it by pid and start time; one that exits first, or is silent for 20 s,
+ * is killed and `what` is named in the error.
+ */
+export async function spawnReady(cmd: string, args: string[], logFile: string, what: string): Promise<{ pid: number; startTime: string }> {
+  const { spawn } = await import('node:child_process');
+  const log = fs.openSync(logFile, 'a', 0o600);
+  const from = fs.fstatSync(log).size;
+  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log, 'pipe'] });
+  fs.closeSync(log);
+  const ready = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 20_000);
+    (child.stdio[3] as NodeJS.ReadableStream).once('data', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+    child.once('error', () => resolve(false));
+  });
+  (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
+  const startTime = child.pid ? processStartTime(child.pid) : null;
+  if (!ready || !startTime) {
+    child.kill('SIGKILL');
+    // what it said before it went names the cause (no /dev/net/tun, a port in use)
+    let said = '';
+    try {
+      said = fs.readFileSync(logFile).subarray(from).toString().trim().split('\n').slice(-3).join('; ').replace(/^Error: /, '');
+    } catch {
+      // no log
+    }
+    throw new BurrowError('EIO', `${what} did not start${said ? `: ${said}` : ''} (see ${logFile})`);
+  }
+  child.unref();
+  return { pid: child.pid!, startTime };
 }

@@ -21,7 +21,9 @@ export async function makeContext(from?: string | BurrowConfig, opts: { plugins?
   const config = typeof from === 'object' ? from : loadConfig(from);
   if (opts.plugins && config.pluginMode === 'auto') await import('../plugins/all.js');
   const inProcess = config.pluginMode === 'auto' ? inProcessResolver() : undefined;
-  const runtime = new CniRuntime({ path: config.cniPath, cacheDir: config.cniCacheDir, inProcess });
+  // as podman runs plugins as root: XDG_RUNTIME_DIR empty, so dnsname keeps its records in /run
+  const env = process.getuid?.() === 0 ? { ...process.env, XDG_RUNTIME_DIR: '' } : undefined;
+  const runtime = new CniRuntime({ path: config.cniPath, cacheDir: config.cniCacheDir, inProcess, env });
   return { config, runtime, networks: new NetworkStore(config), inProcess };
 }
 

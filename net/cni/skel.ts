@@ -30,6 +30,8 @@ export interface PluginRequest {
   /** GC only: cni.dev/valid-attachments. */
   validAttachments?: Attachment[];
   stdin: Buffer;
+  /** The environment the call came with (the process's, or the runtime's for an in-process call). */
+  env: Record<string, string | undefined>;
 }
 
 /** A CNI plugin implemented in TypeScript. Results are in the 1.1.0 shape; skel converts them. */
@@ -112,6 +114,7 @@ export function buildRequest(plugin: CniPlugin, command: CniCommand, env: Record
     prevResult: prev && typeof prev === 'object' ? toCurrent(prev, cniVersion) : undefined,
     validAttachments: command === 'GC' ? parseAttachments(config['cni.dev/valid-attachments'] ?? config['cni.dev/attachments']) : undefined,
     stdin,
+    env,
   };
 }
 

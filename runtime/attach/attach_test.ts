@@ -18,11 +18,11 @@ const HOST_RESOLV = 'search lan\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nn
 
 function context(over: Partial<AttachContext> = {}): AttachContext & { saved: NetworkRecord[] } {
   const saved: NetworkRecord[] = [];
-  return { id: 'c'.repeat(64), dir: '/nonexistent', stateDir: '/run/x', ports: [], dns: [], saveNetwork: (n) => saved.push(structuredClone(n)), saved, ...over };
+  return { id: 'c'.repeat(64), name: 'web', dir: '/nonexistent', stateDir: '/run/x', ports: [], dns: [], saveNetwork: (n) => saved.push(structuredClone(n)), saved, ...over };
 }
 
 /** A CNI runtime that remembers every call; `failAdd`/`failDel` name networks whose ADD/DEL throws. */
-function fakeCni(o: { failAdd?: string; failDel?: string; networks?: string[]; badIp?: string } = {}) {
+function fakeCni(o: { failAdd?: string; failDel?: string; networks?: string[]; badIp?: string; dns?: string[] } = {}) {
   const calls: string[] = [];
   let released = 0;
   const ops: CniOps = {
@@ -35,10 +35,12 @@ function fakeCni(o: { failAdd?: string; failDel?: string; networks?: string[]; b
     },
     add: async (list, rt: CniRuntimeConf) => {
       const n = (list as { name: string }).name;
-      calls.push(`add ${n} ${rt.ifname} ${JSON.stringify(rt.capabilityArgs)}`);
+      calls.push(`add ${n} ${rt.ifname} ${JSON.stringify(rt.capabilityArgs)}${rt.args ? ` ${JSON.stringify(rt.args)}` : ''}`);
       if (n === o.failAdd) throw new Error(`plugin failed on ${n}`);
       const i = n === 'a' ? 5 : 6;
-      return { ips: [{ address: `10.0.${i}.2/24`, gateway: `10.0.${i}.1` }, { address: `fd00:${i}::2/64`, gateway: `fd00:${i}::1` }], interfaces: [{ name: 'veth0' }, { name: rt.ifname, mac: `02:00:00:00:00:0${i}`, sandbox: rt.netns }] };
+      return { ips: [{ address: `10.0.${i}.2/24`, gateway: `10.0.${i}.1` }, { address: `fd00:${i}::2/64`, gateway: `fd00:${i}::1` }], interfaces: [{ name: 'veth0' }, { name: rt.ifname, mac: `02:00:00:00:00:0${i}`, sandbox: rt.netns }],
+        // a DNS-enabled network (dnsname chained): its gateway and domain
+        ...(o.dns?.includes(n) ? { dns: { nameservers: [`10.0.${i}.1`], search: ['dns.podman'] } } : {}) };
     },
     del: async (list, rt: CniRuntimeConf) => {
       const n = (list as { name: string }).name;
@@ -81,7 +83,7 @@ test('resolv.conf: --dns wins; the host\'s loopback nameservers only on the host
 
 test('cni: ADD each network in order with ports on the first, static ip/mac where asked; the record is saved before ADD; DEL from the undo stack', async (t) => {
   const cni = fakeCni();
-  const mode = cniMode(cni.ops, [{ name: 'a', ifname: 'eth0', ips: ['10.0.5.9'] }, { name: 'b', ifname: 'lan1', ips: [], mac: '02:00:00:00:00:aa' }], () => HOST_RESOLV);
+  const mode = cniMode(cni.ops, [{ name: 'a', ifname: 'eth0', ips: ['10.0.5.9'], aliases: [] }, { name: 'b', ifname: 'lan1', ips: [], mac: '02:00:00:00:00:aa', aliases: [] }], () => HOST_RESOLV);
   t.deepEqual(mode.initialRecord(), { mode: 'cni', attachments: [] });
   t.true(mode.ownNetns);
   const c = context({ ports: [P({}), P({ proto: 'udp', hostPort: 5353, guestPort: 53, count: 2 })] });
@@ -89,11 +91,11 @@ test('cni: ADD each network in order with ports on the first, static ip/mac wher
   const got = await mode.attach(c, { pid: 42, netnsPath: '/proc/1/fd/9' }, undo);
   t.deepEqual(cni.calls, [
     'reserve 2',
-    `add a eth0 ${JSON.stringify({ portMappings: portMappings(c.ports), ips: ['10.0.5.9'] })}`,
-    `add b lan1 ${JSON.stringify({ mac: '02:00:00:00:00:aa' })}`,
+    `add a eth0 ${JSON.stringify({ portMappings: portMappings(c.ports), ips: ['10.0.5.9'], aliases: { a: [] } })} ${JSON.stringify([['IgnoreUnknown', '1'], ['K8S_POD_NAME', 'web']])}`,
+    `add b lan1 ${JSON.stringify({ mac: '02:00:00:00:00:aa', aliases: { b: [] } })} ${JSON.stringify([['IgnoreUnknown', '1'], ['K8S_POD_NAME', 'web']])}`,
   ]);
   t.is(portMappings(c.ports).length, 3, 'a range is one mapping per port');
-  t.deepEqual(got, { ips: ['10.0.5.2', 'fd00:5::2', '10.0.6.2', 'fd00:6::2'], resolv: 'search lan\nnameserver 192.0.2.53\n', extraHosts: [], hostGateway: '10.0.5.1' });
+  t.deepEqual(got, { ips: ['10.0.5.2', 'fd00:5::2', '10.0.6.2', 'fd00:6::2'], resolv: 'search lan\nnameserver 192.0.2.53\n', extraHosts: [], hostGateway: '10.0.5.1', networkDns: { nameservers: [], search: [] } });
   t.deepEqual(c.saved[0], { mode: 'cni', attachments: [{ network: 'a', netns: '/proc/1/fd/9', ifname: 'eth0' }, { network: 'b', netns: '/proc/1/fd/9', ifname: 'lan1' }] }, 'saved before any ADD: a crash mid-ADD is collected');
   const last = c.saved.at(-1) as { attachments: CniAttachment[] };
   t.deepEqual(last.attachments[1].result, { ips: [{ address: '10.0.6.2/24', gateway: '10.0.6.1' }, { address: 'fd00:6::2/64', gateway: 'fd00:6::1' }], mac: '02:00:00:00:00:06' });
@@ -102,9 +104,20 @@ test('cni: ADD each network in order with ports on the first, static ip/mac wher
   t.is(cni.released(), 1, 'the host ports are released');
 });
 
+test('cni: DNS-enabled networks put their gateways first in resolv.conf with their search domain; each network gets its own aliases; --dns replaces all', async (t) => {
+  const cni = fakeCni({ dns: ['a', 'b'] });
+  const mode = cniMode(cni.ops, [{ name: 'a', ifname: 'eth0', ips: [], aliases: ['db', 'pg'] }, { name: 'b', ifname: 'eth1', ips: [], aliases: [] }], () => HOST_RESOLV);
+  const got = await mode.attach(context({ name: 'postgres' }), { pid: 1, netnsPath: '/x' }, new UndoStack<CniAttachment>());
+  t.is(got.resolv, 'search dns.podman lan\nnameserver 10.0.5.1\nnameserver 10.0.6.1\nnameserver 192.0.2.53\n');
+  t.true(cni.calls[0].includes('"aliases":{"a":["db","pg"]}') && cni.calls[0].includes('["K8S_POD_NAME","postgres"]'), cni.calls[0]);
+  t.true(cni.calls[1].includes('"aliases":{"b":[]}'), cni.calls[1]);
+  const own = await cniMode(fakeCni({ dns: ['a'] }).ops, [{ name: 'a', ifname: 'eth0', ips: [], aliases: [] }], () => HOST_RESOLV).attach(context({ dns: ['9.9.9.9'] }), { pid: 1, netnsPath: '/x' }, new UndoStack<CniAttachment>());
+  t.is(own.resolv, 'nameserver 9.9.9.9\n');
+});
+
 test('cni: a failed ADD leaves DELs of every network reached on the stack; a failed DEL is reported with its attachment', async (t) => {
   const cni = fakeCni({ failAdd: 'b', failDel: 'a' });
-  const mode = cniMode(cni.ops, [{ name: 'a', ifname: 'eth0', ips: [] }, { name: 'b', ifname: 'eth1', ips: [] }]);
+  const mode = cniMode(cni.ops, [{ name: 'a', ifname: 'eth0', ips: [], aliases: [] }, { name: 'b', ifname: 'eth1', ips: [], aliases: [] }]);
   const undo = new UndoStack<CniAttachment>();
   await t.throwsAsync(mode.attach(context(), { pid: 1, netnsPath: '/x' }, undo), { message: 'plugin failed on b' });
   const failures = await undo.run();
@@ -115,8 +128,8 @@ test('cni: a failed ADD leaves DELs of every network reached on the stack; a fai
 });
 
 test('cni: an unknown network or an address it cannot give is refused when the mode is made, before anything starts', (t) => {
-  t.throws(() => cniMode(fakeCni().ops, [{ name: 'nosuch', ifname: 'eth0', ips: [] }]), { message: 'network "nosuch" not found' });
-  t.throws(() => cniMode(fakeCni({ badIp: '10.9.9.9' }).ops, [{ name: 'a', ifname: 'eth0', ips: ['10.9.9.9'] }]), { message: /not in any subnet/ });
+  t.throws(() => cniMode(fakeCni().ops, [{ name: 'nosuch', ifname: 'eth0', ips: [], aliases: [] }]), { message: 'network "nosuch" not found' });
+  t.throws(() => cniMode(fakeCni({ badIp: '10.9.9.9' }).ops, [{ name: 'a', ifname: 'eth0', ips: ['10.9.9.9'], aliases: [] }]), { message: /not in any subnet/ });
 });
 
 test('cni gc: DELs a killed supervisor\'s attachments, skips networks that are gone, returns what still fails', async (t) => {

@@ -8,7 +8,7 @@
 import type { PortSpec } from '../../net/ports/portspec.js';
 import type { CniAttachment, ContainerRecord } from '../container/containers.js';
 import type { NetworkRequest } from '../network/netspec.js';
-import { readHostResolv, resolvConf } from './resolv.js';
+import { readHostResolv, resolvConf, withNetworkDns } from './resolv.js';
 import type { Attached, NetworkMode } from './types.js';
 
 /** The part of the CNI runtime this mode uses (a fake in tests). */
@@ -27,12 +27,15 @@ export interface CniRuntimeConf {
   containerId: string;
   netns: string;
   ifname: string;
+  /** CNI_ARGS pairs (K8S_POD_NAME: the container's name, for dnsname). */
+  args?: [string, string][];
   capabilityArgs?: Record<string, unknown>;
 }
 
 interface AddResult {
   ips?: Array<{ address: string; gateway?: string; interface?: number }>;
   interfaces?: Array<{ name: string; mac?: string; sandbox?: string }>;
+  dns?: { nameservers?: string[]; search?: string[] };
 }
 
 /** portMappings capability entries (one per port of a range). */
@@ -55,21 +58,27 @@ export function cniMode(ops: CniOps, requests: NetworkRequest[], readResolv: () 
       const attachments: CniAttachment[] = requests.map((r) => ({ network: r.name, netns: held.netnsPath!, ifname: r.ifname }));
       c.saveNetwork({ mode: 'cni', attachments });
       const ips: string[] = [];
+      const networkDns = { nameservers: [] as string[], search: [] as string[] };
       let hostGateway: string | undefined;
       for (const [i, req] of requests.entries()) {
-        const caps = { ...(c.ports.length && i === 0 ? { portMappings: portMappings(c.ports) } : {}), ...(req.ips.length ? { ips: req.ips } : {}), ...(req.mac ? { mac: req.mac } : {}) };
-        const rt: CniRuntimeConf = { containerId: c.id, netns: held.netnsPath, ifname: req.ifname, capabilityArgs: caps };
+        const caps = { ...(c.ports.length && i === 0 ? { portMappings: portMappings(c.ports) } : {}), ...(req.ips.length ? { ips: req.ips } : {}), ...(req.mac ? { mac: req.mac } : {}), aliases: { [req.name]: req.aliases } };
+        // as podman passes them: the name for dnsname, unknown keys ignored by the other plugins
+        const rt: CniRuntimeConf = { containerId: c.id, netns: held.netnsPath, ifname: req.ifname, args: [['IgnoreUnknown', '1'], ['K8S_POD_NAME', c.name]], capabilityArgs: caps };
         // pushed before ADD: a failed ADD has rolled itself back, and its DEL is harmless
         undo.push(`CNI DEL of network "${req.name}" (${req.ifname})`, () => ops.del(lists[i], rt), attachments[i]);
         const result = (await ops.add(lists[i], rt)) as AddResult;
         const inside = (result.interfaces ?? []).find((x) => x.name === req.ifname && x.sandbox) ?? (result.interfaces ?? []).find((x) => x.sandbox);
         attachments[i].result = { ips: (result.ips ?? []).map((x) => ({ address: x.address, ...(x.gateway ? { gateway: x.gateway } : {}) })), ...(inside?.mac ? { mac: inside.mac } : {}) };
         ips.push(...(result.ips ?? []).map((x) => x.address.split('/')[0]));
+        for (const n of result.dns?.nameservers ?? []) if (!networkDns.nameservers.includes(n)) networkDns.nameservers.push(n);
+        for (const s of result.dns?.search ?? []) if (!networkDns.search.includes(s)) networkDns.search.push(s);
         // podman: host.containers.internal is the first bridge network's gateway
         hostGateway ??= (result.ips ?? []).find((x) => x.gateway && !x.address.includes(':'))?.gateway;
       }
       c.saveNetwork({ mode: 'cni', attachments });
-      return { ips, resolv: resolvConf(c.dns, readResolv()), extraHosts: [], hostGateway };
+      // --dns replaces every nameserver, the networks' too (their servers still answer for this container's name)
+      const resolv = c.dns.length ? resolvConf(c.dns, '') : withNetworkDns(resolvConf([], readResolv()), networkDns);
+      return { ips, resolv, extraHosts: [], hostGateway, networkDns };
     },
   };
 }

@@ -14,6 +14,21 @@ export function resolvConf(dns: string[], hostText: string, o: { hostNetwork?: b
   return `${lines.join('\n').trim()}\n`;
 }
 
+/**
+ * resolv.conf with the networks' own nameservers first (a DNS-enabled network's gateway, which
+ * forwards other names on) and their search domains, then `base`'s other lines, as podman writes it.
+ */
+export function withNetworkDns(base: string, dns: { nameservers: string[]; search: string[] } | undefined): string {
+  if (!dns || (!dns.nameservers.length && !dns.search.length)) return base;
+  const lines = base.split('\n').filter((l) => l.trim());
+  const baseSearch = lines.filter((l) => /^\s*(search|domain)\s/.test(l)).flatMap((l) => l.trim().split(/\s+/).slice(1));
+  const servers = lines.filter((l) => /^\s*nameserver\s/.test(l)).map((l) => l.trim().split(/\s+/)[1]);
+  const rest = lines.filter((l) => !/^\s*(search|domain|nameserver)\s/.test(l));
+  const search = [...new Set([...dns.search, ...baseSearch])];
+  const ns = [...new Set([...dns.nameservers, ...servers])];
+  return [...(search.length ? [`search ${search.join(' ')}`] : []), ...ns.map((n) => `nameserver ${n}`), ...rest].join('\n') + '\n';
+}
+
 export function readHostResolv(file = '/etc/resolv.conf'): string {
   try {
     return fs.readFileSync(file, 'utf8');

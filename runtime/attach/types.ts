@@ -24,6 +24,8 @@ export interface Held {
 /** What attaching needs from the run, besides the held container. */
 export interface AttachContext {
   id: string;
+  /** The container's name (its DNS name on networks with DNS). */
+  name: string;
   /** The container's state dir (pid files, sockets of anchor tools). */
   dir: string;
   stateDir: string;
@@ -47,6 +49,8 @@ export interface Attached {
   hostGateway?: string;
   /** A usernet stack's API socket (burrow port add/rm). */
   apiSocket?: string;
+  /** What the networks' results said of DNS (a network with container names: its gateway and search domain). */
+  networkDns?: { nameservers: string[]; search: string[] };
 }
 
 export interface NetworkMode {

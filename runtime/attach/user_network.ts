@@ -14,6 +14,7 @@ import { callApi } from '../../net/usernet/api.js';
 import { insideCni } from '../network/cni_server.js';
 import { collectUserNetns, ensureUserNetns, stackSocket, USER_NETNS_DNS, type UserNetns } from '../network/user_netns.js';
 import { cniMode, type CniOps } from './cni.js';
+import { withNetworkDns } from './resolv.js';
 import type { NetworkMode } from './types.js';
 
 /** Whether a container of this state dir other than `except` still runs on a user network. */
@@ -106,7 +107,7 @@ export function userNetworkMode(config: BurrowConfig, ops: Pick<CniOps, 'get' | 
       const save = c.saveNetwork;
       const got = await cni.attach({ ...c, saveNetwork: (n) => save(n.mode === 'cni' ? { ...n, userNetns: true } : n) }, h, undo);
       // the stack's DNS forwarder, which also reaches resolvers on the host's loopback
-      return { ...got, resolv: c.dns.length ? got.resolv : `nameserver ${USER_NETNS_DNS}\n` };
+      return { ...got, resolv: c.dns.length ? got.resolv : withNetworkDns(`nameserver ${USER_NETNS_DNS}\n`, got.networkDns) };
     },
   };
 }

@@ -202,13 +202,16 @@ export function networkCommand(globalOpts: () => { config?: string }, out: (s: s
     .option('-o, --opt <key=value>', 'driver option: mtu=N, com.docker.network.bridge.name=NAME (repeatable)', collect)
     .option('--label <key=value>', 'label (repeatable)', collect)
     .option('--ipam-driver <driver>', 'IPAM driver: host-local, or dhcp (macvlan and ipvlan; the default without --subnet)')
-    .action(async (nameArg: string | undefined, o: { driver: string; subnet?: string[]; gateway?: string[]; ipRange?: string[]; ipv6?: boolean; internal?: boolean; opt?: string[]; label?: string[]; ipamDriver?: string }) => {
+    .option('--disable-dns', 'no container name resolution on this bridge network (on by default)')
+    .action(async (nameArg: string | undefined, o: { driver: string; subnet?: string[]; gateway?: string[]; ipRange?: string[]; ipv6?: boolean; internal?: boolean; opt?: string[]; label?: string[]; ipamDriver?: string; disableDns?: boolean }) => {
       const c = await ctx();
       let name = nameArg;
       if (!name) for (let i = 1; !name; i++) if (!c.networks.exists(`burrow${i}`)) name = `burrow${i}`;
+      // podman's CNI backend: an internal network has no gateway for a DNS server to listen on
+      if (o.internal && !o.disableDns && o.driver === 'bridge') process.stderr.write(`WARN[0000] dnsname and internal networks are incompatible. dnsname plugin not configured for network ${name}\n`);
       const info = c.networks.create(name, {
         driver: o.driver, subnets: o.subnet, gateways: o.gateway, ipRanges: o.ipRange, ipv6: o.ipv6, internal: o.internal,
-        options: keyValues(o.opt, '-o'), labels: keyValues(o.label, '--label'), ipamDriver: o.ipamDriver,
+        options: keyValues(o.opt, '-o'), labels: keyValues(o.label, '--label'), ipamDriver: o.ipamDriver, disableDns: o.disableDns,
       }, await hostPrefixes(), o.driver !== 'bridge' ? await hostLinks() : []);
       out(`${info.name}\n`);
     });

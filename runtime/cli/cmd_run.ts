@@ -18,6 +18,7 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
     .option('--ip <ip>', 'static IP on a CNI network')
     .option('--mac-address <mac>', 'static MAC on a CNI network')
     .option('--dns <ip>', 'nameserver for /etc/resolv.conf (repeatable)', collect, [])
+    .option('--network-alias <name>', 'another name of the container on its CNI networks with DNS (repeatable)', collect, [])
     .option('--hostname <name>', 'hostname inside (default: the short container id)')
     .option('--userns <mode>', 'host | keep-id[:uid=U,gid=G] | nomap | auto[:size=N]')
     .option('--uidmap <C:H[:S]>', 'explicit uid mapping (repeatable)', collect, [])
@@ -90,7 +91,7 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
 }
 
 interface RunFlags {
-  rm?: boolean; detach?: boolean; name?: string; network: string[]; publish: string[]; ip?: string; macAddress?: string; dns: string[]; hostname?: string;
+  rm?: boolean; detach?: boolean; name?: string; network: string[]; publish: string[]; ip?: string; macAddress?: string; dns: string[]; networkAlias: string[]; hostname?: string;
   userns?: string; uidmap: string[]; gidmap: string[]; rootfs?: string; image?: string; capAdd: string[]; capDrop: string[]; pod?: string; infra?: boolean;
   volume: string[]; mount: string[]; tmpfs: string[]; env: string[]; envFile: string[]; workdir?: string; mapHostLoopback?: string;
   interactive?: boolean; tty?: boolean; detachKeys?: string; user?: string; entrypoint?: string; readOnly?: boolean; privileged?: boolean;
@@ -132,6 +133,11 @@ export function internalCommand(out: (s: string) => void, globalConfig: () => st
     const { handleInside, serveInside } = await import('../network/cni_server.js');
     const sep = o.holder.indexOf(':');
     await import('../../plugins/all.js');
+    // plugins run here see the user's /run (dnsname keeps its records under /run/containers),
+    // and names that are not the containers' go to the stack's DNS forwarder
+    delete process.env.XDG_RUNTIME_DIR;
+    delete process.env.BURROW_DNS_ROOT;
+    process.env.BURROW_DNS_FORWARD = (await import('../network/user_netns.js')).USER_NETNS_DNS;
     await serveInside({
       holder: { pid: Number(o.holder.slice(0, sep)), startTime: o.holder.slice(sep + 1) },
       readyFd: o.readyFd !== undefined ? Number(o.readyFd) : undefined,

@@ -40,6 +40,8 @@ export interface RunOptions {
   publish: string[];
   ip?: string;
   mac?: string;
+  /** --network-alias: names on every CNI network of the container, beside its own. */
+  networkAlias?: string[];
   dns: string[];
   hostname?: string;
   userns?: string;
@@ -372,7 +374,8 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   if (cni && rootless && ((o.userns && o.userns !== 'host') || o.uidmap.length || o.gidmap.length)) throw new ContainerError(`--userns ${o.userns ?? ''}${o.uidmap.length || o.gidmap.length ? ' --uidmap/--gidmap' : ''}: a container on the user network "${netName}" shares the user's network namespace and its id map (--userns host); other modes are not supported there yet`.replace('--userns  ', ''));
   // several CNI networks (a,b or --network repeated): eth0, eth1, ... in that order unless
   // NAME:interface_name=.. says otherwise; published ports on the first
-  const requests = cni ? parseNetworkArgs(netValues.length ? netValues : [netName], { ip: o.ip, mac: o.mac }) : [];
+  const requests = cni ? parseNetworkArgs(netValues.length ? netValues : [netName], { ip: o.ip, mac: o.mac, aliases: o.networkAlias }) : [];
+  if (!cni && o.networkAlias?.length) throw new ContainerError(`--network-alias: the ${joinTarget ? 'joined container\'s' : netName} network has no container names; aliases need a CNI network`);
   if (o.rootfs && o.image) throw new ContainerError('--rootfs and --image both give the root filesystem: choose one');
   checkRootfs(o.rootfs);
   let publish = o.publish;
@@ -500,7 +503,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
       for (const fd of [s.fds?.netns, s.fds?.userns]) if (fd !== undefined) fs.closeSync(fd);
     });
     const net = await netMode.attach({
-      id, dir, stateDir: ctx.config.stateDir, ports, dns: o.dns, mapHostLoopback: o.mapHostLoopback,
+      id, name: record.name, dir, stateDir: ctx.config.stateDir, ports, dns: o.dns, mapHostLoopback: o.mapHostLoopback,
       saveNetwork: (n) => {
         record.network = n;
         store.write(record);

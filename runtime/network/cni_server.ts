@@ -77,6 +77,7 @@ export interface InsideRequest {
   ifname?: string;
   /** A path the server can open, or "" (DEL of a container whose namespace is gone). */
   netns?: string;
+  args?: [string, string][];
   capabilityArgs?: Record<string, unknown>;
 }
 
@@ -243,7 +244,7 @@ export async function handleInside(ctx: Context, req: InsideRequest): Promise<un
   if (req.op !== 'add' && req.op !== 'del') throw new NetworkError('EINVAL', `unknown operation ${JSON.stringify(req.op)}`);
   if (!req.network || !req.containerId || !req.ifname) throw new NetworkError('EINVAL', `${req.op} needs network, containerId and ifname`);
   const list = ctx.networks.get(req.network);
-  const rt = { containerId: req.containerId, netns: req.netns ?? '', ifname: req.ifname, capabilityArgs: req.capabilityArgs };
+  const rt = { containerId: req.containerId, netns: req.netns ?? '', ifname: req.ifname, args: req.args, capabilityArgs: req.capabilityArgs };
   if (req.op === 'add') return ctx.runtime.addNetworkList(list, rt);
   await ctx.runtime.delNetworkList(list, rt);
   return null;
@@ -368,12 +369,13 @@ export interface InsideRuntimeConf {
   /** The container's netns as a path this process can open, or "" when it is gone. */
   netns: string;
   ifname: string;
+  args?: [string, string][];
   capabilityArgs?: Record<string, unknown>;
 }
 
 /** CNI ADD and DEL of the user's networks, run by the namespace's server. */
 export function insideCni(stateDir: string, config: BurrowConfig, holderPid: () => Promise<number>): { add(network: string, rt: InsideRuntimeConf): Promise<unknown>; del(network: string, rt: InsideRuntimeConf): Promise<void> } {
-  const call = (op: 'add' | 'del', network: string, rt: InsideRuntimeConf) => callInside(stateDir, config, holderPid, { op, network, containerId: rt.containerId, ifname: rt.ifname, capabilityArgs: rt.capabilityArgs }, rt.netns || undefined);
+  const call = (op: 'add' | 'del', network: string, rt: InsideRuntimeConf) => callInside(stateDir, config, holderPid, { op, network, containerId: rt.containerId, ifname: rt.ifname, args: rt.args, capabilityArgs: rt.capabilityArgs }, rt.netns || undefined);
   return {
     add: (network, rt) => call('add', network, rt),
     del: async (network, rt) => void (await call('del', network, rt)),

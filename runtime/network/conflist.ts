@@ -33,7 +33,12 @@ export interface CreateOptions {
   labels?: Record<string, string>;
   /** host-local (default), dhcp (refused: not supported) or none */
   ipamDriver?: string;
+  /** --disable-dns: no dnsname entry (bridge networks get one by default, as podman's do). */
+  disableDns?: boolean;
 }
+
+/** The search domain of container names, as podman's (containers/dnsname and aardvark-dns). */
+export const DNS_DOMAIN = 'dns.podman';
 
 /** A prefix routed on the host, and the interface it goes out of. */
 export interface HostRoute {
@@ -151,7 +156,7 @@ export function describe(list: NetworkConfigList, isDefault = false): NetworkInf
     subnets,
     ipv6_enabled: subnets.some((s) => s.subnet.includes(':')),
     internal: main.type === 'bridge' ? main.isGateway !== true && main.ipMasq !== true : false,
-    dns_enabled: false,
+    dns_enabled: list.plugins.some((p) => p.type === 'dnsname'),
     labels: args.burrow_labels ?? {},
     options: args.burrow_options ?? {},
     ipam_options: { driver: ipamType },
@@ -167,7 +172,7 @@ export function hostLocalIpam(ranges: HostLocalRange[], opts: { internal?: boole
 }
 
 /** Builds the conflist of a bridge network. */
-export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRange[], opts: { internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string; dataDir?: string | null; isolate?: boolean }): Record<string, unknown> {
+export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRange[], opts: { internal?: boolean; mtu?: number; labels?: Record<string, string>; options?: Record<string, string>; created?: string; dataDir?: string | null; isolate?: boolean; dns?: boolean }): Record<string, unknown> {
   const bridgePlugin: Record<string, unknown> = {
     type: 'bridge',
     bridge,
@@ -188,6 +193,8 @@ export function bridgeConflist(name: string, bridge: string, ranges: HostLocalRa
       // -o isolate=true (podman's): other networks' containers cannot reach this one's
       { type: 'firewall', backend: '', ...(opts.isolate ? { ingressPolicy: 'same-bridge' } : {}) },
       { type: 'tuning', capabilities: { mac: true } },
+      // container names, as podman 4's CNI backend chains containers/dnsname (same entry)
+      ...(opts.dns ? [{ type: 'dnsname', domainName: DNS_DOMAIN, capabilities: { aliases: true } }] : []),
     ],
     args: { burrow_labels: opts.labels ?? {}, burrow_options: opts.options ?? {}, ...(opts.created ? { burrow_created: opts.created } : {}) },
   };

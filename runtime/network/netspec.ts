@@ -14,10 +14,19 @@ export interface NetworkRequest {
   ifname: string;
   ips: string[];
   mac?: string;
+  /** Names the container also answers to on this network (alias=, --network-alias). */
+  aliases: string[];
 }
 
 export const SPECIAL_NETWORKS = ['usernet', 'host', 'none', 'pasta', 'slirp4netns'];
-const OPTION_KEYS = ['ip', 'ip6', 'mac', 'interface_name'];
+const OPTION_KEYS = ['alias', 'ip', 'ip6', 'mac', 'interface_name'];
+/** A DNS name a container may answer to: podman's name rule, with inner dots. */
+const ALIAS_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+export function checkAlias(alias: string, what: string): string {
+  if (!ALIAS_RE.test(alias) || alias.length > 253 || alias.endsWith('.') || alias.includes('..')) throw new ContainerError(`${what}: "${alias}" cannot be a DNS name (letters, digits, "_", "-" and inner dots, starting with a letter or digit)`);
+  return alias.toLowerCase();
+}
 
 /** A unicast MAC written as six colon-separated hex octets. */
 export function checkMac(mac: string, what: string): string {
@@ -53,25 +62,25 @@ export function isSpecialNetwork(value: string): boolean {
  * The CNI attachments that --network values ask for, in order (eth0, eth1, ... unless
  * interface_name says otherwise). Global --ip/--mac-address apply to a single network only.
  */
-export function parseNetworkArgs(values: string[], global: { ip?: string; mac?: string } = {}): NetworkRequest[] {
+export function parseNetworkArgs(values: string[], global: { ip?: string; mac?: string; aliases?: string[] } = {}): NetworkRequest[] {
   const reqs: NetworkRequest[] = [];
   for (const value of values) {
     if (value.startsWith('container:')) {
-      reqs.push({ name: value, ifname: '', ips: [] });
+      reqs.push({ name: value, ifname: '', ips: [], aliases: [] });
       continue;
     }
     const colon = value.indexOf(':');
     if (colon < 0) {
       for (const n of value.split(',').map((x) => x.trim())) {
         if (!n) throw new ContainerError(`--network ${value}: an empty network name`);
-        reqs.push({ name: n, ifname: '', ips: [] });
+        reqs.push({ name: n, ifname: '', ips: [], aliases: [] });
       }
       continue;
     }
     const name = value.slice(0, colon).trim();
     if (!name) throw new ContainerError(`--network ${value}: a network name is needed before ":"`);
     if (SPECIAL_NETWORKS.includes(name)) throw new ContainerError(`--network ${value}: options after ":" apply to CNI networks; ${name} takes none`);
-    const req: NetworkRequest = { name, ifname: '', ips: [] };
+    const req: NetworkRequest = { name, ifname: '', ips: [], aliases: [] };
     for (const opt of value.slice(colon + 1).split(',')) {
       const eq = opt.indexOf('=');
       const key = eq < 0 ? opt : opt.slice(0, eq);
@@ -79,7 +88,10 @@ export function parseNetworkArgs(values: string[], global: { ip?: string; mac?: 
       if (!OPTION_KEYS.includes(key)) throw new ContainerError(`--network ${value}: unknown option "${key}" (valid: ${OPTION_KEYS.map((k) => `${k}=`).join(', ')})`);
       if (!v) throw new ContainerError(`--network ${value}: ${key} needs a value (${key}=...)`);
       const what = `--network ${name}: ${key}`;
-      if (key === 'ip' || key === 'ip6') {
+      if (key === 'alias') {
+        const a = checkAlias(v, what);
+        if (!req.aliases.includes(a)) req.aliases.push(a);
+      } else if (key === 'ip' || key === 'ip6') {
         const ip = checkIp(v, what, key === 'ip6' ? 6 : undefined);
         if (req.ips.some((x) => net.isIP(x) === net.isIP(ip))) throw new ContainerError(`--network ${value}: two IPv${net.isIP(ip)} addresses; give at most one per family`);
         req.ips.push(ip);
@@ -112,6 +124,11 @@ export function parseNetworkArgs(values: string[], global: { ip?: string; mac?: 
         reqs[0].mac = checkMac(global.mac, '--mac-address');
       }
     }
+  }
+  if (global.aliases?.length) {
+    if (special) throw new ContainerError(`--network-alias: ${special} has no container names; aliases need a CNI network`);
+    const aliases = global.aliases.map((a) => checkAlias(a, '--network-alias'));
+    for (const r of reqs) for (const a of aliases) if (!r.aliases.includes(a)) r.aliases.push(a);
   }
   // default names fill in around the ones given: eth0, eth1, ... skipping names already taken
   const taken = new Set(reqs.map((r) => r.ifname).filter(Boolean));

@@ -307,7 +307,7 @@ export class NetworkStore {
       if (!validIfname(bridge)) throw new NetworkError('EINVAL', `invalid bridge name "${bridge}": 1-15 characters without "/", ":" or spaces`);
       if (o['com.docker.network.bridge.name'] && this.usedInterfaces().has(bridge)) throw new NetworkError('EEXIST', `bridge name "${bridge}" is already used by another network`);
       if (o.isolate !== undefined && o.isolate !== 'true' && o.isolate !== 'false') throw new NetworkError('EINVAL', `invalid isolate option "${o.isolate}": true or false`);
-      doc = bridgeConflist(name, bridge, ranges, { internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir, isolate: o.isolate === 'true' });
+      doc = bridgeConflist(name, bridge, ranges, { internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir, isolate: o.isolate === 'true', dns: !opts.disableDns && !opts.internal });
     }
     const file = path.join(this.config.cniConfigDir, `${name}.conflist`);
     writeAtomic(file, `${JSON.stringify(doc, null, 2)}\n`);

@@ -15,7 +15,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { constants, flock } from '../../native/mod.js';
-import { processLive, processStartTime, toolPath } from '../../native/system.js';
+import { processLive, processStartTime, spawnReady, toolPath } from '../../native/system.js';
+
+export { spawnReady };
 import { parseUsernsMode } from '../../userns/mapping.js';
 import { runInNamespaces, startInNamespaces } from '../../userns/unshare.js';
 import { installRoot } from '../config.js';
@@ -150,45 +152,6 @@ async function startStack(stateDir: string, holderPid: number): Promise<{ pid: n
   return spawnReady(process.execPath, ['--', cli, 'usernet', 'attach', String(holderPid), '--configure', '--tap', 'tap0', '--api-socket', stackSocket(stateDir), '--ready-fd', '3'], path.join(dirOf(stateDir), 'stack.log'), 'the stack of the user\'s network namespace');
 }
 
-/**
- * Starts `cmd` detached (its own session, output appended to `logFile`) and resolves once it
- * writes on fd 3, naming it by pid and start time; one that exits first, or is silent for 20 s,
- * is killed and `what` is named in the error.
- */
-export async function spawnReady(cmd: string, args: string[], logFile: string, what: string): Promise<{ pid: number; startTime: string }> {
-  const { spawn } = await import('node:child_process');
-  const log = fs.openSync(logFile, 'a', 0o600);
-  const from = fs.fstatSync(log).size;
-  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log, 'pipe'] });
-  fs.closeSync(log);
-  const ready = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 20_000);
-    (child.stdio[3] as NodeJS.ReadableStream).once('data', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-    child.once('error', () => resolve(false));
-  });
-  (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
-  const startTime = child.pid ? processStartTime(child.pid) : null;
-  if (!ready || !startTime) {
-    child.kill('SIGKILL');
-    // what it said before it went names the cause (no /dev/net/tun, a port in use)
-    let said = '';
-    try {
-      said = fs.readFileSync(logFile).subarray(from).toString().trim().split('\n').slice(-3).join('; ').replace(/^Error: /, '');
-    } catch {
-      // no log
-    }
-    throw new NetworkError('EIO', `${what} did not start${said ? `: ${said}` : ''} (see ${logFile})`);
-  }
-  child.unref();
-  return { pid: child.pid!, startTime };
-}
 
 /**
  * Waits (up to `ms`) for `pid` with `startTime` to exit. A zombie has exited: its parent (often
