@@ -213,7 +213,8 @@ export async function syncServer(p: DnsPaths, o: SyncOptions = {}, need: string[
       const { networks } = readAllRecords(p);
       if (!networks.length) return null;
       const forward = o.forward ?? [];
-      await spawnReady(process.execPath, ['--', serverBundle(), 'serve', '--root', p.root, '--ready-fd', '3', ...forward.flatMap((f) => ['--forward', f])],
+      const holder = process.env.BURROW_DNS_HOLDER;
+      await spawnReady(process.execPath, ['--', serverBundle(), 'serve', '--root', p.root, '--ready-fd', '3', ...forward.flatMap((f) => ['--forward', f]), ...(holder ? ['--holder', holder] : [])],
         path.join(p.server, 'server.log'), 'the DNS server');
       reply = await askServer(p, 'reload');
       if (!reply) throw new Error(`the DNS server started but does not answer on ${path.join(p.server, 'control.sock')} (see ${path.join(p.server, 'server.log')})`);

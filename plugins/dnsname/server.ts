@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { processStartTime } from '../../native/system.js';
+import { processLive, processStartTime } from '../../native/system.js';
 import { RecordSet } from '../../net/dns/records.js';
 import { DnsServer, resolvConfServers } from '../../net/dns/server.js';
 import { readAllRecords, type DnsPaths, type ReloadReply } from './control.js';
@@ -27,6 +27,8 @@ export interface ServeArgs {
   port?: number;
   /** Stay when no record is left (tests, and a server started by hand). */
   stay?: boolean;
+  /** pid:starttime of a process whose exit ends the server (a rootless user's namespace holder). */
+  holder?: { pid: number; startTime: string };
 }
 
 /** Parses `serve`'s flags. Throws with the flag named. */
@@ -48,7 +50,13 @@ export function parseServeArgs(argv: string[]): ServeArgs {
     } else if (f === '--resolv-conf') a.resolvConf = val();
     else if (f === '--port') a.port = Number(val());
     else if (f === '--stay') a.stay = true;
-    else throw new Error(`unknown flag ${f} (dnsname serve [--root DIR] [--forward IP]... [--resolv-conf FILE] [--port N] [--ready-fd FD] [--stay])`);
+    else if (f === '--holder') {
+      const v = val();
+      const sep = v.indexOf(':');
+      if (sep < 1 || !Number.isInteger(Number(v.slice(0, sep)))) throw new Error(`--holder ${v}: expected PID:STARTTIME`);
+      a.holder = { pid: Number(v.slice(0, sep)), startTime: v.slice(sep + 1) };
+    }
+    else throw new Error(`unknown flag ${f} (dnsname serve [--root DIR] [--forward IP]... [--resolv-conf FILE] [--port N] [--ready-fd FD] [--holder PID:START] [--stay])`);
   }
   return a;
 }
@@ -138,6 +146,13 @@ export async function serve(a: ServeArgs): Promise<void> {
       if (r.exiting) process.exit(0);
     }, (err: Error) => log(`reload failed: ${err.message}`));
   });
+  if (a.holder) {
+    const h = a.holder;
+    setInterval(() => {
+      if (!processLive(h.pid, h.startTime)) void exit('the namespace\'s holder is gone').then(() => process.exit(0));
+    }, 1000).unref();
+    // unref'd: the sockets keep the process alive, the check does not
+  }
   process.on('SIGTERM', () => void exit('SIGTERM').then(() => process.exit(0)));
   process.on('SIGINT', () => void exit('SIGINT').then(() => process.exit(0)));
   log(`serving ${first.records} records on ${(first.bound ?? []).join(', ') || 'no address yet'}${first.pending?.length ? ` (waiting for ${first.pending.map((x) => x.ip).join(', ')})` : ''}; forwarding to ${servers.join(', ') || 'nobody'}`);

@@ -138,6 +138,7 @@ export function internalCommand(out: (s: string) => void, globalConfig: () => st
     delete process.env.XDG_RUNTIME_DIR;
     delete process.env.BURROW_DNS_ROOT;
     process.env.BURROW_DNS_FORWARD = (await import('../network/user_netns.js')).USER_NETNS_DNS;
+    process.env.BURROW_DNS_HOLDER = o.holder; // the DNS server it starts leaves with the namespace
     await serveInside({
       holder: { pid: Number(o.holder.slice(0, sep)), startTime: o.holder.slice(sep + 1) },
       readyFd: o.readyFd !== undefined ? Number(o.readyFd) : undefined,

@@ -269,6 +269,13 @@ export async function gcContainers(ctx: Context): Promise<string[]> {
     }
   }
   if (holder && !userNetnsNeeded(ctx.config.stateDir)) await collectUserNetns(ctx.config.stateDir, () => userNetnsNeeded(ctx.config.stateDir));
+  // a killed DNS server comes back with every record (the files outlive it)
+  try {
+    const revived = await (await import('../network/dns.js')).reviveDnsServer(ctx.config);
+    if (revived) cleaned.push(revived);
+  } catch (err) {
+    cleaned.push(`the DNS server could not be started again: ${(err as Error).message}`);
+  }
   return cleaned;
 }
 

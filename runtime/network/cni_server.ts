@@ -69,7 +69,7 @@ export function insideLayout(stateDir: string, config: Pick<BurrowConfig, 'cniCo
 }
 
 export interface InsideRequest {
-  op: 'add' | 'del' | 'reload';
+  op: 'add' | 'del' | 'reload' | 'dns';
   /** add, del: the network; reload: the networks (all of the user's when empty). */
   network?: string;
   networks?: string[];
@@ -240,6 +240,12 @@ export async function handleInside(ctx: Context, req: InsideRequest): Promise<un
     const report: Array<{ network: string; attachments: number; errors: string[] }> = [];
     for (const network of names) report.push({ network, ...(await reloadNetwork(ctx, ctx.networks.get(network))) });
     return report;
+  }
+  if (req.op === 'dns') {
+    // the DNS server of the user's networks, started again with every record (after a kill -9)
+    const { dnsPaths, syncServer, withDnsLock } = await import('../../plugins/dnsname/control.js');
+    const p = dnsPaths();
+    return withDnsLock(p, () => syncServer(p, { forward: process.env.BURROW_DNS_FORWARD ? [process.env.BURROW_DNS_FORWARD] : [] }));
   }
   if (req.op !== 'add' && req.op !== 'del') throw new NetworkError('EINVAL', `unknown operation ${JSON.stringify(req.op)}`);
   if (!req.network || !req.containerId || !req.ifname) throw new NetworkError('EINVAL', `${req.op} needs network, containerId and ifname`);
