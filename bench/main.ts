@@ -996,10 +996,10 @@ async function inner(argv: string[]): Promise<number> {
   };
   if (podmanOk) {
     preparePodman(podmanLayout(dir), { referenceDir: REFERENCE_DIR, runtime, defaultNetwork: 'bbpodman', busybox: firstLine(['sh', '-c', 'command -v busybox']) });
-    await burrow(env, 'pm', ['network', 'create', '--subnet', '10.86.0.0/16', '-o', 'com.docker.network.bridge.name=pbr0', 'bbpodman']);
+    await burrow(env, 'pm', ['network', 'create', '--disable-dns', '--subnet', '10.86.0.0/16', '-o', 'com.docker.network.bridge.name=pbr0', 'bbpodman']);
   }
   const paths = PATHS.filter((p) => o.only.includes(p.name));
-  if (paths.some((p) => p.name.startsWith('rootless-net')) || o.only.includes('scale')) await burrow(env, 'user', ['network', 'create', '--subnet', '10.58.0.0/24', 'benchun']);
+  if (paths.some((p) => p.name.startsWith('rootless-net')) || o.only.includes('scale')) await burrow(env, 'user', ['network', 'create', '--disable-dns', '--subnet', '10.58.0.0/24', 'benchun']);
   if (paths.some((p) => p.name === 'macvlan-c2c')) {
     for (const [who, subnet] of [['own', '10.77.1.0/24'], ['ref', '10.77.2.0/24'], ['pm', '10.77.3.0/24']] as const) {
       if ((who === 'ref' && !refOk) || (who === 'pm' && !podmanOk)) continue;
