@@ -1,4 +1,5 @@
 import test from 'ava';
+import { mulberry32 } from '../stack/testing.js';
 import * as dns from './dns.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -80,20 +81,8 @@ test('parseQuery refuses what is not one plain question', (t) => {
   t.is(dns.id(hdr), 1);
 });
 
-/** A deterministic PRNG (mulberry32), so a failure names its seed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('fuzz: 100,000 hostile queries (random bytes, mutated valid queries, pointer games) never throw, and every accepted one answers in bounds', (t) => {
-  const r = rng(0x5eed);
+  const r = mulberry32(0x5eed);
   const seeds = [dns.buildQuery(1, 'web.dns.podman', dns.TYPE_A), dns.buildQuery(2, 'x', dns.TYPE_AAAA, { ednsSize: 4096 }), dns.buildQuery(3, '4.3.2.1.in-addr.arpa', dns.TYPE_PTR)];
   const reasons = new Map<string, number>();
   let accepted = 0;
