@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { parseConfList, validName } from '../../net/cni/config.js';
+import { findPlugin } from '../../net/cni/invoke.js';
 import type { NetworkConfigList } from '../../net/cni/types.js';
 import {
   defaultGateway, formatCidr, formatIp, networkOf, overlaps, parseCidr, sizeOf, offsetIp, type Cidr,
@@ -307,7 +308,8 @@ export class NetworkStore {
       if (!validIfname(bridge)) throw new NetworkError('EINVAL', `invalid bridge name "${bridge}": 1-15 characters without "/", ":" or spaces`);
       if (o['com.docker.network.bridge.name'] && this.usedInterfaces().has(bridge)) throw new NetworkError('EEXIST', `bridge name "${bridge}" is already used by another network`);
       if (o.isolate !== undefined && o.isolate !== 'true' && o.isolate !== 'false') throw new NetworkError('EINVAL', `invalid isolate option "${o.isolate}": true or false`);
-      doc = bridgeConflist(name, bridge, ranges, { internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir, isolate: o.isolate === 'true', dns: !opts.disableDns && !opts.internal });
+      doc = bridgeConflist(name, bridge, ranges, { internal: opts.internal, mtu, labels: opts.labels, options: o, created, dataDir: this.config.ipamDataDir, isolate: o.isolate === 'true', // podman's rule: names only where a dnsname plugin is installed (the reference set has none)
+        dns: !opts.disableDns && !opts.internal && findPlugin('dnsname', this.config.cniPath) !== null });
     }
     const file = path.join(this.config.cniConfigDir, `${name}.conflist`);
     writeAtomic(file, `${JSON.stringify(doc, null, 2)}\n`);
