@@ -7,8 +7,9 @@
  * - A network's records are one text file in aardvark-dns's format (netavark writes the same):
  *   line 1 is the network's comma-joined gateway addresses, optionally followed by its
  *   comma-joined DNS servers; every other line is `<ctrid> <ipv4s,> <ipv6s,> <names,>` with an
- *   optional fifth field, the container's own DNS servers. An empty address list is written
- *   as "". burrow adds two things aardvark ignores: a gateway may carry its prefix
+ *   optional fifth field, the container's own DNS servers. Fields are separated by one space
+ *   and an empty address list is an empty field. burrow's dnsname files add two things that
+ *   aardvark-dns would reject, so they stay in dnsname's directory: a gateway may carry its prefix
  *   ("10.89.0.1/24"), which tells the server which sources belong to the network, and line 1
  *   may end with `domain=NAME`, the network's search domain (containers/dnsname's
  *   `domainName`; "dns.podman" by default). Names are lower-cased when written.
@@ -94,7 +95,9 @@ export function parseRecordFile(network: string, text: string): NetworkRecords &
   const skipped: string[] = [];
   for (const line of lines) {
     if (!line || line.startsWith('#')) continue;
-    const f = line.split(/\s+/);
+    // fields are split on single spaces: an empty address list is an empty field, as netavark
+    // writes it ("<id> 10.89.0.2  web"); '""' is read as empty too (burrow's files before 2026-12-03)
+    const f = line.split(/[ \t]/);
     const v4 = f[1] === '""' ? [] : list(f[1]);
     const v6 = f[2] === '""' ? [] : list(f[2]);
     const names = list(f[3]).map((n) => n.toLowerCase());
@@ -115,7 +118,7 @@ export function formatRecordHead(r: Pick<NetworkRecords, 'gateways' | 'servers' 
 
 /** One entry's line. */
 export function formatRecordLine(e: RecordEntry): string {
-  const f = (xs: string[]) => (xs.length ? xs.join(',') : '""');
+  const f = (xs: string[]) => xs.join(',');
   return [e.id, f(e.v4), f(e.v6), e.names.map((n) => n.toLowerCase()).join(','), ...(e.servers.length ? [e.servers.join(',')] : [])].join(' ');
 }
 
@@ -169,7 +172,8 @@ export type Decision =
 
 interface Indexed {
   rec: NetworkRecords;
-  byName: Map<string, RecordEntry>;
+  /** every entry with the name: netavark writes one line per address family for a container */
+  byName: Map<string, RecordEntry[]>;
   byAddr: Map<string, RecordEntry>;
   ids: Set<string>;
 }
@@ -184,7 +188,11 @@ export class RecordSet {
       const ix: Indexed = { rec, byName: new Map(), byAddr: new Map(), ids: new Set() };
       for (const e of rec.entries) {
         ix.ids.add(e.id);
-        for (const n of e.names) if (!ix.byName.has(n)) ix.byName.set(n, e);
+        for (const n of e.names) {
+          const list = ix.byName.get(n);
+          if (!list) ix.byName.set(n, [e]);
+          else if (!list.includes(e)) list.push(e);
+        }
         for (const a of [...e.v4, ...e.v6]) ix.byAddr.set(canonical(a), e);
       }
       this.nets.push(ix);
@@ -239,11 +247,13 @@ export class RecordSet {
         underDomain = true;
         continue;
       }
-      const e = n.byName.get(name);
-      if (!e) continue;
+      const es = n.byName.get(name);
+      if (!es) continue;
       const answers: dns.Answer[] = [];
-      if (q.type === dns.TYPE_A || q.type === dns.TYPE_ANY) for (const a of e.v4) answers.push({ type: dns.TYPE_A, ttlS: LOCAL_TTL_S, data: ipv4.parseAddr(a)! });
-      if (q.type === dns.TYPE_AAAA || q.type === dns.TYPE_ANY) for (const a of e.v6) answers.push({ type: dns.TYPE_AAAA, ttlS: LOCAL_TTL_S, data: ipv6.parseAddr(a)! });
+      for (const e of es) {
+        if (q.type === dns.TYPE_A || q.type === dns.TYPE_ANY) for (const a of e.v4) answers.push({ type: dns.TYPE_A, ttlS: LOCAL_TTL_S, data: ipv4.parseAddr(a)! });
+        if (q.type === dns.TYPE_AAAA || q.type === dns.TYPE_ANY) for (const a of e.v6) answers.push({ type: dns.TYPE_AAAA, ttlS: LOCAL_TTL_S, data: ipv6.parseAddr(a)! });
+      }
       return { kind: 'answer', rcode: dns.RCODE_NOERROR, answers };
     }
     if (underDomain || (q.name !== '' && !q.name.includes('.'))) return { kind: 'answer', rcode: dns.RCODE_NXDOMAIN, answers: [] };

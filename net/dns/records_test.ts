@@ -13,12 +13,19 @@ test('record files: aardvark-dns\'s format reads as is; burrow\'s prefixes, serv
   t.deepEqual(a.entries, [{ id: '9d76abda8ca8c530aaaa', v4: ['10.89.7.50'], v6: ['fd9c:4d26:edc5:aac9::2'], names: ['c1', 'web', '9d76abda8ca8'], servers: [] }]);
   const own: NetworkRecords = { network: 'app', gateways: [{ ip: '10.90.0.1', prefix: 24 }], servers: ['192.0.2.53'], domain: 'corp.example', entries: [{ id: 'ab', v4: ['10.90.0.2'], v6: [], names: ['db'], servers: ['192.0.2.1'] }] };
   const text = formatRecordFile(own);
-  t.is(text, '10.90.0.1/24 192.0.2.53 domain=corp.example\nab 10.90.0.2 "" db 192.0.2.1\n');
+  t.is(text, '10.90.0.1/24 192.0.2.53 domain=corp.example\nab 10.90.0.2  db 192.0.2.1\n');
   const back = parseRecordFile('app', text);
   t.deepEqual({ ...back, skipped: undefined }, { ...own, skipped: undefined });
   const bad = parseRecordFile('n', '10.1.0.1/24\nnot-hex 10.1.0.2 "" a\nab 10.1.0.999 "" a\nab 10.1.0.3 "" -bad\nab 10.1.0.4 "" ok\n');
   t.is(bad.entries.length, 1);
   t.is(bad.skipped.length, 3);
+  // netavark's empty fields: one line per address family (aardvark-dns's podman_v6_entries test config)
+  const split = parseRecordFile('n', '10.89.0.1\n7b46c7ad93fc 10.89.0.2  test1,7b46c7ad93fc\n7b46c7ad93fc  fdfd:733b:dc3:220b::2 test1,7b46c7ad93fc\n');
+  t.deepEqual(split.skipped, []);
+  t.deepEqual(split.entries.map((e) => [e.v4, e.v6, e.names]), [[['10.89.0.2'], [], ['test1', '7b46c7ad93fc']], [[], ['fdfd:733b:dc3:220b::2'], ['test1', '7b46c7ad93fc']]]);
+  const both = new RecordSet([split]);
+  t.deepEqual(addrs(both.decide(q('test1'), '10.89.0.1', '10.89.0.2', [])), ['10.89.0.2']);
+  t.deepEqual(addrs(both.decide(q('test1', dns.TYPE_AAAA), '10.89.0.1', '10.89.0.2', [])), ['v6'], 'the name\'s IPv6 line answers AAAA');
   t.throws(() => parseRecordFile('n', 'nonsense\n'), { message: /bad gateway "nonsense"/ });
   t.throws(() => parseRecordFile('n', '10.1.0.1/33\n'), { message: /bad gateway/ });
 });
