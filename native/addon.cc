@@ -39,6 +39,12 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "errors.h"
+
+using burrow::ErrnoName;
+using burrow::Failure;
+using burrow::MakeError;
+
 #include <functional>
 #include <map>
 #include <string>
@@ -46,33 +52,6 @@
 #include <vector>
 
 namespace {
-
-struct Failure {
-  int err = 0;
-  std::string syscall;
-  std::string object;
-};
-
-const char* ErrnoName(int err) {
-  const char* name = strerrorname_np(err);
-  return name ? name : "EUNKNOWN";
-}
-
-Napi::Error MakeError(Napi::Env env, const Failure& f, const std::string& netns = "",
-                      const std::string& ifname = "") {
-  std::string msg = f.syscall;
-  if (!f.object.empty()) msg += " \"" + f.object + "\"";
-  if (!netns.empty()) msg += " in netns \"" + netns + "\"";
-  msg += ": " + std::string(ErrnoName(f.err)) + " (" + strerror(f.err) + ")";
-  Napi::Error e = Napi::Error::New(env, msg);
-  e.Set("syscall", Napi::String::New(env, f.syscall));
-  e.Set("errno", Napi::Number::New(env, f.err));
-  e.Set("code", Napi::String::New(env, ErrnoName(f.err)));
-  if (!f.object.empty()) e.Set("path", Napi::String::New(env, f.object));
-  if (!netns.empty()) e.Set("netns", Napi::String::New(env, netns));
-  if (!ifname.empty()) e.Set("ifname", Napi::String::New(env, ifname));
-  return e;
-}
 
 // Runs `work` on a new thread that first enters the network namespace at
 // `netns` (when non-empty). `work` returns false and fills `f` on failure.
@@ -1053,6 +1032,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendTo", Napi::Function::New(env, SendTo));
   exports.Set("recvFrom", Napi::Function::New(env, RecvFrom));
   exports.Set("constants", Constants(env));
+  burrow::InitDnsResponder(env, exports);
   return exports;
 }
 

@@ -37,7 +37,28 @@ interface Addon {
   pingSocket(family: 4 | 6): number;
   sendTo(fd: number, buf: Buffer, address: string): number;
   recvFrom(fd: number, buf: Buffer): { length: number; address: string } | null;
+  dnsResponder(address: string, port: number, ratePerS: number, burst: number, sharePerS: number, onMiss: (query: Buffer, address: string, port: number) => void, onClose: () => void): DnsResponder;
+  dnsResponderReply(h: DnsResponder, reply: Buffer, address: string, port: number, query: Buffer | null, kind: number): boolean;
+  dnsResponderClear(h: DnsResponder): void;
+  dnsResponderStats(h: DnsResponder): DnsResponderStats;
+  dnsResponderStop(h: DnsResponder): void;
   constants: Record<string, number>;
+}
+
+/** A UDP socket served by the addon's thread (native/dns_responder.cc); opaque to JS. */
+export type DnsResponder = { readonly __dnsResponder: unique symbol };
+
+export interface DnsResponderStats {
+  /** cache hits by kind: local answers and NXDOMAIN */
+  answered: number;
+  nxdomain: number;
+  /** over the client's hard rate; over its fair share while saturated; JS behind (its queue full); longer than any query */
+  limited: number;
+  shed: number;
+  queueFull: number;
+  oversized: number;
+  /** answers in the cache now */
+  cached: number;
 }
 
 let loaded: Addon | undefined;
@@ -69,6 +90,16 @@ function addon(): Addon {
     );
   }
   return loaded;
+}
+
+/** Whether the addon loads here (callers with a pure-JS fallback ask before choosing). */
+export function addonAvailable(): boolean {
+  try {
+    addon();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Rewraps the addon's plain Error into a SyscallError, keeping its fields. */
@@ -251,6 +282,36 @@ export function sendTo(fd: number, buf: Buffer, address: string): number {
 /** recvfrom(2) into `buf`; null when nothing is waiting. */
 export function recvFrom(fd: number, buf: Buffer): { length: number; address: string } | null {
   return call(() => addon().recvFrom(fd, buf));
+}
+
+/**
+ * The DNS server's UDP fast path on `address`:`port` (socket, bind: port 53 needs
+ * CAP_NET_BIND_SERVICE). A thread charges every query to its source's token buckets (the hard
+ * `ratePerS`/`burst`, and `sharePerS`, enforced only while the socket is saturated), answers
+ * repeated questions from the cache that {@link dnsResponderReply} fills, and calls `onMiss` for
+ * the rest; `onClose` comes once after {@link dnsResponderStop}. Throws bind's errors
+ * (EADDRNOTAVAIL, EADDRINUSE) at once.
+ */
+export function dnsResponder(address: string, port: number, ratePerS: number, burst: number, sharePerS: number, onMiss: (query: Buffer, address: string, port: number) => void, onClose: () => void): DnsResponder {
+  return call(() => addon().dnsResponder(address, port, ratePerS, burst, sharePerS, onMiss, onClose));
+}
+
+/** Sends `reply` to `address`:`port`; with `kind` >= 0 (0 answer, 1 NXDOMAIN) also caches it for `query` from that address. False when dropped (a full buffer, or stopped). */
+export function dnsResponderReply(h: DnsResponder, reply: Buffer, address: string, port: number, query: Buffer | null, kind: number): boolean {
+  return addon().dnsResponderReply(h, reply, address, port, query, kind);
+}
+
+/** Forgets every cached answer (the records changed). */
+export function dnsResponderClear(h: DnsResponder): void {
+  addon().dnsResponderClear(h);
+}
+
+export function dnsResponderStats(h: DnsResponder): DnsResponderStats {
+  return addon().dnsResponderStats(h);
+}
+
+export function dnsResponderStop(h: DnsResponder): void {
+  addon().dnsResponderStop(h);
 }
 
 /** socketpair(AF_UNIX, type). Default SOCK_STREAM. */

@@ -161,6 +161,7 @@ export function reverseAddress(name: string): string | null {
 }
 
 const canonical = (ip: string) => {
+  if (!ip.includes(':')) return ip; // IPv4 text is canonical already (the hot path: every query's source)
   const v6 = ipv6.parseAddr(ip);
   return v6 ? ipv6.formatAddr(v6) : ip;
 };
@@ -174,6 +175,8 @@ interface Indexed {
   rec: NetworkRecords;
   /** every entry with the name: netavark writes one line per address family for a container */
   byName: Map<string, RecordEntry[]>;
+  /** the answers for each name, encoded once when the records load rather than per query */
+  answers: Map<string, { a: dns.Answer[]; aaaa: dns.Answer[]; any: dns.Answer[] }>;
   byAddr: Map<string, RecordEntry>;
   ids: Set<string>;
 }
@@ -185,7 +188,7 @@ export class RecordSet {
 
   constructor(networks: NetworkRecords[]) {
     for (const rec of networks) {
-      const ix: Indexed = { rec, byName: new Map(), byAddr: new Map(), ids: new Set() };
+      const ix: Indexed = { rec, byName: new Map(), answers: new Map(), byAddr: new Map(), ids: new Set() };
       for (const e of rec.entries) {
         ix.ids.add(e.id);
         for (const n of e.names) {
@@ -194,6 +197,11 @@ export class RecordSet {
           else if (!list.includes(e)) list.push(e);
         }
         for (const a of [...e.v4, ...e.v6]) ix.byAddr.set(canonical(a), e);
+      }
+      for (const [n, es] of ix.byName) {
+        const a = es.flatMap((e) => e.v4.map((x) => ({ type: dns.TYPE_A, ttlS: LOCAL_TTL_S, data: ipv4.parseAddr(x)! })));
+        const aaaa = es.flatMap((e) => e.v6.map((x) => ({ type: dns.TYPE_AAAA, ttlS: LOCAL_TTL_S, data: ipv6.parseAddr(x)! })));
+        ix.answers.set(n, { a, aaaa, any: [...a, ...aaaa] });
       }
       this.nets.push(ix);
       for (const g of rec.gateways) if (!this.byGateway.has(canonical(g.ip))) this.byGateway.set(canonical(g.ip), ix);
@@ -247,13 +255,10 @@ export class RecordSet {
         underDomain = true;
         continue;
       }
-      const es = n.byName.get(name);
-      if (!es) continue;
-      const answers: dns.Answer[] = [];
-      for (const e of es) {
-        if (q.type === dns.TYPE_A || q.type === dns.TYPE_ANY) for (const a of e.v4) answers.push({ type: dns.TYPE_A, ttlS: LOCAL_TTL_S, data: ipv4.parseAddr(a)! });
-        if (q.type === dns.TYPE_AAAA || q.type === dns.TYPE_ANY) for (const a of e.v6) answers.push({ type: dns.TYPE_AAAA, ttlS: LOCAL_TTL_S, data: ipv6.parseAddr(a)! });
-      }
+      const found = n.answers.get(name);
+      if (!found) continue;
+      // shared, read-only lists: buildResponse only reads them
+      const answers = q.type === dns.TYPE_A ? found.a : q.type === dns.TYPE_AAAA ? found.aaaa : q.type === dns.TYPE_ANY ? found.any : [];
       return { kind: 'answer', rcode: dns.RCODE_NOERROR, answers };
     }
     if (underDomain || (q.name !== '' && !q.name.includes('.'))) return { kind: 'answer', rcode: dns.RCODE_NXDOMAIN, answers: [] };

@@ -75,14 +75,15 @@ async function upstream(t: { teardown(f: () => void): void }, o: { silent?: bool
 async function server(t: ExecutionContext, set: RecordSet, o: Partial<ConstructorParameters<typeof DnsServer>[0]> = {}) {
   const logs: string[] = [];
   const s = new DnsServer({ port: PORT, forwardPort: UP, hostServers: () => ['127.0.0.2'], log: (m) => logs.push(m), forwardTimeoutMs: 300, ...o });
-  t.teardown(() => void s.close());
+  t.teardown(() => s.close());
   t.deepEqual(await s.load(set), []);
   return { s, logs };
 }
 
-test.serial('local names over UDP and TCP; a big answer is truncated over UDP and whole over TCP', async (t) => {
+for (const nativeUdp of [true, false]) test.serial(`local names over UDP (${nativeUdp ? 'the addon\'s thread' : 'Node\'s dgram'}) and TCP; a big answer is truncated over UDP and whole over TCP`, async (t) => {
   const many = Array.from({ length: 120 }, (_, i) => `10.9.${i >> 8}.${i & 255}`);
-  await server(t, records([{ id: 'aa', v4: ['127.0.0.5'], v6: [], names: ['web'], servers: [] }, { id: 'bb', v4: many, v6: [], names: ['big'], servers: [] }]));
+  const { s } = await server(t, records([{ id: 'aa', v4: ['127.0.0.5'], v6: [], names: ['web'], servers: [] }, { id: 'bb', v4: many, v6: [], names: ['big'], servers: [] }]), { nativeUdp });
+  t.is(s.nativeUdp, nativeUdp);
   const a = dns.parseResponse((await udpAsk(dns.buildQuery(9, 'web', dns.TYPE_A)))!) as Exclude<ReturnType<typeof dns.parseResponse>, string>;
   t.like(a, { id: 9, rcode: 0, aa: true, tc: false });
   t.deepEqual(a.answers.map((x) => x.value), ['127.0.0.5']);
@@ -115,9 +116,13 @@ test.serial('a silent upstream: SERVFAIL within the timeout', async (t) => {
   t.true(Date.now() - start < 2000);
 });
 
-test.serial('hostile input: garbage gets FORMERR or nothing, never a crash; a flood past the client\'s rate is dropped and counted; the server goes on', async (t) => {
-  const { s } = await server(t, records([{ id: 'aa', v4: ['127.0.0.5'], v6: [], names: ['web'], servers: [] }]), { ratePerS: 50, burst: 50 });
+for (const nativeUdp of [true, false]) test.serial(`hostile input (${nativeUdp ? 'native' : 'dgram'}): garbage gets FORMERR or nothing, never a crash; a flood past the client's rate is dropped and counted; the server goes on`, async (t) => {
+  const { s } = await server(t, records([{ id: 'aa', v4: ['127.0.0.5'], v6: [], names: ['web'], servers: [] }]), { ratePerS: 50, burst: 50, nativeUdp });
   t.is(await udpAsk(Buffer.alloc(5), PORT, 300), null, 'shorter than a header: dropped');
+  if (nativeUdp) {
+    t.is(await udpAsk(Buffer.concat([dns.buildQuery(3, 'web', dns.TYPE_A), Buffer.alloc(5000)]), PORT, 300), null, 'longer than any query: dropped');
+    t.is(s.counters.get('malformed-oversized'), 1);
+  }
   const junk = Buffer.concat([dns.buildQuery(3, 'web', dns.TYPE_A).subarray(0, 12), Buffer.from([0xc0, 0x0c])]);
   t.is(dns.rcode((await udpAsk(junk))!), dns.RCODE_FORMERR);
   const resp = dns.buildQuery(3, 'web', dns.TYPE_A);
@@ -132,6 +137,33 @@ test.serial('hostile input: garbage gets FORMERR or nothing, never a crash; a fl
   t.true((s.counters.get('malformed-name-pointer-forward') ?? 0) === 1);
   await new Promise((r) => setTimeout(r, 1100));
   t.is(dns.rcode((await udpAsk(dns.buildQuery(4, 'web', dns.TYPE_A)))!), 0, 'served again once the bucket refills');
+});
+
+test.serial('the native answer cache: a repeated question is answered by the thread with the asker\'s id and letter case; NXDOMAIN too; forwarded answers never; a reload empties it', async (t) => {
+  const seen = await upstream(t);
+  const { s } = await server(t, records([{ id: 'aa', v4: ['127.0.0.5'], v6: [], names: ['web'], servers: [] }]));
+  t.true(s.nativeUdp, 'the addon is built here');
+  const ask = async (id: number, name: string) => dns.parseResponse((await udpAsk(dns.buildQuery(id, name, dns.TYPE_A)))!) as Exclude<ReturnType<typeof dns.parseResponse>, string>;
+  const first = await ask(100, 'web');
+  t.deepEqual(s.cacheStats(), { hits: 0, cached: 1 }, 'the first answer came from JS and was kept');
+  const again = await ask(101, 'web');
+  t.like(again, { id: 101, rcode: 0, aa: true });
+  t.deepEqual(again.answers.map((x) => x.value), first.answers.map((x) => x.value));
+  t.is(s.cacheStats().hits, 1, 'the second from the cache');
+  const upper = await udpAsk(dns.buildQuery(102, 'WeB', dns.TYPE_A));
+  t.is(upper!.subarray(dns.HDR_LEN, dns.HDR_LEN + 4).toString('latin1'), '\x03WeB', 'the question comes back as asked (0x20), not as cached');
+  t.is(s.cacheStats().hits, 1, 'another letter case is another question');
+  t.is((await ask(103, 'nosuch')).rcode, dns.RCODE_NXDOMAIN);
+  t.is((await ask(104, 'nosuch')).rcode, dns.RCODE_NXDOMAIN);
+  t.is(s.cacheStats().hits, 2, 'NXDOMAIN is cached');
+  await ask(105, 'example.org');
+  await ask(106, 'example.org');
+  t.deepEqual(seen.filter((x) => x === 'example.org').length, 2, 'both forwarded: an upstream answer is never cached');
+  t.is(s.counters.get('answered'), 3);
+  t.is(s.counters.get('nxdomain'), 2);
+  await s.load(records([{ id: 'bb', v4: ['127.0.0.6'], v6: [], names: ['web'], servers: [] }]));
+  t.is(s.cacheStats().cached, 0, 'a reload empties the cache');
+  t.deepEqual((await ask(107, 'web')).answers.map((x) => x.value), ['127.0.0.6'], 'the new record at once');
 });
 
 test.serial('reload swaps records and keeps the sockets: a name added or removed is seen at once', async (t) => {
