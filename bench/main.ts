@@ -28,6 +28,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agent } from './agent.js';
+import { dnsBench, renderDns, type DnsReport } from './dns.js';
 import { iperfNotReady, iperfVersion, parseIperf, type IperfResult } from './iperf.js';
 import { parsePodmanInspect, podmanArgv, podmanLayout, podmanMissing, preparePodman, removePodmanState, unmountUnder } from './podman.js';
 import { renderTable, summarize, untrustworthy, type Summary } from './stats.js';
@@ -96,7 +97,7 @@ export interface Options {
   scale: number[];
 }
 
-export const SECTIONS = ['scale', 'cpu'];
+export const SECTIONS = ['scale', 'cpu', 'dns'];
 
 export function parseOptions(argv: string[]): Options {
   const o: Options = { durationS: 3, runs: 3, parallel: 4, only: [...PATHS.map((p) => p.name), ...SECTIONS], anchors: 'auto', scale: [1, 10, 50, 100] };
@@ -689,6 +690,8 @@ export interface Report {
   /** RSS (MiB) of each rootless tool's network process holding 1000 TCP connections. */
   flowsRss: Record<string, number>;
   cpuPerGb: Record<string, number[]>;
+  /** the DNS section (bench/dns.ts), when it ran */
+  dns?: DnsReport;
 }
 
 const metricOf = (name: string) => METRICS.find((m) => m.name === name)!;
@@ -752,6 +755,7 @@ export function renderReport(r: Report): string {
     for (const [t, v] of Object.entries(r.cpuPerGb)) rows.push([t, fmt(summarize(v).p50)]);
     lines.push('\nrootless stack CPU cost', renderTable(rows));
   }
+  if (r.dns) lines.push(renderDns(r.dns));
   lines.push(`\nmedians of ${r.options.runs} interleaved run(s) of ${r.options.durationS} s; ± is half the range. Ratios > 1.00x mean burrow leads (for ms, us, %, MiB: less is better, so the ratio is anchor/burrow).`);
   if (wide) lines.push(`warning: ${wide} ratio(s) marked ~ come from runs spread more than ±25 % around their median: too noisy to trust; run again with more --runs.`);
   const errs = Object.entries(r.errors);
@@ -860,7 +864,7 @@ export function collectStale(netnsRemove: (p: string) => boolean, netnsDir = '/r
     }
   }
   for (const name of fs.existsSync(netnsDir) ? fs.readdirSync(netnsDir) : []) {
-    if (!/^bb[hr]bb[0-9a-z]+$/.test(name)) continue;
+    if (!/^bb[hrd]bb[0-9a-z]+$/.test(name)) continue;
     netnsRemove(path.join(netnsDir, name));
     removed.push(`netns ${name}`);
   }
@@ -1071,12 +1075,21 @@ async function inner(argv: string[]): Promise<number> {
       }
     }
   }
+  let dns: DnsReport | undefined;
+  if (o.only.includes('dns') && !stopping) {
+    const { netnsCreate, netnsRemove } = await import('../native/mod.js');
+    dns = await dnsBench({
+      runs: o.runs, durationS: o.durationS, records: 1000, anchors: o.anchors === 'auto', clientNetns: `bbd${TAG}`, netnsCreate, netnsRemove, root: ROOT,
+      progress: (t) => process.stderr.write(`\r\x1b[K${t}`), stopping: () => stopping,
+    });
+    for (const [k, e] of Object.entries(dns.errors)) if (k.startsWith('burrow|') || k === 'setup') errors[`dns|${k}`] = e;
+  }
   process.stderr.write('\r\x1b[K');
   const osName = /^PRETTY_NAME="?([^"\n]*)/m.exec(fs.existsSync('/etc/os-release') ? fs.readFileSync('/etc/os-release', 'utf8') : '')?.[1] ?? os.type();
   const report: Report = {
     date: new Date().toISOString(),
     machine: { kernel: os.release(), cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown', memGiB: Math.round(os.totalmem() / 2 ** 30), os: osName, node: process.version },
-    versions, options: o, tools, samples, errors, scale, flowsRss, cpuPerGb: cpu,
+    versions, options: o, tools, samples, errors, scale, flowsRss, cpuPerGb: cpu, ...(dns ? { dns } : {}),
   };
   console.log(renderReport(report));
   if (o.json) fs.writeFileSync(o.json, `${JSON.stringify(report, null, 1)}\n`);

@@ -65,7 +65,7 @@ async function main(): Promise<number> {
     if (r.code !== 0) return 1;
     console.log(r.out.replace(/\r[^\n]*\r/g, '').split('\n').filter((l) => !l.includes('\x1b')).map((l) => `# ${l}`).join('\n'));
     const report = JSON.parse(fs.readFileSync(json, 'utf8'));
-    check('JSON: top-level keys', () => assert.deepEqual(Object.keys(report).sort(), ['cpuPerGb', 'date', 'errors', 'flowsRss', 'machine', 'options', 'samples', 'scale', 'tools', 'versions']));
+    check('JSON: top-level keys', () => assert.deepEqual(Object.keys(report).sort(), ['cpuPerGb', 'date', 'dns', 'errors', 'flowsRss', 'machine', 'options', 'samples', 'scale', 'tools', 'versions']));
     check('JSON: machine, date, versions', () => {
       assert.equal(report.machine.cpus, os.cpus().length);
       assert.equal(report.machine.kernel, os.release());
@@ -96,6 +96,11 @@ async function main(): Promise<number> {
     });
     check('cpu per GB measured for burrow', () => assert.ok(report.cpuPerGb.burrow?.[0] > 0));
     check('memory with 1000 open connections measured for burrow', () => assert.ok(report.flowsRss.burrow > 0));
+    check('dns: burrow\'s server measured with 1000 records (latency, qps, memory)', () => {
+      const run = report.dns.runs.burrow?.[0];
+      assert.equal(report.dns.records, 1000);
+      assert.ok(run && run.p50Us > 0 && run.p99Us >= run.p50Us && run.qps > 0 && run.rssKiB > 0 && run.errors === 0, JSON.stringify(report.dns));
+    });
     const text = fs.readFileSync(svg, 'utf8');
     check('SVG: a document with every panel', () => {
       assert.ok(text.startsWith('<svg') && text.trimEnd().endsWith('</svg>'));
@@ -107,7 +112,7 @@ async function main(): Promise<number> {
     });
     check('terminal table printed', () => assert.match(r.out, /^bridge-c2h: rootful bridge, container -> host$/m));
     check('nothing left: namespaces, user, temp dirs, agents', () => {
-      assert.deepEqual(fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns').filter((x) => /^bb[hr]/.test(x)) : [], []);
+      assert.deepEqual(fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns').filter((x) => /^bb[hrd]/.test(x)) : [], []);
       assert.notEqual(spawnSync('id', ['-u', 'burrowbench']).status, 0, 'the bench user is gone');
       assert.deepEqual(fs.readdirSync(os.tmpdir()).filter((x) => x.startsWith('burrow-bench-')), []);
       assert.equal(spawnSync('pgrep', ['-f', 'bench.cjs --agent']).status, 1, 'no agent left');
