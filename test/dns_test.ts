@@ -4,7 +4,8 @@
  * and PTR; removal; one alias on two networks; a container on two networks; a name on another
  * network not resolving; queries from outside the network refused; forwarding (UDP, and TCP
  * with a large answer); kill -9 of the server and its return with every record; 50 containers
- * started in parallel, all resolvable; and nothing left (no server, no record file).
+ * started in parallel, all resolvable; and nothing left (no server, no record file). Rootful, the
+ * host namespace's INPUT policy is DROP, as on a host with ufw: dnsname's INPUT rules let DNS in.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -143,7 +144,13 @@ rootTest.serial('rootful: names, aliases, isolation, forwarding, TCP, refusal fr
   t.is(refused.rcode, 5, `a query from outside the network is refused: ${JSON.stringify(refused)}`);
   t.is(b(['rm', '-f', 'probe']).code, 0);
   b(['network', 'rm', 'probe']);
+  // a host firewall that drops INPUT but what it asked for (ufw's shape): dnsname's INPUT rules
+  // are what lets the containers reach their gateway's port 53
+  nsExec(w.host, ['iptables', '-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']);
+  nsExec(w.host, ['iptables', '-A', 'INPUT', '-i', 'lo', '-j', 'ACCEPT']);
+  nsExec(w.host, ['iptables', '-P', 'INPUT', 'DROP']);
   await nameChecks(t, b, (n) => `10.61.${n}`, asked, serverPids);
+  t.notRegex(nsExec(w.host, ['iptables-save', '-t', 'filter']), /burrow dnsname/, 'the INPUT rules went with the last records');
   t.deepEqual(fs.existsSync(path.join(root, 'dnsname')) ? fs.readdirSync(path.join(root, 'dnsname')) : [], [], 'no record file left');
 });
 

@@ -8,7 +8,8 @@
  * short id) into the network's record file, with the gateways as the server's listening
  * addresses, then has the server reload (or starts it) and waits until it serves the gateways;
  * the result is prevResult with the gateways prepended to `dns.nameservers` and the domain added
- * to `dns.search`, as containers/dnsname does. DEL removes the record (idempotent, also without
+ * to `dns.search`, as containers/dnsname does. Rootful, it also accepts DNS from the bridge in
+ * INPUT (input.ts), removed with the network's last record. DEL removes the record (idempotent, also without
  * prevResult or netns); CHECK verifies the record and the server. GC (CNI 1.1) drops records of
  * containers that are not among the valid attachments.
  */
@@ -16,7 +17,9 @@ import type { CniPlugin, PluginRequest } from '../../net/cni/skel.js';
 import { CniCode, CniError, type Result } from '../../net/cni/types.js';
 import { DEFAULT_DOMAIN, validName, type Gateway } from '../../net/dns/records.js';
 import { configError, loadArgs } from '../common.js';
-import { dnsPaths, dropRecord, putRecord, readAllRecords, syncServer, withDnsLock, type SyncOptions } from './control.js';
+import fs from 'node:fs';
+import { dnsPaths, dropRecord, putRecord, readAllRecords, recordFile, syncServer, withDnsLock, type DnsPaths, type SyncOptions } from './control.js';
+import { allowDns, inInitialUserns, revokeDns } from './input.js';
 
 const VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 
@@ -50,6 +53,11 @@ function namesOf(req: PluginRequest, conf: DnsnameConf): string[] {
 function syncOptions(req: PluginRequest): SyncOptions {
   const f = req.env.BURROW_DNS_FORWARD;
   return f ? { forward: f.split(',').filter(Boolean) } : {};
+}
+
+/** The network's INPUT rules go with its last record. */
+async function revokeIfEmpty(p: DnsPaths, network: string): Promise<void> {
+  if (!fs.existsSync(recordFile(p, network)) && inInitialUserns()) await revokeDns(network);
 }
 
 export const dnsname: CniPlugin = {
@@ -87,6 +95,17 @@ export const dnsname: CniPlugin = {
         const why = (reply?.pending ?? []).map((x) => `${x.ip}: ${x.error}`).join('; ');
         throw new CniError(CniCode.Internal, `dnsname: the DNS server cannot listen on port 53 of ${gateways.map((g) => g.ip).join(', ')}${why ? ` (${why})` : ''}; is another DNS server (dnsmasq, aardvark-dns) serving network ${conf.network}?`);
       }
+      const bridge = prev.interfaces?.find((i) => !i.sandbox)?.name;
+      if (bridge && inInitialUserns()) {
+        try {
+          await allowDns(conf.network, bridge, [...new Set(gateways.map((g) => (g.ip.includes(':') ? 6 : 4) as 4 | 6))]);
+        } catch (err) {
+          dropRecord(p, conf.network, req.containerId.toLowerCase());
+          await syncServer(p, syncOptions(req)).catch(() => null);
+          await revokeIfEmpty(p, conf.network);
+          throw new CniError(CniCode.Internal, `dnsname: ${(err as Error).message}`);
+        }
+      }
     });
     const dns = { ...(prev.dns ?? {}) };
     dns.nameservers = [...gateways.map((g) => g.ip), ...(dns.nameservers ?? []).filter((n) => !gateways.some((g) => g.ip === n))];
@@ -99,9 +118,10 @@ export const dnsname: CniPlugin = {
     if (!network) return;
     const p = dnsPaths(req.env);
     await withDnsLock(p, async () => {
-      if (!dropRecord(p, network, req.containerId.toLowerCase())) return;
       // a server that cannot be told now reads the files when it is next started
-      await syncServer(p, syncOptions(req)).catch(() => null);
+      if (dropRecord(p, network, req.containerId.toLowerCase())) await syncServer(p, syncOptions(req)).catch(() => null);
+      // a firewall that fails now keeps the rules until the network's next DEL or GC
+      await revokeIfEmpty(p, network).catch(() => null);
     });
   },
 
@@ -125,6 +145,7 @@ export const dnsname: CniPlugin = {
     const p = dnsPaths(req.env);
     await withDnsLock(p, async () => {
       if (dropRecord(p, conf.network, (id) => !valid.has(id))) await syncServer(p, syncOptions(req)).catch(() => null);
+      await revokeIfEmpty(p, conf.network);
     });
   },
 };
