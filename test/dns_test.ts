@@ -2,7 +2,7 @@
  * Container names end to end, rootful and rootless, in a test "host" namespace with a "remote"
  * one holding the outside resolver: by name, by --network-alias and by NAME:alias=, the short id
  * and PTR; removal; one alias on two networks; a container on two networks; a name on another
- * network not resolving; queries from outside the network refused; forwarding (UDP, and TCP
+ * network not resolving; a pod by its name and --network-alias; queries from outside the network refused; forwarding (UDP, and TCP
  * with a large answer); kill -9 of the server and its return with every record; 50 containers
  * started in parallel, all resolvable; and nothing left (no server, no record file). Rootful, the
  * host namespace's INPUT policy is DROP, as on a host with ufw: dnsname's INPUT rules let DNS in.
@@ -107,6 +107,16 @@ async function nameChecks(t: ExecutionContext, b: B, net: (n: number) => string,
   ok(['rm', '-f', 'db']);
   const [gone] = ask(['dn1'], [[gw1, 'db']]);
   t.is(gone.rcode, 3, 'removed: NXDOMAIN');
+
+  // a pod is known by its own name and its --network-alias, at its (infra's) address
+  ok(['pod', 'create', '--name', 'shop', '--network', 'dn1', '--network-alias', 'store']);
+  ok(['run', '-d', '--pod', 'shop', '--name', 'shopdb', '--', 'sleep', '600']);
+  const podIp = (JSON.parse(ok(['pod', 'inspect', 'shop'])) as Array<{ IPs: string[] }>)[0].IPs[0] ?? '';
+  t.regex(podIp, /^\d+\.\d+\.\d+\.\d+$/);
+  const [byPod, byPodAlias] = ask(['dn1'], [[gw1, 'shop'], [gw1, 'store']]);
+  t.deepEqual([v(byPod), v(byPodAlias)], [[podIp], [podIp]], 'the pod by name and by alias');
+  ok(['pod', 'rm', '-f', 'shop']);
+  t.is(ask(['dn1'], [[gw1, 'shop']])[0].rcode, 3, 'the pod\'s name goes with it');
 
   // 50 containers started in parallel, all resolvable
   const names = Array.from({ length: 50 }, (_, i) => `p${i}`);

@@ -33,6 +33,8 @@ export interface PodOptions {
   dns: string[];
   userns?: string;
   mapHostLoopback?: string;
+  /** more names of the pod on its networks with DNS (podman's pod create --network-alias) */
+  networkAlias?: string[];
 }
 
 /** Creates a pod and starts its infra container; resolves to the pod's id. Nothing is left if the infra fails. */
@@ -47,6 +49,7 @@ export async function createPod(o: PodOptions, config?: string): Promise<string>
   const argv = [
     ...(config ? ['--config', config] : []), 'run', '--infra', '--pod', id, '--name', `${id.slice(0, 12)}-infra`, '--hostname', record.hostname,
     ...(o.network ? ['--network', o.network] : []), ...o.publish.flatMap((p) => ['-p', p]), ...o.dns.flatMap((d) => ['--dns', d]),
+    ...(o.networkAlias ?? []).flatMap((a) => ['--network-alias', a]),
     ...(o.userns ? ['--userns', o.userns] : []), ...(o.mapHostLoopback ? ['--map-host-loopback', o.mapHostLoopback] : []),
   ];
   try {
@@ -118,6 +121,7 @@ export function podCommand(globals: () => { config?: string }, out: Out): Comman
     .option('-p, --publish <spec>', 'publish a port of the pod (repeatable)', collect, [])
     .option('--hostname <name>', 'hostname inside (default: the pod name)')
     .option('--dns <ip>', 'nameserver (repeatable)', collect, [])
+    .option('--network-alias <name>', 'another name of the pod on its networks with DNS, beside its own (repeatable)', collect, [])
     .option('--userns <mode>', 'user namespace mode of the pod (every member shares it)')
     .option('--map-host-loopback <addr>', 'usernet: an address that reaches the host\'s loopback')
     .action(async (name: string | undefined, o: PodOptions) => {

@@ -510,7 +510,8 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
       for (const fd of [s.fds?.netns, s.fds?.userns]) if (fd !== undefined) fs.closeSync(fd);
     });
     const net = await netMode.attach({
-      id, name: record.name, dir, stateDir: ctx.config.stateDir, ports, dns: o.dns, mapHostLoopback: o.mapHostLoopback,
+      // a pod is known on its networks by the pod's name, as podman passes it, not its infra's
+      id, name: o.infra && o.pod ? new PodStore(ctx.config.stateDir).find(o.pod).name : record.name, dir, stateDir: ctx.config.stateDir, ports, dns: o.dns, mapHostLoopback: o.mapHostLoopback,
       saveNetwork: (n) => {
         record.network = n;
         store.write(record);
