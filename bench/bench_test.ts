@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IperfError, iperfNotReady, iperfVersion, parseIperf } from './iperf.js';
-import { chartOf, leadRatio, METRICS, parseOptions, PATHS, renderReport, runOrder, type Report } from './main.js';
+import { chartOf, leadRatio, METRICS, parseOptions, PATHS, renderReport, SECTIONS, runOrder, type Report } from './main.js';
 import { relativeSpread, summarize, untrustworthy } from './stats.js';
 import { escapeXml, niceScale, renderSvg, shortNumber } from './svg.js';
 import { containersConf, parsePodmanInspect, podmanArgv, podmanLayout, podmanMissing } from './podman.js';
@@ -52,7 +52,8 @@ test('options: defaults, checks, --only names paths and sections', (t) => {
   t.is(d.durationS, 3);
   t.is(d.runs, 3);
   t.deepEqual(d.scale, [1, 10, 50, 100]);
-  t.is(d.only.length, PATHS.length + 2);
+  t.deepEqual(d.only, [...PATHS.map((p) => p.name), 'scale', 'cpu', 'dns'], 'every path, then the scale, cpu and dns sections');
+  t.deepEqual(SECTIONS, ['scale', 'cpu', 'dns']);
   const o = parseOptions(['--duration', '1', '--runs', '1', '--only', 'bridge-c2h,scale', '--scale', '1,5', '--anchors', 'none', '--json', 'x.json']);
   t.like(o, { durationS: 1, runs: 1, only: ['bridge-c2h', 'scale'], scale: [1, 5], anchors: 'none', json: 'x.json' });
   t.throws(() => parseOptions(['--only', 'nope']), { message: /unknown path or section "nope"/ });
@@ -150,4 +151,19 @@ test('podman anchor: inspect from real podman 4.3.1 output, its configuration, w
 
   const missing = podmanMissing((b) => b !== 'conmon' && b !== 'runc' && b !== 'crun');
   t.deepEqual(missing, ['conmon', 'runc or crun']);
+});
+
+test('dns table: medians per server, ratios oriented so that > 1.00x means burrow leads, errors listed', async (t) => {
+  const { renderDns } = await import('./dns.js');
+  const run = (p50Us: number, qps: number, cpuUsPerQuery: number) => ({ p50Us, p99Us: p50Us * 2, lookups: 100, errors: 0, qps, lost: 0, cpuUsPerQuery, rssKiB: 51200, pssKiB: 20480 });
+  const text = renderDns({
+    records: 1000,
+    versions: { burrow: '0.1.0', dnsmasq: '2.90' },
+    runs: { burrow: [run(20, 100_000, 10), run(30, 90_000, 12), run(25, 80_000, 11)], dnsmasq: [run(50, 50_000, 22)] },
+    errors: { 'aardvark-dns|run 1': 'did not answer' },
+  });
+  const row = (name: string) => text.split('\n').find((l) => l.startsWith(name))!.trim().split(/\s{2,}/);
+  t.deepEqual(row('burrow').slice(0, 8), ['burrow', '0.1.0', '25.0', '50.0', '90000', '11.0', '50.0', '20.0']);
+  t.deepEqual(row('dnsmasq').slice(-3), ['2.00x', '1.80x', '2.00x'], 'latency and CPU: anchor/burrow; rate: burrow/anchor');
+  t.regex(text, /dns aardvark-dns\|run 1: did not answer/);
 });

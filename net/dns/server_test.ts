@@ -166,6 +166,26 @@ test.serial('the native answer cache: a repeated question is answered by the thr
   t.deepEqual((await ask(107, 'web')).answers.map((x) => x.value), ['127.0.0.6'], 'the new record at once');
 });
 
+for (const nativeUdp of [true, false]) test.serial(`an IPv6 gateway (${nativeUdp ? 'native' : 'dgram'}): AAAA and A to an IPv6 client, cached by its address`, async (t) => {
+  const v6 = new RecordSet([{ network: 'n6', domain: 'dns.podman', servers: [], gateways: [{ ip: '::1', prefix: 128 }], entries: [{ id: 'cc', v4: ['127.0.0.7'], v6: ['fd00::7'], names: ['web6'], servers: [] }] }]);
+  const { s } = await server(t, v6, { nativeUdp });
+  t.deepEqual(s.bound(), ['::1']);
+  const ask6 = (msg: Buffer) => new Promise<Buffer | null>((resolve) => {
+    const c = dgram.createSocket('udp6');
+    const timer = setTimeout(() => { c.close(); resolve(null); }, 3000);
+    c.on('message', (b) => { clearTimeout(timer); c.close(); resolve(b); });
+    c.bind(0, '::1', () => c.send(msg, PORT, '::1'));
+  });
+  for (const id of [1, 2]) {
+    const r = dns.parseResponse((await ask6(dns.buildQuery(id, 'web6', dns.TYPE_AAAA)))!) as { id: number; answers: Array<{ value: string }> };
+    t.is(r.id, id);
+    t.deepEqual(r.answers.map((a) => a.value), ['fd00::7']);
+  }
+  const a = dns.parseResponse((await ask6(dns.buildQuery(3, 'web6', dns.TYPE_A)))!) as { answers: Array<{ value: string }> };
+  t.deepEqual(a.answers.map((x) => x.value), ['127.0.0.7']);
+  if (nativeUdp) t.is(s.cacheStats().hits, 1, 'the repeated AAAA question from the thread\'s cache');
+});
+
 test.serial('reload swaps records and keeps the sockets: a name added or removed is seen at once', async (t) => {
   const { s } = await server(t, records([{ id: 'aa', v4: ['127.0.0.5'], v6: [], names: ['web'], servers: [] }]));
   const before = s.bound();
