@@ -30,3 +30,10 @@ await build({
   outExtension: { '.js': '.cjs' },
   // plugins/<name>/main.ts sits two levels below the root, like dist/plugins/<name>.cjs
 });
+// The drop-ins for podman's helpers (bin/compat/), named as the tools are.
+await build({
+  ...common,
+  entryPoints: { 'aardvark-dns': 'runtime/compat/aardvark_main.ts' },
+  outdir: 'dist/compat',
+  outExtension: { '.js': '.cjs' },
+});

@@ -11,16 +11,19 @@ apt-get install -y -qq --no-install-recommends \
   ca-certificates g++ make python3 curl iproute2 iptables nftables conntrack iputils-ping util-linux procps \
   podman runc busybox-static \
   containernetworking-plugins iperf3 uidmap passt slirp4netns zstd tmux dnsmasq-base dnsperf >/dev/null
-# aardvark-dns 1.4 (netavark's DNS server) is a bench anchor. Installing Debian's package would
-# also pull netavark, which switches an unconfigured podman 4.3 to the netavark backend; so the
-# binary is unpacked into /opt instead, where bench/dns.ts looks for it.
+# netavark 1.4 and aardvark-dns 1.4 are anchors (bench) and the other side of the drop-in tests
+# (bin/compat). Installing Debian's packages would switch an unconfigured podman 4.3 to the
+# netavark backend, so the binaries are unpacked into /opt instead, where the tests and
+# bench/dns.ts look for them.
 anchors=/opt/burrow-anchors
-if [ ! -x /usr/lib/podman/aardvark-dns ] && [ ! -x "$anchors/aardvark-dns/usr/lib/podman/aardvark-dns" ]; then
-  tmp=$(mktemp -d)
-  chmod 777 "$tmp"; mkdir -p "$anchors/aardvark-dns"
-  (cd "$tmp" && apt-get download -qq aardvark-dns >/dev/null && dpkg -x aardvark-dns_*.deb "$anchors/aardvark-dns")
-  rm -rf "$tmp"
-fi
+for pkg in netavark aardvark-dns; do
+  if [ ! -x "$anchors/$pkg/usr/lib/podman/$pkg" ]; then
+    tmp=$(mktemp -d)
+    chmod 777 "$tmp"; mkdir -p "$anchors/$pkg"
+    (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null && dpkg -x "${pkg}"_*.deb "$anchors/$pkg")
+    rm -rf "$tmp"
+  fi
+done
 command -v node >/dev/null || { echo "Node.js 20 is required (node not found)" >&2; exit 1; }
 export npm_config_nodedir=/usr   # node-gyp builds against /usr/include/node; no header download
 npm ci --no-audit --no-fund --loglevel=error

@@ -24,7 +24,8 @@
  *   A known name without records of the asked type answers NOERROR with no records (NODATA).
  * - PTR for an address of a record on the requester's networks answers each name as
  *   `name.domain`. An unknown single-label name, an unknown name inside a domain, and a PTR for
- *   an address inside the networks' prefixes get NXDOMAIN at once; everything else is forwarded.
+ *   an address inside the networks' prefixes get NXDOMAIN at once; everything else is forwarded,
+ *   unless the receiving network says `noForward` (then NXDOMAIN as well).
  */
 import * as ipv4 from '../wire/ipv4.js';
 import * as ipv6 from '../wire/ipv6.js';
@@ -54,6 +55,8 @@ export interface NetworkRecords {
   servers: string[];
   domain: string;
   entries: RecordEntry[];
+  /** Names that are not local get NXDOMAIN instead of being forwarded (aardvark-dns's internal networks, `AARDVARK_NO_PROXY`). */
+  noForward?: boolean;
 }
 
 export class RecordFileError extends Error {}
@@ -261,7 +264,7 @@ export class RecordSet {
       const answers = q.type === dns.TYPE_A ? found.a : q.type === dns.TYPE_AAAA ? found.aaaa : q.type === dns.TYPE_ANY ? found.any : [];
       return { kind: 'answer', rcode: dns.RCODE_NOERROR, answers };
     }
-    if (underDomain || (q.name !== '' && !q.name.includes('.'))) return { kind: 'answer', rcode: dns.RCODE_NXDOMAIN, answers: [] };
+    if (underDomain || (q.name !== '' && !q.name.includes('.')) || here.rec.noForward) return { kind: 'answer', rcode: dns.RCODE_NXDOMAIN, answers: [] };
     return { kind: 'forward', servers };
   }
 }

@@ -96,3 +96,13 @@ test('rate limiter: a burst, then the rate; clients apart; bounded memory', (t) 
   for (const k of ['c', 'd', 'e']) l.take(k, 1100);
   t.is(l.clients(), 3);
 });
+
+test('records: a noForward network (aardvark-dns\'s internal networks, AARDVARK_NO_PROXY) answers NXDOMAIN for names it would forward; local names still answer', (t) => {
+  const open = net('pub', '10.91.0.1', 'dns.podman', [['aa', '10.91.0.2', ['web']]]);
+  const closed = { ...net('int', '10.92.0.1', 'dns.podman', [['bb', '10.92.0.2', ['db']]]), noForward: true };
+  const set = new RecordSet([open, closed]);
+  t.deepEqual(set.decide(q('example.org'), '10.91.0.1', '10.91.0.2', ['192.0.2.53']), { kind: 'forward', servers: ['192.0.2.53'] });
+  const nx = set.decide(q('example.org'), '10.92.0.1', '10.92.0.2', ['192.0.2.53']);
+  t.is(nx.kind === 'answer' && nx.rcode, dns.RCODE_NXDOMAIN);
+  t.deepEqual(addrs(set.decide(q('db'), '10.92.0.1', '10.92.0.2', [])), ['10.92.0.2']);
+});

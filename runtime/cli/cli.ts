@@ -22,7 +22,9 @@ import { lifecycleCommands } from './cmd_lifecycle.js';
 import { volumeCommand } from './cmd_volume.js';
 import { infoCommands } from './cmd_info.js';
 
-export const VERSION = '0.1.0';
+import { VERSION } from '../version.js';
+
+export { VERSION };
 
 const write = (s: string) => void process.stdout.write(s);
 const warn = (s: string) => void process.stderr.write(s);
