@@ -30,7 +30,9 @@
  *
  * Joining: -j PID enters PID's user namespace (when it is not ours) and network namespace instead
  * of cloning, then does the same -t/-s work and execs CMD if one is given (exit 0 otherwise). A
- * user owns the namespaces it created, so this works unprivileged, like `nsenter -U -n`.
+ * user owns the namespaces it created, so this works unprivileged, like `nsenter -U -n`. -j PATH
+ * (an absolute path) joins the network namespace bound there instead, after the user namespace
+ * at -Y PATH or the one owning it (slirp4netns's --netns-type=path and --userns-path).
  *
  * Filesystem (with a mount namespace): -R host gives the command the host's filesystem read-only
  * with private tmpfs on /tmp, /run and /dev/shm and a fresh /proc; -R DIR pivots into DIR (with
@@ -85,6 +87,7 @@
 #include <netinet/tcp.h>
 #include <linux/capability.h>
 #include <linux/if_tun.h>
+#include <linux/nsfs.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -659,7 +662,54 @@ static int join_user(const char *pid, int become_root) {
   return 0;
 }
 
+/*
+ * -j PATH (a path, not a pid): enter the network namespace bound at PATH, as slirp4netns
+ * --netns-type=path does, after the user namespace at -Y USERNS or, without -Y, the one that owns
+ * the network namespace (NS_GET_USERNS) when it is not ours and we may enter it.
+ */
+static int join_path(const char *netns, const char *userns, int become_root) {
+  int n = open(netns, O_RDONLY | O_CLOEXEC);
+  if (n < 0) {
+    fprintf(stderr, "burrow-ns: cannot open the network namespace %s: %s\n", netns, strerror(errno));
+    return -1;
+  }
+  int u = userns ? open(userns, O_RDONLY | O_CLOEXEC) : ioctl(n, NS_GET_USERNS);
+  if (u < 0 && userns) {
+    fprintf(stderr, "burrow-ns: cannot open the user namespace %s: %s\n", userns, strerror(errno));
+    close(n);
+    return -1;
+  }
+  struct stat mine, theirs;
+  if (u >= 0 && fstat(u, &theirs) == 0 && stat("/proc/self/ns/user", &mine) == 0 && (mine.st_ino != theirs.st_ino || mine.st_dev != theirs.st_dev)) {
+    if (setns(u, CLONE_NEWUSER) < 0) {
+      /* not ours to enter (an owner above us): try the network namespace alone */
+      if (userns) {
+        fprintf(stderr, "burrow-ns: cannot join the user namespace %s: %s\n", userns, strerror(errno));
+        close(u);
+        close(n);
+        return -1;
+      }
+    } else if (become_root && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
+      fprintf(stderr, "burrow-ns: cannot become root in the user namespace of %s: %s\n", netns, strerror(errno));
+      close(u);
+      close(n);
+      return -1;
+    }
+  }
+  if (u >= 0) close(u);
+  if (setns(n, CLONE_NEWNET) < 0) {
+    fprintf(stderr, "burrow-ns: cannot join the network namespace %s: %s\n", netns, strerror(errno));
+    close(n);
+    return -1;
+  }
+  close(n);
+  return 0;
+}
+
+static const char *join_userns = NULL;
+
 static int join(const char *pid, int become_root) {
+  if (pid[0] == '/') return join_path(pid, join_userns, become_root);
   return join_user(pid, become_root) < 0 ? -1 : join_one(pid, "net", CLONE_NEWNET);
 }
 
@@ -1015,6 +1065,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-t") && i + 1 < argc) tap_name = argv[++i];
     else if (!strcmp(argv[i], "-s") && i + 1 < argc) send_sock = atoi(argv[++i]);
     else if (!strcmp(argv[i], "-j") && i + 1 < argc) join_pid = argv[++i];
+    else if (!strcmp(argv[i], "-Y") && i + 1 < argc) join_userns = argv[++i];
     else if (!strcmp(argv[i], "-w")) wait_go = 1;
     else if (!strcmp(argv[i], "-R") && i + 1 < argc) root_mode = argv[++i];
     else if ((!strcmp(argv[i], "-B") || !strcmp(argv[i], "-V") || !strcmp(argv[i], "-M")) && i + 1 < argc) {

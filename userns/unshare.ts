@@ -552,12 +552,29 @@ export async function unshareCapture(cmd: string[], o: UnshareOptions): Promise<
 }
 
 /**
- * Enters the user and network namespaces of `pid` (which the caller owns) and hands back their
- * fds, plus a TAP created there with `tap` (like slirp4netns attaching to a PID).
+ * Namespaces to join: those of a process (`pid`), or a network namespace bound at a path with
+ * the user namespace at `userns` or, without it, the one that owns it (slirp4netns's
+ * `--netns-type=path` and `--userns-path`).
  */
-export async function joinNamespaces(pid: number, o: { tap?: string } = {}): Promise<NamespaceFds> {
+export type NsTarget = number | { netns: string; userns?: string };
+
+/** The helper's arguments that join `target`. */
+export function joinArgs(target: NsTarget): string[] {
+  if (typeof target === 'number') return ['-j', String(target)];
+  if (!path.isAbsolute(target.netns) || (target.userns !== undefined && !path.isAbsolute(target.userns))) throw new UsernsError(`namespace paths must be absolute (got ${target.netns}${target.userns ? `, ${target.userns}` : ''})`);
+  return ['-j', target.netns, ...(target.userns ? ['-Y', target.userns] : [])];
+}
+
+const describe = (target: NsTarget) => (typeof target === 'number' ? `pid ${target}` : target.netns);
+
+/**
+ * Enters the user and network namespaces of `target` (which the caller owns) and hands back their
+ * fds, plus a TAP created there with `tap` (like slirp4netns attaching to a PID or a path).
+ */
+export async function joinNamespaces(target: NsTarget, o: { tap?: string } = {}): Promise<NamespaceFds> {
+  const args = joinArgs(target);
   const pair = socketPair();
-  const child = spawn(helperPath(), ['-j', String(pid), ...(o.tap ? ['-t', o.tap] : []), '-s', '3'], { stdio: ['ignore', 'ignore', 'pipe', pair[1]] });
+  const child = spawn(helperPath(), [...args, ...(o.tap ? ['-t', o.tap] : []), '-s', '3'], { stdio: ['ignore', 'ignore', 'pipe', pair[1]] });
   closeFd(pair[1]);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -574,7 +591,7 @@ export async function joinNamespaces(pid: number, o: { tap?: string } = {}): Pro
         reason = (err as Error).message;
       }
     }
-    throw new UsernsError(`cannot join the namespaces of pid ${pid}: ${reason || `exit ${code}`}`);
+    throw new UsernsError(`cannot join the namespaces of ${describe(target)}: ${reason || `exit ${code}`}`);
   }
   return receiveFds(pair[0], !!o.tap);
 }
@@ -597,9 +614,9 @@ export async function runInsideNetns(pid: number, cmd: string[], o: { binds?: st
   return { code, stdout, stderr };
 }
 
-/** Runs `cmd` inside the user and network namespaces of `pid` with `input` on stdin. */
-export async function runInNamespaces(pid: number, cmd: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(helperPath(), ['-j', String(pid), '--', ...cmd], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** Runs `cmd` inside the user and network namespaces of `target` with `input` on stdin. */
+export async function runInNamespaces(target: NsTarget, cmd: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(helperPath(), [...joinArgs(target), '--', ...cmd], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -623,9 +640,9 @@ export class NamespaceSocketFactory {
   private readonly child: import('node:child_process').ChildProcess;
   private readonly waiting: Array<{ resolve: (fd: number) => void; reject: (e: Error) => void; what: string }> = [];
 
-  constructor(pid: number) {
+  constructor(target: NsTarget) {
     const [mine, theirs] = socketPair(constants().SOCK_SEQPACKET);
-    this.child = spawn(helperPath(), ['-j', String(pid), '-s', '3', '-F'], { stdio: ['ignore', 'ignore', 'inherit', theirs] });
+    this.child = spawn(helperPath(), [...joinArgs(target), '-s', '3', '-F'], { stdio: ['ignore', 'ignore', 'inherit', theirs] });
     closeFd(theirs);
     this.sock = mine;
     this.child.on('error', () => this.close()); // the helper could not start: every connect fails

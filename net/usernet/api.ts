@@ -55,13 +55,26 @@ async function handle(ctx: ApiContext, req: unknown): Promise<unknown> {
   }
 }
 
-/** Listens on `path` (replacing a stale socket file); returns a closer that removes it. */
-export async function serveApi(path: string, ctx: ApiContext): Promise<() => void> {
+/** Has `server` listen on unix socket `path` (replacing a stale socket file, mode 0600); returns a closer that removes it. */
+export async function listenUnix(path: string, server: net.Server): Promise<() => void> {
   try {
     if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path);
   } catch {
     // absent
   }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  fs.chmodSync(path, 0o600);
+  return () => {
+    server.close();
+    fs.rmSync(path, { force: true });
+  };
+}
+
+/** Serves the API on `path`; returns a closer that removes it. */
+export async function serveApi(path: string, ctx: ApiContext): Promise<() => void> {
   const server = net.createServer((sock) => {
     let buf = '';
     sock.on('error', () => undefined);
@@ -87,15 +100,7 @@ export async function serveApi(path: string, ctx: ApiContext): Promise<() => voi
       }
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => resolve());
-  });
-  fs.chmodSync(path, 0o600);
-  return () => {
-    server.close();
-    fs.rmSync(path, { force: true });
-  };
+  return listenUnix(path, server);
 }
 
 /**

@@ -66,11 +66,17 @@ export function wrapTcp(sock: net.Socket, h: HostTcpHandlers, clock: Clock): Hos
 }
 
 export class NodeHostSockets implements HostSockets {
-  constructor(private readonly clock: Clock = () => performance.now()) {}
+  /** `outbound`: the source address of each family's sockets (slirp4netns --outbound-addr[6]). */
+  constructor(private readonly clock: Clock = () => performance.now(), private readonly outbound: { v4?: string; v6?: string } = {}) {}
+
+  private source(family: 4 | 6): string | undefined {
+    return family === 4 ? this.outbound.v4 : this.outbound.v6;
+  }
 
   connectTcp(family: 4 | 6, address: string, port: number, h: HostTcpHandlers): HostTcp {
     // Half-open allowed: the container may keep sending after the host peer's FIN (TCP half-close).
-    const sock = net.connect({ host: address, port, family, allowHalfOpen: true });
+    const localAddress = this.source(family);
+    const sock = net.connect({ host: address, port, family, allowHalfOpen: true, ...(localAddress ? { localAddress } : {}) });
     return wrapTcp(sock, h, this.clock);
   }
 
@@ -138,19 +144,30 @@ export class NodeHostSockets implements HostSockets {
       if (!closed && !failed) h.onMessage(d, this.clock());
     });
     sock.on('error', fail);
+    const connect = () => sock.connect(port, address, (err?: Error) => {
+      // A connect that fails (ENETUNREACH: no route to that family) leaves the socket unconnected;
+      // sending on it would throw. The flow ends here instead.
+      if (err) return fail(err);
+      ready = true;
+      queued = 0;
+      try {
+        for (const d of queue.splice(0)) sendNow(d);
+      } catch (e) {
+        fail(e);
+      }
+    });
     try {
-      sock.connect(port, address, (err?: Error) => {
-        // A connect that fails (ENETUNREACH: no route to that family) leaves the socket unconnected;
-        // sending on it would throw. The flow ends here instead.
-        if (err) return fail(err);
-        ready = true;
-        queued = 0;
-        try {
-          for (const d of queue.splice(0)) sendNow(d);
-        } catch (e) {
-          fail(e);
-        }
-      });
+      // an outbound address: bound first, so the connect keeps it as the source
+      const localAddress = this.source(family);
+      if (localAddress) {
+        sock.bind({ address: localAddress, port: 0 }, () => {
+          try {
+            if (!closed && !failed) connect();
+          } catch (e) {
+            fail(e);
+          }
+        });
+      } else connect();
     } catch (err) {
       queueMicrotask(() => fail(err));
     }

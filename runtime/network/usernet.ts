@@ -9,13 +9,15 @@ import path from 'node:path';
 import { toolPath } from '../../native/system.js';
 import { TapDevice } from '../../net/link/tap_device.js';
 import { serveApi } from '../../net/usernet/api.js';
+import { NodeHostSockets } from '../../net/usernet/host_sockets.js';
+import { serveSlirpApi } from '../../net/usernet/slirp_api.js';
 import { chooseHostPorts } from '../../net/ports/host_ports.js';
 import { parsePortSpec, type PortSpec } from '../../net/ports/portspec.js';
 import * as ipv4 from '../../net/wire/ipv4.js';
 import * as ipv6 from '../../net/wire/ipv6.js';
 import { Forwarder } from '../../net/usernet/forward.js';
 import { Usernet, planAddressing, stackConfig, type UsernetPlan } from '../../net/usernet/usernet.js';
-import { NamespaceSocketFactory, runInNamespaces } from '../../userns/unshare.js';
+import { NamespaceSocketFactory, runInNamespaces, type NsTarget } from '../../userns/unshare.js';
 
 export interface UsernetSetup {
   plan: UsernetPlan;
@@ -25,6 +27,14 @@ export interface UsernetSetup {
   ports: PortSpec[];
   mapHostLoopback?: string;
   apiSocket?: string;
+  /** The API socket's protocol: burrow's (one JSON line per request, many per connection) or slirp4netns 1.2's (net/usernet/slirp_api.ts). */
+  apiProtocol?: 'burrow' | 'slirp4netns';
+  /** Source addresses of the host sockets (slirp4netns --outbound-addr, --outbound-addr6). */
+  outbound?: { v4?: string; v6?: string };
+  /** No DNS forwarder at the DNS address (slirp4netns --disable-dns). */
+  noDns?: boolean;
+  /** The MAC of the TAP inside (slirp4netns --macaddress; with configure). */
+  guestMac?: string;
 }
 
 export interface UsernetFlags {
@@ -69,24 +79,28 @@ function ipTool(): string {
 }
 
 /** The `ip -batch` lines that configure the TAP like slirp4netns --configure (plus IPv6). */
-export function configureBatch(s: Pick<UsernetSetup, 'plan' | 'tapName'>): string {
+export function configureBatch(s: Pick<UsernetSetup, 'plan' | 'tapName' | 'guestMac'>): string {
   const p = s.plan;
   const lines = [
     'link set lo up',
+    ...(s.guestMac ? [`link set dev ${s.tapName} address ${s.guestMac}`] : []),
     `link set dev ${s.tapName} mtu ${p.mtu} up`,
     `addr add ${p.guest4}/${p.prefix4} dev ${s.tapName}`,
-    `route add default via ${p.gateway4} dev ${s.tapName}`,
+    `route replace default via ${p.gateway4} dev ${s.tapName}`,
   ];
-  if (p.guest6) lines.push(`addr add ${p.guest6}/${p.prefix6} dev ${s.tapName} nodad`, `route add default via ${p.gateway6} dev ${s.tapName}`);
+  // replace: the stack's router advertisement may have installed the IPv6 default route already
+  if (p.guest6) lines.push(`addr add ${p.guest6}/${p.prefix6} dev ${s.tapName} nodad`, `route replace default via ${p.gateway6} dev ${s.tapName}`);
   return `${lines.join('\n')}\n`;
 }
 
 /**
- * Starts the stack for the namespaces of `pid` on `tapFd` (which it takes over). On failure
- * everything started is stopped again before the error is thrown.
+ * Starts the stack for the namespaces of `pid` (a process's, or a path's) on `tapFd` (which it
+ * takes over). On failure everything started is stopped again before the error is thrown.
  */
-export async function startUsernet(pid: number, tapFd: number, s: UsernetSetup): Promise<UsernetSession> {
-  const usernet = new Usernet(new TapDevice(tapFd), stackConfig({ plan: s.plan, mapHostLoopback: s.mapHostLoopback }));
+export async function startUsernet(pid: NsTarget, tapFd: number, s: UsernetSetup): Promise<UsernetSession> {
+  const config = stackConfig({ plan: s.plan, mapHostLoopback: s.mapHostLoopback });
+  if (s.noDns) config.nameservers = {};
+  const usernet = new Usernet(new TapDevice(tapFd), config, s.outbound ? new NodeHostSockets(undefined, s.outbound) : undefined);
   let factory: NamespaceSocketFactory | null = null;
   const forwarder = new Forwarder(usernet, async (family, port) => {
     factory ??= new NamespaceSocketFactory(pid);
@@ -113,7 +127,8 @@ export async function startUsernet(pid: number, tapFd: number, s: UsernetSetup):
     for (const p of s.ports) await forwarder.add(p);
     if (s.apiSocket) {
       fs.mkdirSync(path.dirname(s.apiSocket), { recursive: true });
-      closeApi = await serveApi(s.apiSocket, {
+      if (s.apiProtocol === 'slirp4netns') closeApi = await serveSlirpApi(s.apiSocket, forwarder, s.plan.guest4);
+      else closeApi = await serveApi(s.apiSocket, {
         forwarder,
         guest4: s.plan.guest4,
         stats: () => ({ link: usernet.linkStats(), stack: usernet.stack.stats, flows: usernet.stack.flowCount(), splice: forwarder.spliceCounts(), budget: { ...usernet.stack.budgets.usage(), peakBufferedBytes: usernet.stack.budgets.bytes.peak }, memory: process.memoryUsage() }),
