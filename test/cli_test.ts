@@ -142,6 +142,22 @@ test('cni install writes working launchers, refuses to clobber foreign plugins, 
   t.deepEqual(fs.readdirSync(dir), ['vrf']);
 });
 
+test('compat install writes the drop-ins for podman\'s helpers, refuses to clobber podman\'s own, uninstall removes only its own', (t) => {
+  const sb = sandbox(t);
+  const dir = path.join(sb.dir, 'helpers');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'slirp4netns'), '#!/bin/sh\necho the real one\n', { mode: 0o755 });
+  fs.writeFileSync(path.join(dir, 'rootlessport'), '#!/bin/sh\n', { mode: 0o755 });
+  const r = sb.run(['compat', 'install', '--dir', dir]);
+  t.is(r.code, 125);
+  t.regex(r.stderr, /already has slirp4netns that burrow did not install .* use --force/);
+  t.regex(sb.ok(['compat', 'install', '--dir', dir, '--force']), /installed .*\/helpers\/aardvark-dns\ninstalled .*\/helpers\/slirp4netns\n/);
+  t.regex(spawnSync(path.join(dir, 'slirp4netns'), ['--version'], { encoding: 'utf8' }).stdout, /^slirp4netns version 1\.2\.0\n/);
+  t.regex(spawnSync(path.join(dir, 'aardvark-dns'), ['version'], { encoding: 'utf8' }).stdout, /"version": "1\.4\.0"/);
+  t.regex(sb.ok(['compat', 'uninstall', '--dir', dir]), /removed .*\/helpers\/slirp4netns/);
+  t.deepEqual(fs.readdirSync(dir), ['rootlessport']);
+});
+
 test('version and info: podman\'s layout, --format json and Go templates', (t) => {
   const sb = sandbox(t);
   fs.appendFileSync(sb.configFile, `[engine]\nstate_dir = "${path.join(sb.dir, 'state')}"\nvolume_path = "${path.join(sb.dir, 'volumes')}"\n`);

@@ -1,6 +1,6 @@
 /**
  * Debian's rootless podman 4.3.1 on burrow's slirp4netns drop-in (containers.conf
- * `network_cmd_path`), in a test "host" namespace, as a real user with private storage and a
+ * `network_cmd_path`, where `burrow compat install` put it), in a test "host" namespace, as a real user with private storage and a
  * busybox image made locally: `podman run -p` through podman's default port handler
  * (rootlessport) and through `port_handler=slirp4netns` (the drop-in's API socket), the guest
  * at cidr+100, the host's loopback closed, and nothing of the drop-in left after `podman rm`.
@@ -9,14 +9,13 @@ import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT } from './helpers/burrow.js';
+import { CLI } from './helpers/burrow.js';
 import { nsExec, rootTest, testNetns } from './helpers/netns.js';
 import { ensureUser } from './helpers/users.js';
 
-const BIN = path.join(ROOT, 'bin', 'compat', 'slirp4netns');
 const podmanMissing = () => (spawnSync('podman', ['--version']).status === 0 ? null : 'podman is not installed (scripts/setup.sh installs it)');
 const http = (ns: string, port: number) => new Promise<string>((resolve) => execFile('nsenter', [`--net=${ns}`, '--', 'timeout', '10', 'bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${port}; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3`], { encoding: 'utf8' }, (_e, out) => resolve(out)));
-const slirps = (user: string) => spawnSync('pgrep', ['-u', user, '-a', '-f', 'compat/slirp4netns'], { encoding: 'utf8' }).stdout.trim();
+const slirps = (user: string) => spawnSync('pgrep', ['-u', user, '-a', '-f', 'helpers/slirp4netns'], { encoding: 'utf8' }).stdout.trim();
 
 rootTest.serial('rootless podman 4.3.1 on burrow\'s slirp4netns: -p with rootlessport and with port_handler=slirp4netns, the guest at 10.0.2.100, host loopback closed, nothing left', async (t) => {
   const user = 'burrowpodr';
@@ -32,6 +31,10 @@ rootTest.serial('rootless podman 4.3.1 on burrow\'s slirp4netns: -p with rootles
   for (const a of ['sh', 'httpd', 'ip', 'cat', 'wget']) fs.symlinkSync('busybox', path.join(rootfs, 'bin', a));
   fs.writeFileSync(path.join(rootfs, 'www', 'index.html'), 'hello from rootless podman on burrow\n');
   t.is(spawnSync('tar', ['-C', rootfs, '-cf', path.join(dir, 'rootfs.tar'), '.']).status, 0);
+  // the drop-in as a user installs it: `burrow compat install`, then network_cmd_path
+  const helpers = path.join(dir, 'helpers');
+  t.is(spawnSync(process.execPath, [CLI, 'compat', 'install', '--dir', helpers]).status, 0);
+  const BIN = path.join(helpers, 'slirp4netns');
   const conf = path.join(dir, 'containers.conf');
   fs.writeFileSync(conf, `[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\nruntime = "runc"\nnetwork_cmd_path = "${BIN}"\n`);
   const xdg = path.join(dir, 'xdg');

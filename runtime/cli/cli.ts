@@ -10,7 +10,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { CniError } from '../../net/cni/types.js';
-import { cniCommand } from './cmd_cni.js';
+import { cniCommand, compatCommand } from './cmd_cni.js';
 import { networkCommand } from './cmd_network.js';
 import { unshareCommand } from './cmd_unshare.js';
 import { usernetCommand } from './cmd_usernet.js';
@@ -43,6 +43,7 @@ export function buildProgram(out = write, err = warn): Command {
   const globals = () => program.opts<{ config?: string }>();
   program.addCommand(networkCommand(globals, out, err));
   program.addCommand(cniCommand(globals, out));
+  program.addCommand(compatCommand(out));
   program.addCommand(unshareCommand(globals, (code) => {
     exitCode = code;
   }));

@@ -126,3 +126,22 @@ export function cniCommand(globalOpts: () => { config?: string }, out: (s: strin
     });
   return cni;
 }
+
+/** `burrow compat install|uninstall`: the drop-ins for podman's helpers, where containers.conf points. */
+export function compatCommand(out: (s: string) => void): Command {
+  const compat = new Command('compat').description("burrow's drop-ins for podman's network helpers (slirp4netns, aardvark-dns)");
+  compat.command('install').description('install the drop-ins into a directory, for containers.conf\'s network_cmd_path or helper_binaries_dir')
+    .option('--dir <dir>', 'target directory', '/usr/local/lib/burrow/podman')
+    .option('-f, --force', 'replace files that are not burrow launchers (e.g. podman\'s own helpers)')
+    .action(async (o: { dir: string; force?: boolean }) => {
+      const { installCompat } = await import('../network/install.js');
+      for (const line of installCompat(o.dir, !!o.force)) out(`${line}\n`);
+    });
+  compat.command('uninstall').description("remove burrow's drop-ins from a directory (other files stay)")
+    .option('--dir <dir>', 'directory', '/usr/local/lib/burrow/podman')
+    .action(async (o: { dir: string }) => {
+      const { uninstallCompat } = await import('../network/install.js');
+      for (const line of uninstallCompat(o.dir)) out(`${line}\n`);
+    });
+  return compat;
+}
