@@ -33,7 +33,7 @@ await build({
 // The drop-ins for podman's helpers (bin/compat/), named as the tools are.
 await build({
   ...common,
-  entryPoints: { 'aardvark-dns': 'runtime/compat/aardvark_main.ts', slirp4netns: 'runtime/compat/slirp4netns_main.ts' },
+  entryPoints: { 'aardvark-dns': 'runtime/compat/aardvark_main.ts', slirp4netns: 'runtime/compat/slirp4netns_main.ts', netavark: 'runtime/compat/netavark_main.ts' },
   outdir: 'dist/compat',
   outExtension: { '.js': '.cjs' },
 });

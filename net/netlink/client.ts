@@ -71,6 +71,8 @@ export interface RouteSpec {
   scope?: RouteInfo['scope'];
   mtu?: number;
   advmss?: number;
+  /** RTPROT_BOOT by default; 'static' as netavark and `ip route add ... proto static` set. */
+  protocol?: 'boot' | 'static';
 }
 
 export interface NewLinkOptions {

@@ -480,7 +480,7 @@ export class RtnlClient implements NetlinkClient {
     const scope = r.scope ?? (r.gateway || !r.dev ? 'universe' : 'link');
     const data: rtStructs.Route = {
       family: familyNumber(family), dstLen, table: table > 255 ? 252 : table,
-      protocol: 'BOOT', scope: SCOPES[scope], type: 'UNICAST',
+      protocol: r.protocol === 'static' ? 'STATIC' : 'BOOT', scope: SCOPES[scope], type: 'UNICAST',
     };
     return { data, attrs, family };
   }
