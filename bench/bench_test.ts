@@ -7,6 +7,7 @@ import { chartOf, leadRatio, METRICS, parseOptions, PATHS, renderReport, SECTION
 import { relativeSpread, summarize, untrustworthy } from './stats.js';
 import { escapeXml, niceScale, renderSvg, shortNumber } from './svg.js';
 import { containersConf, parsePodmanInspect, podmanArgv, podmanLayout, podmanMissing } from './podman.js';
+import { renderHelpers } from './podman_helpers.js';
 
 const DATA = path.join(path.dirname(fileURLToPath(import.meta.url)), 'testdata');
 
@@ -52,8 +53,8 @@ test('options: defaults, checks, --only names paths and sections', (t) => {
   t.is(d.durationS, 3);
   t.is(d.runs, 3);
   t.deepEqual(d.scale, [1, 10, 50, 100]);
-  t.deepEqual(d.only, [...PATHS.map((p) => p.name), 'scale', 'cpu', 'dns'], 'every path, then the scale, cpu and dns sections');
-  t.deepEqual(SECTIONS, ['scale', 'cpu', 'dns']);
+  t.deepEqual(d.only, [...PATHS.map((p) => p.name), 'scale', 'cpu', 'dns', 'podman-helpers'], 'every path, then the scale, cpu, dns and podman-helpers sections');
+  t.deepEqual(SECTIONS, ['scale', 'cpu', 'dns', 'podman-helpers']);
   const o = parseOptions(['--duration', '1', '--runs', '1', '--only', 'bridge-c2h,scale', '--scale', '1,5', '--anchors', 'none', '--json', 'x.json']);
   t.like(o, { durationS: 1, runs: 1, only: ['bridge-c2h', 'scale'], scale: [1, 5], anchors: 'none', json: 'x.json' });
   t.throws(() => parseOptions(['--only', 'nope']), { message: /unknown path or section "nope"/ });
@@ -166,4 +167,16 @@ test('dns table: medians per server, ratios oriented so that > 1.00x means burro
   t.deepEqual(row('burrow').slice(0, 8), ['burrow', '0.1.0', '25.0', '50.0', '90000', '11.0', '50.0', '20.0']);
   t.deepEqual(row('dnsmasq').slice(-3), ['2.00x', '1.80x', '2.00x'], 'latency and CPU: anchor/burrow; rate: burrow/anchor');
   t.regex(text, /dns aardvark-dns\|run 1: did not answer/);
+});
+
+test('podman-helpers table: each helper beside burrow\'s, ratios oriented so > 1.00x means burrow\'s is faster', (t) => {
+  const out = renderHelpers({
+    versions: { podman: 'podman version 4.3.1', netavark: '1.4.0' },
+    rootful: { netavark: { setupMs: [200, 210, 220], teardownMs: [300, 300, 300] }, burrow: { setupMs: [100, 100, 100], teardownMs: [600, 600, 600] } },
+    rootless: {},
+    errors: { 'rootless-anchor': 'not measured: slirp4netns is not installed' },
+  });
+  t.regex(out, /rootful\s+netavark 1\.4\.0\s+210\s+300\s+2\.10x\s+0\.50x/);
+  t.regex(out, /rootful\s+burrow's netavark\s+100\s+600/);
+  t.regex(out, /podman-helpers rootless-anchor: not measured/);
 });

@@ -29,6 +29,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { agent } from './agent.js';
 import { dnsBench, renderDns, type DnsReport } from './dns.js';
+import { helpersBench, renderHelpers, type HelpersReport } from './podman_helpers.js';
 import { iperfNotReady, iperfVersion, parseIperf, type IperfResult } from './iperf.js';
 import { parsePodmanInspect, podmanArgv, podmanLayout, podmanMissing, preparePodman, removePodmanState, unmountUnder } from './podman.js';
 import { renderTable, summarize, untrustworthy, type Summary } from './stats.js';
@@ -97,7 +98,7 @@ export interface Options {
   scale: number[];
 }
 
-export const SECTIONS = ['scale', 'cpu', 'dns'];
+export const SECTIONS = ['scale', 'cpu', 'dns', 'podman-helpers'];
 
 export function parseOptions(argv: string[]): Options {
   const o: Options = { durationS: 3, runs: 3, parallel: 4, only: [...PATHS.map((p) => p.name), ...SECTIONS], anchors: 'auto', scale: [1, 10, 50, 100] };
@@ -692,6 +693,8 @@ export interface Report {
   cpuPerGb: Record<string, number[]>;
   /** the DNS section (bench/dns.ts), when it ran */
   dns?: DnsReport;
+  /** the podman-helpers section (bench/podman_helpers.ts), when it ran */
+  helpers?: HelpersReport;
 }
 
 const metricOf = (name: string) => METRICS.find((m) => m.name === name)!;
@@ -756,6 +759,7 @@ export function renderReport(r: Report): string {
     lines.push('\nrootless stack CPU cost', renderTable(rows));
   }
   if (r.dns) lines.push(renderDns(r.dns));
+  if (r.helpers) lines.push(renderHelpers(r.helpers));
   lines.push(`\nmedians of ${r.options.runs} interleaved run(s) of ${r.options.durationS} s; ± is half the range. Ratios > 1.00x mean burrow leads (for ms, us, %, MiB: less is better, so the ratio is anchor/burrow).`);
   if (wide) lines.push(`warning: ${wide} ratio(s) marked ~ come from runs spread more than ±25 % around their median: too noisy to trust; run again with more --runs.`);
   const errs = Object.entries(r.errors);
@@ -1084,12 +1088,20 @@ async function inner(argv: string[]): Promise<number> {
     });
     for (const [k, e] of Object.entries(dns.errors)) if (k.startsWith('burrow|') || k === 'setup') errors[`dns|${k}`] = e;
   }
+  let helpers: HelpersReport | undefined;
+  if (o.only.includes('podman-helpers') && !stopping && o.anchors === 'auto' && podmanOk) {
+    helpers = await helpersBench({
+      runs: o.runs, root: ROOT, dir, user: USER, uid: env.uid, busybox: firstLine(['sh', '-c', 'command -v busybox']), runtime, modes: ['rootful', 'rootless'],
+      progress: (t) => process.stderr.write(`\r\x1b[K${t}`), stopping: () => stopping,
+    });
+    for (const [k, e] of Object.entries(helpers.errors)) if (k.includes('burrow') || k === 'rootful' || k === 'rootless') errors[`podman-helpers|${k}`] = e;
+  }
   process.stderr.write('\r\x1b[K');
   const osName = /^PRETTY_NAME="?([^"\n]*)/m.exec(fs.existsSync('/etc/os-release') ? fs.readFileSync('/etc/os-release', 'utf8') : '')?.[1] ?? os.type();
   const report: Report = {
     date: new Date().toISOString(),
     machine: { kernel: os.release(), cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown', memGiB: Math.round(os.totalmem() / 2 ** 30), os: osName, node: process.version },
-    versions, options: o, tools, samples, errors, scale, flowsRss, cpuPerGb: cpu, ...(dns ? { dns } : {}),
+    versions, options: o, tools, samples, errors, scale, flowsRss, cpuPerGb: cpu, ...(dns ? { dns } : {}), ...(helpers ? { helpers } : {}),
   };
   console.log(renderReport(report));
   if (o.json) fs.writeFileSync(o.json, `${JSON.stringify(report, null, 1)}\n`);

@@ -37,6 +37,19 @@ export async function readTable(family: Family, table: string): Promise<TableSta
   return parseTable(await mustRun(`read the ${table} table`, tools(family).save, []), table);
 }
 
+/** Reads several tables with one iptables-save. */
+export async function readTables<T extends string>(family: Family, tables: T[]): Promise<Record<T, TableState>> {
+  const save = await mustRun(`read the ${tables.join(' and ')} tables`, tools(family).save, []);
+  return Object.fromEntries(tables.map((t) => [t, parseTable(save, t)])) as Record<T, TableState>;
+}
+
+/** Applies each table's lines in one iptables-restore (one atomic batch per table); nothing runs when there is nothing to do. */
+export async function applyTables(family: Family, lines: Record<string, string[]>, action: string): Promise<void> {
+  const text = Object.entries(lines).filter(([, l]) => l.length).map(([t, l]) => batch(t, l)).join('');
+  if (!text) return;
+  await mustRun(action, tools(family).restore, ['-w', '--noflush'], text);
+}
+
 function batch(table: string, lines: string[]): string {
   return `*${table}\n${lines.join('\n')}\nCOMMIT\n`;
 }

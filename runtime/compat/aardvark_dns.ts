@@ -195,9 +195,37 @@ export async function main(argv: string[]): Promise<number> {
 
 /** The parent half of the fork: starts the daemon and waits for its word. */
 async function startDaemon(argv: string[]): Promise<number> {
+  const r = await spawnDaemon(process.argv[1], argv);
+  if (r.ok) return 0;
+  process.stderr.write(`Error: ${r.error}\n`);
+  return 1;
+}
+
+/** True when `file` is burrow's aardvark-dns (bin/compat, or a launcher `burrow compat install` wrote). */
+export function isBurrowAardvark(file: string): boolean {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const buf = Buffer.alloc(512);
+      const n = fs.readSync(fd, buf, 0, 512, 0);
+      return buf.subarray(0, n).includes('dist/compat/aardvark-dns.cjs');
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts the daemon of `script` (this program's launcher) detached, with `argv` (`... run`), and
+ * resolves once it says ready or fails. burrow's netavark calls this directly, saving the
+ * intermediate process a start through the binary costs (one Node start, ~60 ms).
+ */
+export async function spawnDaemon(script: string, argv: string[]): Promise<{ ok: true } | { ok: false; error: string }> {
   const logFile = process.env.BURROW_AARDVARK_LOG;
   const out = logFile ? fs.openSync(logFile, 'a', 0o600) : 'ignore';
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...argv], {
+  const child = spawn(process.execPath, [...process.execArgv, script, ...argv], {
     detached: true,
     stdio: ['ignore', out, out, 'pipe'],
     env: { ...process.env, [DAEMON_ENV]: '1' },
@@ -212,11 +240,10 @@ async function startDaemon(argv: string[]): Promise<number> {
   });
   if (said.startsWith('ready')) {
     child.unref();
-    return 0;
+    return { ok: true };
   }
-  process.stderr.write(`Error: ${said.replace(/^error: /, '').trim() || 'the aardvark-dns server exited before it was ready'}\n`);
   child.kill('SIGKILL');
-  return 1;
+  return { ok: false, error: said.replace(/^error: /, '').trim() || 'the aardvark-dns server exited before it was ready' };
 }
 
 /** The daemon: serves until SIGTERM or until no network file is left. */

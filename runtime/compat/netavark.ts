@@ -32,7 +32,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { constants, flock } from '../../native/mod.js';
-import { applyTable, readTable } from '../../net/firewall/iptables.js';
+import { applyTables, readTables } from '../../net/firewall/iptables.js';
 import { withFirewallLock } from '../../net/firewall/lock.js';
 import {
   addLines, deleteLines, dnChain, natChain, networkRules, portRules, sharedRules, ISOLATION_1,
@@ -42,6 +42,7 @@ import type { MacvlanMode } from '../../net/netlink/client.js';
 import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl } from '../../net/netlink/sysctl.js';
 import { VERSION } from '../version.js';
+import { isBurrowAardvark, spawnDaemon } from './aardvark_dns.js';
 
 export const NETAVARK_VERSION = '1.4.0';
 
@@ -292,10 +293,9 @@ function canonicalSubnet(cidr: string): string {
 async function firewallAdd(rulesByFamily: Array<{ family: Family; rules: Rule[] }>): Promise<void> {
   await withFirewallLock(async () => {
     for (const { family, rules } of rulesByFamily) {
-      for (const table of ['filter', 'nat'] as const) {
-        const have = await readTable(family, table);
-        await applyTable(family, table, addLines(rules, table, have), `add netavark's ${table} rules (IPv${family})`);
-      }
+      // one iptables-save and one iptables-restore per family: process starts are most of the cost
+      const have = await readTables(family, ['filter', 'nat']);
+      await applyTables(family, { filter: addLines(rules, 'filter', have.filter), nat: addLines(rules, 'nat', have.nat) }, `add netavark's rules (IPv${family})`);
     }
   });
 }
@@ -304,8 +304,10 @@ async function firewallAdd(rulesByFamily: Array<{ family: Family; rules: Rule[] 
 async function firewallDelete(rulesByFamily: Array<{ family: Family; rules: Rule[]; dropChains: string[]; dropIsolationJump: boolean }>): Promise<void> {
   await withFirewallLock(async () => {
     for (const { family, rules, dropChains, dropIsolationJump } of rulesByFamily) {
+      const tables = await readTables(family, ['filter', 'nat']);
+      const batch: Record<string, string[]> = {};
       for (const table of ['filter', 'nat'] as const) {
-        const have = await readTable(family, table);
+        const have = tables[table];
         const lines = deleteLines(rules, table, have);
         const gone = new Set(lines.map((l) => `-A ${l.slice(3)}`));
         const left = have.rules.filter((r) => !gone.has(r));
@@ -316,8 +318,9 @@ async function firewallDelete(rulesByFamily: Array<{ family: Family; rules: Rule
         for (const chain of dropChains) {
           if (have.chains.has(chain) && !left.some((r) => r.startsWith(`-A ${chain} `) || r.endsWith(` -j ${chain}`))) lines.push(`-X ${chain}`);
         }
-        await applyTable(family, table, lines, `remove netavark's ${table} rules (IPv${family})`);
+        batch[table] = lines;
       }
+      await applyTables(family, batch, `remove netavark's rules (IPv${family})`);
     }
   });
 }
@@ -365,6 +368,12 @@ async function signalAardvark(config: string, binary: string, log: ReturnType<ty
   const dir = path.join(config, 'aardvark-dns');
   if (!fs.readdirSync(dir).some((f) => f !== 'aardvark.pid')) return;
   log('debug', `starting ${binary}`);
+  if (isBurrowAardvark(binary)) {
+    // burrow's own: its daemon directly, without the parent that would only wait for it
+    const r = await spawnDaemon(binary, ['--config', dir, '-p', String(dnsPort()), 'run']);
+    if (!r.ok) throw new NetavarkError(`failed to start aardvark-dns ${binary}: ${r.error}`);
+    return;
+  }
   const child = spawn(binary, ['--config', dir, '-p', String(dnsPort()), 'run'], { stdio: ['ignore', 'ignore', 'inherit'] });
   const code = await new Promise<number>((resolve) => {
     child.on('error', (err) => {
