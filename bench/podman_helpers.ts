@@ -112,7 +112,7 @@ async function rootful(o: HelpersBenchOptions, report: HelpersReport): Promise<v
     });
     const base = (k: string) => ['nsenter', '-t', String(holder.pid), '-m', '--', 'env', `CONTAINERS_CONF=${confs[k]}`, 'podman', '--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'runroot'), '--storage-driver', 'vfs'];
     const podman = (k: string) => (args: string[]) => run([...base(k), ...args], process.env);
-    const net = await podman('burrow')(['network', 'create', '--subnet', '10.87.0.0/24', 'bhnet']);
+    const net = await podman('burrow')(['network', 'create', '--subnet', '10.79.0.0/24', 'bhnet']);
     if (net.code !== 0) throw new Error(`podman network create: ${net.out.trim()}`);
     for (const k of Object.keys(dirs)) report.rootful[k] = { setupMs: [], teardownMs: [] };
     for (let i = 0; i < o.runs + 1 && !o.stopping(); i++) {

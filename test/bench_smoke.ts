@@ -65,7 +65,7 @@ async function main(): Promise<number> {
     if (r.code !== 0) return 1;
     console.log(r.out.replace(/\r[^\n]*\r/g, '').split('\n').filter((l) => !l.includes('\x1b')).map((l) => `# ${l}`).join('\n'));
     const report = JSON.parse(fs.readFileSync(json, 'utf8'));
-    check('JSON: top-level keys', () => assert.deepEqual(Object.keys(report).sort(), ['cpuPerGb', 'date', 'dns', 'errors', 'flowsRss', 'machine', 'options', 'samples', 'scale', 'tools', 'versions']));
+    check('JSON: top-level keys', () => assert.deepEqual(Object.keys(report).sort(), ['cpuPerGb', 'date', 'dns', 'errors', 'flowsRss', 'helpers', 'machine', 'options', 'samples', 'scale', 'tools', 'versions']));
     check('JSON: machine, date, versions', () => {
       assert.equal(report.machine.cpus, os.cpus().length);
       assert.equal(report.machine.kernel, os.release());

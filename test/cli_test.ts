@@ -151,9 +151,10 @@ test('compat install writes the drop-ins for podman\'s helpers, refuses to clobb
   const r = sb.run(['compat', 'install', '--dir', dir]);
   t.is(r.code, 125);
   t.regex(r.stderr, /already has slirp4netns that burrow did not install .* use --force/);
-  t.regex(sb.ok(['compat', 'install', '--dir', dir, '--force']), /installed .*\/helpers\/aardvark-dns\ninstalled .*\/helpers\/slirp4netns\n/);
+  t.regex(sb.ok(['compat', 'install', '--dir', dir, '--force']), /installed .*\/helpers\/aardvark-dns\ninstalled .*\/helpers\/netavark\ninstalled .*\/helpers\/slirp4netns\n/);
   t.regex(spawnSync(path.join(dir, 'slirp4netns'), ['--version'], { encoding: 'utf8' }).stdout, /^slirp4netns version 1\.2\.0\n/);
   t.regex(spawnSync(path.join(dir, 'aardvark-dns'), ['version'], { encoding: 'utf8' }).stdout, /"version": "1\.4\.0"/);
+  t.regex(spawnSync(path.join(dir, 'netavark'), ['version'], { encoding: 'utf8' }).stdout, /"version": "1\.4\.0"/);
   t.regex(sb.ok(['compat', 'uninstall', '--dir', dir]), /removed .*\/helpers\/slirp4netns/);
   t.deepEqual(fs.readdirSync(dir), ['rootlessport']);
 });

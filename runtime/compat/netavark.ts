@@ -41,6 +41,8 @@ import {
 import type { MacvlanMode } from '../../net/netlink/client.js';
 import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl } from '../../net/netlink/sysctl.js';
+import * as ipv4 from '../../net/wire/ipv4.js';
+import * as ipv6 from '../../net/wire/ipv6.js';
 import { VERSION } from '../version.js';
 import { isBurrowAardvark, spawnDaemon } from './aardvark_dns.js';
 
@@ -182,13 +184,13 @@ export function parseOptions(text: string): NetworkOptions {
 
 const familyOf = (ip: string): Family => (ip.includes(':') ? 6 : 4);
 
+/** An address as bytes (IPv4 or IPv6 text), or null. */
+const bytesOf = (ip: string) => (familyOf(ip) === 4 ? ipv4.parseAddr(ip) : ipv6.parseAddr(ip));
+
 function toBig(ip: string): bigint {
-  if (familyOf(ip) === 4) return ip.split('.').reduce((n, o) => (n << 8n) | BigInt(Number(o)), 0n);
-  const [head, tail = ''] = ip.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = ip.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
-  return groups.reduce((n, g) => (n << 16n) | BigInt(parseInt(g || '0', 16)), 0n);
+  const b = bytesOf(ip);
+  if (!b) throw new NetavarkError(`invalid IP address "${ip}"`);
+  return b.reduce((n, x) => (n << 8n) | BigInt(x), 0n);
 }
 
 /** The subnet of `info` that holds `ip`. */
@@ -267,27 +269,16 @@ function fwNetworks(info: NetworkInfo): Array<{ family: Family; net: NetavarkFwN
 const isolateOf = (info: NetworkInfo) => ['true', '1', 'strict'].includes((info.options?.isolate ?? '').toLowerCase());
 
 /** iptables-save prints a network with its host bits cleared and IPv6 compressed. */
-function canonicalSubnet(cidr: string): string {
+export function canonicalSubnet(cidr: string): string {
   const [base, len] = cidr.split('/');
-  const f = familyOf(base);
-  const bits = f === 4 ? 32 : 128;
-  const v = (toBig(base) >> BigInt(bits - Number(len))) << BigInt(bits - Number(len));
-  if (f === 4) return `${[24n, 16n, 8n, 0n].map((s) => String((v >> s) & 255n)).join('.')}/${len}`;
-  const groups = Array.from({ length: 8 }, (_, i) => Number((v >> BigInt(112 - 16 * i)) & 0xffffn));
-  let best = [-1, 0];
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > best[1] && j - i > 1) best = [i, j - i];
-    i = j;
+  const b = bytesOf(base);
+  if (!b) throw new NetavarkError(`invalid subnet "${cidr}"`);
+  const out = Buffer.from(b);
+  for (let i = 0; i < out.length; i++) {
+    const keep = Math.max(0, Math.min(8, Number(len) - 8 * i));
+    out[i] &= (0xff00 >> keep) & 0xff;
   }
-  const hex = groups.map((g) => g.toString(16));
-  const text = best[0] < 0 ? hex.join(':') : `${hex.slice(0, best[0]).join(':')}::${hex.slice(best[0] + best[1]).join(':')}`;
-  return `${text}/${len}`;
+  return `${out.length === 4 ? ipv4.formatAddr(out) : ipv6.formatAddr(out)}/${len}`;
 }
 
 async function firewallAdd(rulesByFamily: Array<{ family: Family; rules: Rule[] }>): Promise<void> {
