@@ -20,6 +20,9 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/filter.h>
+#include <linux/audit.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <linux/if_packet.h>
 #include <linux/if_ether.h>
 #include <arpa/inet.h>
@@ -967,6 +970,92 @@ Napi::Value DupFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// execve(file, argv, env, keep): replaces the whole process (every thread) with `file`, keeping
+// the `keep` fds open across the exec (FD_CLOEXEC cleared). Node has no exec of its own: this is
+// how a process re-executes itself into a sandbox (burrow-ns -Z) with the same pid. Returns only
+// on failure, by throwing.
+Napi::Value Execve(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 4)) return env.Undefined();
+  std::string file = info[0].As<Napi::String>().Utf8Value();
+  auto toStrings = [](Napi::Array a) {
+    std::vector<std::string> out;
+    for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    return out;
+  };
+  std::vector<std::string> args = toStrings(info[1].As<Napi::Array>());
+  std::vector<std::string> envs = toStrings(info[2].As<Napi::Array>());
+  Napi::Array keep = info[3].As<Napi::Array>();
+  for (uint32_t i = 0; i < keep.Length(); i++) {
+    int fd = keep.Get(i).As<Napi::Number>().Int32Value();
+    int fl = fcntl(fd, F_GETFD);
+    if (fl < 0 || fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC) < 0) {
+      MakeError(env, Failure{errno, "fcntl(F_SETFD)", std::to_string(fd)}).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  for (auto& e : envs) envp.push_back(const_cast<char*>(e.c_str()));
+  argv.push_back(nullptr);
+  envp.push_back(nullptr);
+  execve(file.c_str(), argv.data(), envp.data());
+  MakeError(env, Failure{errno, "execve", file}).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// seccompSandbox() -> the names it blocks. Installs slirp4netns's --enable-seccomp filter on
+// every thread of the process (SECCOMP_FILTER_FLAG_TSYNC, after no_new_privs): the syscalls that
+// would let a compromised stack leave its confinement kill the process; everything else is
+// allowed. Another architecture (or the x32 ABI) than the addon's is killed too.
+Napi::Value SeccompSandbox(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct Blocked { int nr; const char* name; };
+  static const Blocked blocked[] = {
+      {__NR_execve, "execve"}, {__NR_execveat, "execveat"}, {__NR_open_by_handle_at, "open_by_handle_at"},
+      {__NR_ptrace, "ptrace"}, {__NR_prctl, "prctl"}, {__NR_process_vm_readv, "process_vm_readv"},
+      {__NR_process_vm_writev, "process_vm_writev"}, {__NR_mount, "mount"}, {__NR_name_to_handle_at, "name_to_handle_at"},
+      {__NR_setns, "setns"}, {__NR_umount2, "umount2"}, {__NR_unshare, "unshare"},
+  };
+#if defined(__x86_64__)
+  const uint32_t arch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+  const uint32_t arch = AUDIT_ARCH_AARCH64;
+#else
+  MakeError(env, Failure{ENOSYS, "seccomp", "this architecture"}).ThrowAsJavaScriptException();
+  return env.Undefined();
+#endif
+  std::vector<sock_filter> prog;
+  prog.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+  prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0));
+  prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+  prog.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+#if defined(__x86_64__)
+  prog.push_back(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u /* __X32_SYSCALL_BIT */, 0, 1));
+  prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+#endif
+  for (const auto& b : blocked) {
+    prog.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(b.nr), 0, 1));
+    prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+  }
+  prog.push_back(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  sock_fprog fprog{static_cast<unsigned short>(prog.size()), prog.data()};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+    MakeError(env, Failure{errno, "prctl(PR_SET_NO_NEW_PRIVS)", ""}).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  long r = syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog);
+  if (r != 0) {
+    // r > 0: the id of a thread that could not be synchronised
+    MakeError(env, Failure{r > 0 ? ESRCH : errno, "seccomp(SECCOMP_SET_MODE_FILTER, TSYNC)", ""}).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array names = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (const auto& b : blocked) names.Set(i++, Napi::String::New(env, b.name));
+  return names;
+}
+
 // setWinsize(fd, rows, cols): ioctl(TIOCSWINSZ) on a terminal (a pty master: the size the
 // container's side sees, and SIGWINCH to its foreground process group).
 Napi::Value SetWinsize(const Napi::CallbackInfo& info) {
@@ -1027,6 +1116,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeFrame", Napi::Function::New(env, WriteFrame));
   exports.Set("spliceRelay", Napi::Function::New(env, SpliceRelay));
   exports.Set("dupFd", Napi::Function::New(env, DupFd));
+  exports.Set("execve", Napi::Function::New(env, Execve));
+  exports.Set("seccompSandbox", Napi::Function::New(env, SeccompSandbox));
   exports.Set("setWinsize", Napi::Function::New(env, SetWinsize));
   exports.Set("pingSocket", Napi::Function::New(env, PingSocket));
   exports.Set("sendTo", Napi::Function::New(env, SendTo));

@@ -71,6 +71,10 @@
  *                  [-u UID:GID[:G,...]] [-N] [-T FD] (-P | -- CMD [ARGS...])
  *        burrow-ns -j PID [-t TAPNAME] [-s FD [-F]] [-- CMD [ARGS...]]
  *        burrow-ns -X PID [-d] [-C DIR] [-c MASK] [-u UID:GID[:G,...]] [-N] [-T FD] -- CMD [ARGS...]
+ *        burrow-ns -Z [-B SRC:DST | -V SRC:DST [-E OPTS]]... [-c MASK] -- CMD [ARGS...]
+ *
+ * Sandbox: -Z confines CMD in the caller's own namespaces as slirp4netns's --enable-sandbox does
+ * (see make_sandbox): an empty read-only root with only the binds, no_new_privs, -c capabilities.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -755,8 +759,12 @@ static void drop_bounding(void) {
   }
 }
 
-/* -c, second half: keeps only cap_keep in our own sets (the command's, just before it execs). */
-static void restrict_sets(void) {
+/*
+ * -c, second half: keeps only cap_keep in our own sets (the command's, just before it execs).
+ * With `ambient` (-Z), what is kept is also made inheritable and, for a caller that is not uid 0
+ * (whose exec would drop it), ambient.
+ */
+static void restrict_sets_to(int ambient) {
   if (!cap_set) return;
   struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct d[2];
@@ -766,9 +774,16 @@ static void restrict_sets(void) {
     uint32_t keep = (uint32_t)(cap_keep >> (32 * i));
     d[i].effective &= keep;
     d[i].permitted &= keep;
-    d[i].inheritable &= keep;
+    d[i].inheritable = ambient ? d[i].permitted : d[i].inheritable & keep;
   }
   if (syscall(SYS_capset, &h, d) < 0) die("set the capabilities", "capset");
+  if (ambient && getuid() != 0)
+    for (int c = 0; c < 64; c++)
+      if ((d[c / 32].permitted >> (c % 32)) & 1) prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0);
+}
+
+static void restrict_sets(void) {
+  restrict_sets_to(0);
 }
 
 /* -u: the command's uid, gid and supplementary groups (ids of the container). */
@@ -820,6 +835,122 @@ static void attach_console(void) {
 }
 
 static void exec_or_die(void);
+
+/*
+ * -Z: confines the command as slirp4netns's --enable-sandbox confines slirp4netns, in the caller's
+ * own user namespace (no clone, same pid): a private mount namespace whose root is an empty tmpfs,
+ * read-only once built, holding only the -B binds (read-only) and -V binds (writable), each at
+ * its own path (SRC:DST), and the host's top-level /bin, /lib, /lib64... as they are (the
+ * merged-/usr symlinks, or read-only binds); then no_new_privs and only the -c capabilities (in
+ * the ambient set too when the caller is not uid 0, so they survive the exec). Sources are opened
+ * (O_PATH, in the new namespace: a bind's source must be one of its mounts) before the staging
+ * tmpfs covers /tmp, and mounted through /proc/self/fd.
+ */
+static int sandbox_mode;
+
+static void sandbox_bind(const char *stage, int fd, const char *dst, int writable, unsigned long extra, int norec) {
+  char to[4096], from[64];
+  struct stat st;
+  snprintf(to, sizeof to, "%s%s", stage, dst);
+  snprintf(from, sizeof from, "/proc/self/fd/%d", fd);
+  if (fstat(fd, &st) < 0) die("stat", dst);
+  if (S_ISDIR(st.st_mode)) mkdir_p(to);
+  else {
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", to);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+      *slash = 0;
+      mkdir_p(parent);
+    }
+    int f = open(to, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (f >= 0) close(f);
+  }
+  if (mount(from, to, NULL, MS_BIND | (norec ? 0 : MS_REC), NULL) < 0) die("bind into the sandbox", dst);
+  if (writable) {
+    if (extra && mount(NULL, to, NULL, MS_REMOUNT | MS_BIND | extra | kept_flags(to), NULL) < 0) die("remount in the sandbox", dst);
+  } else {
+    if (mount(NULL, to, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | extra | kept_flags(to), NULL) < 0) die("make read-only in the sandbox", dst);
+    remount_tree_ro(to);
+  }
+}
+
+static void make_sandbox(void) {
+  static const char *top[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+  if (unshare(CLONE_NEWNS) < 0) {
+    int e = errno;
+    fprintf(stderr, "burrow-ns: cannot unshare a mount namespace for the sandbox: %s%s\n", strerror(e),
+            e == EPERM ? " (the sandbox needs CAP_SYS_ADMIN in its user namespace, which podman's rootless user namespace gives)" : "");
+    _exit(125);
+  }
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make private", "/");
+  int fds[MAX_MOUNTS];
+  char specs[MAX_MOUNTS][4096];
+  const char *dsts[MAX_MOUNTS];
+  for (int k = 0; k < nbinds; k++) {
+    if (mount_kind[k] == 2) {
+      fprintf(stderr, "burrow-ns: -Z takes -B and -V binds only, not -M \"%s\"\n", binds[k]);
+      _exit(2);
+    }
+    snprintf(specs[k], sizeof specs[k], "%s", binds[k]);
+    char *colon = strchr(specs[k], ':');
+    if (colon) *colon = 0;
+    dsts[k] = colon ? colon + 1 : specs[k];
+    if (dsts[k][0] != '/') {
+      fprintf(stderr, "burrow-ns: -Z binds need absolute paths, not \"%s\"\n", binds[k]);
+      _exit(2);
+    }
+    fds[k] = open(specs[k], O_PATH | O_CLOEXEC);
+    if (fds[k] < 0) die("open for the sandbox", specs[k]);
+  }
+  int topfd[6];
+  char link[6][4096];
+  for (int t = 0; t < 6; t++) {
+    char p[64];
+    struct stat st;
+    snprintf(p, sizeof p, "/%s", top[t]);
+    topfd[t] = -1;
+    link[t][0] = 0;
+    if (lstat(p, &st) < 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      ssize_t n = readlink(p, link[t], sizeof link[t] - 1);
+      link[t][n > 0 ? n : 0] = 0;
+    } else if (S_ISDIR(st.st_mode)) topfd[t] = open(p, O_PATH | O_CLOEXEC);
+  }
+  const char *stage = "/tmp";
+  if (mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755") < 0) die("mount the sandbox's tmpfs on", stage);
+  for (int t = 0; t < 6; t++) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", stage, top[t]);
+    if (link[t][0] && symlink(link[t], p) < 0) die("link in the sandbox", top[t]);
+    if (topfd[t] >= 0) {
+      char d[64];
+      snprintf(d, sizeof d, "/%s", top[t]);
+      sandbox_bind(stage, topfd[t], d, 0, MS_NOSUID | MS_NODEV, 0);
+      close(topfd[t]);
+    }
+  }
+  /* read-only binds first: a writable one may sit below one of them (a socket's directory in /run) */
+  for (int pass = 0; pass < 2; pass++)
+    for (int k = 0; k < nbinds; k++) {
+      if (mount_kind[k] != pass) continue;
+      sandbox_bind(stage, fds[k], dsts[k], pass == 1, mount_flags[k] & ~MS_RDONLY, mount_norec[k]);
+      close(fds[k]);
+    }
+  if (chdir(stage) < 0) die("enter", stage);
+  if (mkdir("old", 0700) < 0 && errno != EEXIST) die("make", "old");
+  if (syscall(SYS_pivot_root, ".", "old") < 0) die("pivot_root into", stage);
+  if (chdir("/") < 0) die("enter", "/");
+  if (umount2("/old", MNT_DETACH) < 0) die("detach", "the old root");
+  rmdir("/old");
+  if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | kept_flags("/"), NULL) < 0) die("make read-only", "the sandbox's root");
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("set", "no_new_privs");
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0) die("clear", "the ambient capabilities");
+  if (cap_set) {
+    drop_bounding();
+    restrict_sets_to(1);
+  }
+}
 
 /* The command's process, from here to exec: its terminal, its user, its capabilities. */
 static void become_command(void) {
@@ -1108,6 +1239,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-H") && i + 1 < argc) hostname = argv[++i];
     else if (!strcmp(argv[i], "-C") && i + 1 < argc) workdir = argv[++i];
     else if (!strcmp(argv[i], "-F")) factory = 1;
+    else if (!strcmp(argv[i], "-Z")) sandbox_mode = 1;
     else if (!strcmp(argv[i], "-J") && i + 1 < argc) share_pid = argv[++i];
     else if (!strcmp(argv[i], "-I") && i + 1 < argc) inside_pid = argv[++i];
     else if (!strcmp(argv[i], "-P")) pause_mode = 1;
@@ -1126,6 +1258,15 @@ int main(int argc, char **argv) {
   }
   if (send_sock >= 0) fcntl(send_sock, F_SETFD, FD_CLOEXEC);
   if (console_sock >= 0) fcntl(console_sock, F_SETFD, FD_CLOEXEC);
+  if (sandbox_mode) {
+    if (i >= argc) {
+      fprintf(stderr, "usage: burrow-ns -Z [-B SRC:DST | -V SRC:DST [-E OPTS]]... [-c MASK] -- CMD [ARGS...]\n");
+      return 2;
+    }
+    target = &argv[i];
+    make_sandbox();
+    exec_or_die();
+  }
   if (exec_pid) {
     if (i >= argc) {
       fprintf(stderr, "usage: burrow-ns -X PID [-C DIR] [-c MASK] [-u UID:GID[:G,...]] [-N] [-T FD] -- CMD [ARGS...]\n");

@@ -34,6 +34,8 @@ interface Addon {
   writeFrame(fd: number, parts: Buffer[]): number;
   spliceRelay(a: number, b: number, done: (aToB: number, bToA: number, err: string | null) => void): void;
   dupFd(fd: number): number;
+  execve(file: string, argv: string[], env: string[], keep: number[]): never;
+  seccompSandbox(): string[];
   pingSocket(family: 4 | 6): number;
   sendTo(fd: number, buf: Buffer, address: string): number;
   recvFrom(fd: number, buf: Buffer): { length: number; address: string } | null;
@@ -259,6 +261,24 @@ export function spliceRelay(a: number, b: number, done: (aToB: number, bToA: num
 /** fcntl(F_DUPFD_CLOEXEC): a second fd for the same open file (the caller owns it). */
 export function dupFd(fd: number): number {
   return call(() => addon().dupFd(fd));
+}
+
+/**
+ * execve(2) of the whole process (every thread) with `keep` fds left open across it (FD_CLOEXEC
+ * cleared); `env` as NAME=VALUE pairs. Never returns: throws on failure.
+ */
+export function execve(file: string, argv: string[], env: NodeJS.ProcessEnv, keep: number[]): never {
+  const pairs = Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => `${k}=${v}`);
+  return call(() => addon().execve(file, argv, pairs, keep));
+}
+
+/**
+ * Installs slirp4netns's --enable-seccomp filter on every thread (no_new_privs, then seccomp with
+ * TSYNC): execve, execveat, ptrace, mount, setns, unshare and the like kill the process from now
+ * on. Returns the names of the blocked syscalls. Irreversible.
+ */
+export function seccompSandbox(): string[] {
+  return call(() => addon().seccompSandbox());
 }
 
 /** ioctl(TIOCSWINSZ): sets a terminal's size (on a pty master: what the other side sees, with SIGWINCH). */

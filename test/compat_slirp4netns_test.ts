@@ -3,7 +3,9 @@
  * beyond it: podman's argv on a `--netns-type=path` target (ready fd, configured TAP at
  * cidr+100 with the MTU and IPv6, egress with and without --outbound-addr, host loopback closed
  * and open, the API socket's add/list/remove reaching the guest, exit at the exit fd's EOF with
- * the socket removed), DHCP for an unconfigured guest, SIGTERM. As a user: the `PID tap0` form
+ * the socket removed), DHCP for an unconfigured guest, SIGTERM. Podman's default argv with
+ * --enable-sandbox --enable-seccomp: the same pid confined (root, capabilities, no_new_privs,
+ * seccomp) and still serving. As a user: the `PID tap0` form
  * on a user namespace the user created, as rootless podman's runtime creates them.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -121,6 +123,39 @@ rootTest('slirp4netns drop-in: podman\'s argv on a path target, egress, outbound
   t.is(await withTimeout(s2.exited, 10_000, 'exit at SIGTERM'), 0);
 });
 
+rootTest('slirp4netns drop-in sandboxed: --enable-sandbox --enable-seccomp confine the same pid (a root of /etc, /run and the runtime; CAP_NET_BIND_SERVICE only; no_new_privs; seccomp) and it still serves', async (t) => {
+  const host = testNetns(t, 'xh');
+  const remote = testNetns(t, 'xr');
+  await uplink(host, remote, '10.97.2.1', '10.97.2.2');
+  await peerEchoServer(t, remote, '10.97.2.2', 7002);
+  const ctr = testNetns(t, 'xc');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slirp-sbx-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const sock = path.join(dir, 'ctr.net');
+  const s = start(t, ['nsenter', `--net=${host}`, '--', BIN, '--disable-host-loopback', '--mtu=65520', '--enable-sandbox', '--enable-seccomp', '--enable-ipv6', '-c', '-e', '3', '-r', '4', '--api-socket', sock, '--netns-type=path', ctr, 'tap0']);
+  t.is(await withTimeout(s.ready, 20_000, 'ready fd'), '1');
+  t.regex(s.out(), /seccomp: The following syscalls will be blocked by seccomp: execve execveat .*setns umount2 unshare\./);
+  const status = fs.readFileSync(`/proc/${s.p.pid}/status`, 'utf8');
+  const field = (name: string) => new RegExp(`^${name}:\\s+(\\S+)`, 'm').exec(status)?.[1];
+  t.is(field('CapEff'), '0000000000000400', 'CAP_NET_BIND_SERVICE only');
+  t.is(field('CapBnd'), '0000000000000400', 'and no exec regains more');
+  t.is(field('NoNewPrivs'), '1');
+  t.is(field('Seccomp'), '2', 'a seccomp filter');
+  t.regex(fs.readFileSync(`/proc/${s.p.pid}/cmdline`, 'utf8'), /dist\/compat\/slirp4netns\.cjs/, 'the same pid re-executed into the sandbox');
+  const top = fs.readdirSync(`/proc/${s.p.pid}/root`);
+  t.true(top.includes('etc') && top.includes('run') && top.includes('usr'), top.join(' '));
+  for (const hidden of ['home', 'root', 'var', 'proc', 'dev', 'boot', 'srv']) t.false(top.includes(hidden), `/${hidden} is not in the sandbox: ${top.join(' ')}`);
+  t.true(fs.readdirSync(`/proc/${s.p.pid}/root${os.tmpdir()}`).every((n) => n === path.basename(dir)), 'of /tmp, only the API socket\'s directory');
+  // it still serves: egress, and a forward whose loopback client takes the stack's path (no splice: no exec in here)
+  t.is(await tcpRequest(ctr, '10.97.2.2', 7002), '10.97.2.1');
+  await peerEchoServer(t, ctr, '0.0.0.0', 8081);
+  t.deepEqual(await api(sock, { execute: 'add_hostfwd', arguments: { proto: 'tcp', host_addr: '127.0.0.1', host_port: 18081, guest_port: 8081 } }), { return: { id: 1 } });
+  t.is(await tcpRequest(host, '127.0.0.1', 18081), '10.0.2.2', 'the guest sees the gateway, as behind slirp4netns');
+  (s.p.stdio[3] as NodeJS.WritableStream).end();
+  t.is(await withTimeout(s.exited, 10_000, 'exit at EOF'), 0);
+  t.false(fs.existsSync(sock), 'the socket is removed from inside the sandbox');
+});
+
 rootTest('slirp4netns drop-in as a user: the PID form on the user\'s own user namespace, configured and reachable; errors as slirp4netns words them', async (t) => {
   const user = 'burrows4n';
   ensureUser(t, user);
@@ -160,6 +195,6 @@ rootTest('slirp4netns drop-in as a user: the PID form on the user\'s own user na
   t.is(bad(['-e', 'x', '1']).stderr, 'exit-fd must be a non-negative integer\n');
   r = bad(['--help']);
   for (const flag of ['--disable-host-loopback', '--mtu', '--cidr', '--outbound-addr', '--enable-ipv6']) t.true(r.stdout.includes(flag), `--help lists ${flag} (podman probes it)`);
-  t.false(/--enable-(sandbox|seccomp)/.test(r.stdout), 'the sandbox flags are not offered, so podman does not pass them');
+  for (const flag of ['--enable-sandbox', '--enable-seccomp']) t.true(r.stdout.includes(flag), `--help offers ${flag}, so podman passes it`);
   t.regex(bad(['--version']).stdout, /^slirp4netns version 1\.2\.0\n(.*\n)*SLIRP_CONFIG_VERSION_MAX: 4\n/);
 });

@@ -15,7 +15,8 @@ import { ensureUser } from './helpers/users.js';
 
 const podmanMissing = () => (spawnSync('podman', ['--version']).status === 0 ? null : 'podman is not installed (scripts/setup.sh installs it)');
 const http = (ns: string, port: number) => new Promise<string>((resolve) => execFile('nsenter', [`--net=${ns}`, '--', 'timeout', '10', 'bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${port}; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3`], { encoding: 'utf8' }, (_e, out) => resolve(out)));
-const slirps = (user: string) => spawnSync('pgrep', ['-u', user, '-a', '-f', 'helpers/slirp4netns'], { encoding: 'utf8' }).stdout.trim();
+// the drop-in as podman started it, and once it re-executed into its sandbox
+const slirps = (user: string) => spawnSync('pgrep', ['-u', user, '-a', '-f', '/slirp4netns(\\.cjs)? '], { encoding: 'utf8' }).stdout.trim();
 
 rootTest.serial('rootless podman 4.3.1 on burrow\'s slirp4netns: -p with rootlessport and with port_handler=slirp4netns, the guest at 10.0.2.100, host loopback closed, nothing left', async (t) => {
   const user = 'burrowpodr';
@@ -50,7 +51,12 @@ rootTest.serial('rootless podman 4.3.1 on burrow\'s slirp4netns: -p with rootles
   };
   podman('import', path.join(dir, 'rootfs.tar'), 'localhost/bb:1');
   podman('run', '-d', '--name', 'web', '-p', '18088:80', 'localhost/bb:1', 'httpd', '-f', '-p', '80', '-h', '/www');
-  t.regex(slirps(user), /--disable-host-loopback --mtu=65520 --enable-ipv6 -c -e 3 -r 4 --netns-type=path \S+ tap0/, 'podman passes its argv, without the sandbox flags');
+  t.regex(slirps(user), /--disable-host-loopback --mtu=65520 --enable-sandbox --enable-seccomp --enable-ipv6 -c -e 3 -r 4 --netns-type=path \S+ tap0/, 'podman passes its argv, with the sandbox flags --help offers');
+  const pid = Number(slirps(user).split(' ')[0]);
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => new RegExp(`^${name}:\\s+(\\S+)`, 'm').exec(status)?.[1];
+  t.deepEqual([field('CapEff'), field('NoNewPrivs'), field('Seccomp')], ['0000000000000400', '1', '2'], 'confined: CAP_NET_BIND_SERVICE only, no_new_privs, seccomp');
+  t.false(fs.readdirSync(`/proc/${pid}/root`).includes('home'), 'in its own root');
   t.regex(await http(host, 18088), /hello from rootless podman on burrow/, 'the page through rootlessport');
   t.regex(podman('exec', 'web', 'ip', 'addr', 'show', 'tap0'), /inet 10\.0\.2\.100\/24/);
   t.regex(podman('exec', 'web', 'cat', '/etc/resolv.conf'), /^nameserver 10\.0\.2\.3$/m);

@@ -19,16 +19,28 @@
  *   the ready fd (`-r`). It exits 0 when the exit fd (`-e`) reaches EOF or hangs up, and on
  *   SIGTERM or SIGINT, removing its API socket.
  * - `--api-socket` speaks slirp4netns's protocol (net/usernet/slirp_api.ts).
- * - `--enable-sandbox` and `--enable-seccomp` are not offered yet: they are absent from
- *   `--help` (podman probes it and then does not pass them) and refused with a clear error.
+ * - `--enable-sandbox` confines the stack as slirp4netns confines itself once ready, but a
+ *   multi-threaded Node process cannot unshare its mount namespace, so it re-executes: this
+ *   process opens the TAP (and configures it with `-c`), then execve()s, same pid and the TAP fd
+ *   kept, into `burrow-ns -Z` (native/burrow-ns.c), which builds a private mount namespace whose
+ *   read-only root holds /etc and /run (as slirp4netns's), the Node runtime and burrow's bundles
+ *   (what a Node process needs to start: read-only), and the API socket's directory (writable, so
+ *   the socket can be made and removed); sets no_new_privs; keeps only CAP_NET_BIND_SERVICE; and
+ *   execs Node on this bundle again, which finds the TAP in BURROW_SLIRP4NETNS_TAP and starts the
+ *   stack. The rest of the run needs neither exec nor setns: loopback clients of `add_hostfwd`
+ *   forwards take the stack's path (as slirp4netns's do) instead of a splice from inside.
+ * - `--enable-seccomp` installs slirp4netns's syscall filter on every thread once the stack runs
+ *   (execve, execveat, ptrace, mount, setns, unshare... kill the process; native seccompSandbox).
  */
 import fs from 'node:fs';
 import net from 'node:net';
 import * as ipv4 from '../../net/wire/ipv4.js';
 import * as ipv6 from '../../net/wire/ipv6.js';
 import { planAddressing } from '../../net/usernet/usernet.js';
-import { joinNamespaces, type NsTarget } from '../../userns/unshare.js';
-import { startUsernet, type UsernetSetup } from '../network/usernet.js';
+import path from 'node:path';
+import { execve, seccompSandbox } from '../../native/mod.js';
+import { helperPath, joinNamespaces, type NsTarget } from '../../userns/unshare.js';
+import { configureGuest, startUsernet, type UsernetSetup } from '../network/usernet.js';
 import { VERSION } from '../version.js';
 
 export const SLIRP4NETNS_VERSION = '1.2.0';
@@ -76,6 +88,8 @@ User-mode networking for unprivileged network namespaces.
 --disable-host-loopback  prohibit connecting to 127.0.0.1:* on the host namespace
 --netns-type=TYPE        specify network namespace type ([path|pid], default=pid)
 --userns-path=PATH       specify user namespace path
+--enable-sandbox         create a new mount namespace (and drop all caps except CAP_NET_BIND_SERVICE if running as the root)
+--enable-seccomp         enable seccomp to limit syscalls (experimental)
 --outbound-addr=IPv4     sets outbound ipv4 address to bound to
 --outbound-addr6=IPv6    sets outbound ipv6 address to bound to
 --disable-dns            disables 10.0.2.3 (or configured internal ip) to host dns redirect
@@ -85,7 +99,7 @@ User-mode networking for unprivileged network namespaces.
 -v, --version            show version and exit
 
 burrow ${VERSION}'s slirp4netns: burrow's userspace network stack behind slirp4netns ${SLIRP4NETNS_VERSION}'s
-command line. Its sandbox and seccomp options are not offered yet.
+command line. The sandbox's root also holds the Node runtime and burrow's bundles (read-only).
 `;
 
 export function versionText(): string {
@@ -156,7 +170,7 @@ const fdOf = (v: string, what: string) => {
 };
 
 /** Parses slirp4netns 1.2's command line. Throws {@link SlirpUsageError} with slirp4netns's message. */
-export function parseSlirpArgs(argv: string[]): Parsed {
+export function parseSlirpArgs(argv: string[], exists: (p: string) => boolean = fs.existsSync): Parsed {
   const { opts, operands } = getopt(argv);
   const a: Omit<SlirpArgs, 'target' | 'tap'> = { configure: false, mtu: 1500, ipv6: false, cidr: '10.0.2.0/24', disableHostLoopback: false, netnsType: 'pid', disableDns: false, sandbox: false, seccomp: false };
   for (const [name, v] of opts) {
@@ -214,11 +228,10 @@ export function parseSlirpArgs(argv: string[]): Parsed {
   if (operands.length < 1 || operands.length > 2) throw new SlirpUsageError('');
   const [target, tap = 'tap0'] = operands;
   if (a.netnsType === 'pid' && !(/^\d+$/.test(target) && Number(target) > 0)) throw new SlirpUsageError(`PID must be a positive integer (got "${target}"); use --netns-type=path for a path`);
-  if (a.netnsType === 'path' && !fs.existsSync(target)) throw new SlirpUsageError('existing path expected when --netns-type=path: No such file or directory', false);
-  if (a.usernsPath && !fs.existsSync(a.usernsPath)) throw new SlirpUsageError('existing path expected for --userns-path: No such file or directory', false);
+  if (a.netnsType === 'path' && !exists(target)) throw new SlirpUsageError('existing path expected when --netns-type=path: No such file or directory', false);
+  if (a.usernsPath && !exists(a.usernsPath)) throw new SlirpUsageError('existing path expected for --userns-path: No such file or directory', false);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(tap)) throw new SlirpUsageError(`invalid TAPNAME "${tap}": 1 to 15 of A-Z a-z 0-9 _ . -`);
   if (a.mac && !a.configure) throw new SlirpUsageError('--macaddress is only valid with -c (--configure)');
-  if (a.sandbox || a.seccomp) throw new SlirpUsageError(`${a.sandbox ? '--enable-sandbox' : '--enable-seccomp'} is not supported by burrow's slirp4netns yet (podman does not pass it: it is absent from --help)`, false);
   return { kind: 'run', args: { ...a, target, tap } };
 }
 
@@ -237,6 +250,7 @@ export function slirpSetup(a: SlirpArgs): UsernetSetup {
     outbound: a.outbound4 || a.outbound6 ? { v4: a.outbound4, v6: a.outbound6 } : undefined,
     noDns: a.disableDns,
     guestMac: a.mac,
+    noSplice: a.sandbox || a.seccomp,
   };
 }
 
@@ -275,11 +289,74 @@ function watchExitFd(fd: number, onEof: () => void): void {
   s.on('error', onEof);
 }
 
+/** The env var that carries the TAP's fd into the sandboxed second stage. */
+const TAP_ENV = 'BURROW_SLIRP4NETNS_TAP';
+const CAP_NET_BIND_SERVICE = 10;
+
+/**
+ * burrow-ns -Z's arguments for --enable-sandbox: what the sandbox's root holds. /etc and /run as
+ * slirp4netns's (read-only, noexec); the Node runtime and burrow's dist/ and build/ (read-only:
+ * the second stage must start); the API socket's directory (writable).
+ */
+export function sandboxArgs(o: { installRoot: string; node: string; apiDir?: { src: string; dst: string } }): string[] {
+  const ro = (p: string, opts: string) => ['-B', `${p}:${p}`, '-E', opts];
+  const nodeTree = o.node.startsWith('/usr/') ? [] : ro(path.dirname(path.dirname(o.node)), 'nosuid,nodev');
+  return [
+    '-Z',
+    ...ro('/etc', 'nosuid,nodev,noexec'),
+    ...ro('/run', 'nosuid,nodev,noexec'),
+    ...ro('/usr', 'nosuid,nodev'),
+    ...nodeTree,
+    ...ro(path.join(o.installRoot, 'dist'), 'nosuid,nodev'),
+    ...ro(path.join(o.installRoot, 'build'), 'nosuid,nodev'),
+    ...(o.apiDir ? ['-V', `${o.apiDir.src}:${o.apiDir.dst}`, '-E', 'nosuid,nodev,noexec'] : []),
+    '-c', (1 << CAP_NET_BIND_SERVICE).toString(16),
+  ];
+}
+
+/**
+ * --enable-sandbox, first stage: opens the TAP (configured with -c) and re-executes, same pid,
+ * into burrow-ns -Z, which execs this bundle again inside the sandbox. Returns only on failure.
+ */
+async function enterSandbox(argv: string[], a: SlirpArgs, setup: UsernetSetup, target: NsTarget, cancelled: () => boolean): Promise<void> {
+  const fds = await joinNamespaces(target, { tap: a.tap });
+  fs.closeSync(fds.netns);
+  fs.closeSync(fds.userns);
+  if (setup.configure && !cancelled()) await configureGuest(target, setup);
+  if (cancelled()) return; // SIGTERM or the exit fd while the TAP was made: slirp4netns exits 0
+  const helper = helperPath();
+  const installRoot = path.dirname(path.dirname(path.dirname(helper)));
+  const bundle = path.join(installRoot, 'dist', 'compat', 'slirp4netns.cjs');
+  const node = fs.realpathSync(process.execPath);
+  let apiDir: { src: string; dst: string } | undefined;
+  if (a.apiSocket) {
+    // bound at the path as given (the stage inside resolves it there), from where it really is
+    const dst = path.dirname(path.resolve(a.apiSocket));
+    fs.mkdirSync(dst, { recursive: true });
+    apiDir = { src: fs.realpathSync(dst), dst };
+  }
+  const args = [...sandboxArgs({ installRoot: fs.realpathSync(installRoot), node, apiDir }), '--', node, bundle, ...argv];
+  // stdio too: Node marks its own close-on-exec, and the sandbox has no /dev/null to stand in
+  const open = (fd: number) => {
+    try {
+      fs.fstatSync(fd);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const keep = [0, 1, 2].filter(open).concat([fds.tap!, ...(a.exitFd !== undefined ? [a.exitFd] : []), ...(a.readyFd !== undefined ? [a.readyFd] : [])]);
+  return execve(helper, [helper, ...args], { ...process.env, [TAP_ENV]: String(fds.tap) }, keep);
+}
+
 /** Runs slirp4netns's command; resolves with the exit status once it stops. */
 export async function main(argv: string[]): Promise<number> {
+  // the sandboxed second stage: the first opened the TAP and configured it
+  const stagedTap = process.env[TAP_ENV];
+  delete process.env[TAP_ENV];
   let parsed: Parsed;
   try {
-    parsed = parseSlirpArgs(argv);
+    parsed = parseSlirpArgs(argv, stagedTap ? () => true : fs.existsSync);
   } catch (err) {
     if (!(err instanceof SlirpUsageError)) throw err;
     if (err.message) process.stderr.write(`${err.message}\n`);
@@ -302,7 +379,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n`);
     return 1;
   }
-  const target: NsTarget = a.netnsType === 'pid' ? Number(a.target) : { netns: fs.realpathSync(a.target), ...(a.usernsPath ? { userns: fs.realpathSync(a.usernsPath) } : {}) };
+  const target: NsTarget = a.netnsType === 'pid' ? Number(a.target) : { netns: stagedTap ? a.target : fs.realpathSync(a.target), ...(a.usernsPath ? { userns: stagedTap ? a.usernsPath : fs.realpathSync(a.usernsPath) } : {}) };
   let stop: (() => void) | null = null;
   let quitting = false;
   let finish: (code: number) => void = () => {};
@@ -316,17 +393,30 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', () => quit(0));
   process.on('SIGINT', () => quit(0));
   try {
+    if (a.sandbox && !stagedTap) {
+      await enterSandbox(argv, a, setup, target, () => quitting);
+      return done;
+    }
     if (a.exitFd !== undefined) watchExitFd(a.exitFd, () => quit(0));
-    const fds = await joinNamespaces(target, { tap: a.tap });
-    fs.closeSync(fds.netns);
-    fs.closeSync(fds.userns);
-    const session = await startUsernet(target, fds.tap!, setup);
+    let tap: number;
+    if (stagedTap) {
+      tap = Number(stagedTap);
+      if (!/^\d+$/.test(stagedTap) || !fs.fstatSync(tap).isCharacterDevice()) throw new Error(`${TAP_ENV}=${stagedTap} is not an open TAP device`);
+      setup.configure = false;
+    } else {
+      const fds = await joinNamespaces(target, { tap: a.tap });
+      fs.closeSync(fds.netns);
+      fs.closeSync(fds.userns);
+      tap = fds.tap!;
+    }
+    const session = await startUsernet(target, tap, setup);
     if (quitting) {
       // the exit fd closed (or a signal came) while the stack started
       session.stop();
       return done;
     }
     stop = session.stop;
+    if (a.seccomp) process.stdout.write(`seccomp: The following syscalls will be blocked by seccomp: ${seccompSandbox().join(' ')}.\n`);
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     quit(1);

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { parseSlirpArgs, slirpSetup, SlirpUsageError, type SlirpArgs } from './slirp4netns.js';
+import { parseSlirpArgs, sandboxArgs, slirpSetup, SlirpUsageError, USAGE, type SlirpArgs } from './slirp4netns.js';
 
 const run = (argv: string[]): SlirpArgs => {
   const p = parseSlirpArgs(argv);
@@ -37,7 +37,6 @@ test('slirp4netns args: slirp4netns\'s error texts, and clear ones where burrow 
   t.is(err(['--netns-type=path', '/nonexistent']), 'existing path expected when --netns-type=path: No such file or directory');
   t.regex(err(['--macaddress=02:00:00:00:00:01', '1']), /only valid with -c/);
   t.regex(err(['--macaddress=01:00:00:00:00:01', '-c', '1']), /valid unicast MAC/);
-  t.regex(err(['--enable-sandbox', '1']), /--enable-sandbox is not supported/);
   t.regex(err(['--target-type=bess', '1']), /not supported/);
 });
 
@@ -47,4 +46,25 @@ test('slirp4netns setup: the guest at cidr+100, host loopback at the gateway unl
   t.is(s.mapHostLoopback, '10.7.0.2');
   t.is(s.apiProtocol, 'slirp4netns');
   t.is(slirpSetup(run(['--disable-host-loopback', '1'])).mapHostLoopback, undefined);
+});
+
+test('slirp4netns sandbox: what the root holds, how it is mounted, the one capability kept; podman finds the flags in --help', (t) => {
+  t.like(run(['--enable-sandbox', '--enable-seccomp', '1']), { sandbox: true, seccomp: true });
+  t.true(slirpSetup(run(['--enable-seccomp', '1'])).noSplice, 'no splice helper once exec is blocked');
+  t.falsy(slirpSetup(run(['1'])).noSplice);
+  const a = sandboxArgs({ installRoot: '/opt/burrow', node: '/usr/bin/node', apiDir: { src: '/run/user/1000/libpod/tmp', dst: '/run/user/1000/libpod/tmp' } });
+  t.deepEqual(a, [
+    '-Z',
+    '-B', '/etc:/etc', '-E', 'nosuid,nodev,noexec',
+    '-B', '/run:/run', '-E', 'nosuid,nodev,noexec',
+    '-B', '/usr:/usr', '-E', 'nosuid,nodev',
+    '-B', '/opt/burrow/dist:/opt/burrow/dist', '-E', 'nosuid,nodev',
+    '-B', '/opt/burrow/build:/opt/burrow/build', '-E', 'nosuid,nodev',
+    '-V', '/run/user/1000/libpod/tmp:/run/user/1000/libpod/tmp', '-E', 'nosuid,nodev,noexec',
+    '-c', '400',
+  ]);
+  const b = sandboxArgs({ installRoot: '/srv/b', node: '/opt/node-20/bin/node' });
+  t.true(b.join(' ').includes('-B /opt/node-20:/opt/node-20 -E nosuid,nodev'), 'a Node runtime outside /usr is bound whole');
+  t.false(b.includes('-V'), 'no API socket: nothing writable');
+  for (const flag of ['--enable-sandbox', '--enable-seccomp']) t.true(USAGE.includes(flag));
 });

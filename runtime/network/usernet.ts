@@ -35,6 +35,12 @@ export interface UsernetSetup {
   noDns?: boolean;
   /** The MAC of the TAP inside (slirp4netns --macaddress; with configure). */
   guestMac?: string;
+  /**
+   * Forwards never splice loopback clients through a socket made inside the namespace (that
+   * needs a helper process): every connection takes the stack's path, as slirp4netns's do. For a
+   * stack that may not exec (slirp4netns's --enable-sandbox and --enable-seccomp).
+   */
+  noSplice?: boolean;
 }
 
 export interface UsernetFlags {
@@ -97,12 +103,18 @@ export function configureBatch(s: Pick<UsernetSetup, 'plan' | 'tapName' | 'guest
  * Starts the stack for the namespaces of `pid` (a process's, or a path's) on `tapFd` (which it
  * takes over). On failure everything started is stopped again before the error is thrown.
  */
+/** Configures the TAP inside the namespace (addresses, routes, MAC: `ip -batch` run there). */
+export async function configureGuest(target: NsTarget, s: Pick<UsernetSetup, 'plan' | 'tapName' | 'guestMac'>): Promise<void> {
+  const r = await runInNamespaces(target, [ipTool(), '-batch', '-'], configureBatch(s));
+  if (r.code !== 0) throw new Error(`configuring ${s.tapName} inside the namespace failed: ${r.stderr.trim() || `ip exited ${r.code}`}`);
+}
+
 export async function startUsernet(pid: NsTarget, tapFd: number, s: UsernetSetup): Promise<UsernetSession> {
   const config = stackConfig({ plan: s.plan, mapHostLoopback: s.mapHostLoopback });
   if (s.noDns) config.nameservers = {};
   const usernet = new Usernet(new TapDevice(tapFd), config, s.outbound ? new NodeHostSockets(undefined, s.outbound) : undefined);
   let factory: NamespaceSocketFactory | null = null;
-  const forwarder = new Forwarder(usernet, async (family, port) => {
+  const forwarder = new Forwarder(usernet, s.noSplice ? null : async (family, port) => {
     factory ??= new NamespaceSocketFactory(pid);
     const addr = family === 4 ? s.plan.guest4 : s.plan.guest6;
     if (!addr) throw new Error('IPv6 is disabled');
@@ -120,10 +132,7 @@ export async function startUsernet(pid: NsTarget, tapFd: number, s: UsernetSetup
   };
   try {
     usernet.start();
-    if (s.configure) {
-      const r = await runInNamespaces(pid, [ipTool(), '-batch', '-'], configureBatch(s));
-      if (r.code !== 0) throw new Error(`configuring ${s.tapName} inside the namespace failed: ${r.stderr.trim() || `ip exited ${r.code}`}`);
-    }
+    if (s.configure) await configureGuest(pid, s);
     for (const p of s.ports) await forwarder.add(p);
     if (s.apiSocket) {
       fs.mkdirSync(path.dirname(s.apiSocket), { recursive: true });
