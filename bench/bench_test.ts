@@ -174,8 +174,10 @@ test('podman-helpers table: each helper beside burrow\'s, ratios oriented so > 1
     versions: { podman: 'podman version 4.3.1', netavark: '1.4.0' },
     rootful: { netavark: { setupMs: [200, 210, 220], teardownMs: [300, 300, 300] }, burrow: { setupMs: [100, 100, 100], teardownMs: [600, 600, 600] } },
     rootless: {},
+    rootlessTput: { slirp4netns: { egressGbps: [1, 2, 3], forwardGbps: [4, 4, 4] }, burrow: { egressGbps: [6, 6, 6], forwardGbps: [2, 2, 2] } },
     errors: { 'rootless-anchor': 'not measured: slirp4netns is not installed' },
   });
+  t.regex(out, /burrow's slirp4netns\s+6\.00\s+2\.00\s+3\.00x\s+0\.50x/, 'throughput ratios are burrow over the anchor');
   t.regex(out, /rootful\s+netavark 1\.4\.0\s+210\s+300\s+2\.10x\s+0\.50x/);
   t.regex(out, /rootful\s+burrow's netavark\s+100\s+600/);
   t.regex(out, /podman-helpers rootless-anchor: not measured/);
