@@ -18,9 +18,12 @@ export function shippedPlugins(): string[] {
   return fs.readdirSync(dir).filter((f) => f.endsWith('.cjs')).map((f) => f.slice(0, -4)).sort();
 }
 
+/** A launcher's body: the bundle, by absolute path, through bin/load.cjs (with its code cache). */
+const loadLine = (bundle: string) => `require(${JSON.stringify(path.join(installRoot(), 'bin', 'load.cjs'))})(${JSON.stringify(bundle)});\n`;
+
 export function launcherText(name: string): string {
   const bundle = path.join(installRoot(), 'dist', 'plugins', `${name}.cjs`);
-  return `#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node\n// ${LAUNCHER_MARKER} ${name}: installed by "burrow cni install"\nrequire(${JSON.stringify(bundle)});\n`;
+  return `#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node\n// ${LAUNCHER_MARKER} ${name}: installed by "burrow cni install"\n${loadLine(bundle)}`;
 }
 
 /** Installs every launcher; refuses (before writing anything) to replace foreign files unless `force`. */
@@ -44,7 +47,7 @@ export function shippedCompat(): string[] {
 
 export function compatLauncherText(name: string): string {
   const bundle = path.join(installRoot(), 'dist', 'compat', `${name}.cjs`);
-  return `#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node --\n// ${COMPAT_MARKER} ${name}: installed by "burrow compat install"\nrequire(${JSON.stringify(bundle)});\n`;
+  return `#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node --\n// ${COMPAT_MARKER} ${name}: installed by "burrow compat install"\n${loadLine(bundle)}`;
 }
 
 const isCompatLauncher = (file: string) => {
