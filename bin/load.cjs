@@ -11,6 +11,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const vm = require('node:vm');
 const Module = require('node:module');
+const { isAscii } = require('node:buffer');
 
 const MAGIC = 'burrow-code-cache-1';
 
@@ -36,7 +37,9 @@ function load(file) {
   const mode = process.env.BURROW_CODE_CACHE ?? '';
   const fd = fs.openSync(file, 'r');
   const st = fs.fstatSync(fd);
-  const src = fs.readFileSync(fd, 'utf8');
+  // esbuild writes ASCII (charset=ascii): a one-byte string is made without decoding UTF-8
+  const raw = fs.readFileSync(fd);
+  const src = isAscii(raw) ? raw.latin1Slice(0, raw.length) : raw.toString('utf8');
   fs.closeSync(fd);
   const found = mode === '' ? readCache(file, st) : { cache: 'off' };
   const script = new vm.Script(Module.wrap(src), { filename: file, cachedData: found.data });

@@ -3,6 +3,7 @@
 import { build as esbuild } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 const common = {
@@ -20,11 +21,28 @@ const common = {
   // have no dynamic-import callback
   supported: { 'dynamic-import': false },
   write: false,
+  minifyWhitespace: true,
+  minifySyntax: true,
 };
 
 // Each `import fs from 'node:fs'` becomes its own __toESM(require('node:fs')), which copies every
 // property of the module: ~100 copies of fs, path and net per CLI start. One per builtin will do.
-const MEMO = 'const __burrowBuiltins = new Map(); function __burrowBuiltin(n) { let m = __burrowBuiltins.get(n); if (!m) __burrowBuiltins.set(n, m = __toESM(require(n), 1)); return m; }';
+// The builtins that Node's own start does not load (child_process, net, tty, zlib, ...: ~3 ms of
+// compiling Node's internals) are loaded when first used: the module object is a Proxy that
+// requires the builtin on its first property access, so `burrow --version` or a plugin's VERSION
+// never loads child_process just because commander or a helper imports it.
+const LAZY = ['child_process', 'crypto', 'stream', 'os', 'net', 'tty', 'zlib', 'dgram', 'readline', 'http', 'https', 'http2', 'worker_threads', 'stream/promises', 'dns', 'dns/promises'];
+const MEMO = [
+  'const __burrowBuiltins = new Map();',
+  'function __burrowBuiltin(n, esm) {',
+  '  const key = esm ? n : `${n} cjs`; let m = __burrowBuiltins.get(key); if (m) return m;',
+  '  if (__burrowLazyNames.has(n)) { let real; const load = () => real ??= (esm ? __toESM(require(n), 1) : require(n));',
+  '    m = new Proxy({}, { get: (_, k) => load()[k], has: (_, k) => k in load(), set: (_, k, v) => (load()[k] = v, true),',
+  '      ownKeys: () => Reflect.ownKeys(load()), getOwnPropertyDescriptor: (_, k) => { const d = Object.getOwnPropertyDescriptor(load(), k); if (d) d.configurable = true; return d; } });',
+  '  } else m = esm ? __toESM(require(n), 1) : require(n);',
+  '  __burrowBuiltins.set(key, m); return m; }',
+  `const __burrowLazyNames = new Set(${JSON.stringify(LAZY.map((n) => `node:${n}`))});`,
+].join(' ');
 const built = [];
 
 async function build(options) {
@@ -32,7 +50,9 @@ async function build(options) {
   for (const f of r.outputFiles) {
     let text = f.text;
     if (f.path.endsWith('.cjs')) {
-      text = text.replace(/__toESM\(require\(("node:[a-z_/]+")\), 1\)/g, '__burrowBuiltin($1)');
+      text = text.replace(/__toESM\(require\(("node:[a-z_/0-9]+")\), ?1\)/g, '__burrowBuiltin($1, true)');
+      // a plain require of a lazy builtin (commander's child_process; `import * as`)
+      text = text.replace(/\brequire\(("node:([a-z_/0-9]+)")\)/g, (all, id, n) => (LAZY.includes(n) ? `__burrowBuiltin(${id}, false)` : all));
       if (text.includes('__burrowBuiltin(')) text = text.replace(/\n/, ` ${MEMO}\n`); // on the banner's line: the source map's lines stay
       built.push(f.path);
     }
@@ -66,8 +86,16 @@ await build({
 // V8's code cache beside each bundle (bin/load.cjs reads it): made by running the bundle once
 // through the loader on a verb that touches only its startup path, so the cache holds the code
 // every start compiles. A run that fails leaves no cache (the bundle still works, compiled from source).
+// burrow trains on `ps` (the startup path, the command table, the container store) with a config
+// whose every directory is in a temporary one, so the build reads and writes nothing of the host's.
+const trainDir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-train-'));
+const trainConfig = path.join(trainDir, 'burrow.toml');
+fs.writeFileSync(trainConfig, [
+  '[network]', `cni_config_dir = "${trainDir}/net.d"`, `cni_cache_dir = "${trainDir}/cache"`, `ipam_data_dir = "${trainDir}/ipam"`, 'firewall_backend = "none"',
+  '[engine]', `state_dir = "${trainDir}/state"`, `volume_path = "${trainDir}/volumes"`, '',
+].join('\n'));
 const TRAIN = {
-  burrow: { argv: ['--version'] },
+  burrow: { argv: ['--config', trainConfig, 'ps'] },
   bench: null,
   'aardvark-dns': { argv: ['--version'] },
   slirp4netns: { argv: ['--version'] },
@@ -91,3 +119,4 @@ for (const file of built) {
     process.stderr.write(`bundle: no code cache for ${file}: ${String(e.stderr ?? e.message).trim().split('\n').pop()}\n`);
   }
 }
+fs.rmSync(trainDir, { recursive: true, force: true });
