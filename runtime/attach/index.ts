@@ -17,7 +17,7 @@ import { userNetworkMode } from './user_network.js';
 
 export type { Attached, AttachContext, Held, NetworkMode, NetworkRecord } from './types.js';
 export { UndoStack, type UndoFailure } from './undo.js';
-export { gcCni, pendingCni } from './cni.js';
+export { gcCni } from './cni.js';
 export { usernetApiSocket } from './usernet.js';
 export { insideCniOps, unpublish, userNetns, userNetnsNeeded } from './user_network.js';
 

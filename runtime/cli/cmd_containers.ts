@@ -13,7 +13,7 @@ type Out = (s: string) => void;
 
 export async function store(configFile?: string): Promise<ContainerStore> {
   const { makeContext } = await import('../context.js');
-  const { gcContainers } = await import('../container/run.js');
+  const { gcContainers } = await import('../container/gc.js');
   const ctx = await makeContext(configFile, { plugins: process.getuid?.() === 0 });
   await gcContainers(ctx);
   return new ContainerStore(ctx.config.stateDir);

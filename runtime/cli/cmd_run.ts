@@ -159,7 +159,7 @@ export function systemCommand(globals: () => { config?: string }, out: (s: strin
   const cmd = new Command('system').description('maintenance');
   cmd.addCommand(new Command('gc').description('clean up after containers whose burrow process was killed (network attachments, state)').action(async () => {
     const { makeContext } = await import('../context.js');
-    const { gcContainers } = await import('../container/run.js');
+    const { gcContainers } = await import('../container/gc.js');
     const ctx = await makeContext(globals().config, { plugins: true });
     for (const line of await gcContainers(ctx)) out(`${line}\n`);
     if (process.getuid?.() !== 0) {

@@ -23,12 +23,12 @@ import { TeardownError } from '../../native/errors.js';
 import { ContainerConsole } from './console.js';
 import { ContainerError, ContainerStore, PodStore, type CniAttachment, type ContainerRecord, type ContainerUser, type MountRecord } from './containers.js';
 import type { ImageConfig, ImagePlan } from './image.js';
-import { chooseMode, cniOps, gcCni, insideCniOps, pendingCni, UndoStack, unpublish, userNetns, userNetnsNeeded } from '../attach/index.js';
-import { collectUserNetns, type UserNetns } from '../network/user_netns.js';
+import { chooseMode, UndoStack } from '../attach/index.js';
+import { gcContainers } from './gc.js';
 import { helperUserArg, resolveUser } from './passwd.js';
 import { containerCommand, containerEnv, parseAddHosts, parseEnvFile, parseLabels, parseSecurityOpts } from './run_spec.js';
 import { checkDestinations, parseMountFlag, parseTmpfsFlag, parseVolumeFlag, VolumeStore, type MountSpec } from './volumes.js';
-import { makeContext, type Context } from '../context.js';
+import { makeContext } from '../context.js';
 import { processStartTime } from '../../native/system.js';
 import { parseNetworkArgs, SPECIAL_NETWORKS } from '../network/netspec.js';
 
@@ -222,61 +222,6 @@ function refusePublishedElsewhere(ports: PortSpec[], stateDir: string, self?: st
       if (mine) throw new ContainerError(`cannot publish ${formatPortSpec(mine)}: container "${r.name}" (${r.id.slice(0, 12)}) already publishes ${formatPortSpec(theirs)}`);
     }
   }
-}
-
-/**
- * Cleans up after containers: deletes the attachments and records of those whose supervisor is
- * gone (kill -9), and retries teardown that failed when a container ended. Returns a line per
- * container it acted on.
- */
-export async function gcContainers(ctx: Context): Promise<string[]> {
-  const store = new ContainerStore(ctx.config.stateDir);
-  const cleaned: string[] = [];
-  const who = (r: ContainerRecord) => `${r.name} (${r.id.slice(0, 12)})`;
-  const stale = new Set(store.stale().map((r) => r.id));
-  // a user network's attachments are deleted inside the user's network namespace (made again if
-  // its holder went too: host-local's addresses are kept in the user's state dir)
-  let holder: UserNetns | null = null;
-  const gcOps = async (r: ContainerRecord) => {
-    if (r.network.mode !== 'cni' || !r.network.userNetns) return cniOps(ctx);
-    holder ??= (await userNetns(ctx.config)).holder;
-    const h = holder;
-    return insideCniOps(ctx.config, (n) => ctx.networks.get(n), () => undefined, () => h);
-  };
-  for (const r of store.list()) {
-    // a dead supervisor's /proc/PID/fd path names no netns any more (a zombie's may still open)
-    const pending = stale.has(r.id) ? pendingCni(r).map((a) => (r.network.mode === 'cni' && r.network.userNetns ? { ...a, netns: '' } : a)) : r.teardown?.retry;
-    if (!pending) continue;
-    const ops = await gcOps(r);
-    // the one stack of the user's namespace still forwards a killed container's published ports
-    if (stale.has(r.id) && r.network.mode === 'cni' && r.network.userNetns) await unpublish(ctx.config.stateDir, parseRecordedPorts(r.ports));
-    const failed = await gcCni(ops, r.id, pending);
-    if (failed.length) {
-      const err = new TeardownError(`container ${who(r)}`, failed.map((f) => ({ step: `CNI DEL of network "${f.attachment.network}" (${f.attachment.ifname})`, error: f.error })));
-      const at = new Date().toISOString();
-      Object.assign(r, { state: 'exited', initPid: undefined, finished: r.finished ?? at, exitCode: r.exitCode ?? 137, teardown: { errors: failed.map((f) => ({ step: `CNI DEL of network "${f.attachment.network}" (${f.attachment.ifname})`, error: f.error instanceof Error ? f.error.message : String(f.error) })), retry: failed.map((f) => f.attachment), remove: r.teardown?.remove ?? true, at } });
-      store.write(r);
-      cleaned.push(`still failing: ${err.message}`);
-      continue;
-    }
-    if (stale.has(r.id) || r.teardown?.remove) {
-      await store.remove(r.id);
-      cleaned.push(stale.has(r.id) ? `removed ${who(r)}` : `teardown of ${who(r)} completed; removed`);
-    } else {
-      delete r.teardown;
-      store.write(r);
-      cleaned.push(`teardown of ${who(r)} completed`);
-    }
-  }
-  if (holder && !userNetnsNeeded(ctx.config.stateDir)) await collectUserNetns(ctx.config.stateDir, () => userNetnsNeeded(ctx.config.stateDir));
-  // a killed DNS server comes back with every record (the files outlive it)
-  try {
-    const revived = await (await import('../network/dns.js')).reviveDnsServer(ctx.config);
-    if (revived) cleaned.push(revived);
-  } catch (err) {
-    cleaned.push(`the DNS server could not be started again: ${(err as Error).message}`);
-  }
-  return cleaned;
 }
 
 /** The running container whose namespaces a new one shares (--pod, --network container:NAME). */
