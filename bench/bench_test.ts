@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IperfError, iperfNotReady, iperfVersion, parseIperf } from './iperf.js';
-import { chartOf, leadRatio, METRICS, parseOptions, PATHS, renderReport, SECTIONS, runOrder, type Report } from './main.js';
+import { estimateSeconds, METRICS, parseOptions, PATHS, runOrder, SECTIONS } from './plan.js';
+import { chartOf, leadRatio, renderReport, renderTimings, type Report } from './report.js';
 import { relativeSpread, summarize, untrustworthy } from './stats.js';
 import { escapeXml, niceScale, renderSvg, shortNumber } from './svg.js';
 import { containersConf, parsePodmanInspect, podmanArgv, podmanLayout, podmanMissing } from './podman.js';
@@ -48,19 +49,37 @@ test('spread: half the range around the median; a ratio from wide runs is untrus
   t.is(relativeSpread(summarize([7])), 0, 'one run: no spread to judge');
 });
 
-test('options: defaults, checks, --only names paths and sections', (t) => {
+test('options: defaults, --full, checks, --only names paths and sections', (t) => {
   const d = parseOptions([]);
-  t.is(d.durationS, 3);
+  t.is(d.durationS, 2);
   t.is(d.runs, 3);
-  t.deepEqual(d.scale, [1, 10, 50, 100]);
-  t.deepEqual(d.only, [...PATHS.map((p) => p.name), 'scale', 'cpu', 'dns', 'podman-helpers'], 'every path, then the scale, cpu, dns and podman-helpers sections');
+  t.deepEqual(d.scale, [1, 10]);
+  t.deepEqual(d.only, ['bridge-c2c', 'rootless-fwd-lo', 'rootless-net-c2c', 'scale', 'cpu', 'dns', 'podman-helpers'], 'one path of each kind, then every section');
+  t.deepEqual(new Set(d.only.flatMap((n) => PATHS.filter((p) => p.name === n).map((p) => p.kind))), new Set(['rootful', 'rootless', 'pod']), 'every kind of path');
   t.deepEqual(SECTIONS, ['scale', 'cpu', 'dns', 'podman-helpers']);
+  const f = parseOptions(['--full']);
+  t.deepEqual(f.only, [...PATHS.map((p) => p.name), ...SECTIONS], '--full: every path, then every section');
+  t.deepEqual(f.scale, [1, 10, 50, 100]);
+  t.is(f.durationS, 3);
+  t.is(parseOptions(['--full', '--duration', '1']).durationS, 1);
+  t.deepEqual(parseOptions(['--full', '--scale', '1,3']).scale, [1, 3], '--scale still picks the counts');
+  t.throws(() => parseOptions(['--full', '--only', 'scale']), { message: /--full measures every path.*--only picks some/ });
   const o = parseOptions(['--duration', '1', '--runs', '1', '--only', 'bridge-c2h,scale', '--scale', '1,5', '--anchors', 'none', '--json', 'x.json']);
   t.like(o, { durationS: 1, runs: 1, only: ['bridge-c2h', 'scale'], scale: [1, 5], anchors: 'none', json: 'x.json' });
   t.throws(() => parseOptions(['--only', 'nope']), { message: /unknown path or section "nope"/ });
   t.throws(() => parseOptions(['--runs', '0']), { message: /--runs wants a number >= 1/ });
   t.throws(() => parseOptions(['--anchors', 'some']), { message: /--anchors is auto or none/ });
   t.throws(() => parseOptions(['--frobnicate']), { message: /unknown argument "--frobnicate"/ });
+});
+
+test('the time estimate: the default within 10 minutes on the 2-core VM, --full 40 to 60, growing with runs and duration', (t) => {
+  const tools = { rootful: ['burrow', 'reference', 'podman'], rootless: ['burrow', 'pasta', 'slirp4netns'] };
+  const min = (argv: string[], podman = true) => estimateSeconds(parseOptions(argv), tools, podman) / 60;
+  t.true(min([]) > 5 && min([]) <= 10, `default: ${min([]).toFixed(1)} min`);
+  t.true(min(['--full']) >= 40 && min(['--full']) <= 60, `--full: ${min(['--full']).toFixed(1)} min`);
+  t.true(min(['--runs', '5']) > min([]) && min(['--duration', '6']) > min([]));
+  t.true(min([], false) < min([]), 'podman missing: its rounds and section are not counted');
+  t.true(estimateSeconds(parseOptions(['--only', 'bridge-c2c']), { rootful: ['burrow'], rootless: ['burrow'] }, false) < estimateSeconds(parseOptions(['--only', 'bridge-c2c']), tools, true));
 });
 
 test('ratios point the same way for every metric: > 1 means burrow leads', (t) => {
@@ -99,6 +118,10 @@ test('terminal report: medians, spreads, ratios, flags for noisy ratios, errors'
   t.regex(text, /^rootful\s+burrow\s+10\s+900\.0/m);
   t.regex(text, /CPU s per GB/);
   t.regex(text, /^pasta\s+22\.50$/m);
+  t.notRegex(text, /^took /m, 'no timings, no line');
+  const timed = renderReport({ ...sampleReport(), timings: { setup: 12, 'bridge-c2c|burrow': 90, scale: 150, cpu: 30, dns: 60 }, estimateS: 330 });
+  t.regex(timed, /^took 5\.7 min \(estimated 5\.5\); longest parts: scale 150 s, bridge-c2c\|burrow 90 s, dns 60 s, cpu 30 s$/m);
+  t.is(renderTimings({ a: 30 }), 'took 0.5 min; longest parts: a 30 s');
 });
 
 test('SVG: one bar per tool and path, whiskers, legend, scale curves, escaped text', (t) => {

@@ -5,7 +5,8 @@
  * the unit), "~" where the runs spread too much to trust the ratio.
  */
 import fs from 'node:fs';
-import { leadRatio, METRICS, PATHS, type Report } from './main.js';
+import { METRICS, PATHS } from './plan.js';
+import { leadRatio, type Report } from './report.js';
 import { summarize, untrustworthy } from './stats.js';
 
 const COLS = ['tcp', 'tcp-P', 'udp', 'rr-p50', 'http-1', 'http-32', 'setup', 'teardown'];

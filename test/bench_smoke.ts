@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { METRICS, PATHS } from '../bench/main.js';
+import { METRICS, PATHS } from '../bench/plan.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'dist', 'burrow.cjs');
@@ -54,7 +54,7 @@ async function main(): Promise<number> {
     const svg = path.join(dir, 'bench.svg');
     const t0 = Date.now();
     const r = await new Promise<{ code: number; out: string }>((resolve) => {
-      const c = spawn(process.execPath, [CLI, 'bench', '--duration', '1', '--runs', '1', '--scale', '1,3', '--json', json, '--svg', svg], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+      const c = spawn(process.execPath, [CLI, 'bench', '--full', '--duration', '1', '--runs', '1', '--scale', '1,3', '--json', json, '--svg', svg], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       c.stdout.on('data', (d: Buffer) => (out += d.toString()));
       c.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -65,7 +65,7 @@ async function main(): Promise<number> {
     if (r.code !== 0) return 1;
     console.log(r.out.replace(/\r[^\n]*\r/g, '').split('\n').filter((l) => !l.includes('\x1b')).map((l) => `# ${l}`).join('\n'));
     const report = JSON.parse(fs.readFileSync(json, 'utf8'));
-    check('JSON: top-level keys', () => assert.deepEqual(Object.keys(report).sort(), ['cpuPerGb', 'date', 'dns', 'errors', 'flowsRss', 'helpers', 'machine', 'options', 'samples', 'scale', 'tools', 'versions']));
+    check('JSON: top-level keys', () => assert.deepEqual(Object.keys(report).sort(), ['cpuPerGb', 'date', 'dns', 'errors', 'estimateS', 'flowsRss', 'helpers', 'machine', 'options', 'samples', 'scale', 'timings', 'tools', 'versions']));
     check('JSON: machine, date, versions', () => {
       assert.equal(report.machine.cpus, os.cpus().length);
       assert.equal(report.machine.kernel, os.release());
