@@ -153,6 +153,8 @@ rootTest.serial('burrow\'s daemon: renewal, CHECK reuses the lease, a restart mi
   const acks = () => l.seen('DHCPACK').filter((x) => x.includes(ip)).length;
   for (let i = 0; i < 100 && acks() < 2; i++) await sleep(100);
   t.true(acks() >= 2, 'renewed at T1 (3 s)');
+  // the server logs its ACK before the daemon has read it: wait for the daemon's line too
+  for (let i = 0; i < 50 && !/lease renewed: /.test(d.log()); i++) await sleep(100);
   t.regex(d.log(), /lease renewed: 192\.168\.77\.\d+/);
   // CHECK (with prevResult, as the runtime sends it): no new exchange
   const discovers = l.seen('DHCPDISCOVER').length;
