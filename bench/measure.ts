@@ -10,7 +10,7 @@ import { iperfNotReady, parseIperf, type IperfResult } from './iperf.js';
 import type { Options } from './plan.js';
 import { SELF, USER, inNs, run, sleep, start, until } from './procs.js';
 import { summarize } from './stats.js';
-import { INNER, loopbackFor, nextPorts, publish, rootlessNet, startContainer, startCtr, topology, type Ctr, type Env, type Topo, type Who } from './topology.js';
+import { INNER, loopbackFor, nextPorts, publish, rootlessNet, startContainer, startCtr, startDetached, topology, type Ctr, type Env, type Topo, type Who } from './topology.js';
 
 // ---- one measurement round ------------------------------------------------------------------
 
@@ -180,7 +180,10 @@ export async function scalePoint(env: Env, who: Who, tool: string, n: number): P
   const t0 = performance.now();
   const onUserNet = tool === USER_NET_TOOL;
   const args = onUserNet ? ['--network', 'benchun'] : who === 'user' ? rootlessNet(tool) : [];
-  const results = await Promise.allSettled(Array.from({ length: n }, () => startCtr(env, who, onUserNet ? 'burrow' : tool, args)));
+  // detached, as podman's: a rootful or user-network container is then held by burrow-holder (a
+  // usernet container's own stack keeps its Node supervisor: run in the foreground as before)
+  const detached = tool === 'burrow' ? who !== 'user' : onUserNet;
+  const results = await Promise.allSettled(Array.from({ length: n }, () => (detached ? startDetached(env, who, args) : startCtr(env, who, onUserNet ? 'burrow' : tool, args))));
   const wall = performance.now() - t0;
   const ctrs = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {

@@ -3,6 +3,7 @@
  * where each path's servers and clients run. Names and host ports come from the run's Env, so
  * two runs in one process never share them.
  */
+import fs from 'node:fs';
 import { CLI, TAG, USER, inNs, run, start, until } from './procs.js';
 import { PATHS, type Kind } from './plan.js';
 import { parsePodmanInspect, podmanArgv, podmanLayout } from './podman.js';
@@ -72,6 +73,45 @@ export async function startContainer(env: Env, who: Who, args: string[]): Promis
     return performance.now() - s;
   };
   return { name, netPids: [proc.child.pid!], setupMs, ns: `/proc/${rec.initPid}/ns/net`, ip: rec.ips?.[0] ?? '', stop };
+}
+
+/** The parent pid of `pid` (0 when it is gone). */
+function parentOf(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * `burrow run -d --rm` of a container that only waits (burrow returns once it runs), as podman's
+ * run -d: the processes that hold it are its holder (the record's pid: burrow-holder, or the Node
+ * supervisor with BURROW_HOLDER=node) and the namespace helper above the container's init.
+ * stop = `burrow rm -f -t 0`.
+ */
+export async function startDetached(env: Env, who: Who, args: string[]): Promise<Ctr> {
+  const name = nextName(env, 'b');
+  const t0 = performance.now();
+  await burrow(env, who, ['run', '-d', '--rm', '--name', name, ...args, '--', 'sh', '-c', 'exec sleep 100000']);
+  const setupMs = performance.now() - t0;
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return 0;
+    stopped = true;
+    const s = performance.now();
+    await burrow(env, who, ['rm', '-f', '-t', '0', name]);
+    return performance.now() - s;
+  };
+  try {
+    const rec = JSON.parse(await burrow(env, who, ['inspect', name]))[0] as { pid: number; initPid: number; ips?: string[] };
+    const helper = parentOf(rec.initPid);
+    return { name, netPids: [...new Set([rec.pid, helper].filter((p) => p > 1))], setupMs, ns: `/proc/${rec.initPid}/ns/net`, ip: rec.ips?.[0] ?? '', stop };
+  } catch (err) {
+    await stop().catch(() => 0);
+    throw err;
+  }
 }
 
 /** `podman run -d` of a container that only waits (podman returns once it runs); stop = `podman rm -f -t 0`. */

@@ -79,6 +79,12 @@ function addonPath(): string {
   return path.join(path.dirname(path.dirname(fileURLToPath(import.meta.url))), rel);
 }
 
+/** A native executable built beside the addon (build/Release/NAME), or null when it is not built. */
+export function nativeExecutable(name: string): string | null {
+  const file = path.join(path.dirname(process.env.BURROW_NATIVE_ADDON ?? addonPath()), name);
+  return fs.existsSync(file) ? file : null;
+}
+
 /** Loads the addon on first use, so pure modules never need the native build. */
 function addon(): Addon {
   if (loaded) return loaded;

@@ -39,12 +39,17 @@ export function processLive(pid: number, startTime: string): boolean {
   }
 }
 
-/** Field 22 of /proc/PID/stat (start time in clock ticks), or null when the process is gone. */
+/**
+ * Field 22 of /proc/PID/stat (start time in clock ticks), or null when the process is gone: a
+ * zombie counts as gone (its fds, a netns among them, are closed; only its parent's wait is left).
+ */
 export function processStartTime(pid: number): string | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     // comm (field 2) may hold spaces and parentheses: split after the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z' || fields[0] === 'X') return null;
+    return fields[19] ?? null;
   } catch {
     return null;
   }

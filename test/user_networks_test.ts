@@ -128,7 +128,8 @@ rootTest.serial('rootless user networks: containers reach each other, isolation,
   const listening = (port: number) => spawnSync('nsenter', [`--net=${w.host}`, '--', 'ss', '-Hltn', `sport = :${port}`], { encoding: 'utf8' }).stdout.trim() !== '';
   ok(['run', '-d', '--name', 'victim', '--network', 'un2', '-p', '18785:80', '--', 'sleep', '300']);
   t.true(listening(18785));
-  const sup = spawnSync('pgrep', ['-u', USER, '-f', 'burrow.cjs run --name victim'], { encoding: 'utf8' }).stdout.trim();
+  // a detached container on a user network is held by burrow-holder (the supervisor exec'd it)
+  const sup = spawnSync('pgrep', ['-u', USER, '-f', 'burrow-holder .*-n victim '], { encoding: 'utf8' }).stdout.trim();
   t.truthy(sup);
   process.kill(Number(sup), 'SIGKILL');
   for (let i = 0; i < 100 && fs.existsSync(`/proc/${sup}`); i++) await sleep(20); // init reaps it

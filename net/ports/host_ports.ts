@@ -23,7 +23,7 @@ export function bindError(spec: PortSpec, err: unknown): Error {
  * once), UDP binds; resolves to its closer. `onTcp`/`onUdp` take the traffic for a forward;
  * without them the socket only reserves the port (rootful -p: the kernel's DNAT does the work).
  */
-export async function bindHostPort(proto: 'tcp' | 'udp', addr: string, port: number, handlers: { onTcp?: (s: net.Socket) => void; onUdp?: (sock: dgram.Socket) => void } = {}): Promise<() => void> {
+export async function bindHostPort(proto: 'tcp' | 'udp', addr: string, port: number, handlers: { onTcp?: (s: net.Socket) => void; onUdp?: (sock: dgram.Socket) => void } = {}): Promise<PortCloser> {
   try {
     return await bindOne(proto, addr, port, handlers);
   } catch (err) {
@@ -34,7 +34,12 @@ export async function bindHostPort(proto: 'tcp' | 'udp', addr: string, port: num
   }
 }
 
-function bindOne(proto: 'tcp' | 'udp', addr: string, port: number, handlers: { onTcp?: (s: net.Socket) => void; onUdp?: (sock: dgram.Socket) => void }): Promise<() => void> {
+/** A closer of a socket that holds a host port, and the socket's fd (a native holder keeps it open). */
+export type PortCloser = (() => void) & { fd?: number };
+
+const withFd = (close: () => void, fd: number | undefined): PortCloser => Object.assign(close, fd !== undefined && fd >= 0 ? { fd } : {});
+
+function bindOne(proto: 'tcp' | 'udp', addr: string, port: number, handlers: { onTcp?: (s: net.Socket) => void; onUdp?: (sock: dgram.Socket) => void }): Promise<PortCloser> {
   if (proto === 'tcp') {
     const server = net.createServer({ pauseOnConnect: true, noDelay: true, allowHalfOpen: true }, handlers.onTcp ?? ((s) => s.destroy()));
     return new Promise((resolve, reject) => {
@@ -42,7 +47,7 @@ function bindOne(proto: 'tcp' | 'udp', addr: string, port: number, handlers: { o
       server.listen({ host: addr || '::', port, ipv6Only: false, backlog: handlers.onTcp ? 511 : 1 }, () => {
         server.removeAllListeners('error');
         server.on('error', () => undefined);
-        resolve(() => server.close());
+        resolve(withFd(() => server.close(), (server as unknown as { _handle?: { fd?: number } })._handle?.fd));
       });
     });
   }
@@ -54,13 +59,15 @@ function bindOne(proto: 'tcp' | 'udp', addr: string, port: number, handlers: { o
     sock.bind({ address: addr || '::', port }, () => {
       sock.removeAllListeners('error');
       sock.on('error', () => undefined);
-      resolve(() => {
+      const state = Object.getOwnPropertySymbols(sock).find((k) => k.description === 'state symbol');
+      const handle = state && (sock as unknown as Record<symbol, { handle?: { fd?: number } }>)[state]?.handle;
+      resolve(withFd(() => {
         try {
           sock.close();
         } catch {
           // already closed
         }
-      });
+      }, handle?.fd));
     });
   });
 }
@@ -70,8 +77,8 @@ function bindOne(proto: 'tcp' | 'udp', addr: string, port: number, handlers: { o
  * port already in use is refused with a clear error instead of having its traffic taken by DNAT,
  * and no other program can bind it while the container runs. Resolves to the release.
  */
-export async function reserveHostPorts(specs: PortSpec[]): Promise<() => void> {
-  const closers: Array<() => void> = [];
+export async function reserveHostPorts(specs: PortSpec[]): Promise<(() => void) & { fds: number[] }> {
+  const closers: PortCloser[] = [];
   try {
     for (const spec of specs) {
       for (let i = 0; i < spec.count; i++) {
@@ -86,7 +93,7 @@ export async function reserveHostPorts(specs: PortSpec[]): Promise<() => void> {
     for (const c of closers) c();
     throw err;
   }
-  return () => closers.forEach((c) => c());
+  return Object.assign(() => closers.forEach((c) => c()), { fds: closers.flatMap((c) => (c.fd !== undefined ? [c.fd] : [])) });
 }
 
 /** The kernel's ephemeral port range (net.ipv4.ip_local_port_range), where random host ports come from. */

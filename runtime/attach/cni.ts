@@ -50,11 +50,16 @@ export function cniMode(ops: CniOps, requests: NetworkRequest[], readResolv: () 
   return {
     kind: 'cni',
     ownNetns: true,
+    holdable: true,
     initialRecord: () => ({ mode: 'cni', attachments: [] }),
     attach: async (c, held, undo): Promise<Attached> => {
       if (!held.netnsPath) throw new Error('a CNI attachment needs the container\'s netns');
       // a port in use fails here, before any rule exists, instead of having its traffic taken
-      if (c.ports.length) undo.push('release the reserved host ports', await ops.reservePorts(c.ports));
+      if (c.ports.length) {
+        const release = await ops.reservePorts(c.ports);
+        undo.push('release the reserved host ports', release);
+        undo.hold((release as { fds?: number[] }).fds ?? []);
+      }
       const attachments: CniAttachment[] = requests.map((r) => ({ network: r.name, netns: held.netnsPath!, ifname: r.ifname }));
       c.saveNetwork({ mode: 'cni', attachments });
       const ips: string[] = [];

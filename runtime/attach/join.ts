@@ -15,6 +15,7 @@ export function joinMode(target: ContainerRecord, targetDir: string): NetworkMod
   return {
     kind: 'container',
     ownNetns: false,
+    holdable: true,
     initialRecord: () => ({ mode: 'container', target: target.id }),
     attach: async (): Promise<Attached> => {
       const read = (f: string) => {

@@ -6,6 +6,7 @@ export function hostMode(readResolv: () => string = readHostResolv): NetworkMode
   return {
     kind: 'host',
     ownNetns: false,
+    holdable: true,
     initialRecord: () => ({ mode: 'host' }),
     attach: async (c): Promise<Attached> => ({ ips: [], resolv: resolvConf(c.dns, readResolv(), { hostNetwork: true }), extraHosts: [] }),
   };
@@ -15,6 +16,7 @@ export function noneMode(): NetworkMode {
   return {
     kind: 'none',
     ownNetns: true,
+    holdable: true,
     initialRecord: () => ({ mode: 'none' }),
     attach: async (): Promise<Attached> => ({ ips: [], resolv: '', extraHosts: [] }),
   };

@@ -57,6 +57,12 @@ export interface NetworkMode {
   readonly kind: NetworkRecord['mode'];
   /** The helper gives the container a network namespace of its own (host and join: no). */
   readonly ownNetns: boolean;
+  /**
+   * Once attached, nothing of the network lives in the supervisor but fds: a native holder may
+   * take the container over and `teardownHeld` undo the network from the record (usernet's stack
+   * and the anchor tools need the process: no).
+   */
+  readonly holdable?: boolean;
   /** A TAP to make inside the new netns (usernet). */
   readonly tap?: string;
   /** The record's network field as the container is created. */

@@ -16,6 +16,16 @@ export class UndoStack<T = never> {
     this.steps.push({ step, run, tag });
   }
 
+  /**
+   * fds that hold something for the container's life (its namespaces, reserved host ports): closed
+   * by steps of this stack, or kept open by a native holder that takes the container over.
+   */
+  readonly held: number[] = [];
+
+  hold(fds: Iterable<number>): void {
+    for (const fd of fds) if (fd >= 0) this.held.push(fd);
+  }
+
   get size(): number {
     return this.steps.length;
   }

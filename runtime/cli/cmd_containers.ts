@@ -297,7 +297,7 @@ export async function removeContainer(s: ContainerStore, r: ContainerRecord, o: 
   if (o.volumes) {
     const { loadConfig } = await import('../config.js');
     const { VolumeStore } = await import('../container/volumes.js');
-    const { removeTree } = await import('../container/run.js');
+    const { removeTree } = await import('../container/volumes.js');
     const volumes = new VolumeStore(loadConfig(config).volumePath);
     for (const m of r.mounts ?? []) if (m.anonymous && m.name) await volumes.remove(m.name, removeTree).catch(() => undefined);
   }

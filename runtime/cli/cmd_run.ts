@@ -127,6 +127,14 @@ export function internalCommand(out: (s: string) => void, globalConfig: () => st
     const code = await runContainer({ cmd: [], publish: [], dns: [], uidmap: [], gidmap: [], env: [], restart: true, fixedId: id, readyFd: 3, detached: true, waitAttach: !!process.env.BURROW_WAIT_ATTACH }, globalConfig());
     process.exitCode = code;
   }));
+  // run by native/burrow-holder.c when a detached container's command exited (runtime/container/teardown.ts)
+  cmd.addCommand(new Command('teardown').argument('<id>').argument('<code>', 'the command\'s exit status').description('detach the network of container ID and record its exit').action(async (id: string, code: string) => {
+    const { loadConfig } = await import('../config.js');
+    const { teardownHeld } = await import('../container/teardown.js');
+    const exitCode = Number(code);
+    if (!Number.isInteger(exitCode) || exitCode < 0 || exitCode > 255) throw new Error(`internal teardown: "${code}" is not an exit status`);
+    await teardownHeld(loadConfig(globalConfig()), id, exitCode);
+  }));
   // the user's network namespace's CNI server, as its root (runtime/network/cni_server.ts)
   cmd.addCommand(new Command('cni-server').requiredOption('--holder <pid:start>', 'the namespace holder: leave when it goes').option('--ready-fd <fd>', 'write OK here once listening').option('--idle <seconds>', 'leave after this long without a request', '60').action(async (o: { holder: string; readyFd?: string; idle: string }) => {
     const { makeContext } = await import('../context.js');

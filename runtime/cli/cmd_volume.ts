@@ -110,7 +110,7 @@ export function volumeCommand(globals: () => { config?: string }, out: Out): Com
       const list = o.all ? ctx.volumes.list() : names.map((n) => ctx.volumes.find(n));
       if (!list.length) throw new ContainerError('give at least one volume name (or --all)');
       const { removeContainer, store } = await import('./cmd_containers.js');
-      const { removeTree } = await import('../container/run.js');
+      const { removeTree } = await import('../container/volumes.js');
       for (const v of list) {
         const using = users(v.Name, ctx.containers);
         if (using.length && !o.force) throw new VolumeInUseError(`volume ${v.Name} is being used by the following container(s): ${using.map((r) => r.id).join(', ')}: volume is being used`);
@@ -127,7 +127,7 @@ export function volumeCommand(globals: () => { config?: string }, out: Out): Com
     .option('-f, --force', 'do not ask (burrow never asks)')
     .action(async () => {
       const ctx = await open(globals().config);
-      const { removeTree } = await import('../container/run.js');
+      const { removeTree } = await import('../container/volumes.js');
       for (const v of ctx.volumes.list()) {
         if (users(v.Name, ctx.containers).length) continue;
         await ctx.volumes.remove(v.Name, removeTree);

@@ -32,6 +32,24 @@ export interface ConsoleOptions {
   signal: (sig: NodeJS.Signals) => void;
 }
 
+/** What a native holder takes over from a console (the fds stay open: the process execs next). */
+export interface ConsoleFds {
+  log: number;
+  listen: number;
+  stdout?: number;
+  stderr?: number;
+  stdin?: number;
+  master?: number;
+  /** Clients that said HELLO, and those that only had their INFO. */
+  clients: number[];
+  informed: number[];
+}
+
+const fdOf = (s: unknown): number | undefined => {
+  const fd = (s as { _handle?: { fd?: number } } | null)?._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+};
+
 interface Client {
   sock: net.Socket;
   decoder: FrameDecoder;
@@ -208,6 +226,34 @@ export class ContainerConsole {
     } catch {
       c.sock.destroy(); // a malformed frame: that client goes, the container stays
     }
+  }
+
+  /**
+   * The fds a native holder needs to go on from here (runtime/container/holder.ts), once what is
+   * queued for clients and for the command's input is written (at most `ms`); null if this console
+   * cannot be handed over (a foreground run's, or a write still pending).
+   */
+  async handOver(pipes: { stdout: Readable | null; stderr: Readable | null; stdin: Writable | null }, ms = 1000): Promise<ConsoleFds | null> {
+    if (this.o.local || !this.server) return null;
+    const pending = () => [...[...this.clients].map((c) => c.sock), ...(this.input && 'writableLength' in this.input ? [this.input] : [])].filter((w) => !w.destroyed && w.writableLength > 0);
+    const until = Date.now() + ms;
+    while (pending().length && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+    if (pending().length) return null;
+    const listen = fdOf(this.server);
+    if (listen === undefined || this.logFd < 0) return null;
+    const out: ConsoleFds = { log: this.logFd, listen, clients: [], informed: [] };
+    if (this.masterFd >= 0) out.master = this.masterFd;
+    else {
+      out.stdout = fdOf(pipes.stdout);
+      out.stderr = fdOf(pipes.stderr);
+      if (this.o.interactive) out.stdin = fdOf(pipes.stdin);
+    }
+    for (const c of this.clients) {
+      const fd = fdOf(c.sock);
+      if (fd === undefined || c.sock.destroyed) continue;
+      (c.hello ? out.clients : out.informed).push(fd);
+    }
+    return out;
   }
 
   /** Waits (at most `ms`) for the rest of the command's output. */

@@ -94,6 +94,8 @@ export interface ContainerRecord {
   attachSocket?: string;
   /** How many times `burrow start`/`restart` ran it again. */
   restarts?: number;
+  /** What holds a running detached container when it is not burrow's Node supervisor: the native holder. */
+  holder?: 'burrow-holder';
   /**
    * Teardown steps that failed when the container ended: shown by inspect and ps, retried by
    * `burrow system gc` (every command runs it). `retry` are the network attachments still to

@@ -10,6 +10,7 @@ import type { UserNetns } from '../network/user_netns.js';
 import type { Context } from '../context.js';
 import { pendingCni } from '../attach/cni.js';
 import { ContainerStore, type ContainerRecord } from './containers.js';
+import { recordCniOps } from './teardown.js';
 
 /** Cleans up after containers (see the file's comment); returns a line per container it acted on. */
 export async function gcContainers(ctx: Context): Promise<string[]> {
@@ -21,19 +22,12 @@ export async function gcContainers(ctx: Context): Promise<string[]> {
   const attachMod = async () => (loaded ??= await import('../attach/index.js'));
   // a user network's attachments are deleted inside the user's network namespace (made again if
   // its holder went too: host-local's addresses are kept in the user's state dir)
-  let holder: UserNetns | null = null;
-  const gcOps = async (r: ContainerRecord) => {
-    const attach = await attachMod();
-    if (r.network.mode !== 'cni' || !r.network.userNetns) return attach.cniOps(ctx);
-    holder ??= (await attach.userNetns(ctx.config)).holder;
-    const h = holder;
-    return attach.insideCniOps(ctx.config, (n) => ctx.networks.get(n), () => undefined, () => h);
-  };
+  const holder: { ns?: UserNetns } = {};
   for (const r of store.list()) {
     // a dead supervisor's /proc/PID/fd path names no netns any more (a zombie's may still open)
     const pending = stale.has(r.id) ? pendingCni(r).map((a) => (r.network.mode === 'cni' && r.network.userNetns ? { ...a, netns: '' } : a)) : r.teardown?.retry;
     if (!pending) continue;
-    const ops = await gcOps(r);
+    const ops = await recordCniOps(ctx, r, holder);
     const attach = await attachMod();
     // the one stack of the user's namespace still forwards a killed container's published ports
     if (stale.has(r.id) && r.network.mode === 'cni' && r.network.userNetns) await attach.unpublish(ctx.config.stateDir, (await import('../../net/ports/portspec.js')).parseRecordedPorts(r.ports));
@@ -56,7 +50,7 @@ export async function gcContainers(ctx: Context): Promise<string[]> {
       cleaned.push(`teardown of ${who(r)} completed`);
     }
   }
-  if (holder && loaded && !loaded.userNetnsNeeded(ctx.config.stateDir)) {
+  if (holder.ns && loaded && !loaded.userNetnsNeeded(ctx.config.stateDir)) {
     const { collectUserNetns } = await import('../network/user_netns.js');
     const { userNetnsNeeded } = loaded;
     await collectUserNetns(ctx.config.stateDir, () => userNetnsNeeded(ctx.config.stateDir));

@@ -19,15 +19,15 @@ import { formatPortSpec, parsePortSpec, parseRecordedPorts, type PortSpec } from
 import { parseIdMapSpec, parseUsernsMode, type UsernsMode } from '../../userns/mapping.js';
 import { computeMaps, ownershipShift, relaySignals, releaseMaps, startInNamespaces, type HelperMount, type Maps, type Started } from '../../userns/unshare.js';
 import { capabilityMask, capabilityNames } from './caps.js';
-import { TeardownError } from '../../native/errors.js';
 import { ContainerConsole } from './console.js';
 import { ContainerError, ContainerStore, PodStore, type CniAttachment, type ContainerRecord, type ContainerUser, type MountRecord } from './containers.js';
 import type { ImageConfig, ImagePlan } from './image.js';
 import { chooseMode, UndoStack } from '../attach/index.js';
 import { gcContainers } from './gc.js';
+import { finishContainer } from './teardown.js';
 import { helperUserArg, resolveUser } from './passwd.js';
 import { containerCommand, containerEnv, parseAddHosts, parseEnvFile, parseLabels, parseSecurityOpts } from './run_spec.js';
-import { checkDestinations, parseMountFlag, parseTmpfsFlag, parseVolumeFlag, VolumeStore, type MountSpec } from './volumes.js';
+import { checkDestinations, parseMountFlag, parseTmpfsFlag, parseVolumeFlag, removeTree, VolumeStore, type MountSpec } from './volumes.js';
 import { makeContext } from '../context.js';
 import { processStartTime } from '../../native/system.js';
 import { parseNetworkArgs, SPECIAL_NETWORKS } from '../network/netspec.js';
@@ -390,25 +390,9 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   const removeOnExit = () => (o.rm && exitCode !== null) || (exitCode === null && !previous);
   const cleanup = async () => {
     const failures = await undo.run();
-    const retry = failures.flatMap((f) => (f.tag ? [{ ...f.tag, netns: '' }] : [])); // our netns fd goes with us
-    const finished = { state: 'exited' as const, exitCode: exitCode ?? 125, finished: new Date().toISOString(), initPid: undefined };
-    if (failures.length) {
-      const err = new TeardownError(`container "${name}" (${id.slice(0, 12)})`, failures);
-      process.stderr.write(`Error: ${err.message}; "burrow system gc" retries it\n`);
-      Object.assign(record, finished, { teardown: { errors: failures.map((f) => ({ step: f.step, error: f.error instanceof Error ? f.error.message : String(f.error) })), retry, remove: removeOnExit(), at: finished.finished } });
-      store.write(record);
-      return;
-    }
-    if (removeOnExit()) {
-      await store.remove(id);
-      // --rm takes the container's anonymous volumes along (podman does too); a failed start, the volumes it made
-      const gone = exitCode === null ? volumes.created : volumes.records.filter((m) => m.anonymous && m.name).map((m) => m.name!);
-      for (const v of gone) await volumeStore.remove(v, (d) => removeTree(d)).catch((e) => process.stderr.write(`Error: removing volume ${v}: ${(e as Error).message}\n`));
-    } else {
-      // Kept, exited, until `burrow rm`: the network is already detached.
-      Object.assign(record, finished);
-      store.write(record);
-    }
+    // --rm takes the container's anonymous volumes along (podman does too); a failed start, the volumes it made
+    const gone = exitCode === null ? volumes.created : volumes.records.filter((m) => m.anonymous && m.name).map((m) => m.name!);
+    await finishContainer(store, record, { exitCode, failures, remove: removeOnExit(), volumes: gone, volumeStore });
   };
   try {
     const ownNet = netMode.ownNetns;
@@ -454,6 +438,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
     undo.push('close the namespace fds', () => {
       for (const fd of [s.fds?.netns, s.fds?.userns]) if (fd !== undefined) fs.closeSync(fd);
     });
+    undo.hold([s.fds?.netns, s.fds?.userns].filter((fd): fd is number => fd !== undefined));
     const net = await netMode.attach({
       // a pod is known on its networks by the pod's name, as podman passes it, not its infra's
       id, name: o.infra && o.pod ? new PodStore(ctx.config.stateDir).find(o.pod).name : record.name, dir, stateDir: ctx.config.stateDir, ports, dns: o.dns, mapHostLoopback: o.mapHostLoopback,
@@ -484,6 +469,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
       fs.writeSync(o.readyFd, 'OK\n');
       fs.closeSync(o.readyFd);
     }
+    if (o.detached && netMode.holdable) await handOver({ s, console, undo, record, store, configFile });
     const code = await s.exited;
     unrelay();
     await console?.drain();
@@ -501,6 +487,29 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
     await cleanup();
     // attached clients learn the exit code once the container is cleaned up (and gone, with --rm)
     if (console) await console.finish(exitCode ?? 125);
+  }
+}
+
+/**
+ * A detached run's supervisor gives the running container to the native holder (holder.ts): it
+ * execve()s, so this returns only when it does not (no holder built, BURROW_HOLDER=node, the
+ * command already gone, a console write still pending, or the exec failed: said in the log).
+ */
+async function handOver(h: { s: Started; console: ContainerConsole | null; undo: UndoStack<CniAttachment>; record: ContainerRecord; store: ContainerStore; configFile?: string }): Promise<void> {
+  const { execHolder, holderFor, teardownCommand } = await import('./holder.js');
+  const file = holderFor();
+  const { s, record } = h;
+  if (!file || s.child.pid === undefined || s.child.exitCode !== null || s.child.signalCode !== null) return;
+  const fds = h.console ? await h.console.handOver({ stdout: s.child.stdout, stderr: s.child.stderr, stdin: s.child.stdin }) : null;
+  if (h.console && !fds) return;
+  // the command may have ended while the console's writes drained: its exit is ours to see then
+  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
+  h.store.write({ ...record, holder: 'burrow-holder' });
+  try {
+    execHolder(file, { child: s.child.pid, keep: h.undo.held, console: fds, socketPath: record.attachSocket, name: record.name, tty: !!record.tty, interactive: !!record.interactive, teardown: teardownCommand(record.id, h.configFile) });
+  } catch (err) {
+    h.store.write(record);
+    process.stderr.write(`burrow: the container stays with this supervisor: ${(err as Error).message}\n`);
   }
 }
 
@@ -526,20 +535,6 @@ async function waitForClient(console: ContainerConsole, readyFd: number | undefi
   caller.destroy();
 }
 
-/** Removes a directory tree; rootless, files owned by subordinate ids go from inside the user's range. */
-async function removeTree(dir: string): Promise<void> {
-  try {
-    fs.rmSync(dir, { recursive: true, force: true });
-    return;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (process.getuid!() === 0 || (code !== 'EACCES' && code !== 'EPERM')) throw err;
-  }
-  const { unshare } = await import('../../userns/unshare.js');
-  const rc = await unshare(['rm', '-rf', '--one-file-system', '--', dir], { mode: parseUsernsMode('host'), stdio: 'ignore' });
-  if (rc !== 0 || fs.existsSync(dir)) throw new ContainerError(`cannot remove ${dir} (rm exited ${rc})`);
-}
-export { removeTree };
 
 /**
  * `run -d`: starts a supervisor (this CLI again, in its own session, with BURROW_SUPERVISE set)

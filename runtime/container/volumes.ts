@@ -15,6 +15,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { parseUsernsMode } from '../../userns/mapping.js';
 import { ContainerError } from './containers.js';
 
 export interface MountSpec {
@@ -257,4 +258,18 @@ export class VolumeStore {
     this.find(name);
     await rmTree(path.join(this.dir, name));
   }
+}
+
+/** Removes a directory tree; rootless, files owned by subordinate ids go from inside the user's range. */
+export async function removeTree(dir: string): Promise<void> {
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (process.getuid!() === 0 || (code !== 'EACCES' && code !== 'EPERM')) throw err;
+  }
+  const { unshare } = await import('../../userns/unshare.js');
+  const rc = await unshare(['rm', '-rf', '--one-file-system', '--', dir], { mode: parseUsernsMode('host'), stdio: 'ignore' });
+  if (rc !== 0 || fs.existsSync(dir)) throw new ContainerError(`cannot remove ${dir} (rm exited ${rc})`);
 }

@@ -1,0 +1,560 @@
+/*
+ * burrow-holder: holds a detached container once burrow has set it up (podman's conmon).
+ *
+ * Theory of operation
+ * -------------------
+ * `burrow run -d` starts a Node supervisor that validates, records, starts the namespaces,
+ * attaches the network and lets the command go. Holding the container from then on needs no
+ * JavaScript, so the supervisor execve()s this program: the same pid and start time (the record
+ * stays valid), the same children (the namespace helper stays ours to wait for), and the fds it
+ * names left open across the exec. A Node process costs 18-23 MiB of PSS per container; this one
+ * costs what conmon does.
+ *
+ * What it holds and does, in one poll loop:
+ *   -p PID      the namespace helper (our child): waited for; SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+ *               SIGUSR1 and SIGUSR2 sent to us are sent on to it (it passes them to the command)
+ *   -k FD       kept open until teardown has finished: the netns and userns fds (CNI DEL names the
+ *               netns as /proc/OURPID/fd/N), the sockets that reserve published host ports
+ *   -l FD       the container's k8s-file log (conmon's format), appended to
+ *   -o FD -e FD the command's stdout and stderr; -m FD the terminal's master (-t) instead
+ *   -i FD       the command's stdin (-i without -t); with -t -I input goes to the master
+ *   -s FD -S P  the attach socket, listening, and its path (removed at the end)
+ *   -c FD       a client that attached before the hand-over and said HELLO; -C FD one that has
+ *               had its INFO but not said HELLO yet
+ *   -n NAME -t -I  what the INFO frame tells clients: the name, tty, stdin
+ * Clients speak runtime/container/attach_proto.ts: frames of type(1) | length(4, BE) | payload.
+ * A client further behind than 8 MiB, or one that sends a bad frame, is dropped; the container
+ * never is.
+ *
+ * The end: once the helper has exited, the output is drained (EOF, or at most 2 s), then the
+ * teardown command (the argv after "--", with the exit code appended) runs as our child with
+ * stdin, stdout and stderr only: burrow's CNI DEL and record update. Once it has exited, the
+ * attach socket is removed, every client gets the EXIT frame (the exit code, after cleanup, as the
+ * Node supervisor sends it), and we exit 0. kill -9 of us leaves a record whose pid is dead:
+ * `burrow system gc` and every container command collect it, as for a killed Node supervisor; the
+ * helper's parent-death signal takes the container down with us.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { HELLO = 0x01, STDIN_F = 0x02, STDIN_EOF = 0x03, RESIZE = 0x04, SIGNAL_F = 0x05,
+       INFO = 0x11, STDOUT_F = 0x12, STDERR_F = 0x13, EXIT_F = 0x14 };
+#define MAX_FRAME (1u << 20)
+#define CLIENT_BACKLOG (8u << 20)
+#define MAX_CLIENTS 64
+#define MAX_KEEP 256
+#define DRAIN_MS 2000
+#define FLUSH_MS 2000
+
+static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("burrow-holder: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(125);
+}
+
+/* A growable byte queue: what is still to be written to an fd. */
+struct queue { char *buf; size_t len, cap; };
+
+static void q_push(struct queue *q, const void *data, size_t n) {
+  if (q->len + n > q->cap) {
+    size_t cap = q->cap ? q->cap : 4096;
+    while (cap < q->len + n) cap *= 2;
+    char *b = realloc(q->buf, cap);
+    if (!b) die("out of memory");
+    q->buf = b;
+    q->cap = cap;
+  }
+  memcpy(q->buf + q->len, data, n);
+  q->len += n;
+}
+
+static void q_drop(struct queue *q, size_t n) {
+  memmove(q->buf, q->buf + n, q->len - n);
+  q->len -= n;
+}
+
+static void q_free(struct queue *q) {
+  free(q->buf);
+  q->buf = NULL;
+  q->len = q->cap = 0;
+}
+
+/* Writes what it can without blocking; -1 once the fd is broken. */
+static int q_flush(struct queue *q, int fd) {
+  while (q->len) {
+    ssize_t n = write(fd, q->buf, q->len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (n <= 0) return -1;
+    q_drop(q, (size_t)n);
+  }
+  return 0;
+}
+
+struct client { int fd; int hello; int dead; struct queue in, out; };
+
+static struct {
+  pid_t child;
+  int exited, code;
+  pid_t teardown;
+  int logfd, out, err, in, master, listen;
+  const char *sockpath, *name;
+  int tty, interactive;
+  int in_eof;                 /* a client sent STDIN_EOF: close stdin once its queue is written */
+  struct queue inq;           /* for the command's stdin (or the master with -t -I) */
+  struct client clients[MAX_CLIENTS];
+  int nclients;
+  int keep[MAX_KEEP];
+  int nkeep;
+  char **teardown_argv;
+} H = { .logfd = -1, .out = -1, .err = -1, .in = -1, .master = -1, .listen = -1 };
+
+static void set_nonblock_cloexec(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0) die("fd %d is not open", fd);
+  fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+static int parse_fd(const char *s) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*s == '\0' || *end || v < 0 || v > 1 << 20) die("not an fd: \"%s\"", s);
+  if (fcntl((int)v, F_GETFD) < 0) die("fd %ld is not open", v);
+  return (int)v;
+}
+
+static void frame(struct queue *q, int type, const void *payload, size_t n) {
+  unsigned char head[5] = { (unsigned char)type, (unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8), (unsigned char)n };
+  q_push(q, head, 5);
+  if (n) q_push(q, payload, n);
+}
+
+static void drop_client(int i) {
+  close(H.clients[i].fd);
+  q_free(&H.clients[i].in);
+  q_free(&H.clients[i].out);
+  H.clients[i] = H.clients[--H.nclients];
+}
+
+/* Drops the clients marked dead (they are marked, not dropped, while poll's results are read). */
+static void drop_dead(void) {
+  for (int i = 0; i < H.nclients; i++) if (H.clients[i].dead) drop_client(i--);
+}
+
+static void add_client(int fd, int hello, int informed) {
+  if (H.nclients == MAX_CLIENTS) {
+    close(fd);
+    return;
+  }
+  set_nonblock_cloexec(fd);
+  struct client *c = &H.clients[H.nclients++];
+  memset(c, 0, sizeof *c);
+  c->fd = fd;
+  c->hello = hello;
+  if (informed) return; /* it had its INFO from the supervisor */
+  char info[512];
+  int n = snprintf(info, sizeof info, "{\"tty\":%s,\"stdin\":%s,\"name\":\"%s\"}", H.tty ? "true" : "false", H.interactive ? "true" : "false", H.name);
+  frame(&c->out, INFO, info, (size_t)n);
+}
+
+/* conmon's timestamp: 2026-12-02T02:41:28.274119951+00:00, local time and its offset. */
+static void log_time(char *out, size_t n) {
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  localtime_r(&ts.tv_sec, &tm);
+  long off = tm.tm_gmtoff / 60;
+  char sign = off < 0 ? '-' : '+';
+  if (off < 0) off = -off;
+  snprintf(out, n, "%04d-%02d-%02dT%02d:%02d:%02d.%09ld%c%02ld:%02ld", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec, sign, off / 60, off % 60);
+}
+
+/* One chunk of output: a k8s-file record per line (P for a line not ended yet), and a frame to every client. */
+static void emit(int stdout_stream, const char *data, size_t n) {
+  if (H.logfd >= 0) {
+    char t[128];
+    log_time(t, sizeof t);
+    struct queue rec = { 0 };
+    const char *stream = stdout_stream ? "stdout" : "stderr";
+    size_t at = 0;
+    while (at < n) {
+      const char *nl = memchr(data + at, '\n', n - at);
+      size_t end = nl ? (size_t)(nl - data) : n;
+      char head[96];
+      int h = snprintf(head, sizeof head, "%s %s %c ", t, stream, nl ? 'F' : 'P');
+      q_push(&rec, head, (size_t)h);
+      q_push(&rec, data + at, end - at);
+      q_push(&rec, "\n", 1);
+      at = end + 1;
+    }
+    /* the log is a regular file: a short write means a full disk, which loses lines, never the container */
+    size_t off = 0;
+    while (off < rec.len) {
+      ssize_t w = write(H.logfd, rec.buf + off, rec.len - off);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      off += (size_t)w;
+    }
+    q_free(&rec);
+  }
+  for (int i = 0; i < H.nclients; i++) {
+    struct client *c = &H.clients[i];
+    if (!c->hello) continue;
+    if (c->dead) continue;
+    if (c->out.len > CLIENT_BACKLOG) {
+      c->dead = 1;
+      continue;
+    }
+    frame(&c->out, stdout_stream ? STDOUT_F : STDERR_F, data, n);
+  }
+}
+
+static int json_number(const char *json, size_t n, const char *key) {
+  char pat[32];
+  snprintf(pat, sizeof pat, "\"%s\"", key);
+  const char *p = memmem(json, n, pat, strlen(pat));
+  if (!p) return 0;
+  const char *end = json + n;
+  p += strlen(pat);
+  while (p < end && (*p == ' ' || *p == ':' || *p == '\t')) p++;
+  long v = 0;
+  while (p < end && *p >= '0' && *p <= '9' && v < 0x10000) v = v * 10 + (*p++ - '0');
+  return v > 0xffff ? 0xffff : (int)v;
+}
+
+static void resize(int rows, int cols) {
+  if (!H.tty || H.master < 0 || !rows || !cols) return;
+  struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+  ioctl(H.master, TIOCSWINSZ, &ws);
+}
+
+static int signal_number(const char *name, size_t n) {
+  if (n < 4 || n > 15 || memcmp(name, "SIG", 3)) return 0;
+  for (int s = 1; s < NSIG; s++) {
+    const char *abbrev = sigabbrev_np(s);
+    if (abbrev && strlen(abbrev) == n - 3 && !memcmp(abbrev, name + 3, n - 3)) return s;
+  }
+  return 0;
+}
+
+static int input_fd(void) {
+  return H.tty ? (H.interactive ? H.master : -1) : H.in;
+}
+
+/* One frame from a client; 0 drops the client. */
+static int on_frame(struct client *c, int type, const char *p, size_t n) {
+  switch (type) {
+    case HELLO:
+      c->hello = 1;
+      if (H.tty) resize(json_number(p, n, "rows"), json_number(p, n, "cols"));
+      return 1;
+    case STDIN_F:
+      if (input_fd() >= 0 && !H.in_eof) q_push(&H.inq, p, n);
+      return 1;
+    case STDIN_EOF:
+      /* a pipe gets its EOF; a terminal reads ctrl-d as the user typed it */
+      if (!H.tty && H.in >= 0) H.in_eof = 1;
+      return 1;
+    case RESIZE:
+      if (n != 4) return 0;
+      resize(((unsigned char)p[0] << 8) | (unsigned char)p[1], ((unsigned char)p[2] << 8) | (unsigned char)p[3]);
+      return 1;
+    case SIGNAL_F: {
+      int s = signal_number(p, n);
+      if (s && !H.exited) kill(H.child, s);
+      return 1;
+    }
+    default:
+      return 0;
+  }
+}
+
+/* Reads what a client sent; 0 drops it (EOF, error, a bad frame). */
+static int on_client_readable(struct client *c) {
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(c->fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n <= 0) return 0;
+    q_push(&c->in, buf, (size_t)n);
+    while (c->in.len >= 5) {
+      const unsigned char *h = (const unsigned char *)c->in.buf;
+      uint32_t len = ((uint32_t)h[1] << 24) | ((uint32_t)h[2] << 16) | ((uint32_t)h[3] << 8) | h[4];
+      if (len > MAX_FRAME) return 0;
+      if (c->in.len < 5 + (size_t)len) break;
+      if (!on_frame(c, h[0], c->in.buf + 5, len)) return 0;
+      q_drop(&c->in, 5 + (size_t)len);
+    }
+  }
+  return 1;
+}
+
+/* Reads output from fd; returns -1 at its end (EOF, or EIO once a terminal's last slave is closed). */
+static int on_output(int fd, int is_stdout) {
+  char buf[65536];
+  for (int rounds = 0; rounds < 16; rounds++) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (n <= 0) return -1;
+    emit(is_stdout, buf, (size_t)n);
+  }
+  return 0;
+}
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void close_output(int *fd) {
+  if (*fd < 0) return;
+  if (*fd != H.master || !H.interactive) close(*fd);
+  *fd = -1;
+}
+
+static void start_teardown(void) {
+  int argc = 0;
+  while (H.teardown_argv[argc]) argc++;
+  char code[16];
+  snprintf(code, sizeof code, "%d", H.code);
+  char **argv = calloc((size_t)argc + 2, sizeof *argv);
+  if (!argv) die("out of memory");
+  memcpy(argv, H.teardown_argv, (size_t)argc * sizeof *argv);
+  argv[argc] = code;
+  pid_t pid = fork();
+  if (pid < 0) {
+    fprintf(stderr, "burrow-holder: cannot start the teardown: %s; \"burrow system gc\" does it\n", strerror(errno));
+    H.teardown = -1;
+    free(argv);
+    return;
+  }
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    execvp(argv[0], argv);
+    fprintf(stderr, "burrow-holder: cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  free(argv);
+  H.teardown = pid;
+}
+
+static int is_ours(int fd, const int *pre, int npre) {
+  if (fd <= 2 || fd == H.logfd || fd == H.out || fd == H.err || fd == H.in || fd == H.master || fd == H.listen) return 1;
+  for (int i = 0; i < H.nkeep; i++) if (H.keep[i] == fd) return 1;
+  for (int i = 0; i < npre; i++) if (pre[i] == fd) return 1;
+  return 0;
+}
+
+/* Closes what the supervisor's own parents left open (a caller's pipe must not wait for our exit). */
+static void close_strays(const int *pre, int npre) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return;
+  int stray[1024];
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && n < 1024) {
+    int fd = atoi(e->d_name);
+    if (e->d_name[0] >= '0' && e->d_name[0] <= '9' && fd != dirfd(d) && !is_ours(fd, pre, npre)) stray[n++] = fd;
+  }
+  closedir(d);
+  for (int i = 0; i < n; i++) close(stray[i]);
+}
+
+static void usage(void) {
+  die("usage: burrow-holder -p PID [-k FD]... [-l FD] [-o FD -e FD | -m FD] [-i FD] [-s FD -S PATH] [-c FD | -C FD]... [-n NAME] [-t] [-I] -- TEARDOWN...");
+}
+
+int main(int argc, char **argv) {
+  int opt;
+  int pre_clients[MAX_CLIENTS], pre_hello[MAX_CLIENTS];
+  int npre = 0;
+  H.name = "";
+  while ((opt = getopt(argc, argv, "+p:k:l:o:e:m:i:s:S:c:C:n:tI")) != -1) {
+    switch (opt) {
+      case 'p': H.child = (pid_t)atoi(optarg); break;
+      case 'k':
+        if (H.nkeep == MAX_KEEP) die("too many -k fds");
+        H.keep[H.nkeep++] = parse_fd(optarg);
+        break;
+      case 'l': H.logfd = parse_fd(optarg); break;
+      case 'o': H.out = parse_fd(optarg); break;
+      case 'e': H.err = parse_fd(optarg); break;
+      case 'm': H.master = parse_fd(optarg); break;
+      case 'i': H.in = parse_fd(optarg); break;
+      case 's': H.listen = parse_fd(optarg); break;
+      case 'S': H.sockpath = optarg; break;
+      case 'c': case 'C':
+        if (npre == MAX_CLIENTS) die("too many -c and -C fds");
+        pre_hello[npre] = opt == 'c';
+        pre_clients[npre++] = parse_fd(optarg);
+        break;
+      case 'n': H.name = optarg; break;
+      case 't': H.tty = 1; break;
+      case 'I': H.interactive = 1; break;
+      default: usage();
+    }
+  }
+  if (H.child <= 0 || optind >= argc) usage();
+  for (const char *p = H.name; *p; p++) if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20) die("a name with quotes or control characters");
+  H.teardown_argv = argv + optind;
+
+  close_strays(pre_clients, npre);
+
+  /* Node left SIGPIPE ignored and may have left signals blocked: set both as we need them */
+  sigset_t mask;
+  sigemptyset(&mask);
+  int relayed[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+  for (size_t i = 0; i < sizeof relayed / sizeof relayed[0]; i++) sigaddset(&mask, relayed[i]);
+  sigaddset(&mask, SIGCHLD);
+  sigprocmask(SIG_SETMASK, &mask, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (sfd < 0) die("signalfd: %s", strerror(errno));
+
+  for (int i = 0; i < H.nkeep; i++) fcntl(H.keep[i], F_SETFD, FD_CLOEXEC);
+  if (H.logfd >= 0) fcntl(H.logfd, F_SETFD, FD_CLOEXEC);
+  int *fds[] = { &H.out, &H.err, &H.master, &H.in, &H.listen };
+  for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) if (*fds[i] >= 0) set_nonblock_cloexec(*fds[i]);
+  for (int i = 0; i < npre; i++) add_client(pre_clients[i], pre_hello[i], 1);
+  int out = H.out, err = H.err, master_out = H.master;
+  long long drain_until = 0, flush_until = 0;
+  int done = 0;
+
+  /* the helper may have exited before we ran: its SIGCHLD came to the Node process */
+  int status;
+  pid_t w = waitpid(H.child, &status, WNOHANG);
+  if (w == H.child || (w < 0 && errno == ECHILD)) {
+    if (w < 0) fprintf(stderr, "burrow-holder: pid %d is not our child (its exit status is lost)\n", (int)H.child);
+    H.exited = 1;
+    H.code = w < 0 ? 125 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    drain_until = now_ms() + DRAIN_MS;
+  }
+
+  for (;;) {
+    /* the command exited and its output is drained (or the time is up): teardown, then EXIT */
+    if (H.exited && !H.teardown && ((out < 0 && err < 0 && master_out < 0) || now_ms() >= drain_until)) {
+      close_output(&out);
+      close_output(&err);
+      close_output(&master_out);
+      start_teardown();
+    }
+    if (H.teardown == -1) H.teardown = -2; /* fork failed: go on to EXIT */
+    if (H.teardown == -2 && !done) {
+      done = 1;
+      if (H.listen >= 0) close(H.listen);
+      H.listen = -1;
+      if (H.sockpath) unlink(H.sockpath);
+      unsigned char code[4] = { (unsigned char)((uint32_t)H.code >> 24), (unsigned char)((uint32_t)H.code >> 16), (unsigned char)((uint32_t)H.code >> 8), (unsigned char)H.code };
+      for (int i = 0; i < H.nclients; i++) frame(&H.clients[i].out, EXIT_F, code, 4);
+      flush_until = now_ms() + FLUSH_MS;
+    }
+    if (done) {
+      for (int i = 0; i < H.nclients; i++) if (q_flush(&H.clients[i].out, H.clients[i].fd) < 0 || !H.clients[i].out.len) drop_client(i--);
+      if (!H.nclients || now_ms() >= flush_until) break;
+    }
+
+    struct pollfd pfd[8 + MAX_CLIENTS];
+    int kind[8 + MAX_CLIENTS];
+    int n = 0;
+    pfd[n] = (struct pollfd){ .fd = sfd, .events = POLLIN }; kind[n++] = -1;
+    if (H.listen >= 0) { pfd[n] = (struct pollfd){ .fd = H.listen, .events = POLLIN }; kind[n++] = -2; }
+    if (out >= 0) { pfd[n] = (struct pollfd){ .fd = out, .events = POLLIN }; kind[n++] = -3; }
+    if (err >= 0) { pfd[n] = (struct pollfd){ .fd = err, .events = POLLIN }; kind[n++] = -4; }
+    if (master_out >= 0) { pfd[n] = (struct pollfd){ .fd = master_out, .events = POLLIN }; kind[n++] = -5; }
+    int infd = input_fd();
+    if (infd >= 0 && H.inq.len) { pfd[n] = (struct pollfd){ .fd = infd, .events = POLLOUT }; kind[n++] = -6; }
+    for (int i = 0; i < H.nclients; i++) {
+      pfd[n] = (struct pollfd){ .fd = H.clients[i].fd, .events = (short)(POLLIN | (H.clients[i].out.len ? POLLOUT : 0)) };
+      kind[n++] = i;
+    }
+    int timeout = -1;
+    long long deadline = done ? flush_until : (H.exited && !H.teardown ? drain_until : 0);
+    if (deadline) timeout = (int)(deadline > now_ms() ? deadline - now_ms() : 0);
+    if (poll(pfd, (nfds_t)n, timeout) < 0) {
+      if (errno == EINTR) continue;
+      die("poll: %s", strerror(errno));
+    }
+    for (int k = 0; k < n; k++) {
+      if (!pfd[k].revents) continue;
+      switch (kind[k]) {
+        case -1: {
+          struct signalfd_siginfo si;
+          while (read(sfd, &si, sizeof si) == sizeof si) {
+            if (si.ssi_signo != SIGCHLD) {
+              if (!H.exited) kill(H.child, (int)si.ssi_signo);
+              continue;
+            }
+            pid_t p;
+            while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+              if (p == H.child && !H.exited) {
+                H.exited = 1;
+                H.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                drain_until = now_ms() + DRAIN_MS;
+              } else if (p == H.teardown) {
+                if (!WIFEXITED(status) || WEXITSTATUS(status)) fprintf(stderr, "burrow-holder: the teardown of the container exited %d; \"burrow system gc\" retries what is left\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+                H.teardown = -2;
+              }
+            }
+          }
+          break;
+        }
+        case -2: {
+          int c = accept4(H.listen, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+          if (c >= 0) add_client(c, 0, 0);
+          break;
+        }
+        case -3: if (on_output(out, 1) < 0) close_output(&out); break;
+        case -4: if (on_output(err, 0) < 0) close_output(&err); break;
+        case -5: if (on_output(master_out, 1) < 0) close_output(&master_out); break;
+        case -6:
+          if (q_flush(&H.inq, infd) < 0) {
+            q_free(&H.inq); /* the command closed its stdin */
+            if (!H.tty) { close(H.in); H.in = -1; }
+          }
+          break;
+        default: {
+          struct client *c = &H.clients[kind[k]];
+          if (c->dead) break;
+          int ok = 1;
+          if (pfd[k].revents & (POLLIN | POLLHUP | POLLERR)) ok = on_client_readable(c);
+          if (ok && (pfd[k].revents & POLLOUT)) ok = q_flush(&c->out, c->fd) == 0;
+          if (!ok) c->dead = 1;
+        }
+      }
+    }
+    drop_dead();
+    if (H.in_eof && !H.inq.len && H.in >= 0) {
+      close(H.in);
+      H.in = -1;
+    }
+  }
+  for (int i = 0; i < H.nkeep; i++) close(H.keep[i]);
+  return 0;
+}
