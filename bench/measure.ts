@@ -182,7 +182,7 @@ export async function scalePoint(env: Env, who: Who, tool: string, n: number): P
   const args = onUserNet ? ['--network', 'benchun'] : who === 'user' ? rootlessNet(tool) : [];
   // detached, as podman's: a rootful or user-network container is then held by burrow-holder (a
   // usernet container's own stack keeps its Node supervisor: run in the foreground as before)
-  const detached = tool === 'burrow' ? who !== 'user' : onUserNet;
+  const detached = onUserNet || (tool !== 'podman' && who !== 'user');
   const results = await Promise.allSettled(Array.from({ length: n }, () => (detached ? startDetached(env, who, args) : startCtr(env, who, onUserNet ? 'burrow' : tool, args))));
   const wall = performance.now() - t0;
   const ctrs = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));

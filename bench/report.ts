@@ -83,7 +83,7 @@ export function renderReport(r: Report): string {
     lines.push(`\n${p.name}: ${p.title}`, renderTable(rows));
   }
   if (r.scale.rootful.length || r.scale.rootless.length) {
-    const rows = [['section', 'tool', 'containers', 'setup wall ms', 'setup p50 ms', 'teardown wall ms', 'RSS MiB/ctr', 'PSS MiB/ctr (network process)']];
+    const rows = [['section', 'tool', 'containers', 'setup wall ms', 'setup p50 ms', 'teardown wall ms', 'RSS MiB/ctr', 'PSS MiB/ctr (holding processes)']];
     for (const [sec, pts] of [['rootful', r.scale.rootful], ['rootless', r.scale.rootless]] as const) {
       for (const s of pts) rows.push([sec, s.tool, String(s.n), fmt(s.setupWallMs), fmt(s.setupP50Ms), fmt(s.teardownWallMs), fmt(s.rssPerCtrMiB), fmt(s.pssPerCtrMiB)]);
     }
