@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { nsExec, rootTest } from './helpers/netns.js';
-import { FIXTURES, http, HTTP, reservations, rootSandbox, world } from './helpers/run.js';
-import { ROOT, type BurrowSandbox } from './helpers/burrow.js';
+import { failingDelNetwork, FIXTURES, http, HTTP, reservations, rootSandbox, world } from './helpers/run.js';
+import type { BurrowSandbox } from './helpers/burrow.js';
 
 const records = (sb: BurrowSandbox) => {
   const dir = path.join(sb.dir, 'state', 'containers');
@@ -180,28 +180,7 @@ rootTest.serial('holder: BURROW_HOLDER=node keeps the Node supervisor', async (t
 rootTest.serial('holder: a teardown that fails is recorded by the held container\'s teardown and retried by system gc', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
-  const plugins = fs.mkdtempSync('/tmp/burrow-holderdel-');
-  t.teardown(() => fs.rmSync(plugins, { recursive: true, force: true }));
-  const flag = path.join(plugins, 'fail');
-  // a chained plugin whose DEL fails while the flag file exists
-  fs.writeFileSync(path.join(plugins, 'faildel'), `#!/usr/bin/env python3
-import json, os, sys
-conf = json.loads(sys.stdin.read() or '{}')
-cmd = os.environ.get('CNI_COMMAND')
-if cmd == 'VERSION':
-    print(json.dumps({'cniVersion': '1.0.0', 'supportedVersions': ['0.4.0', '1.0.0', '1.1.0']}))
-elif cmd == 'ADD':
-    print(json.dumps(conf['prevResult']))
-elif cmd == 'DEL' and os.path.exists(conf['flag']):
-    print(json.dumps({'code': 11, 'msg': 'injected DEL failure'}))
-    sys.exit(1)
-`, { mode: 0o755 });
-  fs.writeFileSync(sb.configFile, fs.readFileSync(sb.configFile, 'utf8').replace(/^cni_path = .*$/m, `cni_path = ${JSON.stringify([path.join(ROOT, 'plugins', 'bin'), plugins])}`));
-  fs.mkdirSync(sb.confDir, { recursive: true });
-  fs.writeFileSync(path.join(sb.confDir, 'hdnet.conflist'), JSON.stringify({
-    cniVersion: '1.0.0', name: 'hdnet',
-    plugins: [{ type: 'bridge', bridge: 'hdbr0', isGateway: true, ipam: { type: 'host-local', dataDir: path.join(sb.dir, 'ipam'), ranges: [[{ subnet: '10.79.0.0/24' }]] } }, { type: 'faildel', flag }],
-  }));
+  const flag = failingDelNetwork(t, sb, 'hdnet', 'hdbr0', '10.79.0.0/24');
   const b = (args: string[]) => sb.run(args, { netns: w.host });
   fs.writeFileSync(flag, '');
   t.is(b(['run', '-d', '--rm', '--name', 'hd', '--network', 'hdnet', '--', 'sh', '-c', 'sleep 0.3; exit 4']).code, 0);

@@ -6,9 +6,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CLI, ROOT, type BurrowSandbox } from './helpers/burrow.js';
+import { CLI, type BurrowSandbox } from './helpers/burrow.js';
 import { nsExec, rootTest, tcpRequest } from './helpers/netns.js';
-import { defaultNet, FIXTURES, http, HTTP, reservations, rootArgv, rootSandbox, start, until, userArgv, world, type Proc } from './helpers/run.js';
+import { defaultNet, failingDelNetwork, FIXTURES, http, HTTP, reservations, rootArgv, rootSandbox, start, until, userArgv, world, type Proc } from './helpers/run.js';
 import { ensureUser } from './helpers/users.js';
 
 const USER = 'burrowrun'; // one user per test file: files run in parallel, and a file deletes the user it created
@@ -285,28 +285,7 @@ rootTest.serial('run -d resolves relative --rootfs, --image and --config against
 rootTest.serial('teardown that fails is reported, recorded for inspect and ps, and retried by system gc until it completes', async (t) => {
   const sb = rootSandbox(t);
   const w = await world(t);
-  const plugins = fs.mkdtempSync('/tmp/burrow-faildel-');
-  t.teardown(() => fs.rmSync(plugins, { recursive: true, force: true }));
-  const flag = path.join(plugins, 'fail');
-  // A chained plugin whose DEL fails while the flag file exists.
-  fs.writeFileSync(path.join(plugins, 'faildel'), `#!/usr/bin/env python3
-import json, os, sys
-conf = json.loads(sys.stdin.read() or '{}')
-cmd = os.environ.get('CNI_COMMAND')
-if cmd == 'VERSION':
-    print(json.dumps({'cniVersion': '1.0.0', 'supportedVersions': ['0.4.0', '1.0.0', '1.1.0']}))
-elif cmd == 'ADD':
-    print(json.dumps(conf['prevResult']))
-elif cmd == 'DEL' and os.path.exists(conf['flag']):
-    print(json.dumps({'code': 11, 'msg': 'injected DEL failure'}))
-    sys.exit(1)
-`, { mode: 0o755 });
-  fs.writeFileSync(sb.configFile, fs.readFileSync(sb.configFile, 'utf8').replace(/^cni_path = .*$/m, `cni_path = ${JSON.stringify([path.join(ROOT, 'plugins', 'bin'), plugins])}`));
-  fs.mkdirSync(sb.confDir, { recursive: true });
-  fs.writeFileSync(path.join(sb.confDir, 'tdnet.conflist'), JSON.stringify({
-    cniVersion: '1.0.0', name: 'tdnet',
-    plugins: [{ type: 'bridge', bridge: 'tdbr0', isGateway: true, ipam: { type: 'host-local', dataDir: path.join(sb.dir, 'ipam'), ranges: [[{ subnet: '10.78.0.0/24' }]] } }, { type: 'faildel', flag }],
-  }));
+  const flag = failingDelNetwork(t, sb, 'tdnet', 'tdbr0', '10.78.0.0/24');
   const b = (args: string[]) => spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, CLI, '--config', sb.configFile, ...args], { encoding: 'utf8' });
   fs.writeFileSync(flag, '');
   const r = b(['run', '--rm', '--name', 'td', '--network', 'tdnet', '--', 'true']);

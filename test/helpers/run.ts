@@ -97,3 +97,32 @@ export function defaultNet(sb: BurrowSandbox): string {
   const subnet = JSON.parse(sb.ok(['network', 'inspect', 'burrow']))[0].subnets[0].subnet as string;
   return subnet.split('.').slice(0, 2).join('\\.');
 }
+
+/**
+ * A network NAME (a bridge, then a chained plugin whose DEL fails while the returned flag file
+ * exists) in sb's config, with burrow's plugins and the failing one on its cni_path.
+ */
+export function failingDelNetwork(t: ExecutionContext, sb: BurrowSandbox, name: string, bridge: string, subnet: string): string {
+  const plugins = fs.mkdtempSync('/tmp/burrow-faildel-');
+  t.teardown(() => fs.rmSync(plugins, { recursive: true, force: true }));
+  const flag = path.join(plugins, 'fail');
+  fs.writeFileSync(path.join(plugins, 'faildel'), `#!/usr/bin/env python3
+import json, os, sys
+conf = json.loads(sys.stdin.read() or '{}')
+cmd = os.environ.get('CNI_COMMAND')
+if cmd == 'VERSION':
+    print(json.dumps({'cniVersion': '1.0.0', 'supportedVersions': ['0.4.0', '1.0.0', '1.1.0']}))
+elif cmd == 'ADD':
+    print(json.dumps(conf['prevResult']))
+elif cmd == 'DEL' and os.path.exists(conf['flag']):
+    print(json.dumps({'code': 11, 'msg': 'injected DEL failure'}))
+    sys.exit(1)
+`, { mode: 0o755 });
+  fs.writeFileSync(sb.configFile, fs.readFileSync(sb.configFile, 'utf8').replace(/^cni_path = .*$/m, `cni_path = ${JSON.stringify([path.join(ROOT, 'plugins', 'bin'), plugins])}`));
+  fs.mkdirSync(sb.confDir, { recursive: true });
+  fs.writeFileSync(path.join(sb.confDir, `${name}.conflist`), JSON.stringify({
+    cniVersion: '1.0.0', name,
+    plugins: [{ type: 'bridge', bridge, isGateway: true, ipam: { type: 'host-local', dataDir: path.join(sb.dir, 'ipam'), ranges: [[{ subnet }]] } }, { type: 'faildel', flag }],
+  }));
+  return flag;
+}
