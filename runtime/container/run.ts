@@ -467,9 +467,14 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
     }
     if (o.readyFd !== undefined && !o.waitAttach) {
       fs.writeSync(o.readyFd, 'OK\n');
-      fs.closeSync(o.readyFd);
+      // the caller returns at its end: after the exec to the holder (which closes it), so that
+      // what the caller sees next (ps, inspect, /proc) is the holder already
+      try {
+        if (o.detached && netMode.holdable) await handOver({ s, console, undo, record, store, configFile });
+      } finally {
+        fs.closeSync(o.readyFd);
+      }
     }
-    if (o.detached && netMode.holdable) await handOver({ s, console, undo, record, store, configFile });
     const code = await s.exited;
     unrelay();
     await console?.drain();
@@ -583,14 +588,18 @@ export async function startSupervisor(args: string[], configFile?: string, o: { 
   const child = spawn(process.execPath, ['--', process.argv[1], ...args], { detached: true, stdio: ['ignore', fd, fd, 'pipe'], env });
   fs.closeSync(fd);
   const pipe = child.stdio[3] as import('node:net').Socket;
+  // "OK" says the container runs; the pipe's end that the supervisor has handed it to its holder
+  // (or stays itself). The console's hand-over waits at most a second: the end comes soon after.
   const ready = await new Promise<boolean>((resolve) => {
     let buf = '';
     pipe.on('data', (d: Buffer) => {
       buf += d.toString();
-      if (buf.includes('OK')) resolve(true);
+      if (!buf.includes('OK')) return;
+      if (o.waitAttach) resolve(true);
+      else setTimeout(() => resolve(true), 5000).unref();
     });
     pipe.on('end', () => resolve(buf.includes('OK')));
-    pipe.on('error', () => resolve(false));
+    pipe.on('error', () => resolve(buf.includes('OK')));
   });
   const release = () => pipe.destroy();
   if (!o.waitAttach) release();
