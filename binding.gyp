@@ -13,6 +13,12 @@
       "cflags": ["-Wall", "-Wextra", "-O2"]
     },
     {
+      "target_name": "burrow-cni",
+      "type": "executable",
+      "sources": ["native/burrow-cni.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
+    },
+    {
       "target_name": "burrow_native",
       "sources": ["native/addon.cc", "native/dns_responder.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

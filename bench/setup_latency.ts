@@ -3,7 +3,9 @@
  * burrow's CNI runtime, for three ways of running the plugins:
  *
  *   reference       Debian's containernetworking-plugins (/usr/lib/cni), exec'd
- *   burrow-exec     burrow's plugin executables (plugins/bin), exec'd
+ *   burrow-exec     burrow's script executables (plugins/bin), exec'd: Node per call
+ *   burrow-native   the native launchers `burrow cni install` writes, exec'd, no service: cold
+ *   burrow-serve    the same launchers, exec'd, with `burrow cni serve` running (resident)
  *   burrow-inproc   burrow's plugins called in-process (the runtime's fast path)
  *
  * Variants whose plugins are not all available are reported as such. Rounds
@@ -16,7 +18,7 @@
  *
  *   tsx bench/setup_latency.ts [--rounds N] [--chain NAME]... [--json FILE]
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,11 +41,46 @@ interface Variant {
   inProcess: boolean;
 }
 
-const VARIANTS: Variant[] = [
-  { name: 'reference', path: [REFERENCE], inProcess: false },
-  { name: 'burrow-exec', path: [OWN], inProcess: false },
-  { name: 'burrow-inproc', path: [OWN], inProcess: true },
-];
+/** The variants, once the launchers are installed in `launchers` (an empty string: not built). */
+function variants(launchers: string): Variant[] {
+  return [
+    { name: 'reference', path: [REFERENCE], inProcess: false },
+    { name: 'burrow-exec', path: [OWN], inProcess: false },
+    { name: 'burrow-native', path: [path.join(launchers, 'cold')], inProcess: false },
+    { name: 'burrow-serve', path: [path.join(launchers, 'served')], inProcess: false },
+    { name: 'burrow-inproc', path: [OWN], inProcess: true },
+  ];
+}
+
+/**
+ * Installs the native launchers twice under `work` (cold: no socket; served: the service's) and
+ * starts `burrow cni serve` in this (the bench's host) netns; null when the launcher is not built.
+ */
+async function residentSetup(work: string): Promise<{ launchers: string; stop: () => Promise<void> } | null> {
+  const { nativeExecutable } = await import('../native/mod.js');
+  if (!nativeExecutable('burrow-cni')) return null;
+  const launchers = path.join(work, 'launchers');
+  const socket = path.join(work, 'cni.sock');
+  const cli = path.join(ROOT, 'dist', 'burrow.cjs');
+  for (const [dir, sock] of [['cold', 'off'], ['served', socket]]) {
+    const r = spawnSync(process.execPath, [cli, 'cni', 'install', '--dir', path.join(launchers, dir), '--socket', sock], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`burrow cni install: ${r.stderr}`);
+  }
+  const log = path.join(work, 'serve.log');
+  const fd = fs.openSync(log, 'a');
+  const child = spawn(process.execPath, [cli, 'cni', 'serve', '--socket', socket], { stdio: ['ignore', fd, fd] });
+  fs.closeSync(fd);
+  for (let i = 0; !fs.readFileSync(log, 'utf8').includes('serves CNI calls'); i++) {
+    if (child.exitCode !== null || i > 400) throw new Error(`burrow cni serve did not start: ${fs.readFileSync(log, 'utf8')}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  };
+  return { launchers, stop };
+}
 
 /** Chains measured, as podman writes them (its default network uses bridge, portmap, firewall, tuning). */
 function chains(subnetOctet: number): Record<string, object> {
@@ -129,12 +166,16 @@ async function inner(argv: string[]): Promise<number> {
   const opts = args(argv);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bench-'));
   const pool: string[] = [];
-  const cleanup = () => {
+  let resident: Awaited<ReturnType<typeof residentSetup>> = null;
+  const cleanup = async () => {
+    await resident?.stop();
     for (const ns of pool.splice(0)) netnsRemove(ns);
     fs.rmSync(work, { recursive: true, force: true });
   };
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { cleanup(); process.exit(130); });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void cleanup().then(() => process.exit(130)));
   try {
+    resident = await residentSetup(work);
+    const VARIANTS = variants(resident?.launchers ?? '');
     const all = chains(150 + (process.pid % 50));
     const chainNames = opts.chains.length ? opts.chains : Object.keys(all);
     for (const c of chainNames) if (!all[c]) throw new Error(`unknown chain "${c}" (known: ${Object.keys(all).join(', ')})`);
@@ -187,7 +228,7 @@ async function inner(argv: string[]): Promise<number> {
     }
     return 0;
   } finally {
-    cleanup();
+    await cleanup();
   }
 }
 

@@ -61,3 +61,11 @@ function load(file) {
 }
 
 module.exports = load;
+
+// `node bin/load.cjs BUNDLE SELF ARGS...`: how a native launcher (native/burrow-cni.c) runs a plugin
+// cold; the bundle sees process.argv [node, SELF, ARGS...], as under a script launcher
+if (require.main === module) {
+  const [bundle, self] = process.argv.splice(2, 2);
+  process.argv[1] = self;
+  load(bundle);
+}

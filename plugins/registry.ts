@@ -31,14 +31,22 @@ export function ownPluginNames(): string[] {
   return [...registry.keys()].sort();
 }
 
-/** True when `file` is a burrow plugin launcher (reads its first 512 bytes). */
+/**
+ * True when `file` is a burrow plugin launcher: a script whose first 512 bytes carry the marker,
+ * or a native launcher (native/burrow-cni.c) whose trailer, in its last 8 KiB, does.
+ */
 export function isLauncher(file: string): boolean {
   let fd: number | undefined;
   try {
     fd = fs.openSync(file, 'r');
     const buf = Buffer.alloc(512);
     const n = fs.readSync(fd, buf, 0, buf.length, 0);
-    return buf.subarray(0, n).includes(LAUNCHER_MARKER);
+    if (buf.subarray(0, n).includes(LAUNCHER_MARKER)) return true;
+    if (n < 4 || buf.readUInt32BE(0) !== 0x7f454c46) return false; // "\x7fELF"
+    const size = fs.fstatSync(fd).size;
+    const tail = Buffer.alloc(Math.min(size, 8192));
+    fs.readSync(fd, tail, 0, tail.length, size - tail.length);
+    return tail.subarray(tail.length - 22).toString('latin1').startsWith('BCNI-TRAILER ') && tail.includes(LAUNCHER_MARKER);
   } catch {
     return false;
   } finally {

@@ -42,6 +42,23 @@ passed=$((passed + ${ava_pass:-0}))
 failed=$((failed + ${ava_fail:-0}))
 # A crash before ava's summary (no "# pass" line) is a failure too.
 if [ -z "$ava_pass" ] || [ "$ava_notok" -gt "${ava_fail:-0}" ]; then failed=$((failed + 1)); fi
+# burrow's plugin suites once more, every call of theirs to burrow's own plugins through a native
+# launcher and `burrow cni serve` (the resident path; test/helpers/cni.ts fails a call it did not
+# serve). Skipped when only some tests are asked for.
+RESIDENT_SUITES=(test/differential_test.ts test/burrow_plugins_test.ts test/portmap_test.ts test/firewall_test.ts test/robustness_test.ts test/macvlan_test.ts test/dhcp_test.ts test/load_test.ts)
+if [ $# -eq 0 ]; then
+  rtap=$(mktemp)
+  echo "# the plugin suites through the resident path (BURROW_TEST_CNI=resident)"
+  BURROW_TEST_CNI=resident "$bin/ava" --tap "${RESIDENT_SUITES[@]}" | tee "$rtap"
+  r_pass=$(awk '/^# pass /{print $3}' "$rtap" | tail -1)
+  r_fail=$(awk '/^# fail /{print $3}' "$rtap" | tail -1)
+  r_skip=$(awk '/^# skip /{print $3}' "$rtap" | tail -1)
+  passed=$((passed + ${r_pass:-0}))
+  failed=$((failed + ${r_fail:-0}))
+  ava_skip=$((${ava_skip:-0} + ${r_skip:-0}))
+  if [ -z "$r_pass" ] || [ "$(grep -c '^not ok' "$rtap")" -gt "${r_fail:-0}" ]; then failed=$((failed + 1)); fi
+  rm -f "$rtap"
+fi
 # The bench smoke run takes minutes (longer than ava's inactivity timeout), so it is a step of
 # its own, after ava rather than beside it: it times real traffic, and two cores shared with the
 # integration tests made it flaky. Skipped when only some tests are asked for.

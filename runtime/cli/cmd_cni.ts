@@ -9,6 +9,7 @@ import { Command } from 'commander';
 import { BurrowError } from '../../native/errors.js';
 import { checkContainerId, checkIfname, parseCniArgs } from '../../net/cni/config.js';
 import type { Attachment } from '../../net/cni/types.js';
+import { DEFAULT_CNI_SOCKET } from '../cni/constants.js';
 import { makeContext, netnsPath, requireNetns, type Context } from '../context.js';
 
 interface AttachOpts {
@@ -113,9 +114,24 @@ export function cniCommand(globalOpts: () => { config?: string }, out: (s: strin
   cni.command('install').description("install burrow's plugin executables where other runtimes look (podman, containerd, kubelet)")
     .option('--dir <dir>', 'target directory', '/opt/cni/bin')
     .option('-f, --force', 'replace files that are not burrow launchers (e.g. the reference plugins)')
-    .action(async (o: { dir: string; force?: boolean }) => {
+    .option('--socket <path>', 'where the native launchers find "burrow cni serve"', DEFAULT_CNI_SOCKET)
+    .option('--no-native', 'script launchers (Node per call) instead of the native ones')
+    .action(async (o: { dir: string; force?: boolean; socket: string; native: boolean }) => {
       const { installPlugins } = await import('../network/install.js');
-      for (const line of installPlugins(o.dir, !!o.force)) out(`${line}\n`);
+      for (const line of installPlugins(o.dir, !!o.force, { native: o.native, socket: o.socket })) out(`${line}\n`);
+    });
+
+  cni.command('serve').description('serve the calls of the native plugin launchers from one resident process (see "burrow cni install")')
+    .option('--socket <path>', 'unix socket to listen on (unless systemd hands one over)', DEFAULT_CNI_SOCKET)
+    .option('--idle <seconds>', 'leave after this long without a call (0: never; for socket activation)', '0')
+    .action(async (o: { socket: string; idle: string }) => {
+      const idle = Number(o.idle);
+      if (!Number.isFinite(idle) || idle < 0) throw new BurrowError('EINVAL', `invalid --idle "${o.idle}": expected seconds (0: never)`);
+      const { serveCni } = await import('../cni/serve.js');
+      const { installRoot } = await import('../config.js');
+      const service = await serveCni({ socket: o.socket, root: installRoot(), idleMs: idle * 1000 });
+      for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void service.close());
+      await service.closed;
     });
 
   cni.command('uninstall').description("remove burrow's plugin launchers from a directory (other files stay)")

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BurrowError } from '../../native/errors.js';
 import { isLauncher, LAUNCHER_MARKER } from '../../plugins/registry.js';
+import { nativeExecutable } from '../../native/mod.js';
 import { installRoot } from '../config.js';
 
 /** The plugins burrow ships: every dist/plugins/<name>.cjs. */
@@ -26,9 +27,47 @@ export function launcherText(name: string): string {
   return `#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node\n// ${LAUNCHER_MARKER} ${name}: installed by "burrow cni install"\n${loadLine(bundle)}`;
 }
 
-/** Installs every launcher; refuses (before writing anything) to replace foreign files unless `force`. */
-export function installPlugins(dir: string, force: boolean): string[] {
-  return installLaunchers(dir, shippedPlugins(), launcherText, isLauncher, force, 'the reference plugins?');
+/** How `burrow cni install` writes the plugins. */
+export interface PluginInstall {
+  /** Native launchers (native/burrow-cni.c) that hand calls to `burrow cni serve` at `socket`. */
+  native: boolean;
+  /** Where the launchers look for the service (BURROW_CNI_SOCKET overrides it per call). */
+  socket: string;
+}
+
+/**
+ * A native launcher: the built burrow-cni, then the trailer that names what it runs (the format
+ * native/burrow-cni.c reads: "key=value" lines, then "BCNI-TRAILER %08x\n" with their length).
+ */
+export function nativeLauncher(binary: Buffer, name: string, socket: string): Buffer {
+  const root = installRoot();
+  const text = [
+    `\n# ${LAUNCHER_MARKER} ${name}: installed by "burrow cni install"`,
+    `name=${name}`,
+    `root=${root}`,
+    `node=${process.execPath}`,
+    `load=${path.join(root, 'bin', 'load.cjs')}`,
+    `bundle=${path.join(root, 'dist', 'plugins', `${name}.cjs`)}`,
+    `socket=${socket}`,
+    '',
+  ].join('\n');
+  for (const v of [root, process.execPath, socket]) {
+    if (v.includes('\n')) throw new BurrowError('EINVAL', `cannot install a launcher naming "${v}": it holds a newline`);
+  }
+  const len = Buffer.byteLength(text);
+  return Buffer.concat([binary, Buffer.from(text), Buffer.from(`BCNI-TRAILER ${len.toString(16).padStart(8, '0')}\n`)]);
+}
+
+/**
+ * Installs every launcher; refuses (before writing anything) to replace foreign files unless
+ * `force`. Native launchers when `how.native` (and the native build has made burrow-cni), else
+ * the script launchers.
+ */
+export function installPlugins(dir: string, force: boolean, how: PluginInstall = { native: false, socket: '' }): string[] {
+  const built = how.native ? nativeExecutable('burrow-cni') : null;
+  if (how.native && !built) throw new BurrowError('ENOENT', 'the native launcher is not built (build/Release/burrow-cni): run "npm ci", or install the script launchers with --no-native');
+  const binary = built ? fs.readFileSync(built) : null;
+  return installLaunchers(dir, shippedPlugins(), (n) => (binary ? nativeLauncher(binary, n, how.socket) : launcherText(n)), isLauncher, force, 'the reference plugins?');
 }
 
 export function uninstallPlugins(dir: string): string[] {
@@ -67,7 +106,7 @@ export function uninstallCompat(dir: string): string[] {
   return uninstallLaunchers(dir, isCompatLauncher);
 }
 
-function installLaunchers(dir: string, names: string[], text: (name: string) => string, ours: (file: string) => boolean, force: boolean, hint: string): string[] {
+function installLaunchers(dir: string, names: string[], text: (name: string) => string | Buffer, ours: (file: string) => boolean, force: boolean, hint: string): string[] {
   const foreign = names.filter((n) => fs.existsSync(path.join(dir, n)) && !ours(path.join(dir, n)));
   if (foreign.length && !force) {
     throw new BurrowError('EEXIST', `${dir} already has ${foreign.join(', ')} that burrow did not install (${hint}): use --force to replace them`);

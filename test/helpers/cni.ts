@@ -1,9 +1,10 @@
 /** Runs one CNI plugin binary (burrow's or the reference) inside a "host" netns, as a runtime would. */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { ipJson, nsExec } from './netns.js';
-import { ROOT } from './burrow.js';
+import { beforeNetnsRemoved, ipJson, nsExec } from './netns.js';
+import { CLI, ROOT } from './burrow.js';
 
 export const OWN_BIN = path.join(ROOT, 'plugins', 'bin');
 export const REF_BIN = '/usr/lib/cni';
@@ -23,9 +24,81 @@ export interface CallResult {
   stderr: string;
 }
 
+/**
+ * How burrow's own plugins (binDir OWN_BIN) are called: "cold" execs the script launchers (Node per
+ * call); BURROW_TEST_CNI=resident execs the native launchers that `burrow cni install` writes, with
+ * a `burrow cni serve` running in the calling host netns, and fails the call unless the service
+ * served it (scripts/test.sh runs the plugin suites both ways).
+ */
+export const OWN_VIA: 'cold' | 'resident' = process.env.BURROW_TEST_CNI === 'resident' ? 'resident' : 'cold';
+
+/** The native launchers, installed once per test process (the socket is set per call). */
+let launchers: string | undefined;
+export function residentLaunchers(): string {
+  if (launchers) return launchers;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-launchers-'));
+  const r = spawnSync(process.execPath, [CLI, 'cni', 'install', '--dir', dir, '--socket', 'off'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`burrow cni install: ${r.stderr}`);
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  launchers = dir;
+  return dir;
+}
+
+export interface ResidentService {
+  socket: string;
+  child: ChildProcess;
+  /** What it has logged so far (one line per call). */
+  log(): string;
+}
+
+const services = new Map<string, Promise<ResidentService>>();
+
+/** `burrow cni serve` inside `hostNs` (one per netns, stopped before the netns is removed). */
+export function residentService(hostNs: string): Promise<ResidentService> {
+  let s = services.get(hostNs);
+  if (s) return s;
+  s = (async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-serve-'));
+    const socket = path.join(dir, 'cni.sock');
+    const logFile = path.join(dir, 'serve.log');
+    const fd = fs.openSync(logFile, 'a');
+    const child = spawn('nsenter', [`--net=${hostNs}`, '--', process.execPath, CLI, 'cni', 'serve', '--socket', socket], { stdio: ['ignore', fd, fd] });
+    fs.closeSync(fd);
+    const log = () => fs.readFileSync(logFile, 'utf8');
+    for (let i = 0; !log().includes('serves CNI calls'); i++) {
+      if (child.exitCode !== null || i > 200) throw new Error(`burrow cni serve did not start: ${log()}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    beforeNetnsRemoved(hostNs, async () => {
+      services.delete(hostNs);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+    return { socket, child, log };
+  })();
+  services.set(hostNs, s);
+  return s;
+}
+
+/** Execs `<binDir>/<type>` inside `hostNs` with CNI_PATH=binDir (burrow's own: see OWN_VIA). */
+export async function callPlugin(hostNs: string, binDir: string, type: string, spec: CallSpec, conf: object): Promise<CallResult> {
+  if (binDir !== OWN_BIN || OWN_VIA === 'cold') return execPlugin(hostNs, binDir, type, spec, conf);
+  const svc = await residentService(hostNs);
+  const line = `${spec.command} ${type} ${spec.containerId} ${spec.ifname ?? 'eth0'}: exit`;
+  const count = () => svc.log().split(line).length - 1;
+  const before = count();
+  const r = await execPlugin(hostNs, residentLaunchers(), type, spec, conf, { BURROW_CNI_SOCKET: svc.socket });
+  if (count() === before) throw new Error(`the resident service did not serve ${type} ${spec.command} ${spec.containerId}:\n${svc.log().split('\n').slice(-5).join('\n')}`);
+  return r;
+}
+
 /** Execs `<binDir>/<type>` inside `hostNs` with CNI_PATH=binDir. */
-export function callPlugin(hostNs: string, binDir: string, type: string, spec: CallSpec, conf: object): Promise<CallResult> {
+export function execPlugin(hostNs: string, binDir: string, type: string, spec: CallSpec, conf: object, extraEnv: Record<string, string> = {}): Promise<CallResult> {
   const env: NodeJS.ProcessEnv = {
+    ...extraEnv,
     PATH: process.env.PATH,
     CNI_COMMAND: spec.command,
     CNI_CONTAINERID: spec.containerId,

@@ -42,10 +42,21 @@ export function uniqueName(prefix: string): string {
 /** Creates a named netns under /run/netns and removes it when the test ends. */
 export function testNetns(t: ExecutionContext, prefix = 'bt'): string {
   const path = netnsCreate(uniqueName(prefix));
-  t.teardown(() => {
+  t.teardown(async () => {
+    // what runs in the netns (a resident CNI service) goes first: it would keep the netns alive
+    const stop = beforeRemove.get(path);
+    beforeRemove.delete(path);
+    await stop?.();
     netnsRemove(path);
   });
   return path;
+}
+
+const beforeRemove = new Map<string, () => Promise<void>>();
+
+/** Runs `stop` before the test netns `path` is removed (one per netns: a later one replaces it). */
+export function beforeNetnsRemoved(path: string, stop: () => Promise<void>): void {
+  beforeRemove.set(path, stop);
 }
 
 /** Runs a command inside a netns (ip netns exec equivalent via nsenter) and returns stdout. */

@@ -1,0 +1,205 @@
+/**
+ * `burrow cni serve`: burrow's CNI plugins resident in one process, for the native launchers that
+ * `burrow cni install` writes (native/burrow-cni.c).
+ *
+ * Theory of operation
+ * -------------------
+ * A runtime execs a plugin per call; Node's start alone costs more than a Go plugin's whole call.
+ * The launcher connects to this service's unix socket and sends the call (net/cni/serve_wire.ts):
+ * the plugin's name, its whole environment and stdin, and what the outcome depends on in the
+ * calling process. The service runs skel's dispatch on the plugin, exactly as the cold executable
+ * (plugins/run.ts) does with the same environment and stdin, and answers stdout, stderr and the exit
+ * code, which the launcher prints as they are. The results are byte for byte the cold path's.
+ *
+ * It serves only a caller it would give the same outcome: the same install root (the same code),
+ * network namespace (the plugins work in the caller's: firewall rules, the host veth), euid and
+ * umask. Any other gets "not served" and runs the cold path; so does every caller when the
+ * service is not running. Locking stays as in separate processes: every lock is a flock(2) on a
+ * file the call opens itself (the firewall's on the netns inode, host-local's on its data dir),
+ * and flocks on separate opens exclude each other within one process too. Each blocked flock
+ * holds a libuv thread, so at most UV_THREADPOOL_SIZE - 1 calls run at once (the rest wait their
+ * turn): a lock's holder always finds a thread for its own file work.
+ *
+ * One line per call goes to stderr (the journal under systemd). SIGTERM and SIGINT stop accepting,
+ * let the calls in flight finish, then exit. With --idle the service leaves after that long
+ * without a call; under socket activation (LISTEN_FDS) systemd starts it again on the next one.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import '../../plugins/all.js';
+import { ownPlugin } from '../../plugins/registry.js';
+import { BURROW_VERSION } from '../../plugins/run.js';
+import { dispatch } from '../../net/cni/skel.js';
+import { answers } from '../../plugins/dhcp/rpc.js';
+import { emitResponse, parseRequest, requestLength, ServeStatus, type ServeRequest } from '../../net/cni/serve_wire.js';
+
+export interface ServeOptions {
+  /** The socket to listen on; ignored when systemd hands one over (LISTEN_FDS). */
+  socket: string;
+  /** The install root whose launchers this serves. */
+  root: string;
+  /** Leave after this long without a call (0: never). */
+  idleMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface CniService {
+  /** Where it listens. */
+  where: string;
+  /** Calls answered (served or declined) so far. */
+  calls(): { served: number; declined: number; dropped: number };
+  /** Stops accepting, waits for the calls in flight, removes the socket it made. */
+  close(): Promise<void>;
+  /** Resolves once the service has closed (by close(), a signal or --idle). */
+  closed: Promise<void>;
+}
+
+/** What makes a call's outcome depend on the calling process, for this process. */
+function selfIdentity(root: string) {
+  const mask = process.umask(0o022);
+  process.umask(mask);
+  return { root, netnsInode: fs.statSync('/proc/self/ns/net', { bigint: true }).ino, euid: process.geteuid?.() ?? 0, umask: mask };
+}
+
+/** Why this service must not serve `req` (the cold path would differ), or null. */
+export function declineReason(req: ServeRequest, self: ReturnType<typeof selfIdentity>): string | null {
+  if (req.root !== self.root) return `the launcher is from ${req.root}, this service from ${self.root}`;
+  if (req.netnsInode !== self.netnsInode) return 'the caller is in another network namespace';
+  if (req.euid !== self.euid) return `the caller's euid is ${req.euid}, this service's ${self.euid}`;
+  if (req.umask !== self.umask) return `the caller's umask is ${req.umask.toString(8)}, this service's ${self.umask.toString(8)}`;
+  if (!ownPlugin(req.name)) return `no plugin "${req.name}" here`;
+  return null;
+}
+
+/** Starts the service; resolves once it listens. */
+export async function serveCni(o: ServeOptions): Promise<CniService> {
+  const log = o.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const self = selfIdentity(o.root);
+  const slots = Math.max(1, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 1);
+  const waiting: (() => void)[] = [];
+  let active = 0;
+  const counts = { served: 0, declined: 0, dropped: 0 };
+  let idleTimer: NodeJS.Timeout | undefined;
+  let closing: Promise<void> | undefined;
+  let closedResolve!: () => void;
+  const closed = new Promise<void>((r) => (closedResolve = r));
+  const inFlight = new Set<Promise<void>>();
+
+  const armIdle = () => {
+    if (!o.idleMs || active || inFlight.size) return;
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => void close(`idle for ${o.idleMs! / 1000} s`), o.idleMs);
+    idleTimer.unref();
+  };
+
+  const slot = async () => {
+    if (active >= slots) await new Promise<void>((r) => waiting.push(r));
+    active++;
+  };
+  const release = () => {
+    active--;
+    waiting.shift()?.();
+  };
+
+  async function answer(sock: net.Socket, req: ServeRequest): Promise<void> {
+    const why = declineReason(req, self);
+    if (why) {
+      counts.declined++;
+      log(`${req.env.CNI_COMMAND ?? '-'} ${req.name}: not served (${why}): the launcher runs it cold`);
+      sock.end(emitResponse({ status: ServeStatus.NotServed, exitCode: 0, stdout: Buffer.from(why), stderr: Buffer.alloc(0) }));
+      return;
+    }
+    await slot();
+    const t0 = process.hrtime.bigint();
+    try {
+      const out = await dispatch(ownPlugin(req.name)!, req.env, req.stdin, `CNI ${req.name} plugin (burrow ${BURROW_VERSION})`);
+      counts.served++;
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      // logged before the answer goes: whoever sees the answer finds the line
+      log(`${req.env.CNI_COMMAND} ${req.name} ${req.env.CNI_CONTAINERID ?? '-'} ${req.env.CNI_IFNAME ?? '-'}: exit ${out.exitCode} in ${ms.toFixed(1)} ms`);
+      sock.end(emitResponse({ status: ServeStatus.Served, exitCode: out.exitCode, stdout: Buffer.from(out.stdout), stderr: Buffer.from(out.stderr) }));
+    } finally {
+      release();
+    }
+  }
+
+  function onConnection(sock: net.Socket): void {
+    if (closing) {
+      sock.destroy();
+      return;
+    }
+    clearTimeout(idleTimer);
+    const chunks: Buffer[] = [];
+    let got = 0;
+    let need: number | null = null;
+    const drop = (why: string) => {
+      counts.dropped++;
+      log(`dropped a connection: ${why}`);
+      sock.destroy();
+    };
+    sock.on('error', () => sock.destroy());
+    sock.on('data', (d: Buffer) => {
+      chunks.push(d);
+      got += d.length;
+      if (need === null) {
+        const n = requestLength(chunks.length === 1 ? d : Buffer.concat(chunks));
+        if (typeof n === 'string') return drop(`bad request (${n})`);
+        need = n;
+      }
+      if (need === null || got < need) return;
+      sock.removeAllListeners('data');
+      sock.pause();
+      const req = parseRequest(Buffer.concat(chunks));
+      if (typeof req === 'string') return drop(`bad request (${req})`);
+      const p = answer(sock, req).catch((err) => drop(`the call failed outside the plugin: ${(err as Error).stack ?? err}`));
+      inFlight.add(p);
+      void p.finally(() => {
+        inFlight.delete(p);
+        armIdle();
+      });
+    });
+    sock.on('end', () => {
+      if (need === null || got < need) sock.destroy(); // the launcher went away before its request was whole
+    });
+  }
+
+  const server = net.createServer({ allowHalfOpen: true }, onConnection);
+  let ownSocket = false;
+  let where: string;
+  const listenFds = Number(process.env.LISTEN_FDS ?? 0);
+  if (listenFds >= 1 && Number(process.env.LISTEN_PID) === process.pid) {
+    if (listenFds !== 1) throw new Error(`expected 1 socket from systemd, got ${listenFds}`);
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ fd: 3 }, resolve));
+    where = 'the socket systemd handed over (fd 3)';
+  } else {
+    fs.mkdirSync(path.dirname(o.socket), { recursive: true, mode: 0o700 });
+    if (fs.existsSync(o.socket)) {
+      if (await answers(o.socket)) throw new Error(`another CNI service is listening on ${o.socket}`);
+      fs.rmSync(o.socket, { force: true }); // left by a service that was killed
+    }
+    const mask = process.umask(0o177); // the socket is root's alone, from the start
+    try {
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(o.socket, resolve));
+    } finally {
+      process.umask(mask);
+    }
+    ownSocket = true;
+    where = o.socket;
+  }
+
+  async function close(why: string): Promise<void> {
+    closing ??= (async () => {
+      log(`closing (${why}): ${inFlight.size} call(s) in flight`);
+      clearTimeout(idleTimer);
+      await new Promise<void>((r) => server.close(() => r()));
+      await Promise.allSettled([...inFlight]);
+      if (ownSocket) fs.rmSync(o.socket, { force: true });
+      closedResolve();
+    })();
+    return closing;
+  }
+  armIdle();
+  log(`burrow ${BURROW_VERSION} serves CNI calls on ${where} (plugins from ${o.root}, ${slots} at once)`);
+  return { where, calls: () => ({ ...counts }), close: () => close('asked'), closed };
+}
