@@ -25,6 +25,7 @@
 #include <sys/prctl.h>
 #include <linux/if_packet.h>
 #include <linux/if_ether.h>
+#include <linux/netlink.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -656,6 +657,73 @@ Napi::Value SendTo(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
+// netlinkRequest(fd, request) -> Buffer: sends one netlink request (a whole nlmsghdr message) to
+// the kernel on the AF_NETLINK socket `fd` and returns every reply message with its sequence
+// number, up to and including the NLMSG_DONE of a dump or the NLMSG_ERROR (an ack or an errno)
+// of any other request: the caller sets NLM_F_ACK on non-dump requests. rtnetlink answers within
+// the send, so this blocks only for the copy; a kernel silent for 10 s is ETIMEDOUT.
+Napi::Value NetlinkRequest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 2)) return env.Undefined();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  auto req = info[1].As<Napi::Buffer<uint8_t>>();
+  if (req.Length() < sizeof(nlmsghdr)) {
+    MakeError(env, Failure{EINVAL, "netlink request", "shorter than a header"}).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  nlmsghdr head;
+  memcpy(&head, req.Data(), sizeof head);
+  bool dump = (head.nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  ssize_t n;
+  do {
+    n = sendto(fd, req.Data(), req.Length(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    MakeError(env, Failure{errno, "sendto", "netlink"}).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::vector<uint8_t> out;
+  std::vector<uint8_t> buf(1 << 16);
+  for (bool done = false; !done;) {
+    pollfd p{fd, POLLIN, 0};
+    int pr;
+    do {
+      pr = poll(&p, 1, 10000);
+    } while (pr < 0 && errno == EINTR);
+    if (pr <= 0) {
+      MakeError(env, Failure{pr == 0 ? ETIMEDOUT : errno, "recv", "netlink"}).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    // size the next datagram first: a dump's can exceed any fixed buffer
+    ssize_t want = recv(fd, nullptr, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+    if (want > static_cast<ssize_t>(buf.size())) buf.resize(static_cast<size_t>(want));
+    ssize_t r;
+    do {
+      r = recv(fd, buf.data(), buf.size(), 0);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      MakeError(env, Failure{errno, "recv", "netlink"}).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    size_t off = 0;
+    while (off + sizeof(nlmsghdr) <= static_cast<size_t>(r)) {
+      nlmsghdr h;
+      memcpy(&h, buf.data() + off, sizeof h);
+      if (h.nlmsg_len < sizeof(nlmsghdr) || off + h.nlmsg_len > static_cast<size_t>(r)) break;
+      if (h.nlmsg_seq == head.nlmsg_seq) {
+        out.insert(out.end(), buf.begin() + off, buf.begin() + off + h.nlmsg_len);
+        if (h.nlmsg_type == NLMSG_ERROR || h.nlmsg_type == NLMSG_DONE) done = true;
+        else if (!dump && !(head.nlmsg_flags & NLM_F_ACK)) done = true;
+      }
+      off += NLMSG_ALIGN(h.nlmsg_len);
+    }
+  }
+  return Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size());
+}
+
+
 // recvFrom(fd, buf) -> { length, address } or null when nothing is waiting.
 Napi::Value RecvFrom(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1122,6 +1190,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pingSocket", Napi::Function::New(env, PingSocket));
   exports.Set("sendTo", Napi::Function::New(env, SendTo));
   exports.Set("recvFrom", Napi::Function::New(env, RecvFrom));
+  exports.Set("netlinkRequest", Napi::Function::New(env, NetlinkRequest));
   exports.Set("constants", Constants(env));
   burrow::InitDnsResponder(env, exports);
   return exports;

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { SyscallError } from './errors.js';
 
 interface Addon {
+  netlinkRequest(fd: number, request: Buffer): Buffer;
   socketInNetns(netns: string, domain: number, type: number, protocol: number): number;
   listenInNetns(netns: string, family: 4 | 6, proto: 'tcp' | 'udp', address: string, port: number, backlog: number): number;
   openInNetns(netns: string, file: string, flags: number): number;
@@ -137,6 +138,16 @@ export function constants(): Readonly<Record<string, number>> {
  */
 export function socketInNetns(netns: string, domain: number, type: number, protocol: number): number {
   return call(() => addon().socketInNetns(netns, domain, type, protocol));
+}
+
+/**
+ * One netlink request on the AF_NETLINK socket `fd` (sendto the kernel, then recv): returns the
+ * replies with the request's sequence number, through the NLMSG_DONE of a dump or the NLMSG_ERROR
+ * (ack or errno) of any other request, whose flags must include NLM_F_ACK. Synchronous: rtnetlink
+ * answers within the send. The returned Buffer is the caller's.
+ */
+export function netlinkRequest(fd: number, request: Buffer): Buffer {
+  return call(() => addon().netlinkRequest(fd, request));
 }
 
 /**

@@ -11,8 +11,6 @@ const common = {
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  // netlink loads its own native binding relative to its package: keep it in node_modules.
-  external: ['netlink'],
   define: { 'import.meta.url': '__burrowImportMetaUrl' },
   banner: { js: "const __burrowImportMetaUrl = require('url').pathToFileURL(__filename).href;" },
   sourcemap: 'linked',
