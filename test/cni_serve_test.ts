@@ -142,6 +142,28 @@ test('a copy without a trailer, or a trailer naming a Node that is gone, fails w
   t.regex(e.msg, /cannot start the bridge plugin: exec \/x+: No such file or directory \(installed from .*: run "burrow cni install" again\)/);
 });
 
+test('the service drops a connection that sends half a request, or garbage, and goes on serving', async (t) => {
+  const { serveCni } = await import('../runtime/cni/serve.js');
+  const socket = path.join(tmpDir(t), 's');
+  const lines: string[] = [];
+  const svc = await serveCni({ socket, root: ROOT, requestTimeoutMs: 200, log: (l) => lines.push(l) });
+  t.teardown(() => svc.close());
+  const closedBy = (bytes: Buffer) => new Promise<number>((resolve) => {
+    const t0 = Date.now();
+    const c = net.connect(socket, () => c.write(bytes));
+    c.on('error', () => undefined);
+    c.on('close', () => resolve(Date.now() - t0));
+  });
+  t.true((await closedBy(Buffer.from('BCNQ'))) >= 150, 'half a head: dropped at the timeout');
+  t.true((await closedBy(Buffer.from('GET / HTTP/1.0\r\n\r\n'))) < 150, 'not a request: dropped at once');
+  t.deepEqual(svc.calls(), { served: 0, declined: 0, dropped: 2 });
+  t.truthy(lines.find((l) => /dropped a connection: no whole request within 0\.2 s/.test(l)));
+  t.truthy(lines.find((l) => /dropped a connection: bad request \(bad-magic\)/.test(l)));
+  const r = await launch(path.join(residentLaunchers(), 'bridge'), { BURROW_CNI_SOCKET: socket, CNI_COMMAND: 'VERSION' }, VERSION_IN);
+  t.is(r.code, 0);
+  t.is(svc.calls().served, 1, 'the next call is served');
+});
+
 /** A bridge network config whose host-local store is in `dataDir`. */
 const bridgeConf = (dataDir: string, subnet: string) => ({
   cniVersion: '1.0.0', name: 'servenet', type: 'bridge', bridge: 'cni-serve0', isGateway: true,

@@ -41,6 +41,8 @@ export interface ServeOptions {
   root: string;
   /** Leave after this long without a call (0: never). */
   idleMs?: number;
+  /** Drop a connection whose request is not whole after this long (default 30 s). */
+  requestTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -139,6 +141,10 @@ export async function serveCni(o: ServeOptions): Promise<CniService> {
       sock.destroy();
     };
     sock.on('error', () => sock.destroy());
+    // a launcher sends its whole request at once: one that stalls before it is whole is dropped
+    sock.setTimeout(o.requestTimeoutMs ?? 30_000, () => {
+      if (need === null || got < need) drop(`no whole request within ${(o.requestTimeoutMs ?? 30_000) / 1000} s`);
+    });
     sock.on('data', (d: Buffer) => {
       chunks.push(d);
       got += d.length;
@@ -149,6 +155,7 @@ export async function serveCni(o: ServeOptions): Promise<CniService> {
       }
       if (need === null || got < need) return;
       sock.removeAllListeners('data');
+      sock.setTimeout(0);
       sock.pause();
       const req = parseRequest(Buffer.concat(chunks));
       if (typeof req === 'string') return drop(`bad request (${req})`);
