@@ -54,9 +54,9 @@ test('options: defaults, --full, checks, --only names paths and sections', (t) =
   t.is(d.durationS, 2);
   t.is(d.runs, 3);
   t.deepEqual(d.scale, [1, 10]);
-  t.deepEqual(d.only, ['bridge-c2c', 'rootless-fwd-lo', 'rootless-net-c2c', 'scale', 'cpu', 'dns', 'podman-helpers'], 'one path of each kind, then every section');
+  t.deepEqual(d.only, ['bridge-c2c', 'rootless-fwd-lo', 'rootless-net-c2c', 'scale', 'cpu', 'dns', 'cni', 'podman-helpers'], 'one path of each kind, then every section');
   t.deepEqual(new Set(d.only.flatMap((n) => PATHS.filter((p) => p.name === n).map((p) => p.kind))), new Set(['rootful', 'rootless', 'pod']), 'every kind of path');
-  t.deepEqual(SECTIONS, ['scale', 'cpu', 'dns', 'podman-helpers']);
+  t.deepEqual(SECTIONS, ['scale', 'cpu', 'dns', 'cni', 'podman-helpers']);
   const f = parseOptions(['--full']);
   t.deepEqual(f.only, [...PATHS.map((p) => p.name), ...SECTIONS], '--full: every path, then every section');
   t.deepEqual(f.scale, [1, 10, 50, 100]);

@@ -32,9 +32,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { agent } from './agent.js';
 import { dnsBench, type DnsReport } from './dns.js';
+import { cniSetupBench, type CniReport } from './setup_latency.js';
 import { iperfVersion } from './iperf.js';
 import { cpuPerGb, measurePath, rssWithFlows, scalePoint, USER_NET_TOOL, type Samples } from './measure.js';
-import { anchorsOf, estimateSeconds, parseOptions, PATHS, runOrder } from './plan.js';
+import { anchorsOf, cniRounds, estimateSeconds, parseOptions, PATHS, runOrder } from './plan.js';
 import { podmanLayout, preparePodman } from './podman.js';
 import { helpersBench, type HelpersReport } from './podman_helpers.js';
 import { CLI, firstLine, have, REFERENCE_DIR, ROOT, TAG, tracked, USER } from './procs.js';
@@ -168,6 +169,22 @@ async function inner(argv: string[]): Promise<number> {
     for (const [k, e] of Object.entries(dns.errors)) if (k.startsWith('burrow|') || k === 'setup') errors[`dns|${k}`] = e;
   }
   dnsDone();
+  let cni: CniReport | undefined;
+  const cniDone = mark('cni');
+  if (o.only.includes('cni') && !stopping) {
+    // podman's default chain (and, with --full, bridge + host-local) under burrow's runtime: the
+    // reference plugins, burrow's executables cold (script and native launcher), through `burrow
+    // cni serve`, and in-process; the 1000-port chain, a minute per reference ADD, stays in the script
+    try {
+      cni = await cniSetupBench({
+        rounds: cniRounds(o), chains: o.full ? ['podman-default', 'bridge+host-local'] : ['podman-default'],
+        progress: (t) => process.stderr.write(`\r\x1b[Kcni: ${t}`), stopping: () => stopping, netnsName: (i) => `bbc${TAG}${i}`,
+      });
+    } catch (err) {
+      errors['cni|setup'] = (err as Error).message;
+    }
+  }
+  cniDone();
   let helpers: HelpersReport | undefined;
   const helpersDone = mark('podman-helpers');
   if (o.only.includes('podman-helpers') && !stopping && o.anchors === 'auto' && podmanOk) {
@@ -183,7 +200,7 @@ async function inner(argv: string[]): Promise<number> {
   const report: Report = {
     date: new Date().toISOString(),
     machine: { kernel: os.release(), cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown', memGiB: Math.round(os.totalmem() / 2 ** 30), os: osName, node: process.version },
-    versions, options: o, tools, samples, errors, scale, flowsRss, cpuPerGb: cpu, ...(dns ? { dns } : {}), ...(helpers ? { helpers } : {}),
+    versions, options: o, tools, samples, errors, scale, flowsRss, cpuPerGb: cpu, ...(dns ? { dns } : {}), ...(cni ? { cni } : {}), ...(helpers ? { helpers } : {}),
     timings, estimateS: estimate,
   };
   console.log(renderReport(report));

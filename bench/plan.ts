@@ -63,7 +63,7 @@ export interface Options {
   full: boolean;
 }
 
-export const SECTIONS = ['scale', 'cpu', 'dns', 'podman-helpers'];
+export const SECTIONS = ['scale', 'cpu', 'dns', 'cni', 'podman-helpers'];
 
 /**
  * The default run: one path of each kind (rootful with the reference plugins and podman, rootless
@@ -179,8 +179,14 @@ export function estimateSeconds(o: Options, tools: Tools, podman: boolean): numb
   }
   if (o.only.includes('cpu')) s += o.runs * tools.rootless.length * (d + COST.cpuRound);
   if (o.only.includes('dns')) s += COST.dnsSetup + o.runs * COST.dnsServers * (d + COST.dnsRound);
+  if (o.only.includes('cni')) s += COST.cniSetup + cniRounds(o) * COST.cniRound * (o.full ? 1.4 : 1);
   if (o.only.includes('podman-helpers') && podman) s += o.runs * COST.helpersRun;
   return s;
+}
+
+/** Interleaved rounds of the CNI section: 5 in the default run, 10 per run with --full. */
+export function cniRounds(o: Options): number {
+  return o.full ? 10 * o.runs : 5;
 }
 
 /** The parts' costs in seconds (see estimateSeconds). */
@@ -190,4 +196,5 @@ const COST = {
   cpuRound: 0.3,
   dnsSetup: 10, dnsServers: 3, dnsRound: 5.7,
   helpersRun: 15,
+  cniSetup: 3, cniRound: 1.9,
 };

@@ -1,6 +1,7 @@
 /** The report of a run: its JSON shape, the terminal table, and the chart's panels. */
 import type { DnsReport } from './dns.js';
 import { renderDns } from './dns.js';
+import { renderCni, type CniReport } from './setup_latency.js';
 import type { Samples, ScalePoint } from './measure.js';
 import { METRICS, PATHS, type Options } from './plan.js';
 import { renderHelpers, type HelpersReport } from './podman_helpers.js';
@@ -23,6 +24,8 @@ export interface Report {
   cpuPerGb: Record<string, number[]>;
   /** the DNS section (bench/dns.ts), when it ran */
   dns?: DnsReport;
+  /** the CNI setup-latency section (bench/setup_latency.ts), when it ran */
+  cni?: CniReport;
   /** the podman-helpers section (bench/podman_helpers.ts), when it ran */
   helpers?: HelpersReport;
   /** Seconds each part took: setup, each path and tool (all runs), and each section. */
@@ -100,6 +103,7 @@ export function renderReport(r: Report): string {
     lines.push('\nrootless stack CPU cost', renderTable(rows));
   }
   if (r.dns) lines.push(renderDns(r.dns));
+  if (r.cni) lines.push(renderCni(r.cni));
   if (r.helpers) lines.push(renderHelpers(r.helpers));
   lines.push(`\nmedians of ${r.options.runs} interleaved run(s) of ${r.options.durationS} s; ± is half the range. Ratios > 1.00x mean burrow leads (for ms, us, %, MiB: less is better, so the ratio is anchor/burrow).`);
   if (r.timings) lines.push(renderTimings(r.timings, r.estimateS));

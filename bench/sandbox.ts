@@ -46,7 +46,7 @@ export function collectStale(netnsRemove: (p: string) => boolean, netnsDir = '/r
     }
   }
   for (const name of fs.existsSync(netnsDir) ? fs.readdirSync(netnsDir) : []) {
-    if (!/^bb[hrd]bb[0-9a-z]+$/.test(name)) continue;
+    if (!/^bb[hrdc]bb[0-9a-z]+$/.test(name)) continue;
     netnsRemove(path.join(netnsDir, name));
     removed.push(`netns ${name}`);
   }

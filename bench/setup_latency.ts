@@ -89,31 +89,31 @@ function chains(subnetOctet: number): Record<string, object> {
     ipam: { type: 'host-local', routes: [{ dst: '0.0.0.0/0' }], ranges: [[{ subnet: `10.${subnetOctet}.${third}.0/24`, gateway: `10.${subnetOctet}.${third}.1` }]], dataDir: '' },
   });
   return {
-    'bridge+host-local': { cniVersion: '1.0.0', name: 'bench-bridge', plugins: [bridge('bbr0', 1)] },
+    'bridge+host-local': { cniVersion: '1.0.0', name: 'bench-bridge', plugins: [bridge('slbr0', 1)] },
     'bridge+tuning': {
       cniVersion: '1.0.0', name: 'bench-tuning',
-      plugins: [bridge('bbr2', 3), { type: 'tuning', capabilities: { mac: true } }],
+      plugins: [bridge('slbr2', 3), { type: 'tuning', capabilities: { mac: true } }],
     },
     'podman-default+1000-ports': {
       cniVersion: '1.0.0', name: 'bench-range',
-      plugins: [bridge('bbr4', 5), { type: 'portmap', capabilities: { portMappings: true } }, { type: 'firewall', backend: '' }, { type: 'tuning' }],
+      plugins: [bridge('slbr4', 5), { type: 'portmap', capabilities: { portMappings: true } }, { type: 'firewall', backend: '' }, { type: 'tuning' }],
     },
     'podman-default': {
       cniVersion: '1.0.0', name: 'bench-podman',
-      plugins: [bridge('bbr1', 2), { type: 'portmap', capabilities: { portMappings: true } }, { type: 'firewall', backend: '' }, { type: 'tuning' }],
+      plugins: [bridge('slbr1', 2), { type: 'portmap', capabilities: { portMappings: true } }, { type: 'firewall', backend: '' }, { type: 'tuning' }],
     },
   };
 }
 
 /** Capability args per chain: podman's default chain publishes one port; the range chain 1000 (as podman expands -p 20000-20999:20000-20999). */
 const CAPS: Record<string, Record<string, unknown>> = {
-  'podman-default': { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }] },
+  'podman-default': { portMappings: [{ hostPort: 38480, containerPort: 80, protocol: 'tcp' }] },
   'podman-default+1000-ports': { portMappings: Array.from({ length: 1000 }, (_, i) => ({ hostPort: 20000 + i, containerPort: 20000 + i, protocol: 'tcp' })) },
 };
 
 const MAX_ROUNDS: Record<string, number> = { 'podman-default+1000-ports': 2 };
 
-interface Row {
+export interface Row {
   chain: string;
   variant: string;
   available: boolean;
@@ -161,23 +161,38 @@ async function outer(argv: string[]): Promise<number> {
   }
 }
 
-/** Inner process: runs inside the host netns. */
-async function inner(argv: string[]): Promise<number> {
-  const opts = args(argv);
+/** What the CNI section measured: a row per chain and way of running the plugins. */
+export interface CniReport {
+  rounds: number;
+  rows: Row[];
+}
+
+export interface CniBenchOptions {
+  rounds: number;
+  /** Chains to measure (default: every one). */
+  chains?: string[];
+  /** Said while it runs. */
+  progress?: (text: string) => void;
+  /** Asked between rounds: true stops early (what was measured so far is reported). */
+  stopping?: () => boolean;
+  /** The name of container netns `i` of the pool (`burrow bench`'s carry its tag, for its stale-state collection). */
+  netnsName?: (i: number) => string;
+}
+
+/**
+ * Measures CNI ADD and DEL for each chain and way of running the plugins, in the caller's netns
+ * (bench/setup_latency.ts's own host netns, or `burrow bench`'s): a pool of two container netns,
+ * the launchers and a `burrow cni serve` in a temp dir, all removed at the end.
+ */
+export async function cniSetupBench(o: CniBenchOptions): Promise<CniReport> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-bench-'));
   const pool: string[] = [];
   let resident: Awaited<ReturnType<typeof residentSetup>> = null;
-  const cleanup = async () => {
-    await resident?.stop();
-    for (const ns of pool.splice(0)) netnsRemove(ns);
-    fs.rmSync(work, { recursive: true, force: true });
-  };
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void cleanup().then(() => process.exit(130)));
   try {
     resident = await residentSetup(work);
     const VARIANTS = variants(resident?.launchers ?? '');
     const all = chains(150 + (process.pid % 50));
-    const chainNames = opts.chains.length ? opts.chains : Object.keys(all);
+    const chainNames = o.chains?.length ? o.chains : Object.keys(all);
     for (const c of chainNames) if (!all[c]) throw new Error(`unknown chain "${c}" (known: ${Object.keys(all).join(', ')})`);
     const rows: Row[] = [];
     for (const chain of chainNames) {
@@ -193,7 +208,7 @@ async function inner(argv: string[]): Promise<number> {
         const rt = new CniRuntime({ path: v.path, cacheDir: path.join(work, 'cache', v.name), inProcess: v.inProcess ? inProcessResolver() : undefined });
         return { v, row, rt };
       }).filter((x) => x.row.available);
-      if (!pool.length) for (let i = 0; i < 2; i++) pool.push(netnsCreate(`bench-ctr-${process.pid}-${i}`));
+      if (!pool.length) for (let i = 0; i < 2; i++) pool.push(netnsCreate(o.netnsName?.(i) ?? `bench-ctr-${process.pid}-${i}`));
       // Warm-up: one ADD/DEL per variant (page cache, first bridge creation).
       for (const { rt } of runnable) {
         const att = { containerId: 'warmup', netns: pool[0], ifname: 'eth0', capabilityArgs: CAPS[chain] };
@@ -201,9 +216,9 @@ async function inner(argv: string[]): Promise<number> {
         await rt.delNetworkList(list, att);
       }
       // The reference needs about a minute per ADD of 1000 ports (one iptables call per rule): few rounds there.
-      const rounds = Math.min(opts.rounds, MAX_ROUNDS[chain] ?? Infinity);
-      for (let round = 0; round < rounds; round++) {
-        if (process.stderr.isTTY) process.stderr.write(`\r${chain}: round ${round + 1}/${rounds}   `);
+      const rounds = Math.min(o.rounds, MAX_ROUNDS[chain] ?? Infinity);
+      for (let round = 0; round < rounds && !o.stopping?.(); round++) {
+        o.progress?.(`${chain}: round ${round + 1}/${rounds}`);
         for (const { rt, row } of runnable) {
           const att = { containerId: `r${round}`, netns: pool[round % pool.length], ifname: 'eth0', capabilityArgs: CAPS[chain] };
           let t0 = performance.now();
@@ -214,46 +229,58 @@ async function inner(argv: string[]): Promise<number> {
           row.delSamples!.push(performance.now() - t0);
         }
       }
-      if (process.stderr.isTTY) process.stderr.write('\n');
     }
     for (const r of rows) {
-      if (r.available) {
+      if (r.available && r.addSamples!.length) {
         r.add = summarize(r.addSamples!);
         r.del = summarize(r.delSamples!);
       }
     }
-    report(rows, opts.rounds);
-    if (opts.json) {
-      fs.writeFileSync(opts.json, JSON.stringify({ date: new Date().toISOString(), kernel: os.release(), cpus: os.cpus().length, node: process.version, rounds: opts.rounds, rows }, null, 2));
-    }
-    return 0;
+    return { rounds: o.rounds, rows };
   } finally {
-    await cleanup();
+    await resident?.stop();
+    for (const ns of pool.splice(0)) netnsRemove(ns);
+    fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
-function report(rows: Row[], rounds: number): void {
+/** Inner process: runs inside the host netns. */
+async function inner(argv: string[]): Promise<number> {
+  const opts = args(argv);
+  const r = await cniSetupBench({ rounds: opts.rounds, chains: opts.chains, progress: process.stderr.isTTY ? (t) => process.stderr.write(`\r${t}   `) : undefined });
+  if (process.stderr.isTTY) process.stderr.write('\n');
+  console.log(renderCni(r));
+  if (opts.json) {
+    fs.writeFileSync(opts.json, JSON.stringify({ date: new Date().toISOString(), kernel: os.release(), cpus: os.cpus().length, node: process.version, rounds: opts.rounds, rows: r.rows }, null, 2));
+  }
+  return 0;
+}
+
+/** The section's table, every figure also as a ratio to the reference in the same run. */
+export function renderCni(r: CniReport): string {
   const table = [['chain', 'plugins', 'ADD p50', 'ADD p95', 'DEL p50', 'DEL p95', 'ADD p50 vs ref', 'DEL p50 vs ref']];
-  for (const r of rows) {
-    if (!r.available) {
-      table.push([r.chain, r.variant, '-', '-', '-', '-', '-', `(not available: ${r.reason})`]);
+  for (const row of r.rows) {
+    if (!row.available || !row.add || !row.del) {
+      table.push([row.chain, row.variant, '-', '-', '-', '-', '-', `(not available: ${row.reason ?? 'no rounds'})`]);
       continue;
     }
-    const ref = rows.find((x) => x.chain === r.chain && x.variant === 'reference');
+    const ref = r.rows.find((x) => x.chain === row.chain && x.variant === 'reference');
     table.push([
-      r.chain, r.variant, formatMs(r.add!.p50), formatMs(r.add!.p95), formatMs(r.del!.p50), formatMs(r.del!.p95),
-      formatRatio(r.add!.p50, ref?.add?.p50 ?? NaN), formatRatio(r.del!.p50, ref?.del?.p50 ?? NaN),
+      row.chain, row.variant, formatMs(row.add.p50), formatMs(row.add.p95), formatMs(row.del.p50), formatMs(row.del.p95),
+      formatRatio(row.add.p50, ref?.add?.p50 ?? NaN), formatRatio(row.del.p50, ref?.del?.p50 ?? NaN),
     ]);
   }
-  console.log(`\nCNI setup latency through burrow's runtime, ${rounds} interleaved rounds (at most ${MAX_ROUNDS['podman-default+1000-ports']} for the 1000-port chain), ${os.cpus().length} CPUs, kernel ${os.release()}, Node ${process.version}`);
-  console.log(renderTable(table));
+  return `\nCNI setup latency through burrow's runtime, ${r.rounds} interleaved rounds (at most ${MAX_ROUNDS['podman-default+1000-ports']} for the 1000-port chain), ${os.cpus().length} CPUs, kernel ${os.release()}, Node ${process.version}; the ratios are time over the reference's (below 1.00x burrow is faster)\n${renderTable(table)}`;
 }
 
-const argv = process.argv.slice(2);
-const run = process.env.BURROW_BENCH_INNER ? inner(argv) : outer(argv);
-run.then((code) => {
-  process.exitCode = code;
-}, (err: Error) => {
-  console.error(`bench/setup_latency: ${err.message}`);
-  process.exitCode = 1;
-});
+/** Run as a script (not when `burrow bench` imports the section). */
+if (process.argv[1] && /setup_latency\.[tj]s$/.test(process.argv[1])) {
+  const argv = process.argv.slice(2);
+  const run = process.env.BURROW_BENCH_INNER ? inner(argv) : outer(argv);
+  run.then((code) => {
+    process.exitCode = code;
+  }, (err: Error) => {
+    console.error(`bench/setup_latency: ${err.message}`);
+    process.exitCode = 1;
+  });
+}

@@ -65,7 +65,7 @@ async function main(): Promise<number> {
     if (r.code !== 0) return 1;
     console.log(r.out.replace(/\r[^\n]*\r/g, '').split('\n').filter((l) => !l.includes('\x1b')).map((l) => `# ${l}`).join('\n'));
     const report = JSON.parse(fs.readFileSync(json, 'utf8'));
-    check('JSON: top-level keys', () => assert.deepEqual(Object.keys(report).sort(), ['cpuPerGb', 'date', 'dns', 'errors', 'estimateS', 'flowsRss', 'helpers', 'machine', 'options', 'samples', 'scale', 'timings', 'tools', 'versions']));
+    check('JSON: top-level keys', () => assert.deepEqual(Object.keys(report).sort(), ['cni', 'cpuPerGb', 'date', 'dns', 'errors', 'estimateS', 'flowsRss', 'helpers', 'machine', 'options', 'samples', 'scale', 'timings', 'tools', 'versions']));
     check('JSON: machine, date, versions', () => {
       assert.equal(report.machine.cpus, os.cpus().length);
       assert.equal(report.machine.kernel, os.release());
@@ -101,6 +101,16 @@ async function main(): Promise<number> {
       assert.equal(report.dns.records, 1000);
       assert.ok(run && run.p50Us > 0 && run.p99Us >= run.p50Us && run.qps > 0 && run.rssKiB > 0 && run.errors === 0, JSON.stringify(report.dns));
     });
+    check('cni: podman\'s chain and bridge + host-local, every way of running burrow\'s plugins, against the reference', () => {
+      for (const chain of ['podman-default', 'bridge+host-local']) {
+        for (const variant of ['reference', 'burrow-exec', 'burrow-native', 'burrow-serve', 'burrow-inproc']) {
+          const row = report.cni.rows.find((x: { chain: string; variant: string }) => x.chain === chain && x.variant === variant);
+          assert.ok(row?.available && row.add.p50 > 0 && row.del.p50 > 0 && row.addSamples.length === report.cni.rounds, `${chain} ${variant}: ${JSON.stringify(row)}`);
+        }
+      }
+      assert.equal(report.cni.rounds, 10, '--full --runs 1: 10 rounds');
+      assert.match(r.out, /^CNI setup latency through burrow's runtime, 10 interleaved rounds/m);
+    });
     const text = fs.readFileSync(svg, 'utf8');
     check('SVG: a document with every panel', () => {
       assert.ok(text.startsWith('<svg') && text.trimEnd().endsWith('</svg>'));
@@ -112,7 +122,7 @@ async function main(): Promise<number> {
     });
     check('terminal table printed', () => assert.match(r.out, /^bridge-c2h: rootful bridge, container -> host$/m));
     check('nothing left: namespaces, user, temp dirs, agents', () => {
-      assert.deepEqual(fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns').filter((x) => /^bb[hrd]/.test(x)) : [], []);
+      assert.deepEqual(fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns').filter((x) => /^bb[hrdc]/.test(x)) : [], []);
       assert.notEqual(spawnSync('id', ['-u', 'burrowbench']).status, 0, 'the bench user is gone');
       assert.deepEqual(fs.readdirSync(os.tmpdir()).filter((x) => x.startsWith('burrow-bench-')), []);
       assert.equal(spawnSync('pgrep', ['-f', 'bench.cjs --agent']).status, 1, 'no agent left');

@@ -55,6 +55,8 @@ export function nativeLauncher(binary: Buffer, name: string, socket: string): Bu
     if (v.includes('\n')) throw new BurrowError('EINVAL', `cannot install a launcher naming "${v}": it holds a newline`);
   }
   const len = Buffer.byteLength(text);
+  // the launcher reads the last 8 KiB of itself
+  if (len + 22 > 8192) throw new BurrowError('ENAMETOOLONG', `cannot install the ${name} launcher: its paths take ${len} bytes, more than its 8 KiB trailer holds`);
   return Buffer.concat([binary, Buffer.from(text), Buffer.from(`BCNI-TRAILER ${len.toString(16).padStart(8, '0')}\n`)]);
 }
 
