@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  constants, flock, flockSync, listenInNetns, netnsCreate, netnsRemove, recvFds, sendFds, socketInNetns, socketPair, tapOpen, withNetnsSync,
+  constants, flock, flockSync, listenInNetns, netnsCreate, netnsRemove, recvFds, runProgram, sendFds, socketInNetns, socketPair, tapOpen, withNetnsSync,
 } from './mod.js';
 import { SyscallError } from './errors.js';
 import { ipJson, nsExec, rootTest, testNetns, uniqueName } from '../test/helpers/netns.js';
@@ -94,4 +94,21 @@ rootTest('withNetnsSync moves only for the callback and refuses async callbacks'
   t.throws(() => withNetnsSync(ns, () => Promise.resolve(1)), { message: /must be synchronous/ });
   t.is(fs.readlinkSync('/proc/thread-self/ns/net'), before);
   t.throws(() => withNetnsSync('/nonexistent', () => 1), { message: /cannot open netns "\/nonexistent"/ });
+});
+
+test('runProgram: exit code, stdout and stderr apart, 4 MiB through cat both ways, a signal, a missing file', async (t) => {
+  const sh = (script: string, input = '') => runProgram('/bin/sh', ['-c', script], Buffer.from(input));
+  const r = await sh('echo out; echo err >&2; exit 3');
+  t.is(r.code, 3);
+  t.is(r.stdout.toString(), 'out\n');
+  t.is(r.stderr.toString(), 'err\n');
+  const big = Buffer.alloc(4 << 20, 'x');
+  const c = await runProgram('/bin/cat', [], big);
+  t.is(c.code, 0);
+  t.true(c.stdout.equals(big), 'more than a pipe holds, in and out at once');
+  t.is((await sh('kill -TERM $$')).code, 128 + 15);
+  t.is((await sh('read a; echo "got $a"', 'line\n')).stdout.toString(), 'got line\n');
+  t.is((await sh('cat', '')).stdout.length, 0, 'no input: stdin at EOF at once');
+  const e = await t.throwsAsync(runProgram('/nonexistent/tool', [], Buffer.alloc(0)));
+  t.regex(e!.message, /posix_spawn|ENOENT|No such file/);
 });
