@@ -151,6 +151,8 @@ static void frame(struct queue *q, int type, const void *payload, size_t n) {
 }
 
 static void drop_client(int i) {
+  /* what is queued (the INFO sent at accept, before a bad first frame) goes out if it fits now */
+  if (H.clients[i].out.len) (void)q_flush(&H.clients[i].out, H.clients[i].fd);
   close(H.clients[i].fd);
   q_free(&H.clients[i].in);
   q_free(&H.clients[i].out);
