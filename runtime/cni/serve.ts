@@ -89,7 +89,7 @@ export async function serveCni(o: ServeOptions): Promise<CniService> {
   const inFlight = new Set<Promise<void>>();
 
   const armIdle = () => {
-    if (!o.idleMs || active || inFlight.size) return;
+    if (!o.idleMs || inFlight.size) return; // a call holding a slot is in flight too
     clearTimeout(idleTimer);
     idleTimer = setTimeout(() => void close(`idle for ${o.idleMs! / 1000} s`), o.idleMs);
     idleTimer.unref();

@@ -53,7 +53,10 @@ export interface ResidentService {
 
 const services = new Map<string, Promise<ResidentService>>();
 
-/** `burrow cni serve` inside `hostNs` (one per netns, stopped before the netns is removed). */
+/**
+ * `burrow cni serve` inside `hostNs` (one per netns, stopped before the netns is removed; a worker
+ * killed before its teardown leaves one that goes by itself after 2 idle minutes).
+ */
 export function residentService(hostNs: string): Promise<ResidentService> {
   let s = services.get(hostNs);
   if (s) return s;
@@ -62,7 +65,7 @@ export function residentService(hostNs: string): Promise<ResidentService> {
     const socket = path.join(dir, 'cni.sock');
     const logFile = path.join(dir, 'serve.log');
     const fd = fs.openSync(logFile, 'a');
-    const child = spawn('nsenter', [`--net=${hostNs}`, '--', process.execPath, CLI, 'cni', 'serve', '--socket', socket], { stdio: ['ignore', fd, fd] });
+    const child = spawn('nsenter', [`--net=${hostNs}`, '--', process.execPath, CLI, 'cni', 'serve', '--socket', socket, '--idle', '120'], { stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
     const log = () => fs.readFileSync(logFile, 'utf8');
     for (let i = 0; !log().includes('serves CNI calls'); i++) {
