@@ -15,9 +15,12 @@
  * The wire format is net/cni/serve_wire.ts's (one request, one response per connection).
  *
  * What this binary runs is named in a trailer that install appends to its copy (the ELF loader
- * ignores bytes past the segments): text lines "key=value" (name, root, node, load, bundle,
- * socket), then the footer "BCNI-TRAILER %08x\n" with the text's length. The socket can be
- * overridden per call by BURROW_CNI_SOCKET ("off": always the cold path).
+ * ignores bytes past the segments): text lines "key=value" (name, root, node, load, bundle, build,
+ * socket), then the footer "BCNI-TRAILER %08x\n" with the text's length. A relative root, node,
+ * load or bundle is taken from this file's own directory (the real one, symlinks resolved), so an
+ * install dir that carries its runtime (DIR/.burrow) can move. The service is told the build ID,
+ * or the root when the trailer names none. The socket can be overridden per call by
+ * BURROW_CNI_SOCKET ("off": always the cold path).
  *
  * The service dying mid-call (the connection ends before a whole response) falls back to the cold
  * path. A DEL, CHECK, STATUS, GC or VERSION simply runs again there (each is idempotent). An ADD may
@@ -52,7 +55,7 @@ static char g_self[4096];
 #define MAX_TRAILER 8192
 
 struct conf {
-  char *name, *root, *node, *load, *bundle, *socket;
+  char *name, *root, *node, *load, *bundle, *build, *socket;
 };
 
 struct buf {
@@ -106,6 +109,18 @@ static uint32_t get32(const uint8_t *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* A path from the trailer: absolute as it is, relative from the directory this file is in. */
+static char *beside_self(char *v) {
+  if (v[0] == '/') return v;
+  const char *slash = strrchr(g_self, '/');
+  size_t dir = slash ? (size_t)(slash - g_self) : 0;
+  size_t n = dir + 1 + strlen(v) + 1;
+  char *p = malloc(n);
+  if (!p) fail("out of memory");
+  snprintf(p, n, "%.*s/%s", (int)dir, g_self, v);
+  return p;
+}
+
 /* The trailer that install appended to this copy: what to run, and where the service listens. */
 static void read_trailer(struct conf *c) {
   int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
@@ -132,9 +147,14 @@ static void read_trailer(struct conf *c) {
     else if (!strcmp(line, "node")) c->node = v;
     else if (!strcmp(line, "load")) c->load = v;
     else if (!strcmp(line, "bundle")) c->bundle = v;
+    else if (!strcmp(line, "build")) c->build = v;
     else if (!strcmp(line, "socket")) c->socket = v;
   }
   if (!c->name || !c->root || !c->node || !c->load || !c->bundle) fail("its trailer lacks name, root, node, load or bundle: install it again");
+  c->root = beside_self(c->root);
+  c->node = beside_self(c->node);
+  c->load = beside_self(c->load);
+  c->bundle = beside_self(c->bundle);
 }
 
 static int read_all(int fd, struct buf *b, size_t max) {
@@ -238,7 +258,8 @@ static int call_service(const struct conf *c, const char *path, const struct buf
   struct buf b = { 0 };
   put(&b, "BCNQ\0\0\0\0", 8);
   put_str(&b, c->name, strlen(c->name));
-  put_str(&b, c->root, strlen(c->root));
+  const char *who = c->build ? c->build : c->root;
+  put_str(&b, who, strlen(who));
   uint64_t ino = ns.st_ino;
   put32(&b, (uint32_t)(ino >> 32));
   put32(&b, (uint32_t)ino);

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { emitResponse, parseRequest, requestLength, ServeStatus, type ServeRequest } from '../net/cni/serve_wire.js';
 import { constants, flockSync } from '../native/mod.js';
 import { answers } from '../plugins/dhcp/rpc.js';
+import { buildId } from '../runtime/cni/copy.js';
 import { CLI, ROOT } from './helpers/burrow.js';
 import { execPlugin, hostSnapshot, OWN_BIN, residentLaunchers, residentService } from './helpers/cni.js';
 import { nsExec, rootTest, testNetns } from './helpers/netns.js';
@@ -75,7 +76,7 @@ test('the launcher sends the call as serve_wire says and prints the answer byte 
   t.is(seen.length, 1);
   const q = seen[0];
   t.is(q.name, 'portmap');
-  t.is(q.root, ROOT);
+  t.is(q.root, buildId(ROOT), 'the launcher names its build');
   t.is(q.stdin.toString(), 'the config\n');
   t.is(q.env.WEIRD, 'a=b=c');
   t.is(q.env.CNI_CONTAINERID, 'c1');

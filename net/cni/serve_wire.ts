@@ -3,15 +3,15 @@
  * serve` (plugins/serve.ts): one request and one response per unix stream connection.
  *
  * Request:  "BCNQ" | total length (u32 BE, of what follows) | fields
- *   fields: name (str) | root (str) | netns inode (u64) | euid (u32) | umask (u32)
+ *   fields: name (str) | root (str: the build ID, or the install root) | netns inode (u64) | euid (u32) | umask (u32)
  *           | env count (u32) | env entries "K=V" (str each) | stdin (str)
  *   str:    length (u32 BE) | bytes
  * Response: "BCNR" | total length (u32 BE) | status (u32) | exit code (u32) | stdout (str) | stderr (str)
  *   status: 0 served (exit code, stdout and stderr are the plugin's, byte for byte as the cold path
  *           prints them); 1 not served (the launcher runs the cold path: stdout holds why)
  *
- * The launcher sends what makes a call's outcome depend on the calling process: the install root
- * (the same code), the caller's network namespace, euid and umask. The service serves only a caller
+ * The launcher sends what makes a call's outcome depend on the calling process: its build (the
+ * same code), the caller's network namespace, euid and umask. The service serves only a caller
  * that matches it in all four; any other gets status 1 and the same result from the cold path.
  *
  * parseRequest checks every length against the buffer before reading: a truncated or oversized

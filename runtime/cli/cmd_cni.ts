@@ -116,9 +116,11 @@ export function cniCommand(globalOpts: () => { config?: string }, out: (s: strin
     .option('-f, --force', 'replace files that are not burrow launchers (e.g. the reference plugins)')
     .option('--socket <path>', 'where the native launchers find "burrow cni serve"', DEFAULT_CNI_SOCKET)
     .option('--no-native', 'script launchers (Node per call) instead of the native ones')
-    .action(async (o: { dir: string; force?: boolean; socket: string; native: boolean }) => {
+    .option('--with-node', 'copy Node into the install too: the directory then runs on any x86-64 glibc host, moved or packed')
+    .option('--link', 'run the plugins from this checkout instead of a copy in DIR/.burrow (they break when it moves)')
+    .action(async (o: { dir: string; force?: boolean; socket: string; native: boolean; withNode?: boolean; link?: boolean }) => {
       const { installPlugins } = await import('../network/install.js');
-      for (const line of installPlugins(o.dir, !!o.force, { native: o.native, socket: o.socket })) out(`${line}\n`);
+      for (const line of installPlugins(o.dir, !!o.force, { native: o.native, socket: o.socket, link: !!o.link, withNode: !!o.withNode })) out(`${line}\n`);
     });
 
   cni.command('serve').description('serve the calls of the native plugin launchers from one resident process (see "burrow cni install")')
@@ -134,7 +136,7 @@ export function cniCommand(globalOpts: () => { config?: string }, out: (s: strin
       await service.closed;
     });
 
-  cni.command('uninstall').description("remove burrow's plugin launchers from a directory (other files stay)")
+  cni.command('uninstall').description("remove burrow's plugin launchers and their runtime copy from a directory (other files stay)")
     .option('--dir <dir>', 'directory', '/opt/cni/bin')
     .action(async (o: { dir: string }) => {
       const { uninstallPlugins } = await import('../network/install.js');

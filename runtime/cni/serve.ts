@@ -11,7 +11,8 @@
  * (plugins/run.ts) does with the same environment and stdin, and answers stdout, stderr and the exit
  * code, which the launcher prints as they are. The results are byte for byte the cold path's.
  *
- * It serves only a caller it would give the same outcome: the same install root (the same code),
+ * It serves only a caller it would give the same outcome: the same build (the same code: a copy of
+ * it in an install dir, runtime/cni/copy.ts, or the install root itself),
  * network namespace (the plugins work in the caller's: firewall rules, the host veth), euid and
  * umask. Any other gets "not served" and runs the cold path; so does every caller when the
  * service is not running. Locking stays as in separate processes: every lock is a flock(2) on a
@@ -32,6 +33,7 @@ import { ownPlugin } from '../../plugins/registry.js';
 import { BURROW_VERSION } from '../../plugins/run.js';
 import { dispatch } from '../../net/cni/skel.js';
 import { answers } from '../../plugins/dhcp/rpc.js';
+import { buildId } from './copy.js';
 import { emitResponse, parseRequest, requestLength, ServeStatus, type ServeRequest } from '../../net/cni/serve_wire.js';
 
 export interface ServeOptions {
@@ -61,12 +63,13 @@ export interface CniService {
 function selfIdentity(root: string) {
   const mask = process.umask(0o022);
   process.umask(mask);
-  return { root, netnsInode: fs.statSync('/proc/self/ns/net', { bigint: true }).ino, euid: process.geteuid?.() ?? 0, umask: mask };
+  return { root, build: buildId(root), netnsInode: fs.statSync('/proc/self/ns/net', { bigint: true }).ino, euid: process.geteuid?.() ?? 0, umask: mask };
 }
 
 /** Why this service must not serve `req` (the cold path would differ), or null. */
 export function declineReason(req: ServeRequest, self: ReturnType<typeof selfIdentity>): string | null {
-  if (req.root !== self.root) return `the launcher is from ${req.root}, this service from ${self.root}`;
+  // a launcher names its build (a copy's or the checkout's: runtime/cni/copy.ts), or its install root
+  if (req.root !== self.build && req.root !== self.root) return `the launcher runs ${req.root}, this service ${self.build} (from ${self.root})`;
   if (req.netnsInode !== self.netnsInode) return 'the caller is in another network namespace';
   if (req.euid !== self.euid) return `the caller's euid is ${req.euid}, this service's ${self.euid}`;
   if (req.umask !== self.umask) return `the caller's umask is ${req.umask.toString(8)}, this service's ${self.umask.toString(8)}`;

@@ -1,9 +1,12 @@
 /**
  * `burrow cni install`: writes a launcher per burrow plugin into a CNI bin dir. Each launcher
- * carries the marker line (so burrow's runtime runs it in-process when it finds it on CNI_PATH)
- * and requires the bundle by absolute path, so it works from any directory. `burrow compat
- * install` does the same for the drop-ins of podman's helpers (bin/compat: slirp4netns,
- * aardvark-dns), for containers.conf's `network_cmd_path` and `helper_binaries_dir`.
+ * carries the marker line (so burrow's runtime runs it in-process when it finds it on CNI_PATH).
+ * By default the launchers run a copy of the runtime that install puts beside them
+ * (runtime/cni/copy.ts: DIR/.burrow/ID, named relative to the launcher), so DIR keeps working when
+ * the checkout moves or goes; --link names the checkout itself instead (for development).
+ * `burrow compat install` writes the drop-ins of podman's helpers (bin/compat: slirp4netns,
+ * aardvark-dns), for containers.conf's `network_cmd_path` and `helper_binaries_dir`; they name the
+ * checkout.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,6 +14,7 @@ import { BurrowError } from '../../native/errors.js';
 import { isLauncher, LAUNCHER_MARKER } from '../../plugins/registry.js';
 import { nativeExecutable } from '../../native/mod.js';
 import { installRoot } from '../config.js';
+import { buildId, copyRuntime, pruneCopies, removeCopies } from '../cni/copy.js';
 
 /** The plugins burrow ships: every dist/plugins/<name>.cjs. */
 export function shippedPlugins(): string[] {
@@ -22,9 +26,15 @@ export function shippedPlugins(): string[] {
 /** A launcher's body: the bundle, by absolute path, through bin/load.cjs (with its code cache). */
 const loadLine = (bundle: string) => `require(${JSON.stringify(path.join(installRoot(), 'bin', 'load.cjs'))})(${JSON.stringify(bundle)});\n`;
 
-export function launcherText(name: string): string {
-  const bundle = path.join(installRoot(), 'dist', 'plugins', `${name}.cjs`);
-  return `#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node\n// ${LAUNCHER_MARKER} ${name}: installed by "burrow cni install"\n${loadLine(bundle)}`;
+/**
+ * A script launcher: the bundle through bin/load.cjs (with its code cache), from the checkout
+ * (`copy` null) or from the copy `copy` (relative to the launcher's own directory).
+ */
+export function launcherText(name: string, copy: string | null = null): string {
+  const head = `#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node\n// ${LAUNCHER_MARKER} ${name}: installed by "burrow cni install"\n`;
+  if (!copy) return head + loadLine(path.join(installRoot(), 'dist', 'plugins', `${name}.cjs`));
+  const at = (f: string) => `path.join(__dirname, ${JSON.stringify(path.join(copy, f))})`;
+  return `${head}const path = require('node:path');\nrequire(${at('bin/load.cjs')})(${at(`dist/plugins/${name}.cjs`)});\n`;
 }
 
 /** How `burrow cni install` writes the plugins. */
@@ -33,25 +43,45 @@ export interface PluginInstall {
   native: boolean;
   /** Where the launchers look for the service (BURROW_CNI_SOCKET overrides it per call). */
   socket: string;
+  /** Name the checkout instead of a copy of the runtime in DIR/.burrow (the launchers break when it moves). */
+  link?: boolean;
+  /** Put Node itself into the copy too: DIR then depends on nothing outside it but glibc and libstdc++. */
+  withNode?: boolean;
+}
+
+/** What a native launcher's trailer names; paths relative to the launcher's directory, or absolute. */
+export interface LauncherPaths {
+  root: string;
+  node: string;
+  load: string;
+  bundle: string;
+  /** The build ID (runtime/cni/copy.ts), which `burrow cni serve` compares with its own. */
+  build: string;
+}
+
+/** The paths of the checkout itself (--link). */
+function checkoutPaths(name: string, build: string): LauncherPaths {
+  const root = installRoot();
+  return { root, node: process.execPath, load: path.join(root, 'bin', 'load.cjs'), bundle: path.join(root, 'dist', 'plugins', `${name}.cjs`), build };
 }
 
 /**
  * A native launcher: the built burrow-cni, then the trailer that names what it runs (the format
  * native/burrow-cni.c reads: "key=value" lines, then "BCNI-TRAILER %08x\n" with their length).
  */
-export function nativeLauncher(binary: Buffer, name: string, socket: string): Buffer {
-  const root = installRoot();
+export function nativeLauncher(binary: Buffer, name: string, socket: string, paths: LauncherPaths = checkoutPaths(name, '')): Buffer {
   const text = [
     `\n# ${LAUNCHER_MARKER} ${name}: installed by "burrow cni install"`,
     `name=${name}`,
-    `root=${root}`,
-    `node=${process.execPath}`,
-    `load=${path.join(root, 'bin', 'load.cjs')}`,
-    `bundle=${path.join(root, 'dist', 'plugins', `${name}.cjs`)}`,
+    `root=${paths.root}`,
+    `node=${paths.node}`,
+    `load=${paths.load}`,
+    `bundle=${paths.bundle}`,
+    ...(paths.build ? [`build=${paths.build}`] : []),
     `socket=${socket}`,
     '',
   ].join('\n');
-  for (const v of [root, process.execPath, socket]) {
+  for (const v of [paths.root, paths.node, socket]) {
     if (v.includes('\n')) throw new BurrowError('EINVAL', `cannot install a launcher naming "${v}": it holds a newline`);
   }
   const len = Buffer.byteLength(text);
@@ -63,17 +93,35 @@ export function nativeLauncher(binary: Buffer, name: string, socket: string): Bu
 /**
  * Installs every launcher; refuses (before writing anything) to replace foreign files unless
  * `force`. Native launchers when `how.native` (and the native build has made burrow-cni), else
- * the script launchers.
+ * the script launchers. Unless `how.link`, first copies the runtime into DIR/.burrow (reused when
+ * this build is there already); the copy the launchers named before stays until the next install.
  */
 export function installPlugins(dir: string, force: boolean, how: PluginInstall = { native: false, socket: '' }): string[] {
   const built = how.native ? nativeExecutable('burrow-cni') : null;
   if (how.native && !built) throw new BurrowError('ENOENT', 'the native launcher is not built (build/Release/burrow-cni): run "npm ci", or install the script launchers with --no-native');
+  if (how.withNode && !how.native) throw new BurrowError('EINVAL', '--with-node needs the native launchers: a script launcher runs the "node" on PATH');
+  if (how.withNode && how.link) throw new BurrowError('EINVAL', '--with-node copies Node into the install dir; --link copies nothing');
+  const names = shippedPlugins();
+  refuseForeign(dir, names, isLauncher, force, 'the reference plugins?');
   const binary = built ? fs.readFileSync(built) : null;
-  return installLaunchers(dir, shippedPlugins(), (n) => (binary ? nativeLauncher(binary, n, how.socket) : launcherText(n)), isLauncher, force, 'the reference plugins?');
+  const root = installRoot();
+  const copy = how.link ? null : copyRuntime(dir, root, !!how.withNode);
+  const build = copy?.id ?? buildId(root);
+  const paths = (n: string): LauncherPaths =>
+    copy ? { root: copy.rel, node: copy.node, load: path.join(copy.rel, 'bin', 'load.cjs'), bundle: path.join(copy.rel, 'dist', 'plugins', `${n}.cjs`), build } : checkoutPaths(n, build);
+  const lines = installLaunchers(dir, names, (n) => (binary ? nativeLauncher(binary, n, how.socket, paths(n)) : launcherText(n, copy?.rel ?? null)), isLauncher, force, 'the reference plugins?');
+  if (copy) {
+    lines.unshift(`copied the runtime to ${path.join(dir, copy.rel)}`);
+    for (const gone of pruneCopies(dir, [copy.rel, copy.previous])) lines.push(`removed ${gone}`);
+  } else {
+    for (const gone of removeCopies(dir)) lines.push(`removed ${gone}`);
+  }
+  return lines;
 }
 
+/** Removes burrow's launchers from `dir`, then the runtime copies they ran. */
 export function uninstallPlugins(dir: string): string[] {
-  return uninstallLaunchers(dir, isLauncher);
+  return [...uninstallLaunchers(dir, isLauncher), ...removeCopies(dir).map((d) => `removed ${d}`)];
 }
 
 /** The marker of a compat launcher (a drop-in for one of podman's helpers). */
@@ -108,11 +156,15 @@ export function uninstallCompat(dir: string): string[] {
   return uninstallLaunchers(dir, isCompatLauncher);
 }
 
-function installLaunchers(dir: string, names: string[], text: (name: string) => string | Buffer, ours: (file: string) => boolean, force: boolean, hint: string): string[] {
+function refuseForeign(dir: string, names: string[], ours: (file: string) => boolean, force: boolean, hint: string): void {
   const foreign = names.filter((n) => fs.existsSync(path.join(dir, n)) && !ours(path.join(dir, n)));
   if (foreign.length && !force) {
     throw new BurrowError('EEXIST', `${dir} already has ${foreign.join(', ')} that burrow did not install (${hint}): use --force to replace them`);
   }
+}
+
+function installLaunchers(dir: string, names: string[], text: (name: string) => string | Buffer, ours: (file: string) => boolean, force: boolean, hint: string): string[] {
+  refuseForeign(dir, names, ours, force, hint);
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   return names.map((n) => {
     const file = path.join(dir, n);

@@ -1,0 +1,136 @@
+/**
+ * `burrow cni install` carries its runtime (runtime/cni/copy.ts): the launchers keep working when
+ * the checkout that installed them is gone, and with --with-node when the directory moves and no
+ * Node is on PATH. Each test installs from a throwaway copy of this checkout's build, then removes it.
+ */
+import test from 'ava';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { buildId, restampCache, runtimeFiles } from '../runtime/cni/copy.js';
+import { ROOT } from './helpers/burrow.js';
+import { OWN_BIN } from './helpers/cni.js';
+
+const VERSION_IN = '{"cniVersion":"1.0.0"}';
+
+function tmpDir(t: import('ava').ExecutionContext): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'burrow-install-t-'));
+  t.teardown(() => fs.rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+/** A checkout of its own: this one's build, file for file (what a copy takes from it). */
+function fakeCheckout(at: string): string {
+  for (const f of runtimeFiles(ROOT)) {
+    fs.mkdirSync(path.dirname(path.join(at, f)), { recursive: true });
+    fs.copyFileSync(path.join(ROOT, f), path.join(at, f));
+    fs.chmodSync(path.join(at, f), fs.statSync(path.join(ROOT, f)).mode & 0o777);
+  }
+  // the stamps of the caches name the copied bundles
+  for (const f of runtimeFiles(ROOT).filter((x) => x.endsWith('.cache'))) restampCache(path.join(ROOT, f), path.join(at, f), path.join(at, f.slice(0, -'.cache'.length)));
+  return at;
+}
+
+function install(checkout: string, args: string[]): string {
+  const r = spawnSync(process.execPath, [path.join(checkout, 'bin', 'burrow'), 'cni', ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`burrow cni ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+function launch(file: string, env: Record<string, string>, stdin: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d: Buffer) => (out += d));
+    c.stderr.on('data', (d: Buffer) => (err += d));
+    c.on('error', reject);
+    c.on('close', (code) => resolve({ code, stdout: out, stderr: err }));
+    c.stdin.on('error', () => undefined);
+    c.stdin.end(stdin);
+  });
+}
+
+const withPath = { PATH: process.env.PATH! };
+
+test('the launchers, native and script, run their copy of the runtime after the checkout is gone', async (t) => {
+  const dir = tmpDir(t);
+  const checkout = fakeCheckout(path.join(dir, 'checkout'));
+  const native = path.join(dir, 'native');
+  const script = path.join(dir, 'script');
+  const said = install(checkout, ['install', '--dir', native, '--socket', 'off']);
+  t.regex(said, new RegExp(`^copied the runtime to ${native}/\\.burrow/${buildId(ROOT)}\n`));
+  install(checkout, ['install', '--dir', script, '--no-native']);
+  const want = await launch(path.join(OWN_BIN, 'bridge'), { ...withPath, CNI_COMMAND: 'VERSION' }, VERSION_IN);
+  t.is(want.code, 0);
+  fs.rmSync(checkout, { recursive: true });
+  for (const d of [native, script]) {
+    for (const plugin of ['bridge', 'portmap', 'host-local']) {
+      const r = await launch(path.join(d, plugin), { ...withPath, CNI_COMMAND: 'VERSION' }, VERSION_IN);
+      t.is(r.code, 0, `${d}/${plugin}: ${r.stderr}${r.stdout}`);
+      if (plugin === 'bridge') t.is(r.stdout, want.stdout);
+    }
+    t.false(fs.readFileSync(path.join(d, 'bridge')).includes(checkout), 'the launcher names nothing in the checkout');
+  }
+  // the copy's code caches are stamped for the copied bundles: V8 uses them
+  const copy = fs.realpathSync(path.join(native, '.burrow', 'current'));
+  const probe = `const l = require(${JSON.stringify(path.join(copy, 'bin', 'load.cjs'))}); process.on('exit', () => process.stderr.write('cache=' + l.last.cache));`
+    + `process.argv[1] = 'bridge'; l(${JSON.stringify(path.join(copy, 'dist', 'plugins', 'bridge.cjs'))});`;
+  const p = spawnSync(process.execPath, ['-e', probe], { input: VERSION_IN, env: { ...withPath, CNI_COMMAND: 'VERSION' }, encoding: 'utf8' });
+  t.regex(p.stderr, /cache=used$/);
+});
+
+test('--with-node: the directory runs moved elsewhere with no Node on PATH, and "burrow cni serve" from the copy serves it', async (t) => {
+  const dir = tmpDir(t);
+  const checkout = fakeCheckout(path.join(dir, 'checkout'));
+  const first = path.join(dir, 'first');
+  t.throws(() => install(checkout, ['install', '--dir', first, '--no-native', '--with-node']), { message: /--with-node needs the native launchers/ });
+  install(checkout, ['install', '--dir', first, '--with-node', '--socket', 'off']);
+  fs.rmSync(checkout, { recursive: true });
+  const moved = path.join(dir, 'moved');
+  fs.renameSync(first, moved);
+  const r = await launch(path.join(moved, 'tuning'), { PATH: '/nonexistent', CNI_COMMAND: 'VERSION' }, VERSION_IN);
+  t.is(r.code, 0, r.stderr + r.stdout);
+  t.regex(r.stdout, /"supportedVersions"/);
+  // the copy's own CLI, with the copy's own Node, serves the launchers beside it
+  const socket = path.join(dir, 'cni.sock');
+  const cli = path.join(moved, '.burrow', 'current', 'bin', 'burrow');
+  const svc = spawn(path.join(moved, '.burrow', 'current', 'node'), [cli, 'cni', 'serve', '--socket', socket, '--idle', '60'], { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: '/nonexistent' } });
+  t.teardown(() => svc.kill());
+  let log = '';
+  svc.stderr.on('data', (d: Buffer) => (log += d));
+  for (let i = 0; !log.includes('serves CNI calls'); i++) {
+    if (svc.exitCode !== null || i > 400) return t.fail(`burrow cni serve did not start: ${log}`);
+    await new Promise((res) => setTimeout(res, 25));
+  }
+  const s = await launch(path.join(moved, 'tuning'), { PATH: '/nonexistent', CNI_COMMAND: 'VERSION', BURROW_CNI_SOCKET: socket }, VERSION_IN);
+  t.is(s.stdout, r.stdout);
+  t.regex(log, /VERSION tuning - -: exit 0/);
+  t.notRegex(log, /not served/);
+});
+
+test('a new build goes beside the old; the one before stays until the next install; uninstall leaves nothing', (t) => {
+  const dir = tmpDir(t);
+  const checkout = fakeCheckout(path.join(dir, 'checkout'));
+  const bin = path.join(dir, 'bin');
+  const copies = () => fs.readdirSync(path.join(bin, '.burrow')).filter((e) => e !== 'current').sort();
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    // another build: one bundle changes
+    if (i > 0) fs.appendFileSync(path.join(checkout, 'dist', 'plugins', 'loopback.cjs'), `\n// build ${i}\n`);
+    ids.push(buildId(checkout));
+    install(checkout, ['install', '--dir', bin, '--socket', 'off']);
+    t.is(fs.readlinkSync(path.join(bin, '.burrow', 'current')), ids[i]);
+    t.deepEqual(copies(), ids.slice(Math.max(0, i - 1)).sort(), `after install ${i + 1}`);
+  }
+  t.is(new Set(ids).size, 3);
+  // the same build again: the copy is reused, the previous one goes
+  install(checkout, ['install', '--dir', bin, '--socket', 'off']);
+  t.deepEqual(copies(), [ids[2]]);
+  fs.writeFileSync(path.join(bin, 'someone-elses'), 'x');
+  const out = install(checkout, ['uninstall', '--dir', bin]);
+  t.regex(out, /removed .*\/bin\/bridge\n/);
+  t.regex(out, /removed .*\/bin\/\.burrow\n$/);
+  t.deepEqual(fs.readdirSync(bin), ['someone-elses']);
+});
