@@ -38,6 +38,8 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <poll.h>
+#include <sys/random.h>
+#include <openssl/evp.h>
 #include <spawn.h>
 #include <sys/wait.h>
 extern char** environ;
@@ -450,6 +452,47 @@ Napi::Value TapOpen(const Napi::CallbackInfo& info) {
   out.Set("fd", Napi::Number::New(env, fd));
   out.Set("name", Napi::String::New(env, actual));
   return out;
+}
+
+// digest(algo, data) -> Buffer: "sha512", "sha256" or "sha1" of a Buffer, through the OpenSSL
+// that Node itself links (its symbols resolve against the node binary). A cold plugin that hashes
+// a chain name then does not load node:crypto (about 5 ms of Node's own JavaScript per start).
+Napi::Value Digest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 2)) return env.Undefined();
+  std::string algo = info[0].As<Napi::String>();
+  const EVP_MD* md = algo == "sha512" ? EVP_sha512() : algo == "sha256" ? EVP_sha256() : algo == "sha1" ? EVP_sha1() : nullptr;
+  if (!md || !info[1].IsBuffer()) {
+    Napi::TypeError::New(env, "digest(algo, data): algo is sha512, sha256 or sha1 and data a Buffer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto data = info[1].As<Napi::Buffer<uint8_t>>();
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(data.Data(), data.Length(), out, &n, md, nullptr) != 1) {
+    Napi::Error::New(env, "EVP_Digest failed").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Buffer<uint8_t>::Copy(env, out, n);
+}
+
+// randomFill(buf) -> buf, from getrandom(2) (the kernel's CSPRNG; blocks only before it is seeded).
+Napi::Value RandomFill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!RequireArgs(info, 1)) return env.Undefined();
+  auto buf = info[0].As<Napi::Buffer<uint8_t>>();
+  size_t done = 0;
+  while (done < buf.Length()) {
+    ssize_t r = getrandom(buf.Data() + done, buf.Length() - done, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      Failure f{errno, "getrandom", ""};
+      MakeError(env, f).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    done += (size_t)r;
+  }
+  return buf;
 }
 
 // flockSync(fd, op) -> boolean. op is LOCK_SH|LOCK_EX|LOCK_UN (+LOCK_NB).
@@ -1301,6 +1344,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsRemove", Napi::Function::New(env, NetnsRemove));
   exports.Set("tapOpen", Napi::Function::New(env, TapOpen));
   exports.Set("flockSync", Napi::Function::New(env, FlockSync));
+  exports.Set("digest", Napi::Function::New(env, Digest));
+  exports.Set("randomFill", Napi::Function::New(env, RandomFill));
   exports.Set("flock", Napi::Function::New(env, Flock));
   exports.Set("runProgram", Napi::Function::New(env, RunProgram));
   exports.Set("sendFds", Napi::Function::New(env, SendFds));

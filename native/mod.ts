@@ -8,6 +8,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { SyscallError } from './errors.js';
@@ -24,6 +25,8 @@ interface Addon {
   packetSocket(netns: string, ifname: string, udpPort: number): { fd: number; ifindex: number; mac: Buffer };
   packetSend(fd: number, ifindex: number, packet: Buffer): number;
   flockSync(fd: number, op: number): boolean;
+  digest(algo: 'sha512' | 'sha256' | 'sha1', data: Buffer): Buffer;
+  randomFill(buf: Buffer): Buffer;
   flock(fd: number, op: number): Promise<void>;
   sendFds(sock: number, fds: number[], data: Buffer): number;
   recvFds(sock: number, maxFds: number, maxBytes: number, dontWait?: boolean): { data: Buffer; fds: number[] } | null;
@@ -211,6 +214,22 @@ export function packetSocket(netns: string, ifname: string, udpPort: number): { 
 /** Sends an IPv4 packet to the link's broadcast address on a {@link packetSocket}; -1 when it would block. */
 export function packetSend(fd: number, ifindex: number, packet: Buffer): number {
   return call(() => addon().packetSend(fd, ifindex, packet));
+}
+
+/**
+ * The hex digest of `text` (UTF-8): through the addon (Node's own OpenSSL) when it is built, else
+ * node:crypto, with the same result. The addon's spares a cold plugin the load of node:crypto.
+ */
+export function digestHex(algo: 'sha512' | 'sha256' | 'sha1', text: string): string {
+  const data = Buffer.from(text);
+  if (addonAvailable()) return addon().digest(algo, data).toString('hex');
+  return crypto.createHash(algo).update(data).digest('hex');
+}
+
+/** `n` random bytes from the kernel (getrandom(2) through the addon, else node:crypto). */
+export function randomBytes(n: number): Buffer {
+  if (addonAvailable()) return addon().randomFill(Buffer.alloc(n));
+  return crypto.randomBytes(n);
 }
 
 /** flock(2) without blocking the loop for LOCK_NB; false when LOCK_NB found the lock held. */

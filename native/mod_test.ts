@@ -1,13 +1,30 @@
 import test from 'ava';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  constants, flock, flockSync, listenInNetns, netnsCreate, netnsRemove, recvFds, runProgram, sendFds, socketInNetns, socketPair, tapOpen, withNetnsSync,
+  constants, digestHex, flock, flockSync, listenInNetns, netnsCreate, netnsRemove, randomBytes, recvFds, runProgram, sendFds, socketInNetns, socketPair, tapOpen, withNetnsSync,
 } from './mod.js';
 import { SyscallError } from './errors.js';
 import { ipJson, nsExec, rootTest, testNetns, uniqueName } from '../test/helpers/netns.js';
+
+test('digestHex through Node\'s OpenSSL gives node:crypto\'s digests; randomBytes fills what it is asked', (t) => {
+  for (const algo of ['sha512', 'sha256', 'sha1'] as const) {
+    for (const text of ['', 'podman', 'net1' + 'x'.repeat(5000), 'ünïcødé ✓ 容器']) {
+      t.is(digestHex(algo, text), crypto.createHash(algo).update(text).digest('hex'), `${algo} of ${text.length} chars`);
+    }
+  }
+  // FIPS 180-2's test vector
+  t.is(digestHex('sha1', 'abc'), 'a9993e364706816aba3e25717850c26c9cd0d89d');
+  t.throws(() => digestHex('md5' as 'sha1', 'x'), { message: /algo is sha512, sha256 or sha1/ });
+  const a = randomBytes(64);
+  const b = randomBytes(64);
+  t.is(a.length, 64);
+  t.false(a.equals(b));
+  t.is(randomBytes(0).length, 0);
+});
 
 test('flock is exclusive across open file descriptions, and LOCK_NB reports contention', async (t) => {
   const c = constants();

@@ -3,11 +3,11 @@
  * byte-for-byte as the reference plugins build them (pkg/utils), so that
  * either implementation's DEL finds the other's rules.
  */
-import crypto from 'node:crypto';
+import { digestHex } from '../../native/mod.js';
 
 /** ("CNI-" + prefix + hex(sha512(name + id)))[:28] — utils.MustFormatHashWithPrefix(28, ...). */
 export function hashedChainName(prefix: string, network: string, containerId: string): string {
-  const full = `CNI-${prefix}${crypto.createHash('sha512').update(network + containerId).digest('hex')}`;
+  const full = `CNI-${prefix}${digestHex('sha512', network + containerId)}`;
   return full.slice(0, 28);
 }
 
@@ -28,12 +28,12 @@ export function masqComment(network: string, containerId: string): string {
 
 /** The nftables ipmasq network hash: hex(sha512(network))[:16]. */
 export function nftNetworkHash(network: string): string {
-  return crypto.createHash('sha512').update(network).digest('hex').slice(0, 16);
+  return digestHex('sha512', network).slice(0, 16);
 }
 
 /** The nftables ipmasq instance hash: "<nethash>-<hex(sha512(ifname:id))[:16]>". */
 export function nftInstanceHash(network: string, ifname: string, containerId: string): string {
-  return `${nftNetworkHash(network)}-${crypto.createHash('sha512').update(`${ifname}:${containerId}`).digest('hex').slice(0, 16)}`;
+  return `${nftNetworkHash(network)}-${digestHex('sha512', `${ifname}:${containerId}`).slice(0, 16)}`;
 }
 
 /** The nftables ipmasq rule comment, at most 128 bytes (knftables.CommentLengthMax). */

@@ -16,7 +16,7 @@
  *   chain marks hairpin and localhost sources, then DNATs to the container. A DNS port other
  *   than 53 gets udp/53 to each gateway DNATed to it.
  */
-import crypto from 'node:crypto';
+import { digestHex } from '../../native/mod.js';
 
 export type Family = 4 | 6;
 
@@ -55,7 +55,7 @@ export const HOSTPORT_SETMARK = 'NETAVARK-HOSTPORT-SETMARK';
 
 /** netavark's per-network chain suffix. */
 export function networkHash(name: string): string {
-  return crypto.createHash('sha512').update(name).digest('hex').toUpperCase().slice(0, 13);
+  return digestHex('sha512', name).toUpperCase().slice(0, 13);
 }
 
 export const natChain = (name: string) => `NETAVARK-${networkHash(name)}`;

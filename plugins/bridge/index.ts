@@ -23,7 +23,6 @@
  * The kernel sits behind BridgeDeps, so the logic runs against fakes too.
  */
 import fs from 'node:fs';
-import crypto from 'node:crypto';
 import type { CniPlugin, PluginRequest } from '../../net/cni/skel.js';
 import { CniCode, CniError, type Interface, type IpConfig, type Result } from '../../net/cni/types.js';
 import { masqBackend, type MasqBackend, type MasqTarget } from '../../net/firewall/ipmasq.js';
@@ -35,6 +34,7 @@ import { ProcSysctl, type Sysctl } from '../../net/netlink/sysctl.js';
 import { delegateIpam } from '../common.js';
 import { configureIface, trySysctl, verifyIface } from '../ipconfig.js';
 import { parseBridgeConf, type BridgeConf } from './config.js';
+import { randomBytes } from '../../native/mod.js';
 
 /** The kernel and the outside world, as the bridge plugin sees them. */
 export interface BridgeDeps {
@@ -53,7 +53,7 @@ export const realBridgeDeps: BridgeDeps = {
   masq: (backend) => masqBackend(backend),
   ipam: (req, type, command) => delegateIpam(req, type, command),
   spoof: { setup: setupSpoofcheck, teardown: teardownSpoofcheck, has: hasSpoofcheck },
-  randomBytes: (n) => crypto.randomBytes(n),
+  randomBytes: (n) => randomBytes(n),
   netnsExists: (p) => {
     try {
       fs.statSync(p);

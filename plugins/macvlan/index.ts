@@ -9,7 +9,6 @@
  * any failure deletes the link and releases the reservation. DEL releases
  * IPAM first, then deletes the link; a missing netns or link is success.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type { CniPlugin, PluginRequest } from '../../net/cni/skel.js';
 import { CniCode, CniError, type Dns, type Result } from '../../net/cni/types.js';
@@ -17,7 +16,7 @@ import { parseCidr } from '../../net/ip/addr.js';
 import { parseMac, type IpvlanMode, type MacvlanMode, type NetlinkClient } from '../../net/netlink/client.js';
 import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { ProcSysctl, type Sysctl } from '../../net/netlink/sysctl.js';
-import { withNetnsLock } from '../../native/mod.js';
+import { digestHex, randomBytes, withNetnsLock } from '../../native/mod.js';
 import { configError, delegateIpam, ipamType, loadArgs, optBool, optInt, optString } from '../common.js';
 import { configureIface, gatewaysOf, trySysctl, verifyIface } from '../ipconfig.js';
 
@@ -121,7 +120,7 @@ export function makeMacvlan(deps: MacvlanDeps = realDeps, kind: SubKind = 'macvl
         if (parent.kind === 'macvlan' && parent.mode === 'passthru') throw internal(`master "${master}" is itself a macvlan in passthru mode: it cannot be a parent`);
         if (conf.mtu !== undefined && conf.mtu > parent.mtu) throw internal(`invalid MTU ${conf.mtu}, must be [0, master MTU(${parent.mtu})]`);
         if (await ctr.getLink(req.ifname)) throw internal(`interface "${req.ifname}" already exists in netns "${req.netns}"`);
-        const tmp = `veth${crypto.randomBytes(4).toString('hex')}`;
+        const tmp = `veth${randomBytes(4).toString('hex')}`;
         const where = { netns: conf.linkInContainer ? undefined : req.netns, mtu: conf.mtu, mac: conf.mac };
         if (kind === 'macvlan') await parentNl.addMacvlan(tmp, master, conf.mode as MacvlanMode, where);
         else await parentNl.addIpvlan(tmp, master, conf.mode as IpvlanMode, { ...where, mac: undefined });
@@ -201,7 +200,7 @@ export function makeMacvlan(deps: MacvlanDeps = realDeps, kind: SubKind = 'macvl
 
 /** The host shim's interface name for a network ("bs" + 10 hex of its name's hash). */
 export function hostShimName(network: string): string {
-  return `bs${crypto.createHash('sha256').update(network).digest('hex').slice(0, 10)}`;
+  return `bs${digestHex('sha256', network).slice(0, 10)}`;
 }
 
 /** The IPAM owner of the shim's address (released by `burrow network rm`). */
