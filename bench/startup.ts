@@ -24,6 +24,7 @@ const cases: Case[] = [
   { name: 'node -e 0', cmd: [process.execPath, '-e', '0'], env: clean },
   { name: 'node -e 0 (NODE_EXTRA_CA_CERTS set)', cmd: [process.execPath, '-e', '0'], env: withCa },
   { name: 'burrow --version', cmd: [path.join(ROOT, 'bin', 'burrow'), '--version'], env: withCa },
+  { name: 'burrow ps', cmd: [path.join(ROOT, 'bin', 'burrow'), 'ps'], env: withCa },
   { name: 'burrow network ls', cmd: [path.join(ROOT, 'bin', 'burrow'), 'network', 'ls'], env: withCa },
   { name: 'Go reference bridge VERSION', cmd: ['/usr/lib/cni/bridge'], env: versionEnv, input: '{"cniVersion":"1.0.0"}' },
 ];
