@@ -937,20 +937,6 @@ Napi::Value SocketPair(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// setns(fd, nstype): moves the calling (main JS) thread. Used only by the
-// synchronous withNetnsSync window in mod.ts, which always moves back.
-Napi::Value Setns(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!RequireArgs(info, 2)) return env.Undefined();
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  int type = info[1].As<Napi::Number>().Int32Value();
-  if (setns(fd, type) < 0) {
-    Failure f{errno, "setns", "fd " + std::to_string(fd)};
-    MakeError(env, f).ThrowAsJavaScriptException();
-  }
-  return env.Undefined();
-}
-
 // ---- Frame I/O on a TAP fd: the userspace stack's hot path --------------------
 //
 // watchReadable(fd, cb) polls the fd on libuv's loop (level-triggered) and calls
@@ -1351,7 +1337,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendFds", Napi::Function::New(env, SendFds));
   exports.Set("recvFds", Napi::Function::New(env, RecvFds));
   exports.Set("socketPair", Napi::Function::New(env, SocketPair));
-  exports.Set("setns", Napi::Function::New(env, Setns));
   exports.Set("watchReadable", Napi::Function::New(env, WatchReadable));
   exports.Set("unwatch", Napi::Function::New(env, Unwatch));
   exports.Set("readFrames", Napi::Function::New(env, ReadFrames));

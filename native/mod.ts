@@ -31,7 +31,6 @@ interface Addon {
   sendFds(sock: number, fds: number[], data: Buffer): number;
   recvFds(sock: number, maxFds: number, maxBytes: number, dontWait?: boolean): { data: Buffer; fds: number[] } | null;
   socketPair(type: number): [number, number];
-  setns(fd: number, nstype: number): void;
   watchReadable(fd: number, cb: (status: number) => void): void;
   unwatch(fd: number): boolean;
   readFrames(fd: number, buf: Buffer, lens: Uint32Array, frameMax: number): number;
@@ -389,41 +388,6 @@ export function dnsResponderStop(h: DnsResponder): void {
 /** socketpair(AF_UNIX, type). Default SOCK_STREAM. */
 export function socketPair(type?: number): [number, number] {
   return call(() => addon().socketPair(type ?? constants().SOCK_STREAM));
-}
-
-/**
- * Runs `fn` with the main JS thread inside the network namespace at `netns`,
- * then moves it back (setns twice). `fn` must be synchronous: anything it
- * creates synchronously (a netlink socket, a spawned child) stays in `netns`.
- * Awaiting inside would run unrelated callbacks in the wrong namespace, so a
- * returned promise is rejected as a programming error.
- */
-export function withNetnsSync<T>(netns: string, fn: () => T): T {
-  const c = constants();
-  const self = fs.openSync('/proc/thread-self/ns/net', 'r');
-  let target: number;
-  try {
-    target = fs.openSync(netns, 'r');
-  } catch (err) {
-    fs.closeSync(self);
-    const e = err as NodeJS.ErrnoException;
-    throw new SyscallError({ syscall: 'open', errno: -(e.errno ?? 0), code: e.code ?? 'EUNKNOWN', path: netns, netns, message: `cannot open netns "${netns}": ${e.code}` }, { cause: err });
-  }
-  try {
-    call(() => addon().setns(target, c.CLONE_NEWNET));
-    try {
-      const out = fn();
-      if (out && typeof (out as { then?: unknown }).then === 'function') {
-        throw new TypeError('withNetnsSync: callback must be synchronous');
-      }
-      return out;
-    } finally {
-      addon().setns(self, c.CLONE_NEWNET);
-    }
-  } finally {
-    fs.closeSync(target);
-    fs.closeSync(self);
-  }
 }
 
 /**

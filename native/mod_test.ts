@@ -5,10 +5,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  constants, digestHex, flock, flockSync, listenInNetns, netnsCreate, netnsRemove, randomBytes, recvFds, runProgram, sendFds, socketInNetns, socketPair, tapOpen, withNetnsSync,
+  constants, digestHex, flock, flockSync, listenInNetns, netnsCreate, netnsRemove, randomBytes, recvFds, runProgram, sendFds, socketInNetns, socketPair, tapOpen,
 } from './mod.js';
 import { SyscallError } from './errors.js';
-import { ipJson, nsExec, rootTest, testNetns, uniqueName } from '../test/helpers/netns.js';
+import { ipJson, nsExec, rootTest, uniqueName } from '../test/helpers/netns.js';
 
 test('digestHex through Node\'s OpenSSL gives node:crypto\'s digests; randomBytes fills what it is asked', (t) => {
   for (const algo of ['sha512', 'sha256', 'sha1'] as const) {
@@ -100,17 +100,6 @@ rootTest('named netns create/remove, listening socket and TAP inside it', async 
   fs.closeSync(raw);
   t.true(netnsRemove(ns));
   t.false(netnsRemove(ns));
-});
-
-rootTest('withNetnsSync moves only for the callback and refuses async callbacks', (t) => {
-  const ns = testNetns(t);
-  const before = fs.readlinkSync('/proc/thread-self/ns/net');
-  const inside = withNetnsSync(ns, () => fs.readlinkSync('/proc/thread-self/ns/net'));
-  t.not(inside, before);
-  t.is(fs.readlinkSync('/proc/thread-self/ns/net'), before);
-  t.throws(() => withNetnsSync(ns, () => Promise.resolve(1)), { message: /must be synchronous/ });
-  t.is(fs.readlinkSync('/proc/thread-self/ns/net'), before);
-  t.throws(() => withNetnsSync('/nonexistent', () => 1), { message: /cannot open netns "\/nonexistent"/ });
 });
 
 test('runProgram: exit code, stdout and stderr apart, 4 MiB through cat both ways, a signal, a missing file', async (t) => {
