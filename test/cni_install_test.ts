@@ -79,6 +79,16 @@ test('the launchers, native and script, run their copy of the runtime after the 
     + `process.argv[1] = 'bridge'; l(${JSON.stringify(path.join(copy, 'dist', 'plugins', 'bridge.cjs'))});`;
   const p = spawnSync(process.execPath, ['-e', probe], { input: VERSION_IN, env: { ...withPath, CNI_COMMAND: 'VERSION' }, encoding: 'utf8' });
   t.regex(p.stderr, /cache=used$/);
+  // packed with tar (whole-second mtimes) and unpacked elsewhere: the caches still fit
+  const unpacked = path.join(dir, 'unpacked');
+  fs.mkdirSync(unpacked);
+  const tar = spawnSync('sh', ['-c', `tar -C ${JSON.stringify(dir)} -cf - native | tar -C ${JSON.stringify(unpacked)} -xf -`]);
+  t.is(tar.status, 0, String(tar.stderr));
+  const copy2 = fs.realpathSync(path.join(unpacked, 'native', '.burrow', 'current'));
+  const p2 = spawnSync(process.execPath, ['-e', probe.split(copy).join(copy2)], { input: VERSION_IN, env: { ...withPath, CNI_COMMAND: 'VERSION' }, encoding: 'utf8' });
+  t.regex(p2.stderr, /cache=used$/);
+  const r2 = await launch(path.join(unpacked, 'native', 'bridge'), { ...withPath, CNI_COMMAND: 'VERSION' }, VERSION_IN);
+  t.is(r2.stdout, want.stdout);
 });
 
 test('--with-node: the directory runs moved elsewhere with no Node on PATH, and "burrow cni serve" from the copy serves it', async (t) => {
@@ -110,11 +120,11 @@ test('--with-node: the directory runs moved elsewhere with no Node on PATH, and 
   t.notRegex(log, /not served/);
 });
 
-test('a new build goes beside the old; the one before stays until the next install; uninstall leaves nothing', (t) => {
+test('a new build goes beside the old; the one before stays until the next install, and one a process runs from until it stops; uninstall leaves nothing', async (t) => {
   const dir = tmpDir(t);
   const checkout = fakeCheckout(path.join(dir, 'checkout'));
   const bin = path.join(dir, 'bin');
-  const copies = () => fs.readdirSync(path.join(bin, '.burrow')).filter((e) => e !== 'current').sort();
+  const copies = () => fs.readdirSync(path.join(bin, '.burrow')).filter((e) => e !== 'current' && !e.startsWith('.')).sort();
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) {
     // another build: one bundle changes
@@ -125,9 +135,29 @@ test('a new build goes beside the old; the one before stays until the next insta
     t.deepEqual(copies(), ids.slice(Math.max(0, i - 1)).sort(), `after install ${i + 1}`);
   }
   t.is(new Set(ids).size, 3);
+  // a process that runs from a copy (a DHCP daemon, a DNS server) keeps it past its turn
+  const user = spawn('sh', ['-c', 'sleep 60', path.join(bin, '.burrow', ids[1], 'bin', 'load.cjs')], { stdio: 'ignore' });
+  t.teardown(() => user.kill());
+  fs.appendFileSync(path.join(checkout, 'dist', 'plugins', 'loopback.cjs'), '\n// build 3\n');
+  ids.push(buildId(checkout));
+  const kept = install(checkout, ['install', '--dir', bin, '--socket', 'off']);
+  t.regex(kept, new RegExp(`kept .*/${ids[1]}: pid ${user.pid} runs from it`));
+  t.deepEqual(copies(), ids.slice(1).sort());
+  user.kill();
+  await new Promise((r) => user.once('exit', r));
+  // a cache whose stamp does not fit its bundle is not restamped into the copy
+  const cache = path.join(checkout, 'dist', 'plugins', 'tuning.cjs.cache');
+  const data = fs.readFileSync(cache);
+  fs.writeFileSync(cache, Buffer.concat([Buffer.from(data.toString('latin1', 0, data.indexOf(0x0a)).replace(/ \S+$/, ' 1')), data.subarray(data.indexOf(0x0a))]));
+  fs.appendFileSync(path.join(checkout, 'dist', 'plugins', 'loopback.cjs'), '\n// build 4\n');
+  ids.push(buildId(checkout));
+  install(checkout, ['install', '--dir', bin, '--socket', 'off']);
+  t.deepEqual(copies(), ids.slice(3).sort(), 'the copy nobody runs from goes now');
+  t.false(fs.existsSync(path.join(bin, '.burrow', ids[4], 'dist', 'plugins', 'tuning.cjs.cache')));
+  t.true(fs.existsSync(path.join(bin, '.burrow', ids[4], 'dist', 'plugins', 'bridge.cjs.cache')));
   // the same build again: the copy is reused, the previous one goes
   install(checkout, ['install', '--dir', bin, '--socket', 'off']);
-  t.deepEqual(copies(), [ids[2]]);
+  t.deepEqual(copies(), [ids[4]]);
   fs.writeFileSync(path.join(bin, 'someone-elses'), 'x');
   const out = install(checkout, ['uninstall', '--dir', bin]);
   t.regex(out, /removed .*\/bin\/bridge\n/);

@@ -20,9 +20,8 @@ const UDP_CONNECT_QUEUE_BYTES = 256 << 10;
 /** Bytes libuv may hold for a UDP socket the kernel cannot take right now; beyond, datagrams drop (UDP may). */
 const UDP_SEND_QUEUE_BYTES = 1 << 20;
 
-/** The shared read buffer of host TCP sockets, and the read size from which a read keeps it. */
+/** The read buffer that outbound host TCP sockets share (Node's own read size). */
 const READ_BUFFER_BYTES = 64 << 10;
-const KEEP_READ_BYTES = 16 << 10;
 
 const codeOf = (err: unknown): string => (err as NodeJS.ErrnoException | undefined)?.code ?? 'EIO';
 
@@ -76,7 +75,7 @@ export function wrapTcp(sock: net.Socket, h: HostTcpHandlers, clock: Clock, read
 }
 
 export class NodeHostSockets implements HostSockets {
-  private readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+  private readonly readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
 
   /** `outbound`: the source address of each family's sockets (slirp4netns --outbound-addr[6]). */
   constructor(private readonly clock: Clock = () => performance.now(), private readonly outbound: { v4?: string; v6?: string } = {}) {}
@@ -88,23 +87,12 @@ export class NodeHostSockets implements HostSockets {
   connectTcp(family: 4 | 6, address: string, port: number, h: HostTcpHandlers): HostTcp {
     // Half-open allowed: the container may keep sending after the host peer's FIN (TCP half-close).
     const localAddress = this.source(family);
-    // onread: libuv reads into a buffer that every socket shares, without a stream's push and
-    // 'data' machinery per read (about 6 % of the CPU of a 1-byte round trip). A small read is
-    // copied out; a large one keeps the buffer (no copy on bulk transfers) and the next read gets
-    // a new one, so a kept buffer is at least a quarter full.
+    // onread: libuv reads into one buffer that every socket shares, without a stream's push and
+    // 'data' machinery per read (about 6 % of the CPU of a 1-byte round trip). Every read is
+    // copied out before the next can land: Node hands each socket its buffer ahead of its next
+    // read, so a buffer kept by the stack would be written again by another socket's read.
     let deliver: (d: Buffer) => void = () => undefined;
-    const onread = {
-      buffer: () => this.readBuffer,
-      callback: (n: number, buf: Uint8Array) => {
-        let d: Buffer;
-        if (n >= KEEP_READ_BYTES) {
-          d = Buffer.from(buf.buffer, buf.byteOffset, n);
-          this.readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
-        } else d = Buffer.from(buf.subarray(0, n));
-        deliver(d);
-        return true;
-      },
-    };
+    const onread = { buffer: this.readBuffer, callback: (n: number, buf: Uint8Array) => (deliver(Buffer.from(buf.subarray(0, n))), true) };
     const sock = net.connect({ host: address, port, family, allowHalfOpen: true, onread, ...(localAddress ? { localAddress } : {}) });
     return wrapTcp(sock, h, this.clock, (d) => (deliver = d));
   }

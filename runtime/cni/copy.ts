@@ -22,6 +22,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BurrowError } from '../../native/errors.js';
+import { constants, flockSync } from '../../native/mod.js';
 
 /** Where a plugin install keeps its copies of the runtime. */
 export const COPY_DIR = '.burrow';
@@ -56,12 +57,18 @@ export function buildId(root: string): string {
   return h.digest('hex').slice(0, 16);
 }
 
-/** A code cache's first line ties it to one bundle's size and mtime (bin/load.cjs's stamp): made anew for the copy. */
+/**
+ * A code cache's first line ties it to one bundle's size and mtime (bin/load.cjs's stamp): made
+ * anew for the copy, when the cache fits the bundle it was made from (else the copy has none and
+ * compiles from source, as the original would).
+ */
 export function restampCache(from: string, to: string, bundleCopy: string): void {
   const data = fs.readFileSync(from);
   const nl = data.indexOf(0x0a);
   const head = nl > 0 ? data.toString('latin1', 0, nl).split(' ') : [];
-  if (head.length !== 5) return; // not a cache this build understands: the copy compiles from source
+  if (head.length !== 5) return; // not a cache this build understands
+  const orig = fs.statSync(from.slice(0, -'.cache'.length));
+  if (head[3] !== String(orig.size) || head[4] !== String(orig.mtimeMs)) return; // stale already
   const st = fs.statSync(bundleCopy);
   const stamp = `${head.slice(0, 3).join(' ')} ${st.size} ${st.mtimeMs}\n`;
   fs.writeFileSync(to, Buffer.concat([Buffer.from(stamp, 'latin1'), data.subarray(nl + 1)]));
@@ -83,6 +90,9 @@ export interface RuntimeCopy {
  * directory first and are renamed into place whole, so a copy is complete or absent.
  */
 export function copyRuntime(dir: string, root: string, withNode: boolean): RuntimeCopy {
+  if (withNode && linksLibnode()) {
+    throw new BurrowError('ENOTSUP', `--with-node: this Node (${process.execPath}) is built on a shared libnode and the system's libraries, so a copy of it alone would not run elsewhere; use a self-contained Node build (nodejs.org's or NodeSource's), or leave out --with-node`);
+  }
   const id = buildId(root);
   const name = withNode ? `${id}-node` : id;
   const base = path.join(dir, COPY_DIR);
@@ -101,8 +111,15 @@ export function copyRuntime(dir: string, root: string, withNode: boolean): Runti
       for (const f of runtimeFiles(root)) {
         const out = path.join(tmp, f);
         fs.mkdirSync(path.dirname(out), { recursive: true, mode: 0o755 });
-        if (f.endsWith('.cache')) restampCache(path.join(root, f), out, path.join(tmp, f.slice(0, -'.cache'.length)));
-        else fs.copyFileSync(path.join(root, f), out);
+        if (f.endsWith('.cache')) {
+          restampCache(path.join(root, f), out, path.join(tmp, f.slice(0, -'.cache'.length)));
+          if (!fs.existsSync(out)) continue; // a stale cache stays behind
+        } else fs.copyFileSync(path.join(root, f), out);
+        // whole seconds: a copy of DIR made by tar or cp -a keeps them, and with them the caches' stamps
+        if (f.endsWith('.cjs')) {
+          const sec = Math.floor(fs.statSync(path.join(root, f)).mtimeMs / 1000);
+          fs.utimesSync(out, sec, sec);
+        }
         fs.chmodSync(out, fs.statSync(path.join(root, f)).mode & 0o755);
       }
       if (withNode) {
@@ -127,24 +144,86 @@ export function copyRuntime(dir: string, root: string, withNode: boolean): Runti
   };
 }
 
-/** Removes every copy in DIR/.burrow but `keep` (names relative to DIR); returns what it removed. */
+function linksLibnode(): boolean {
+  try {
+    return /\/libnode\.so/.test(fs.readFileSync('/proc/self/maps', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A process that runs from `copy` (its command line or its mapped files name a path in it: a
+ * plugin's cold call, a DHCP daemon or DNS server started from it, a service with its addon
+ * loaded), or null. A copy in use is kept: what it has not loaded yet must stay there.
+ */
+export function copyUser(copy: string): { pid: number; cmd: string } | null {
+  const at = `${copy}/`;
+  let pids: string[];
+  try {
+    pids = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid);
+  } catch {
+    return null;
+  }
+  for (const pid of pids) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').replace(/\0/g, ' ').trim();
+      if (cmd.includes(at) || fs.readFileSync(`/proc/${pid}/maps`, 'latin1').includes(at)) return { pid: Number(pid), cmd };
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return null;
+}
+
+/**
+ * Runs `fn` holding DIR/.burrow/.lock: installs and uninstalls of one DIR take turns (one would
+ * otherwise prune the other's half-made copy).
+ */
+export function withCopyLock<T>(dir: string, fn: () => T): T {
+  const base = path.join(dir, COPY_DIR);
+  fs.mkdirSync(base, { recursive: true, mode: 0o755 });
+  const fd = fs.openSync(path.join(base, '.lock'), fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+  try {
+    flockSync(fd, constants().LOCK_EX);
+    return fn();
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Removes every copy in DIR/.burrow but `keep` (names relative to DIR) and those a process still
+ * runs from; returns what it did.
+ */
 export function pruneCopies(dir: string, keep: (string | null)[]): string[] {
   const base = path.join(dir, COPY_DIR);
   if (!fs.existsSync(base)) return [];
   const kept = new Set(keep.filter((k): k is string => !!k).map((k) => path.basename(k)));
-  const gone: string[] = [];
+  const said: string[] = [];
   for (const e of fs.readdirSync(base)) {
-    if (e === 'current' || kept.has(e)) continue;
+    if (e === 'current' || e === '.lock' || kept.has(e)) continue;
+    const user = e.startsWith('.') ? null : copyUser(fs.realpathSync(path.join(base, e)));
+    if (user) {
+      said.push(`kept ${path.join(base, e)}: pid ${user.pid} runs from it (${user.cmd.slice(0, 120)})`);
+      continue;
+    }
     fs.rmSync(path.join(base, e), { recursive: true, force: true });
-    gone.push(path.join(base, e));
+    said.push(`removed ${path.join(base, e)}`);
   }
-  return gone;
+  return said;
 }
 
-/** Removes DIR/.burrow altogether (uninstall, once no launcher names it). */
+/** Removes DIR/.burrow altogether (uninstall); says which processes still run from a copy it removed. */
 export function removeCopies(dir: string): string[] {
   const base = path.join(dir, COPY_DIR);
   if (!fs.existsSync(base)) return [];
+  const said: string[] = [];
+  for (const e of fs.readdirSync(base)) {
+    if (e === 'current' || e.startsWith('.')) continue;
+    const user = copyUser(fs.realpathSync(path.join(base, e)));
+    if (user) said.push(`note: pid ${user.pid} still runs from ${path.join(base, e)} (${user.cmd.slice(0, 120)}); restart it`);
+  }
   fs.rmSync(base, { recursive: true, force: true });
-  return [base];
+  return [...said, `removed ${base}`];
 }

@@ -14,7 +14,7 @@ import { BurrowError } from '../../native/errors.js';
 import { isLauncher, LAUNCHER_MARKER } from '../../plugins/registry.js';
 import { nativeExecutable } from '../../native/mod.js';
 import { installRoot } from '../config.js';
-import { buildId, copyRuntime, pruneCopies, removeCopies } from '../cni/copy.js';
+import { buildId, COPY_DIR, copyRuntime, pruneCopies, removeCopies, withCopyLock } from '../cni/copy.js';
 
 /** The plugins burrow ships: every dist/plugins/<name>.cjs. */
 export function shippedPlugins(): string[] {
@@ -105,23 +105,23 @@ export function installPlugins(dir: string, force: boolean, how: PluginInstall =
   refuseForeign(dir, names, isLauncher, force, 'the reference plugins?');
   const binary = built ? fs.readFileSync(built) : null;
   const root = installRoot();
-  const copy = how.link ? null : copyRuntime(dir, root, !!how.withNode);
-  const build = copy?.id ?? buildId(root);
-  const paths = (n: string): LauncherPaths =>
-    copy ? { root: copy.rel, node: copy.node, load: path.join(copy.rel, 'bin', 'load.cjs'), bundle: path.join(copy.rel, 'dist', 'plugins', `${n}.cjs`), build } : checkoutPaths(n, build);
-  const lines = installLaunchers(dir, names, (n) => (binary ? nativeLauncher(binary, n, how.socket, paths(n)) : launcherText(n, copy?.rel ?? null)), isLauncher, force, 'the reference plugins?');
-  if (copy) {
-    lines.unshift(`copied the runtime to ${path.join(dir, copy.rel)}`);
-    for (const gone of pruneCopies(dir, [copy.rel, copy.previous])) lines.push(`removed ${gone}`);
-  } else {
-    for (const gone of removeCopies(dir)) lines.push(`removed ${gone}`);
+  if (how.link) {
+    const build = buildId(root);
+    const lines = installLaunchers(dir, names, (n) => (binary ? nativeLauncher(binary, n, how.socket, checkoutPaths(n, build)) : launcherText(n)), isLauncher, force, 'the reference plugins?');
+    return fs.existsSync(path.join(dir, COPY_DIR)) ? [...lines, ...withCopyLock(dir, () => removeCopies(dir))] : lines;
   }
-  return lines;
+  return withCopyLock(dir, () => {
+    const copy = copyRuntime(dir, root, !!how.withNode);
+    const paths = (n: string): LauncherPaths => ({ root: copy.rel, node: copy.node, load: path.join(copy.rel, 'bin', 'load.cjs'), bundle: path.join(copy.rel, 'dist', 'plugins', `${n}.cjs`), build: copy.id });
+    const lines = installLaunchers(dir, names, (n) => (binary ? nativeLauncher(binary, n, how.socket, paths(n)) : launcherText(n, copy.rel)), isLauncher, force, 'the reference plugins?');
+    return [`copied the runtime to ${path.join(dir, copy.rel)}`, ...lines, ...pruneCopies(dir, [copy.rel, copy.previous])];
+  });
 }
 
 /** Removes burrow's launchers from `dir`, then the runtime copies they ran. */
 export function uninstallPlugins(dir: string): string[] {
-  return [...uninstallLaunchers(dir, isLauncher), ...removeCopies(dir).map((d) => `removed ${d}`)];
+  const lines = uninstallLaunchers(dir, isLauncher);
+  return fs.existsSync(path.join(dir, COPY_DIR)) ? [...lines, ...withCopyLock(dir, () => removeCopies(dir))] : lines;
 }
 
 /** The marker of a compat launcher (a drop-in for one of podman's helpers). */
