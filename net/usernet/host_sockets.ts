@@ -20,8 +20,9 @@ const UDP_CONNECT_QUEUE_BYTES = 256 << 10;
 /** Bytes libuv may hold for a UDP socket the kernel cannot take right now; beyond, datagrams drop (UDP may). */
 const UDP_SEND_QUEUE_BYTES = 1 << 20;
 
-/** The read buffer that outbound host TCP sockets share (Node's own read size). */
+/** The read buffer of outbound host TCP sockets (Node's own read size), and the read size from which a socket reads into its own. */
 const READ_BUFFER_BYTES = 64 << 10;
+const KEEP_READ_BYTES = 16 << 10;
 
 const codeOf = (err: unknown): string => (err as NodeJS.ErrnoException | undefined)?.code ?? 'EIO';
 
@@ -87,12 +88,25 @@ export class NodeHostSockets implements HostSockets {
   connectTcp(family: 4 | 6, address: string, port: number, h: HostTcpHandlers): HostTcp {
     // Half-open allowed: the container may keep sending after the host peer's FIN (TCP half-close).
     const localAddress = this.source(family);
-    // onread: libuv reads into one buffer that every socket shares, without a stream's push and
-    // 'data' machinery per read (about 6 % of the CPU of a 1-byte round trip). Every read is
-    // copied out before the next can land: Node hands each socket its buffer ahead of its next
-    // read, so a buffer kept by the stack would be written again by another socket's read.
+    // onread: reads go to a buffer of ours, without a stream's push and 'data' machinery per read
+    // (about 6 % of the CPU of a 1-byte round trip). Node takes a socket's next buffer right after
+    // its read, so: every socket reads into one shared buffer, always copied out (a shared buffer
+    // the stack kept would be written by another socket's read); a socket whose read was large
+    // gets a buffer of its own for the next, which a large read keeps (no copy on bulk transfers:
+    // the socket gets a new one), and which a small read gives back for the shared one.
     let deliver: (d: Buffer) => void = () => undefined;
-    const onread = { buffer: this.readBuffer, callback: (n: number, buf: Uint8Array) => (deliver(Buffer.from(buf.subarray(0, n))), true) };
+    let own: Buffer | null = null;
+    const onread = {
+      buffer: () => own ?? this.readBuffer,
+      callback: (n: number, buf: Uint8Array) => {
+        let d: Buffer;
+        if (buf === own && n >= KEEP_READ_BYTES) d = Buffer.from(own.buffer, own.byteOffset, n);
+        else d = Buffer.from(buf.subarray(0, n));
+        own = n >= KEEP_READ_BYTES ? Buffer.allocUnsafeSlow(READ_BUFFER_BYTES) : null;
+        deliver(d);
+        return true;
+      },
+    };
     const sock = net.connect({ host: address, port, family, allowHalfOpen: true, onread, ...(localAddress ? { localAddress } : {}) });
     return wrapTcp(sock, h, this.clock, (d) => (deliver = d));
   }
