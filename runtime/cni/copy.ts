@@ -110,17 +110,15 @@ export function copyRuntime(dir: string, root: string, withNode: boolean): Runti
     try {
       for (const f of runtimeFiles(root)) {
         const out = path.join(tmp, f);
+        const st = fs.statSync(path.join(root, f));
         fs.mkdirSync(path.dirname(out), { recursive: true, mode: 0o755 });
         if (f.endsWith('.cache')) {
           restampCache(path.join(root, f), out, path.join(tmp, f.slice(0, -'.cache'.length)));
           if (!fs.existsSync(out)) continue; // a stale cache stays behind
         } else fs.copyFileSync(path.join(root, f), out);
         // whole seconds: a copy of DIR made by tar or cp -a keeps them, and with them the caches' stamps
-        if (f.endsWith('.cjs')) {
-          const sec = Math.floor(fs.statSync(path.join(root, f)).mtimeMs / 1000);
-          fs.utimesSync(out, sec, sec);
-        }
-        fs.chmodSync(out, fs.statSync(path.join(root, f)).mode & 0o755);
+        if (f.endsWith('.cjs')) fs.utimesSync(out, Math.floor(st.mtimeMs / 1000), Math.floor(st.mtimeMs / 1000));
+        fs.chmodSync(out, st.mode & 0o755);
       }
       if (withNode) {
         fs.copyFileSync(process.execPath, path.join(tmp, 'node'));
@@ -153,27 +151,35 @@ function linksLibnode(): boolean {
 }
 
 /**
- * A process that runs from `copy` (its command line or its mapped files name a path in it: a
- * plugin's cold call, a DHCP daemon or DNS server started from it, a service with its addon
- * loaded), or null. A copy in use is kept: what it has not loaded yet must stay there.
+ * For each copy, a process that runs from it (its command line or its mapped files name a path
+ * in it: a plugin's cold call, a DHCP daemon or DNS server started from it, a service with its
+ * addon loaded), found in one pass over /proc. A copy in use is kept: what it has not loaded yet
+ * must stay there.
  */
-export function copyUser(copy: string): { pid: number; cmd: string } | null {
-  const at = `${copy}/`;
+function copyUsers(copies: string[]): Map<string, { pid: number; cmd: string }> {
+  const users = new Map<string, { pid: number; cmd: string }>();
+  if (!copies.length) return users;
   let pids: string[];
   try {
     pids = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid);
   } catch {
-    return null;
+    return users;
   }
   for (const pid of pids) {
     try {
       const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').replace(/\0/g, ' ').trim();
-      if (cmd.includes(at) || fs.readFileSync(`/proc/${pid}/maps`, 'latin1').includes(at)) return { pid: Number(pid), cmd };
+      const maps = fs.readFileSync(`/proc/${pid}/maps`, 'latin1');
+      for (const c of copies) if (!users.has(c) && (cmd.includes(`${c}/`) || maps.includes(`${c}/`))) users.set(c, { pid: Number(pid), cmd: cmd.slice(0, 120) });
     } catch {
       // gone meanwhile, or not ours to read
     }
   }
-  return null;
+  return users;
+}
+
+/** The copies in DIR/.burrow (not `current`, the lock or a temporary directory), by real path. */
+function copiesIn(base: string): string[] {
+  return fs.existsSync(base) ? fs.readdirSync(base).filter((e) => e !== 'current' && !e.startsWith('.')).map((e) => fs.realpathSync(path.join(base, e))) : [];
 }
 
 /**
@@ -194,22 +200,25 @@ export function withCopyLock<T>(dir: string, fn: () => T): T {
 
 /**
  * Removes every copy in DIR/.burrow but `keep` (names relative to DIR) and those a process still
- * runs from; returns what it did.
+ * runs from, and any temporary directory a killed install left; returns what it did.
  */
 export function pruneCopies(dir: string, keep: (string | null)[]): string[] {
   const base = path.join(dir, COPY_DIR);
-  if (!fs.existsSync(base)) return [];
   const kept = new Set(keep.filter((k): k is string => !!k).map((k) => path.basename(k)));
+  const candidates = copiesIn(base).filter((c) => !kept.has(path.basename(c)));
+  const users = copyUsers(candidates);
   const said: string[] = [];
-  for (const e of fs.readdirSync(base)) {
-    if (e === 'current' || e === '.lock' || kept.has(e)) continue;
-    const user = e.startsWith('.') ? null : copyUser(fs.realpathSync(path.join(base, e)));
+  for (const c of candidates) {
+    const user = users.get(c);
     if (user) {
-      said.push(`kept ${path.join(base, e)}: pid ${user.pid} runs from it (${user.cmd.slice(0, 120)})`);
+      said.push(`kept ${c}: pid ${user.pid} runs from it (${user.cmd})`);
       continue;
     }
-    fs.rmSync(path.join(base, e), { recursive: true, force: true });
-    said.push(`removed ${path.join(base, e)}`);
+    fs.rmSync(c, { recursive: true, force: true });
+    said.push(`removed ${c}`);
+  }
+  for (const e of fs.existsSync(base) ? fs.readdirSync(base) : []) {
+    if (e.startsWith('.tmp-') || e.startsWith('.current-')) fs.rmSync(path.join(base, e), { recursive: true, force: true });
   }
   return said;
 }
@@ -218,12 +227,7 @@ export function pruneCopies(dir: string, keep: (string | null)[]): string[] {
 export function removeCopies(dir: string): string[] {
   const base = path.join(dir, COPY_DIR);
   if (!fs.existsSync(base)) return [];
-  const said: string[] = [];
-  for (const e of fs.readdirSync(base)) {
-    if (e === 'current' || e.startsWith('.')) continue;
-    const user = copyUser(fs.realpathSync(path.join(base, e)));
-    if (user) said.push(`note: pid ${user.pid} still runs from ${path.join(base, e)} (${user.cmd.slice(0, 120)}); restart it`);
-  }
+  const said = [...copyUsers(copiesIn(base))].map(([c, u]) => `note: pid ${u.pid} still runs from ${c} (${u.cmd}); restart it`);
   fs.rmSync(base, { recursive: true, force: true });
   return [...said, `removed ${base}`];
 }

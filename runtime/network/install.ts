@@ -69,7 +69,7 @@ function checkoutPaths(name: string, build: string): LauncherPaths {
  * A native launcher: the built burrow-cni, then the trailer that names what it runs (the format
  * native/burrow-cni.c reads: "key=value" lines, then "BCNI-TRAILER %08x\n" with their length).
  */
-export function nativeLauncher(binary: Buffer, name: string, socket: string, paths: LauncherPaths = checkoutPaths(name, '')): Buffer {
+export function nativeLauncher(binary: Buffer, name: string, socket: string, paths: LauncherPaths): Buffer {
   const text = [
     `\n# ${LAUNCHER_MARKER} ${name}: installed by "burrow cni install"`,
     `name=${name}`,
@@ -107,21 +107,24 @@ export function installPlugins(dir: string, force: boolean, how: PluginInstall =
   const root = installRoot();
   if (how.link) {
     const build = buildId(root);
-    const lines = installLaunchers(dir, names, (n) => (binary ? nativeLauncher(binary, n, how.socket, checkoutPaths(n, build)) : launcherText(n)), isLauncher, force, 'the reference plugins?');
-    return fs.existsSync(path.join(dir, COPY_DIR)) ? [...lines, ...withCopyLock(dir, () => removeCopies(dir))] : lines;
+    return [...installLaunchers(dir, names, (n) => (binary ? nativeLauncher(binary, n, how.socket, checkoutPaths(n, build)) : launcherText(n))), ...dropCopies(dir)];
   }
   return withCopyLock(dir, () => {
     const copy = copyRuntime(dir, root, !!how.withNode);
     const paths = (n: string): LauncherPaths => ({ root: copy.rel, node: copy.node, load: path.join(copy.rel, 'bin', 'load.cjs'), bundle: path.join(copy.rel, 'dist', 'plugins', `${n}.cjs`), build: copy.id });
-    const lines = installLaunchers(dir, names, (n) => (binary ? nativeLauncher(binary, n, how.socket, paths(n)) : launcherText(n, copy.rel)), isLauncher, force, 'the reference plugins?');
+    const lines = installLaunchers(dir, names, (n) => (binary ? nativeLauncher(binary, n, how.socket, paths(n)) : launcherText(n, copy.rel)));
     return [`copied the runtime to ${path.join(dir, copy.rel)}`, ...lines, ...pruneCopies(dir, [copy.rel, copy.previous])];
   });
 }
 
 /** Removes burrow's launchers from `dir`, then the runtime copies they ran. */
 export function uninstallPlugins(dir: string): string[] {
-  const lines = uninstallLaunchers(dir, isLauncher);
-  return fs.existsSync(path.join(dir, COPY_DIR)) ? [...lines, ...withCopyLock(dir, () => removeCopies(dir))] : lines;
+  return [...uninstallLaunchers(dir, isLauncher), ...dropCopies(dir)];
+}
+
+/** Removes DIR/.burrow, if there is one, under its lock. */
+function dropCopies(dir: string): string[] {
+  return fs.existsSync(path.join(dir, COPY_DIR)) ? withCopyLock(dir, () => removeCopies(dir)) : [];
 }
 
 /** The marker of a compat launcher (a drop-in for one of podman's helpers). */
@@ -149,7 +152,9 @@ const isCompatLauncher = (file: string) => {
 
 /** Installs the drop-ins for podman's helpers into `dir` (as `burrow cni install` does the plugins). */
 export function installCompat(dir: string, force: boolean): string[] {
-  return installLaunchers(dir, shippedCompat(), compatLauncherText, isCompatLauncher, force, "podman's own helpers?");
+  const names = shippedCompat();
+  refuseForeign(dir, names, isCompatLauncher, force, "podman's own helpers?");
+  return installLaunchers(dir, names, compatLauncherText);
 }
 
 export function uninstallCompat(dir: string): string[] {
@@ -163,8 +168,8 @@ function refuseForeign(dir: string, names: string[], ours: (file: string) => boo
   }
 }
 
-function installLaunchers(dir: string, names: string[], text: (name: string) => string | Buffer, ours: (file: string) => boolean, force: boolean, hint: string): string[] {
-  refuseForeign(dir, names, ours, force, hint);
+/** Writes each launcher (the caller has refused foreign files first). */
+function installLaunchers(dir: string, names: string[], text: (name: string) => string | Buffer): string[] {
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   return names.map((n) => {
     const file = path.join(dir, n);
