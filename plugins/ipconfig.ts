@@ -32,6 +32,9 @@ export async function configureIface(nl: NetlinkClient, s: Sysctl, ifname: strin
     for (const dev of ['lo', ifname]) trySysctl(s, `net/ipv6/conf/${dev}/disable_ipv6`, '0');
     trySysctl(s, `net/ipv6/conf/${ifname}/keep_addr_on_down`, '1');
   }
+  // Addresses first, then the link up: with arp_notify=1 the kernel announces the link's IPv4
+  // addresses when it comes up (and nothing when an address is added later), so a LAN peer with
+  // a stale entry for a reused address learns the new MAC at once (test/macvlan_test.ts)
   for (const ip of ips) await nl.addAddress(ifname, ip.address, { noDad: o.noDad });
   if (!o.leaveDown) await nl.setUp(ifname, true);
   for (const r of result.routes ?? []) {

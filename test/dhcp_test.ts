@@ -136,6 +136,10 @@ rootTest.serial('the four combinations of the reference\'s and burrow\'s plugin 
       for (let i = 0; i < 50 && l.leases().includes(ip); i++) await sleep(50);
       t.true(l.seen('DHCPRELEASE').some((x) => x.includes(ip)), `${what}: RELEASE seen`);
       t.false(l.leases().includes(ip), `${what}: the lease is gone from dnsmasq's file`);
+      // dnsmasq may give the next combination's new MAC this address again, and the reference
+      // macvlan used here announces nothing (test/macvlan_test.ts shows it, and that burrow's
+      // does): the LAN would keep the departed container's MAC for ~8 s, past the ping's tries
+      nsExec(l.lan, ['ip', 'neigh', 'flush', 'dev', 'lan0']);
       await d.stop();
     }
   }

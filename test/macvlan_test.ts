@@ -185,3 +185,29 @@ rootTest('macvlan passthru: one container takes over the parent and reaches the 
   t.deepEqual(Object.keys(storeFiles(path.join(dataDir, 'mvnet'))).filter((f) => /^\d/.test(f)), ['10.240.0.10']);
   t.is((await callPlugin(host, OWN_BIN, 'macvlan', { command: 'DEL', containerId: 'p1', netns: c1 }, conf(dataDir, { mode: 'passthru' }))).code, 0);
 });
+
+// An address that moves to a new container (a new MAC) must reach the LAN at once: the LAN still
+// holds the old MAC, and Linux keeps using a STALE entry for about 8 s (DELAY, then 3 unicast
+// probes) before it asks again. burrow's macvlan adds the addresses before it brings the link up
+// with arp_notify=1, so the kernel announces them (gratuitous ARP) on link up. The reference has
+// sent nothing since it replaced arping by arp_notify (plugins#687): it brings the link up first,
+// when there is no address to announce (podman#24432, netavark#1114).
+rootTest('macvlan: an address reused by a new container is announced; the LAN\'s stale entry gets the new MAC without traffic', async (t) => {
+  const { host, lan, dataDir } = lanSetup(t);
+  const neigh = () => nsExec(lan, ['ip', 'neigh', 'show', '10.240.0.10', 'dev', 'lan0']).trim();
+  for (const [bin, announces] of [[OWN_BIN, true], [REF_BIN, false]] as const) {
+    const c = testNetns(t, 'vc');
+    nsExec(lan, ['ip', 'neigh', 'replace', '10.240.0.10', 'lladdr', '02:00:00:00:00:01', 'dev', 'lan0', 'nud', 'stale']);
+    const r = await callPlugin(host, bin, 'macvlan', { command: 'ADD', containerId: 'garp', netns: c }, conf(dataDir));
+    t.is(r.code, 0, r.raw);
+    const mac = String((r.out.interfaces as Array<{ mac: string }>)[0].mac);
+    let seen = neigh();
+    for (let i = 0; i < 20 && !seen.includes(mac); i++) {
+      await new Promise((res) => setTimeout(res, 25));
+      seen = neigh();
+    }
+    if (announces) t.true(seen.includes(mac), `burrow: the LAN's entry after ADD: ${seen} (container ${mac})`);
+    else t.true(seen.includes('02:00:00:00:00:01'), `the reference announces nothing (if it does again, this test can say so): ${seen}`);
+    t.is((await callPlugin(host, bin, 'macvlan', { command: 'DEL', containerId: 'garp', netns: c }, conf(dataDir))).code, 0);
+  }
+});
