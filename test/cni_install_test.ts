@@ -164,3 +164,50 @@ test('a new build goes beside the old; the one before stays until the next insta
   t.regex(out, /removed .*\/bin\/\.burrow\n$/);
   t.deepEqual(fs.readdirSync(bin), ['someone-elses']);
 });
+
+test('a service whose root gets a new build replaces itself in place: the same pid and socket, and the new launchers are served', async (t) => {
+  const dir = tmpDir(t);
+  const checkout = fakeCheckout(path.join(dir, 'checkout'));
+  const bin = path.join(dir, 'bin');
+  const socket = path.join(dir, 'cni.sock');
+  install(checkout, ['install', '--dir', bin, '--socket', socket]);
+  const logFile = path.join(dir, 'serve.log');
+  const fd = fs.openSync(logFile, 'a');
+  // as the unit runs it: through DIR/.burrow/current, which the next install moves
+  const svc = spawn(path.join(bin, '.burrow', 'current', 'bin', 'burrow'), ['cni', 'serve', '--socket', socket], { stdio: ['ignore', fd, fd], env: withPath });
+  fs.closeSync(fd);
+  t.teardown(() => svc.kill('SIGKILL'));
+  const log = () => fs.readFileSync(logFile, 'utf8');
+  const until = async (what: string, ok: () => boolean) => {
+    for (let i = 0; !ok(); i++) {
+      if (i > 400 || svc.exitCode !== null) throw new Error(`${what} (exit ${svc.exitCode}); the service's log:\n${log()}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  const served = () => log().split('\n').filter((l) => l.startsWith('VERSION loopback - -: exit 0')).length;
+  await until('the service never listened', () => log().includes('serves CNI calls'));
+  const version = { ...withPath, CNI_COMMAND: 'VERSION' };
+  const first = await launch(path.join(bin, 'loopback'), version, VERSION_IN);
+  t.is(first.code, 0, first.stderr);
+  t.is(served(), 1, log());
+  // another build: the launchers name it; the service still runs the one before
+  fs.appendFileSync(path.join(checkout, 'dist', 'plugins', 'loopback.cjs'), '\n// build 2\n');
+  const next = buildId(checkout);
+  install(checkout, ['install', '--dir', bin, '--socket', socket]);
+  const declined = await launch(path.join(bin, 'loopback'), version, VERSION_IN);
+  t.is(declined.code, 0, declined.stderr);
+  t.is(declined.stdout, first.stdout, 'declined, the call ran cold with the same answer');
+  await until('the service did not replace itself', () => log().includes('(taken over from the service this one replaces)'));
+  t.regex(log(), new RegExp(`holds build ${next} now, this service runs \\S+: it hands its socket to the new code`));
+  t.regex(log(), new RegExp(`serves CNI calls on ${socket} \\(taken over from the service this one replaces\\) \\(plugins from \\S+/${next},`));
+  t.is(svc.exitCode, null, 'the same process (execve), still running');
+  const after = await launch(path.join(bin, 'loopback'), version, VERSION_IN);
+  t.is(after.code, 0, after.stderr);
+  t.is(after.stdout, first.stdout);
+  t.is(served(), 2, `the new build's launcher is served by the replacement:\n${log()}`);
+  t.regex(fs.readFileSync(`/proc/${svc.pid}/cmdline`, 'utf8'), /\.burrow\/current\/bin\/burrow\0cni\0serve/);
+  svc.kill('SIGTERM');
+  await new Promise((r) => (svc.exitCode === null ? svc.once('exit', r) : r(null)));
+  t.is(svc.exitCode, 0, log());
+  t.false(fs.existsSync(socket), 'the replacement removes the socket it took over when it closes');
+});

@@ -5,11 +5,13 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { Command } from 'commander';
 import { BurrowError } from '../../native/errors.js';
 import { checkContainerId, checkIfname, parseCniArgs } from '../../net/cni/config.js';
 import type { Attachment } from '../../net/cni/types.js';
-import { DEFAULT_CNI_SOCKET } from '../cni/constants.js';
+import { DEFAULT_CNI_SOCKET, LISTEN_FD_ENV, LISTEN_OWN_ENV } from '../cni/constants.js';
+import type { Replacement } from '../cni/serve.js';
 import { makeContext, netnsPath, requireNetns, type Context } from '../context.js';
 
 interface AttachOpts {
@@ -131,9 +133,14 @@ export function cniCommand(globalOpts: () => { config?: string }, out: (s: strin
       if (!Number.isFinite(idle) || idle < 0) throw new BurrowError('EINVAL', `invalid --idle "${o.idle}": expected seconds (0: never)`);
       const { serveCni } = await import('../cni/serve.js');
       const { installRoot } = await import('../config.js');
-      const service = await serveCni({ socket: o.socket, root: installRoot(), idleMs: idle * 1000 });
+      const root = installRoot();
+      // the unit runs DIR/.burrow/current/bin/burrow: Node resolved that symlink for the root
+      const commandRoot = path.resolve(path.dirname(process.argv[1]), '..');
+      const service = await serveCni({ socket: o.socket, root, commandRoot, idleMs: idle * 1000 });
       for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => void service.close());
       await service.closed;
+      const next = service.replacement();
+      if (next) await replaceService(next, root);
     });
 
   cni.command('uninstall').description("remove burrow's plugin launchers and their runtime copy from a directory (other files stay)")
@@ -143,6 +150,25 @@ export function cniCommand(globalOpts: () => { config?: string }, out: (s: strin
       for (const line of uninstallPlugins(o.dir)) out(`${line}\n`);
     });
   return cni;
+}
+
+/**
+ * A `cni serve` whose root now holds another build runs the same command line again in this
+ * process (execve: the pid stays), with its listening socket passed on (runtime/cni/serve.ts). A
+ * Node copied into the old copy (--with-node) is taken from the same place in the root that holds
+ * the new build. Never returns; exits 125 when the exec fails (systemd restarts it).
+ */
+async function replaceService(next: Replacement, root: string): Promise<void> {
+  const { execve } = await import('../../native/mod.js');
+  const node = process.execPath.startsWith(`${root}/`) ? `${next.root}${process.execPath.slice(root.length)}` : process.execPath;
+  const env: NodeJS.ProcessEnv = { ...process.env, [LISTEN_FD_ENV]: String(next.fd), [LISTEN_OWN_ENV]: next.ownSocket ? '1' : '0' };
+  for (const k of ['LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES']) delete env[k];
+  try {
+    execve(node, [node, ...process.execArgv, ...process.argv.slice(1)], env, [0, 1, 2, next.fd]); // stdio: the journal
+  } catch (err) {
+    process.stderr.write(`burrow: cannot start build ${next.build} in place of this service: ${(err as Error).message}\n`);
+    process.exit(125);
+  }
 }
 
 /** `burrow compat install|uninstall`: the drop-ins for podman's helpers, where containers.conf points. */

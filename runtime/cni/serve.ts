@@ -24,6 +24,16 @@
  * One line per call goes to stderr (the journal under systemd). SIGTERM and SIGINT stop accepting,
  * let the calls in flight finish, then exit. With --idle the service leaves after that long
  * without a call; under socket activation (LISTEN_FDS) systemd starts it again on the next one.
+ *
+ * A service whose code is replaced under it (a new `burrow cni install` moved DIR/.burrow/current,
+ * or its checkout was rebuilt and installed again) would decline every call of the new launchers
+ * until restarted. So when it declines a launcher for its build, it looks at the build its root
+ * holds now (rate-limited: it hashes the files); if that is the launcher's build, it replaces
+ * itself: once no connection is open and no call in flight (or 5 s later), the CLI execve()s the
+ * same command line, which now loads the new code, with the listening socket passed on
+ * (BURROW_CNI_LISTEN_FD) and never closed (libuv would unlink its path), so callers that come
+ * meanwhile wait in its backlog for the new code. The pid stays, so systemd's unit and a
+ * supervisor's record stay valid; no call is lost or refused.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -34,6 +44,7 @@ import { BURROW_VERSION } from '../../plugins/run.js';
 import { dispatch } from '../../net/cni/skel.js';
 import { answers } from '../../plugins/dhcp/rpc.js';
 import { buildId } from './copy.js';
+import { LISTEN_FD_ENV, LISTEN_OWN_ENV } from './constants.js';
 import { emitResponse, parseRequest, requestLength, ServeStatus, type ServeRequest } from '../../net/cni/serve_wire.js';
 
 export interface ServeOptions {
@@ -41,6 +52,11 @@ export interface ServeOptions {
   socket: string;
   /** The install root whose launchers this serves. */
   root: string;
+  /**
+   * Where the command line found the root, when that is another path (DIR/.burrow/current, a
+   * symlink the next install moves): watched for a new build too (see the theory of operation).
+   */
+  commandRoot?: string;
   /** Leave after this long without a call (0: never). */
   idleMs?: number;
   /** Drop a connection whose request is not whole after this long (default 30 s). */
@@ -57,6 +73,35 @@ export interface CniService {
   close(): Promise<void>;
   /** Resolves once the service has closed (by close(), a signal or --idle). */
   closed: Promise<void>;
+  /**
+   * Once closed because its root now holds the build of the launchers it declined: the listening
+   * socket (still open: the caller must exec the replacement at once), and whether the socket's
+   * path is the service's own (removed when the replacement closes for good). Otherwise null.
+   */
+  replacement(): Replacement | null;
+}
+
+/**
+ * The socket a replaced service handed over, taken out of the environment (so nothing this
+ * service starts inherits it), or null.
+ */
+function inheritedSocket(): { fd: number; own: boolean } | null {
+  const raw = process.env[LISTEN_FD_ENV];
+  const own = process.env[LISTEN_OWN_ENV] === '1';
+  delete process.env[LISTEN_FD_ENV];
+  delete process.env[LISTEN_OWN_ENV];
+  if (raw === undefined) return null;
+  const fd = Number(raw);
+  if (!Number.isInteger(fd) || fd < 3) throw new Error(`${LISTEN_FD_ENV}="${raw}" is not a socket's fd`);
+  return { fd, own };
+}
+
+/** A replaced service's hand-over: its listening socket, and the root that holds the new build. */
+export interface Replacement {
+  fd: number;
+  ownSocket: boolean;
+  build: string;
+  root: string;
 }
 
 /** What makes a call's outcome depend on the calling process, for this process. */
@@ -90,9 +135,43 @@ export async function serveCni(o: ServeOptions): Promise<CniService> {
   let closedResolve!: () => void;
   const closed = new Promise<void>((r) => (closedResolve = r));
   const inFlight = new Set<Promise<void>>();
+  let replacement: Replacement | null = null;
+  let replacing: { build: string; root: string; until: number } | null = null;
+  const conns = new Set<net.Socket>();
+  const roots = [...new Set([o.root, ...(o.commandRoot ? [o.commandRoot] : [])])];
+  let lastBuildCheck = -Infinity;
+
+  // A launcher of another build was declined: if this service's root holds that build now, this
+  // code is stale and the service replaces itself (see the theory of operation).
+  const checkReplaced = (build: string) => {
+    if (closing || replacing || Date.now() - lastBuildCheck < 1000) return;
+    lastBuildCheck = Date.now();
+    const root = roots.find((r) => {
+      try {
+        return buildId(r) === build;
+      } catch {
+        return false; // not a root, or an install in progress: a later call looks again
+      }
+    });
+    if (!root) return;
+    replacing = { build, root, until: Date.now() + 5000 };
+    clearTimeout(idleTimer);
+    log(`${root} holds build ${build} now, this service runs ${self.build}: it hands its socket to the new code once ${conns.size} connection(s) are done`);
+    setTimeout(handOver, 5000).unref();
+    handOver();
+  };
+  // the replacement's moment: nothing open (or the time is up: an open caller falls back cold)
+  const handOver = () => {
+    if (!replacing || replacement || closing) return;
+    if (conns.size && Date.now() < replacing.until) return;
+    const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return void close('the listening socket has no fd to hand over');
+    replacement = { fd, ownSocket, build: replacing.build, root: replacing.root };
+    closedResolve();
+  };
 
   const armIdle = () => {
-    if (!o.idleMs || inFlight.size) return; // a call holding a slot is in flight too
+    if (!o.idleMs || inFlight.size || replacing) return; // a call holding a slot is in flight too
     clearTimeout(idleTimer);
     idleTimer = setTimeout(() => void close(`idle for ${o.idleMs! / 1000} s`), o.idleMs);
     idleTimer.unref();
@@ -113,6 +192,7 @@ export async function serveCni(o: ServeOptions): Promise<CniService> {
       counts.declined++;
       log(`${req.env.CNI_COMMAND ?? '-'} ${req.name}: not served (${why}): the launcher runs it cold`);
       sock.end(emitResponse({ status: ServeStatus.NotServed, exitCode: 0, stdout: Buffer.from(why), stderr: Buffer.alloc(0) }));
+      if (req.root !== self.build && req.root !== self.root) checkReplaced(req.root);
       return;
     }
     await slot();
@@ -135,6 +215,11 @@ export async function serveCni(o: ServeOptions): Promise<CniService> {
       return;
     }
     clearTimeout(idleTimer);
+    conns.add(sock);
+    sock.once('close', () => {
+      conns.delete(sock);
+      handOver();
+    });
     const chunks: Buffer[] = [];
     let got = 0;
     let need: number | null = null;
@@ -178,7 +263,12 @@ export async function serveCni(o: ServeOptions): Promise<CniService> {
   let ownSocket = false;
   let where: string;
   const listenFds = Number(process.env.LISTEN_FDS ?? 0);
-  if (listenFds >= 1 && Number(process.env.LISTEN_PID) === process.pid) {
+  const inherited = inheritedSocket();
+  if (inherited) {
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ fd: inherited.fd }, resolve));
+    ownSocket = inherited.own;
+    where = `${inherited.own ? o.socket : 'the socket systemd handed over'} (taken over from the service this one replaces)`;
+  } else if (listenFds >= 1 && Number(process.env.LISTEN_PID) === process.pid) {
     if (listenFds !== 1) throw new Error(`expected 1 socket from systemd, got ${listenFds}`);
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ fd: 3 }, resolve));
     where = 'the socket systemd handed over (fd 3)';
@@ -211,5 +301,5 @@ export async function serveCni(o: ServeOptions): Promise<CniService> {
   }
   armIdle();
   log(`burrow ${BURROW_VERSION} serves CNI calls on ${where} (plugins from ${o.root}, ${slots} at once)`);
-  return { where, calls: () => ({ ...counts }), close: () => close('asked'), closed };
+  return { where, calls: () => ({ ...counts }), close: () => close('asked'), closed, replacement: () => replacement };
 }
