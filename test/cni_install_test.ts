@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { buildId, restampCache, runtimeFiles } from '../runtime/cni/copy.js';
+import { constants, flockSync } from '../native/mod.js';
 import { ROOT } from './helpers/burrow.js';
 import { OWN_BIN } from './helpers/cni.js';
 
@@ -210,4 +211,48 @@ test('a service whose root gets a new build replaces itself in place: the same p
   await new Promise((r) => (svc.exitCode === null ? svc.once('exit', r) : r(null)));
   t.is(svc.exitCode, 0, log());
   t.false(fs.existsSync(socket), 'the replacement removes the socket it took over when it closes');
+});
+
+test('--link: the launchers name the checkout; the copy they named before stays until the next install, then DIR/.burrow goes', async (t) => {
+  const dir = tmpDir(t);
+  const checkout = fakeCheckout(path.join(dir, 'checkout'));
+  const bin = path.join(dir, 'bin');
+  install(checkout, ['install', '--dir', bin, '--socket', 'off']);
+  const id = fs.readlinkSync(path.join(bin, '.burrow', 'current'));
+  const out = install(checkout, ['install', '--dir', bin, '--socket', 'off', '--link']);
+  t.regex(out, new RegExp(`kept \\S+/${id} until the next install`));
+  t.deepEqual(fs.readdirSync(path.join(bin, '.burrow')).sort(), ['.lock', id], 'the copy stays (a cold call may run from it); current goes');
+  const r = await launch(path.join(bin, 'loopback'), { ...withPath, CNI_COMMAND: 'VERSION' }, VERSION_IN);
+  t.is(r.code, 0, r.stderr);
+  t.regex(fs.readFileSync(path.join(bin, 'loopback'), 'latin1'), new RegExp(`root=${checkout.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\b`), 'the launcher names the checkout');
+  install(checkout, ['install', '--dir', bin, '--socket', 'off', '--link']);
+  t.false(fs.existsSync(path.join(bin, '.burrow')), 'the next install removes it');
+});
+
+test('an uninstall that removes DIR/.burrow while an install waits for its lock: the install takes the new lock, not the removed one', async (t) => {
+  const dir = tmpDir(t);
+  const checkout = fakeCheckout(path.join(dir, 'checkout'));
+  const bin = path.join(dir, 'bin');
+  install(checkout, ['install', '--dir', bin, '--socket', 'off']);
+  const base = path.join(bin, '.burrow');
+  const lock = (file: string) => {
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+    flockSync(fd, constants().LOCK_EX);
+    return fd;
+  };
+  const old = lock(path.join(base, '.lock'));
+  const waiting = spawn(process.execPath, [path.join(checkout, 'bin', 'burrow'), 'cni', 'install', '--dir', bin, '--socket', 'off'], { stdio: 'ignore' });
+  const done = new Promise<number | null>((r) => waiting.once('exit', (code) => r(code)));
+  t.teardown(() => waiting.kill('SIGKILL'));
+  await new Promise((r) => setTimeout(r, 1000)); // it waits on the lock by now
+  // what an uninstall does under the lock; then a third comer locks the lock file that is there now
+  fs.rmSync(base, { recursive: true, force: true });
+  fs.mkdirSync(base);
+  const fresh = lock(path.join(base, '.lock'));
+  fs.closeSync(old);
+  await new Promise((r) => setTimeout(r, 1500));
+  t.deepEqual(fs.readdirSync(base), ['.lock'], 'the install waits for the lock that is there: it has written nothing');
+  fs.closeSync(fresh);
+  t.is(await done, 0);
+  t.true(fs.existsSync(path.join(base, 'current')));
 });

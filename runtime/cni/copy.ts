@@ -188,13 +188,20 @@ function copiesIn(base: string): string[] {
  */
 export function withCopyLock<T>(dir: string, fn: () => T): T {
   const base = path.join(dir, COPY_DIR);
-  fs.mkdirSync(base, { recursive: true, mode: 0o755 });
-  const fd = fs.openSync(path.join(base, '.lock'), fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
-  try {
-    flockSync(fd, constants().LOCK_EX);
-    return fn();
-  } finally {
-    fs.closeSync(fd);
+  const file = path.join(base, '.lock');
+  for (;;) {
+    fs.mkdirSync(base, { recursive: true, mode: 0o755 });
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+    try {
+      flockSync(fd, constants().LOCK_EX);
+      // An uninstall that held the lock removed DIR/.burrow, lock file and all: the file locked
+      // here is gone, and the next comer locks a new one. Take the lock of the file that is there.
+      const held = fs.fstatSync(fd);
+      const there = fs.statSync(file, { throwIfNoEntry: false });
+      if (there?.ino === held.ino && there.dev === held.dev) return fn();
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 }
 
@@ -221,6 +228,32 @@ export function pruneCopies(dir: string, keep: (string | null)[]): string[] {
     if (e.startsWith('.tmp-') || e.startsWith('.current-')) fs.rmSync(path.join(base, e), { recursive: true, force: true });
   }
   return said;
+}
+
+/**
+ * `install --link`: the launchers name the checkout now. DIR/.burrow/current goes; the copy it
+ * named stays (a cold call that started from it finishes) until the next install prunes it, and
+ * so does any copy a process runs from; the rest goes. Under the lock.
+ */
+export function retireCopies(dir: string): string[] {
+  const base = path.join(dir, COPY_DIR);
+  if (!fs.existsSync(base)) return [];
+  return withCopyLock(dir, () => {
+    let previous: string | null = null;
+    try {
+      previous = fs.readlinkSync(path.join(base, 'current'));
+    } catch {
+      // none: a link install before, or an old layout
+    }
+    fs.rmSync(path.join(base, 'current'), { force: true });
+    const said = [...pruneCopies(dir, [previous]), ...(previous ? [`kept ${path.join(base, previous)} until the next install: the launchers named it until now`] : [])];
+    // nothing left but the lock: DIR/.burrow goes (a waiting install takes the lock of a new one)
+    if (fs.readdirSync(base).every((e) => e === '.lock')) {
+      fs.rmSync(base, { recursive: true, force: true });
+      said.push(`removed ${base}`);
+    }
+    return said;
+  });
 }
 
 /** Removes DIR/.burrow altogether (uninstall); says which processes still run from a copy it removed. */

@@ -14,7 +14,7 @@ import { BurrowError } from '../../native/errors.js';
 import { isLauncher, LAUNCHER_MARKER } from '../../plugins/registry.js';
 import { nativeExecutable } from '../../native/mod.js';
 import { installRoot } from '../config.js';
-import { buildId, COPY_DIR, copyRuntime, pruneCopies, removeCopies, withCopyLock } from '../cni/copy.js';
+import { buildId, COPY_DIR, copyRuntime, pruneCopies, removeCopies, retireCopies, withCopyLock } from '../cni/copy.js';
 
 /** The plugins burrow ships: every dist/plugins/<name>.cjs. */
 export function shippedPlugins(): string[] {
@@ -107,7 +107,7 @@ export function installPlugins(dir: string, force: boolean, how: PluginInstall =
   const root = installRoot();
   if (how.link) {
     const build = buildId(root);
-    return [...installLaunchers(dir, names, (n) => (binary ? nativeLauncher(binary, n, how.socket, checkoutPaths(n, build)) : launcherText(n))), ...dropCopies(dir)];
+    return [...installLaunchers(dir, names, (n) => (binary ? nativeLauncher(binary, n, how.socket, checkoutPaths(n, build)) : launcherText(n))), ...retireCopies(dir)];
   }
   return withCopyLock(dir, () => {
     const copy = copyRuntime(dir, root, !!how.withNode);
