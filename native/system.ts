@@ -4,6 +4,7 @@
  * of a process that survives pid reuse).
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { BurrowError } from './errors.js';
 
@@ -93,4 +94,16 @@ export async function spawnReady(cmd: string, args: string[], logFile: string, w
   }
   child.unref();
   return { pid: child.pid!, startTime };
+}
+
+/** Whether something answers on the unix socket `p` (a service's: the DHCP daemon's, `cni serve`'s). */
+export function answers(p: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(p);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 }

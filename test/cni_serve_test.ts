@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { emitResponse, parseRequest, requestLength, ServeStatus, type ServeRequest } from '../net/cni/serve_wire.js';
 import { constants, flockSync } from '../native/mod.js';
-import { answers } from '../plugins/dhcp/rpc.js';
+import { answers } from '../native/system.js';
 import { buildId } from '../runtime/cni/copy.js';
 import { CLI, ROOT } from './helpers/burrow.js';
 import { execPlugin, hostSnapshot, OWN_BIN, residentLaunchers, residentService } from './helpers/cni.js';

@@ -21,7 +21,8 @@ import { RtnlClient } from '../../net/netlink/rtnl_client.js';
 import { buildClientMessage, frameToServer, parseReply, payloadToClient, type ClientMessage } from '../../net/wire/dhcp_client.js';
 import * as ipv4 from '../../net/wire/ipv4.js';
 import { LeaseMachine, type LeaseOptions, type LeaseSnapshot, type Step } from './lease.js';
-import { answers, DEFAULT_SOCKET, EMPTY, RESULT, serveConnection, type CmdArgs } from './rpc.js';
+import { answers } from '../../native/system.js';
+import { DEFAULT_SOCKET, EMPTY, RESULT, serveConnection, type CmdArgs } from './rpc.js';
 import { leaseOptionsOf, resultOf } from './options.js';
 
 export interface DaemonOptions {

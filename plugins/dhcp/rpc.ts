@@ -42,19 +42,6 @@ export interface GobResult {
 
 export class RpcError extends Error {}
 
-/** Whether something answers on the unix socket `p`. */
-export function answers(p: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(p);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-
 /** Reads the bytes up to the end of the HTTP head ("\n\n" or "\r\n\r\n"). */
 function head(buf: Buffer): { text: string; rest: Buffer } | null {
   for (const sep of ['\r\n\r\n', '\n\n']) {

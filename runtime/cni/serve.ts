@@ -42,7 +42,7 @@ import '../../plugins/all.js';
 import { ownPlugin } from '../../plugins/registry.js';
 import { BURROW_VERSION } from '../../plugins/run.js';
 import { dispatch } from '../../net/cni/skel.js';
-import { answers } from '../../plugins/dhcp/rpc.js';
+import { answers } from '../../native/system.js';
 import { buildId } from './copy.js';
 import { LISTEN_FD_ENV, LISTEN_OWN_ENV } from './constants.js';
 import { emitResponse, parseRequest, requestLength, ServeStatus, type ServeRequest } from '../../net/cni/serve_wire.js';

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { constants, flock } from '../../native/mod.js';
 import type { NetworkConfigList } from '../../net/cni/types.js';
-import { answers } from '../../plugins/dhcp/rpc.js';
+import { answers } from '../../native/system.js';
 import { installRoot } from '../config.js';
 import { spawnReady } from './user_netns.js';
 
