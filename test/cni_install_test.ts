@@ -256,3 +256,37 @@ test('an uninstall that removes DIR/.burrow while an install waits for its lock:
   t.is(await done, 0);
   t.true(fs.existsSync(path.join(base, 'current')));
 });
+
+test('compat install: the drop-ins run their copy after the checkout is gone; beside plugin launchers of another build in one DIR, each keeps its copy until its own uninstall', async (t) => {
+  const dir = tmpDir(t);
+  const checkout = fakeCheckout(path.join(dir, 'checkout'));
+  const bin = path.join(dir, 'bin');
+  const compat = (args: string[]) => {
+    const r = spawnSync(process.execPath, [path.join(checkout, 'bin', 'burrow'), 'compat', ...args], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`burrow compat ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const copies = () => fs.readdirSync(path.join(bin, '.burrow')).filter((e) => e !== 'current' && !e.startsWith('.')).sort();
+  compat(['install', '--dir', bin]);
+  const first = buildId(checkout);
+  fs.appendFileSync(path.join(checkout, 'dist', 'plugins', 'loopback.cjs'), '\n// build 2\n');
+  const second = buildId(checkout);
+  install(checkout, ['install', '--dir', bin, '--socket', 'off']);
+  t.deepEqual(copies(), [first, second].sort(), 'the drop-ins\' copy stays beside the plugins\' newer one');
+  fs.rmSync(checkout, { recursive: true, force: true });
+  const env = { PATH: process.env.PATH! };
+  t.regex(spawnSync(path.join(bin, 'slirp4netns'), ['--version'], { encoding: 'utf8', env }).stdout, /^slirp4netns version 1\.2\.0\n/);
+  t.regex(spawnSync(path.join(bin, 'netavark'), ['version'], { encoding: 'utf8', env }).stdout, /"version": "1\.4\.0"/);
+  const v = await launch(path.join(bin, 'loopback'), { ...env, CNI_COMMAND: 'VERSION' }, VERSION_IN);
+  t.is(v.code, 0, v.stderr);
+  // uninstalled from the copy itself (the checkout is gone)
+  const self = (args: string[]) => spawnSync(process.execPath, [path.join(bin, '.burrow', 'current', 'bin', 'burrow'), ...args], { encoding: 'utf8' });
+  const u = self(['compat', 'uninstall', '--dir', bin]);
+  t.is(u.status, 0, u.stderr);
+  t.deepEqual(copies(), [second], 'the drop-ins\' copy goes with them; the plugins keep theirs');
+  t.is(fs.readlinkSync(path.join(bin, '.burrow', 'current')), second);
+  t.is((await launch(path.join(bin, 'loopback'), { ...env, CNI_COMMAND: 'VERSION' }, VERSION_IN)).code, 0);
+  const c = self(['cni', 'uninstall', '--dir', bin]);
+  t.is(c.status, 0, c.stderr);
+  t.deepEqual(fs.readdirSync(bin), []);
+});

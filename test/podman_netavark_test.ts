@@ -35,7 +35,7 @@ rootTest.serial('rootful podman 4.3.1 on burrow\'s netavark and aardvark-dns: -p
   nsExec(host, ['sh', '-c', `ip link set lo up && ip link add mvpar0 type veth peer name lan0 netns ${lan} && ip link set mvpar0 up`]);
   nsExec(lan, ['sh', '-c', 'ip addr add 192.168.78.1/24 dev lan0 && ip link set lan0 up']);
   // the host's mount namespace: podman's netns files and run dir live on its tmpfs
-  const holder = spawn('nsenter', [`--net=${host}`, '--', 'unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs none /run/netns && mount -t tmpfs none /run/containers && echo up && exec sleep 3600'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const holder = spawn('nsenter', [`--net=${host}`, '--', 'unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mkdir -p /run/netns /run/containers && mount -t tmpfs none /run/netns && mount -t tmpfs none /run/containers && echo up && exec sleep 3600'], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => holder.kill('SIGKILL'));
   await new Promise((r) => holder.stdout!.once('data', r));
   const pid = spawnSync('pgrep', ['-P', String(holder.pid), 'sleep'], { encoding: 'utf8' }).stdout.trim() || String(holder.pid);

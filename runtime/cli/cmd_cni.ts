@@ -177,9 +177,10 @@ export function compatCommand(out: (s: string) => void): Command {
   compat.command('install').description('install the drop-ins into a directory, for containers.conf\'s network_cmd_path or helper_binaries_dir')
     .option('--dir <dir>', 'target directory', '/usr/local/lib/burrow/podman')
     .option('-f, --force', 'replace files that are not burrow launchers (e.g. podman\'s own helpers)')
-    .action(async (o: { dir: string; force?: boolean }) => {
+    .option('--link', 'run the drop-ins from this checkout instead of a copy in DIR/.burrow (they break when it moves)')
+    .action(async (o: { dir: string; force?: boolean; link?: boolean }) => {
       const { installCompat } = await import('../network/install.js');
-      for (const line of installCompat(o.dir, !!o.force)) out(`${line}\n`);
+      for (const line of installCompat(o.dir, !!o.force, !!o.link)) out(`${line}\n`);
     });
   compat.command('uninstall').description("remove burrow's drop-ins from a directory (other files stay)")
     .option('--dir <dir>', 'directory', '/usr/local/lib/burrow/podman')

@@ -37,6 +37,7 @@ export function runtimeFiles(root: string): string[] {
   const files = [
     ...['bin/load.cjs', 'bin/burrow', 'bin/package.json', 'dist/package.json', 'dist/burrow.cjs', 'dist/burrow.cjs.cache'],
     ...list('dist/plugins', bundles),
+    ...list('dist/compat', bundles),
     ...list('build/Release', (f) => ['burrow_native.node', 'burrow-ns', 'burrow-holder', 'burrow-cni'].includes(f)),
   ];
   const missing = files.filter((f) => !f.endsWith('.cache') && !fs.existsSync(path.join(root, f)));
@@ -177,6 +178,27 @@ function copyUsers(copies: string[]): Map<string, { pid: number; cmd: string }> 
   return users;
 }
 
+/**
+ * The copies that a file in DIR names (the plugin launchers of `cni install` and the drop-ins of
+ * `compat install` may share one DIR, each naming its own copy): their IDs.
+ */
+function namedCopies(dir: string): string[] {
+  const ids = new Set<string>();
+  for (const e of fs.existsSync(dir) ? fs.readdirSync(dir, { withFileTypes: true }) : []) {
+    if (!e.isFile()) continue;
+    let text: string;
+    try {
+      const buf = fs.readFileSync(path.join(dir, e.name));
+      if (buf.length > 1 << 20) continue; // a launcher is 26 KB at most; this is something else
+      text = buf.toString('latin1');
+    } catch {
+      continue;
+    }
+    for (const m of text.matchAll(/\.burrow\/([0-9a-f]{16}(?:-node)?)\b/g)) ids.add(m[1]);
+  }
+  return [...ids];
+}
+
 /** The copies in DIR/.burrow (not `current`, the lock or a temporary directory), by real path. */
 function copiesIn(base: string): string[] {
   return fs.existsSync(base) ? fs.readdirSync(base).filter((e) => e !== 'current' && !e.startsWith('.')).map((e) => fs.realpathSync(path.join(base, e))) : [];
@@ -211,7 +233,7 @@ export function withCopyLock<T>(dir: string, fn: () => T): T {
  */
 export function pruneCopies(dir: string, keep: (string | null)[]): string[] {
   const base = path.join(dir, COPY_DIR);
-  const kept = new Set(keep.filter((k): k is string => !!k).map((k) => path.basename(k)));
+  const kept = new Set([...keep.filter((k): k is string => !!k).map((k) => path.basename(k)), ...namedCopies(dir)]);
   const candidates = copiesIn(base).filter((c) => !kept.has(path.basename(c)));
   const users = copyUsers(candidates);
   const said: string[] = [];
@@ -227,6 +249,9 @@ export function pruneCopies(dir: string, keep: (string | null)[]): string[] {
   for (const e of fs.existsSync(base) ? fs.readdirSync(base) : []) {
     if (e.startsWith('.tmp-') || e.startsWith('.current-')) fs.rmSync(path.join(base, e), { recursive: true, force: true });
   }
+  // `current` named a copy that went (its launchers were uninstalled): it goes too
+  const current = path.join(base, 'current');
+  if (fs.lstatSync(current, { throwIfNoEntry: false })?.isSymbolicLink() && !fs.existsSync(current)) fs.rmSync(current, { force: true });
   return said;
 }
 

@@ -117,9 +117,20 @@ export function installPlugins(dir: string, force: boolean, how: PluginInstall =
   });
 }
 
-/** Removes burrow's launchers from `dir`, then the runtime copies they ran. */
+/** Removes burrow's launchers from `dir`, then the runtime copies they ran (unless drop-ins there still use them). */
 export function uninstallPlugins(dir: string): string[] {
-  return [...uninstallLaunchers(dir, isLauncher), ...dropCopies(dir)];
+  const removed = uninstallLaunchers(dir, isLauncher);
+  return [...removed, ...(hasLaunchers(dir, isCompatLauncher) ? pruneUnnamed(dir) : dropCopies(dir))];
+}
+
+/** Whether `dir` holds a launcher that `ours` recognises. */
+function hasLaunchers(dir: string, ours: (file: string) => boolean): boolean {
+  return fs.existsSync(dir) && fs.readdirSync(dir).some((n) => ours(path.join(dir, n)));
+}
+
+/** The copies no file in `dir` names any more go (the others' launchers keep theirs). */
+function pruneUnnamed(dir: string): string[] {
+  return fs.existsSync(path.join(dir, COPY_DIR)) ? withCopyLock(dir, () => pruneCopies(dir, [])) : [];
 }
 
 /** Removes DIR/.burrow, if there is one, under its lock. */
@@ -137,9 +148,12 @@ export function shippedCompat(): string[] {
   return fs.readdirSync(dir).filter((f) => f.endsWith('.cjs')).map((f) => f.slice(0, -4)).sort();
 }
 
-export function compatLauncherText(name: string): string {
-  const bundle = path.join(installRoot(), 'dist', 'compat', `${name}.cjs`);
-  return `#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node --\n// ${COMPAT_MARKER} ${name}: installed by "burrow compat install"\n${loadLine(bundle)}`;
+/** A drop-in: the helper's bundle through bin/load.cjs, from the copy `copy` (relative to the drop-in's directory) or the checkout. */
+export function compatLauncherText(name: string, copy: string | null = null): string {
+  const head = `#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node --\n// ${COMPAT_MARKER} ${name}: installed by "burrow compat install"\n`;
+  if (!copy) return head + loadLine(path.join(installRoot(), 'dist', 'compat', `${name}.cjs`));
+  const at = (f: string) => `path.join(__dirname, ${JSON.stringify(path.join(copy, f))})`;
+  return `${head}const path = require('node:path');\nrequire(${at('bin/load.cjs')})(${at(`dist/compat/${name}.cjs`)});\n`;
 }
 
 const isCompatLauncher = (file: string) => {
@@ -150,15 +164,26 @@ const isCompatLauncher = (file: string) => {
   }
 };
 
-/** Installs the drop-ins for podman's helpers into `dir` (as `burrow cni install` does the plugins). */
-export function installCompat(dir: string, force: boolean): string[] {
+/**
+ * Installs the drop-ins for podman's helpers into `dir` (as `burrow cni install` does the
+ * plugins): with a copy of the runtime in DIR/.burrow, so they keep working when the checkout
+ * moves or goes (`link`: they name the checkout).
+ */
+export function installCompat(dir: string, force: boolean, link = false): string[] {
   const names = shippedCompat();
   refuseForeign(dir, names, isCompatLauncher, force, "podman's own helpers?");
-  return installLaunchers(dir, names, compatLauncherText);
+  if (link) return [...installLaunchers(dir, names, (n) => compatLauncherText(n)), ...retireCopies(dir)];
+  return withCopyLock(dir, () => {
+    const copy = copyRuntime(dir, installRoot(), false);
+    const lines = installLaunchers(dir, names, (n) => compatLauncherText(n, copy.rel));
+    return [`copied the runtime to ${path.join(dir, copy.rel)}`, ...lines, ...pruneCopies(dir, [copy.rel, copy.previous])];
+  });
 }
 
+/** Removes the drop-ins from `dir`, then the runtime copies, unless plugin launchers there still use them. */
 export function uninstallCompat(dir: string): string[] {
-  return uninstallLaunchers(dir, isCompatLauncher);
+  const removed = uninstallLaunchers(dir, isCompatLauncher);
+  return [...removed, ...(hasLaunchers(dir, isLauncher) ? pruneUnnamed(dir) : dropCopies(dir))];
 }
 
 function refuseForeign(dir: string, names: string[], ours: (file: string) => boolean, force: boolean, hint: string): void {
