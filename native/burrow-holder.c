@@ -3,12 +3,13 @@
  *
  * Theory of operation
  * -------------------
- * `burrow run -d` starts a Node supervisor that validates, records, starts the namespaces,
- * attaches the network and lets the command go. Holding the container from then on needs no
- * JavaScript, so the supervisor execve()s this program: the same pid and start time (the record
- * stays valid), the same children (the namespace helper stays ours to wait for), and the fds it
- * names left open across the exec. A Node process costs 18-23 MiB of PSS per container; this one
- * costs what conmon does.
+ * A detached container is set up by burrow (validate, record, start the namespaces, attach the
+ * network, let the command go): by the CLI itself for `burrow run -d` (spawn mode, below), or by a
+ * Node supervisor for `burrow start` and the network modes that need Node. Holding the container
+ * from then on needs no JavaScript. A supervisor execve()s this program: the same pid and start
+ * time (the record stays valid), the same children (the namespace helper stays ours to wait for),
+ * and the fds it names left open across the exec. A Node process costs 18-23 MiB of PSS per
+ * container; this one costs what conmon does.
  *
  * What it holds and does, in one poll loop:
  *   -p PID      the namespace helper (our child): waited for; SIGINT, SIGTERM, SIGHUP, SIGQUIT,
@@ -33,6 +34,21 @@
  * Node supervisor sends it), and we exit 0. kill -9 of us leaves a record whose pid is dead:
  * `burrow system gc` and every container command collect it, as for a killed Node supervisor; the
  * helper's parent-death signal takes the container down with us.
+ *
+ * Spawn mode (`burrow run -d` with no Node supervisor): `burrow-holder --spawn CTL LOG -- HELPER
+ * ARGS...` is what the CLI starts in place of the namespace helper. It forks and execs the helper
+ * with every fd it was given (the helper's PID/GO pipes, its fd socket, the command's stdio), so
+ * the helper is our child from the start, and keeps only CTL (a unix socket from the CLI) and LOG
+ * (the container's supervisor.log, our stderr). Until the hand-over it is transparent: signals go
+ * on to the helper, and when the helper exits we exit with its status. The CLI sets the container
+ * up as the supervisor would, then sends on CTL "FDS n1 n2 ..." messages with those fds
+ * (SCM_RIGHTS; each lands on the number the CLI had, so the CLI's fd numbers in the hold arguments
+ * and in /proc/PID/fd paths hold for us) and one "HOLD\0ARG\0ARG..." message: the hold arguments
+ * above but -p, which is the helper's pid, after one "ENV\0NAME=VALUE\0..." message: the
+ * teardown's environment (we were started with the container's, which the helper needs). Then we
+ * hold as above and the CLI exits. EOF on CTL
+ * before HOLD means the CLI died or gave up: we kill the helper (its container goes with it) and
+ * exit 125; `system gc` collects the record.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -338,6 +354,9 @@ static void close_output(int *fd) {
   *fd = -1;
 }
 
+/* spawn mode: the teardown's environment (the CLI's; ours is the container's, which the helper needed) */
+static char **teardown_env;
+
 static void start_teardown(void) {
   int argc = 0;
   while (H.teardown_argv[argc]) argc++;
@@ -359,7 +378,8 @@ static void start_teardown(void) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
-    execvp(argv[0], argv);
+    if (teardown_env) execve(argv[0], argv, teardown_env);
+    else execvp(argv[0], argv);
     fprintf(stderr, "burrow-holder: cannot run %s: %s\n", argv[0], strerror(errno));
     _exit(127);
   }
@@ -393,7 +413,10 @@ static void usage(void) {
   die("usage: burrow-holder -p PID [-k FD]... [-l FD] [-o FD -e FD | -m FD] [-i FD] [-s FD -S PATH] [-c FD | -C FD]... [-n NAME] [-t] [-I] -- TEARDOWN...");
 }
 
-int main(int argc, char **argv) {
+/* spawn mode: the helper's status when it ended before the HOLD that was already on its way */
+static int pre_exited, pre_code;
+
+static int hold_main(int argc, char **argv) {
   int opt;
   int pre_clients[MAX_CLIENTS], pre_hello[MAX_CLIENTS];
   int npre = 0;
@@ -451,8 +474,12 @@ int main(int argc, char **argv) {
 
   /* the helper may have exited before we ran: its SIGCHLD came to the Node process */
   int status;
-  pid_t w = waitpid(H.child, &status, WNOHANG);
-  if (w == H.child || (w < 0 && errno == ECHILD)) {
+  pid_t w = pre_exited ? 0 : waitpid(H.child, &status, WNOHANG);
+  if (pre_exited) {
+    H.exited = 1;
+    H.code = pre_code;
+    drain_until = now_ms() + DRAIN_MS;
+  } else if (w == H.child || (w < 0 && errno == ECHILD)) {
     if (w < 0) fprintf(stderr, "burrow-holder: pid %d is not our child (its exit status is lost)\n", (int)H.child);
     H.exited = 1;
     H.code = w < 0 ? 125 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -559,4 +586,168 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < H.nkeep; i++) close(H.keep[i]);
   return 0;
+}
+
+/* fcntl(F_DUPFD_CLOEXEC) at or above `min`, the original closed. */
+static int move_up(int fd, int min) {
+  int to = fcntl(fd, F_DUPFD_CLOEXEC, min);
+  if (to < 0) die("cannot move fd %d above %d: %s", fd, min, strerror(errno));
+  close(fd);
+  return to;
+}
+
+#define MAX_MOVED (MAX_KEEP + 16 + 2 * MAX_CLIENTS)
+
+static int spawn_main(int argc, char **argv) {
+  if (argc < 6 || strcmp(argv[4], "--") != 0) die("usage: burrow-holder --spawn CTLFD LOGFD -- HELPER [ARGS...]");
+  int ctl = parse_fd(argv[2]);
+  int logfd = parse_fd(argv[3]);
+  sigset_t mask;
+  sigemptyset(&mask);
+  int relayed[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+  for (size_t i = 0; i < sizeof relayed / sizeof relayed[0]; i++) sigaddset(&mask, relayed[i]);
+  sigaddset(&mask, SIGCHLD);
+  sigprocmask(SIG_SETMASK, &mask, NULL); /* before the fork: no SIGCHLD or relayed signal is lost */
+  signal(SIGPIPE, SIG_IGN);
+  pid_t helper = fork();
+  if (helper < 0) die("fork: %s", strerror(errno));
+  if (helper == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    close(ctl);
+    close(logfd);
+    execv(argv[5], argv + 5);
+    fprintf(stderr, "burrow-holder: cannot run %s: %s\n", argv[5], strerror(errno));
+    _exit(127);
+  }
+  /* ours: CTL, the log as stderr, /dev/null as stdin and stdout; the helper's fds are its own */
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) die("/dev/null: %s", strerror(errno));
+  ctl = move_up(ctl, 3);
+  logfd = move_up(logfd, 3);
+  null = move_up(null, 3);
+  dup2(null, 0);
+  dup2(null, 1);
+  dup2(logfd, 2);
+  int pre[3] = { ctl, logfd, null };
+  close_strays(pre, 3);
+  int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (sfd < 0) die("signalfd: %s", strerror(errno));
+
+  static int got[MAX_MOVED], target[MAX_MOVED];
+  int nmoved = 0;
+  char *hold = NULL;
+  size_t hold_len = 0;
+  static char data[1 << 16];
+  while (!hold) {
+    struct pollfd pfd[2] = { { .fd = sfd, .events = POLLIN }, { .fd = ctl, .events = POLLIN } };
+    /* once the helper has ended, only what the CLI has sent already is read: a HOLD on its way is
+     * kept (the teardown must run), and without one the helper's status is the CLI's to see */
+    if (pre_exited) {
+      struct pollfd c = { .fd = ctl, .events = POLLIN };
+      if (poll(&c, 1, 0) <= 0 || !(c.revents & POLLIN)) return pre_code;
+    }
+    if (poll(pfd, 2, pre_exited ? 0 : -1) < 0) {
+      if (errno == EINTR) continue;
+      die("poll: %s", strerror(errno));
+    }
+    if (pfd[0].revents) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo != SIGCHLD) {
+          kill(helper, (int)si.ssi_signo);
+          continue;
+        }
+        int status;
+        if (!pre_exited && waitpid(helper, &status, WNOHANG) == helper) {
+          pre_exited = 1;
+          pre_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+      }
+    }
+    if (!pfd[1].revents) continue;
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int) * 253)]; } cbuf;
+    struct iovec iov = { data, sizeof data - 1 };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.buf, .msg_controllen = sizeof cbuf.buf };
+    ssize_t n = recvmsg(ctl, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+      /* the CLI went away (or sent what we cannot read) before the hand-over: nothing holds the container */
+      if (n != 0) fprintf(stderr, "burrow-holder: a bad hand-over message%s\n", n < 0 ? "" : " (truncated)");
+      if (pre_exited) return pre_code;
+      kill(helper, SIGKILL);
+      while (waitpid(helper, NULL, 0) < 0 && errno == EINTR) {}
+      return 125;
+    }
+    data[n] = '\0';
+    int fds[253];
+    int nfds = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+      if (nfds + k > 253) die("too many fds in one message");
+      memcpy(fds + nfds, CMSG_DATA(c), sizeof(int) * (size_t)k);
+      nfds += k;
+    }
+    if (!strncmp(data, "FDS ", 4)) {
+      char *p = data + 4;
+      for (int i = 0; i < nfds; i++) {
+        char *end;
+        long t = strtol(p, &end, 10);
+        if (end == p || t < 3 || t > 1 << 20 || nmoved == MAX_MOVED) die("a bad FDS message: \"%.60s\"", data);
+        got[nmoved] = fds[i];
+        target[nmoved++] = (int)t;
+        p = end;
+      }
+    } else if (n >= 4 && !memcmp(data, "ENV", 4)) {
+      /* NUL-separated NAME=VALUE entries, each ended by a NUL */
+      if (data[n - 1] != '\0') die("a bad ENV message (no final NUL)");
+      int count = 0;
+      for (ssize_t i = 4; i < n; i++) if (data[i] == '\0') count++;
+      teardown_env = calloc((size_t)count + 1, sizeof *teardown_env);
+      if (!teardown_env) die("out of memory");
+      int k = 0;
+      for (char *p = data + 4; p < data + n; p += strlen(p) + 1) if (!(teardown_env[k++] = strdup(p))) die("out of memory");
+      for (int i = 0; i < nfds; i++) close(fds[i]);
+    } else if (n > 5 && !memcmp(data, "HOLD", 5)) {
+      for (int i = 0; i < nfds; i++) close(fds[i]);
+      hold = data + 5;
+      hold_len = (size_t)n - 5;
+    } else die("a bad hand-over message: \"%.40s\"", data);
+  }
+  /* every fd of ours above every target, then each received fd onto its target */
+  int top = 3;
+  for (int i = 0; i < nmoved; i++) if (target[i] >= top) top = target[i] + 1;
+  for (int i = 0; i < nmoved; i++) got[i] = move_up(got[i], top);
+  close(ctl);
+  close(sfd);
+  close(logfd);
+  close(null);
+  for (int i = 0; i < nmoved; i++) {
+    if (dup2(got[i], target[i]) < 0) die("dup2 onto %d: %s", target[i], strerror(errno));
+    close(got[i]);
+  }
+  /* the hold arguments, NUL-separated (the last one ends the message), after -p HELPER */
+  if (hold[hold_len - 1] != '\0') die("a bad HOLD message (no final NUL)");
+  int hargc = 3;
+  for (size_t i = 0; i < hold_len; i++) if (hold[i] == '\0') hargc++;
+  char **hargv = calloc((size_t)hargc + 1, sizeof *hargv);
+  if (!hargv) die("out of memory");
+  static char pidarg[16];
+  snprintf(pidarg, sizeof pidarg, "%d", (int)helper);
+  hargv[0] = argv[0];
+  hargv[1] = "-p";
+  hargv[2] = pidarg;
+  int k = 3;
+  for (char *p = hold; p < hold + hold_len; p += strlen(p) + 1) hargv[k++] = p;
+  hargv[k] = NULL;
+  optind = 1;
+  return hold_main(k, hargv);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "--spawn")) return spawn_main(argc, argv);
+  return hold_main(argc, argv);
 }

@@ -3,13 +3,13 @@
  * a detached rootful container is held by it, not by Node, and every lifecycle command, the log,
  * the exit code, signals, attach, kill -9 of either side and `system gc` work as they did.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { nsExec, rootTest } from './helpers/netns.js';
 import { failingDelNetwork, FIXTURES, http, HTTP, reservations, rootSandbox, world } from './helpers/run.js';
-import type { BurrowSandbox } from './helpers/burrow.js';
+import { CLI, ROOT, type BurrowSandbox } from './helpers/burrow.js';
 
 const records = (sb: BurrowSandbox) => {
   const dir = path.join(sb.dir, 'state', 'containers');
@@ -44,7 +44,9 @@ rootTest.serial('holder: run -d is held by burrow-holder; logs, exit code, signa
   t.is(d.code, 0, d.stderr);
   const r = record(sb, 'web');
   t.is(r.holder, 'burrow-holder');
-  t.is(exe(r.pid), 'burrow-holder', 'the record\'s pid is the holder now (the supervisor exec\'d it: same pid, same start time)');
+  t.is(exe(r.pid), 'burrow-holder', 'the record\'s pid is the holder now (the CLI spawned it as the helper\'s parent and handed the container over)');
+  t.regex(fs.readFileSync(`/proc/${r.pid}/cmdline`, 'utf8'), /^[^\0]*burrow-holder\0--spawn\0/, 'no Node supervisor in between');
+  t.true(r.network.attachments.every((a: { netns: string }) => a.netns.startsWith(`/proc/${r.pid}/fd/`)), 'the attachments name the netns through the holder\'s fds');
   t.regex(b(['ps']).stdout, /Up .*0\.0\.0\.0:18410->8080\/tcp\s+web$/m, 'the record is valid: running');
   let up = '';
   for (let i = 0; i < 100 && up !== '200'; i++) {
@@ -202,4 +204,66 @@ rootTest.serial('holder: a teardown that fails is recorded by the held container
   fs.rmSync(flag);
   t.regex(b(['system', 'gc']).stdout, /teardown of hd \([0-9a-f]{12}\) completed; removed/);
   t.deepEqual(records(sb), []);
+});
+
+rootTest.serial('holder: run -d sets up in the CLI; the CLI killed in the middle of it leaves no process, and system gc collects the rest; a setup error is the CLI\'s own', async (t) => {
+  const sb = rootSandbox(t);
+  const w = await world(t);
+  // a network whose second plugin blocks in ADD until told, so the CLI can be killed mid-setup
+  const plugins = fs.mkdtempSync('/tmp/burrow-slowadd-');
+  t.teardown(() => fs.rmSync(plugins, { recursive: true, force: true }));
+  const marker = path.join(plugins, 'in-add');
+  fs.writeFileSync(path.join(plugins, 'slowadd'), `#!/usr/bin/env python3
+import json, os, sys, time
+conf = json.loads(sys.stdin.read() or '{}')
+cmd = os.environ.get('CNI_COMMAND')
+if cmd == 'VERSION':
+    print(json.dumps({'cniVersion': '1.0.0', 'supportedVersions': ['0.4.0', '1.0.0', '1.1.0']}))
+elif cmd == 'ADD' and conf.get('fail'):
+    print(json.dumps({'code': 11, 'msg': 'injected ADD failure'}))
+    sys.exit(1)
+elif cmd == 'ADD':
+    open(conf['marker'], 'w').close()
+    time.sleep(30)
+    print(json.dumps(conf['prevResult']))
+`, { mode: 0o755 });
+  fs.writeFileSync(sb.configFile, fs.readFileSync(sb.configFile, 'utf8').replace(/^cni_path = .*$/m, `cni_path = ${JSON.stringify([path.join(ROOT, 'plugins', 'bin'), plugins])}`));
+  fs.mkdirSync(sb.confDir, { recursive: true });
+  const net = (name: string, subnet: string, extra: object) => fs.writeFileSync(path.join(sb.confDir, `${name}.conflist`), JSON.stringify({
+    cniVersion: '1.0.0', name,
+    plugins: [{ type: 'bridge', bridge: `${name}0`, isGateway: true, ipam: { type: 'host-local', dataDir: path.join(sb.dir, 'ipam'), ranges: [[{ subnet }]] } }, { type: 'slowadd', marker, ...extra }],
+  }));
+  net('slownet', '10.79.4.0/24', {});
+  net('failnet', '10.79.5.0/24', { fail: true });
+  const b = (args: string[]) => sb.run(args, { netns: w.host });
+  const env = { ...process.env };
+  delete env.NODE_EXTRA_CA_CERTS;
+  const cli = spawn('nsenter', [`--net=${w.host}`, '--', process.execPath, '--', CLI, '--config', sb.configFile, 'run', '-d', '--name', 'mid', '--network', 'slownet', '--', 'sleep', '1000'], { stdio: 'ignore', env });
+  t.teardown(() => {
+    cli.kill('SIGKILL');
+    spawnSync('pkill', ['-f', path.join(plugins, 'slowadd')]);
+  });
+  t.true(await eventually(() => fs.existsSync(marker)), 'the CLI reached the network setup');
+  const rec = record(sb, 'mid');
+  const helpers = () => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      const cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      return /burrow-(holder|ns)/.test(cmd.split('\0')[0]) && cmd.includes(rec.id);
+    } catch {
+      return false;
+    }
+  });
+  t.true(helpers().length >= 2, 'the holder and the namespace helper, its child (and the helper\'s own child, the init)');
+  cli.kill('SIGKILL');
+  t.true(await eventually(() => helpers().length === 0), `the holder kills the helper once the CLI is gone: ${helpers().join(' ')}`);
+  spawnSync('pkill', ['-f', path.join(plugins, 'slowadd')]);
+  t.regex(b(['system', 'gc']).stdout, /removed mid\b/);
+  t.is(record(sb, 'mid'), undefined, 'gc collected the record');
+  t.deepEqual(reservations(sb), [], 'and the address');
+  // a failure in the setup: the CLI says why itself, and nothing stays
+  const f = b(['run', '-d', '--name', 'failed', '--network', 'failnet', '--', 'sleep', '1000']);
+  t.is(f.code, 125);
+  t.regex(f.stderr, /injected ADD failure/);
+  t.is(record(sb, 'failed'), undefined);
+  t.deepEqual(reservations(sb), []);
 });

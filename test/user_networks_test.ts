@@ -128,9 +128,9 @@ rootTest.serial('rootless user networks: containers reach each other, isolation,
   const listening = (port: number) => spawnSync('nsenter', [`--net=${w.host}`, '--', 'ss', '-Hltn', `sport = :${port}`], { encoding: 'utf8' }).stdout.trim() !== '';
   ok(['run', '-d', '--name', 'victim', '--network', 'un2', '-p', '18785:80', '--', 'sleep', '300']);
   t.true(listening(18785));
-  // a detached container on a user network is held by burrow-holder (the supervisor exec'd it)
-  const sup = spawnSync('pgrep', ['-u', USER, '-f', 'burrow-holder .*-n victim '], { encoding: 'utf8' }).stdout.trim();
-  t.truthy(sup);
+  // a detached container on a user network is held by burrow-holder (podman's ConmonPid)
+  const sup = String((JSON.parse(ok(['inspect', 'victim'])) as Array<{ State: { ConmonPid: number } }>)[0].State.ConmonPid);
+  t.regex(fs.readFileSync(`/proc/${sup}/cmdline`, 'utf8'), /^[^\0]*burrow-holder\0/);
   process.kill(Number(sup), 'SIGKILL');
   for (let i = 0; i < 100 && fs.existsSync(`/proc/${sup}`); i++) await sleep(20); // init reaps it
   ok(['system', 'gc']);

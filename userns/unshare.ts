@@ -69,6 +69,11 @@ export interface UnshareOptions {
    * too (files, or "ignore"); the caller unrefs the child.
    */
   linger?: boolean;
+  /**
+   * Start the helper under native/burrow-holder.c's spawn mode (`file`), which becomes its parent
+   * and can later hold the container (Started.holderCtl); its own messages go to the fd `log`.
+   */
+  holder?: { file: string; log: number };
   /** More mounts, in order, after binds and volumes: binds and tmpfs with their options. */
   mounts?: HelperMount[];
   /** The command's user, as the helper's -u takes it: UID:GID[:G,...] (ids of the container). */
@@ -348,6 +353,8 @@ export interface Started {
    * before (its stderr says why).
    */
   console?: { master: Promise<number>; ready(): void };
+  /** With `holder`: the control socket to the holder (`child`), owned by the caller. */
+  holderCtl?: number;
 }
 
 const closeFd = (fd: number) => fs.closeSync(fd);
@@ -390,6 +397,7 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
   const maps: Maps = o.maps ?? (joining ? { uid: [], gid: [] } : computeMaps(o));
   let pair: [number, number] | null = null;
   let consolePair: [number, number] | null = null;
+  let ctlPair: [number, number] | null = null;
   try {
     if (!joining) checkUsernsEnabled();
     const helper = helperPath();
@@ -409,7 +417,15 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
     const io = o.stdio ?? 'inherit';
     const [i0, i1, i2] = Array.isArray(io) ? io : [io, io, io];
     if (o.linger && !o.pause) throw new UsernsError('linger holds namespaces only (pause)');
-    const child = spawn(helper, args, { stdio: [i0, i1, i2, 'pipe', 'pipe', ...(pair ? [pair[1]] : []), ...(consolePair ? [consolePair[1]] : [])], env: o.env ?? process.env, detached: !!o.linger });
+    const extra = [...(pair ? [pair[1]] : []), ...(consolePair ? [consolePair[1]] : [])];
+    if (o.holder) ctlPair = socketPair(constants().SOCK_SEQPACKET); // one message per send: HOLD must not run into ENV
+    // under the holder: its control socket and log come after the helper's fds (it closes them for the helper)
+    const [file, argv] = o.holder ? [o.holder.file, ['--spawn', String(5 + extra.length), String(6 + extra.length), '--', helper, ...args]] : [helper, args];
+    const child = spawn(file, argv, { stdio: [i0, i1, i2, 'pipe', 'pipe', ...extra, ...(ctlPair && o.holder ? [ctlPair[1], o.holder.log] : [])], env: o.env ?? process.env, detached: !!o.linger || !!o.holder });
+    if (ctlPair) {
+      closeFd(ctlPair[1]);
+      ctlPair = [ctlPair[0], -1];
+    }
     if (pair) {
       closeFd(pair[1]);
       pair = [pair[0], -1];
@@ -461,6 +477,10 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
       held = -1;
     };
     const started: Started = { pid, child, maps, fds, exited, go: () => release(true), abort: () => release(false) };
+    if (ctlPair) {
+      started.holderCtl = ctlPair[0];
+      ctlPair = null;
+    }
     if (consolePair) {
       const sock = consolePair[0];
       consolePair = null;
@@ -470,6 +490,7 @@ export async function startInNamespaces(cmd: string[], o: UnshareOptions): Promi
   } catch (err) {
     if (pair) for (const fd of pair) if (fd >= 0) closeFd(fd);
     if (consolePair) for (const fd of consolePair) if (fd >= 0) closeFd(fd);
+    if (ctlPair) for (const fd of ctlPair) if (fd >= 0) closeFd(fd);
     releaseMaps(maps);
     throw err;
   }

@@ -49,7 +49,7 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
     .option('--map-host-loopback <addr>', 'usernet: an address that reaches the host\'s loopback (host.containers.internal)')
     .argument('[cmd...]', 'command and arguments (after --; with --image, the image\'s command by default)')
     .action(async (cmd: string[], o: RunFlags) => {
-      const { runContainer, detachRun, startSupervisor } = await import('../container/run.js');
+      const { runContainer, detachRun, startSupervisor, NeedsSupervisor } = await import('../container/run.js');
       const supervising = process.env.BURROW_SUPERVISE;
       // --pod new:NAME, as podman: the pod is created first and takes the network-side options
       // (a detached run's supervisor sees the same argv: the pod exists by then)
@@ -71,6 +71,14 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
       }
       try {
         if (o.detach && !supervising) {
+          // this process sets the container up and hands it to a native holder (no second Node
+          // start); a mode that needs a live Node process gets a supervisor instead
+          try {
+            await runContainer({ ...o, mac: o.macAddress, cmd, detached: true, inCli: { announce: (id) => out(`${id}\n`) } }, globals().config);
+            return; // the command ended before the hand-over: its id was said, and it ran
+          } catch (err) {
+            if (!(err instanceof NeedsSupervisor)) throw err;
+          }
           out(`${await detachRun(process.argv.slice(2), globals().config)}\n`);
           return;
         }

@@ -1,8 +1,10 @@
 /**
- * The hand-over of a detached container from its Node supervisor to native/burrow-holder.c (see
- * its theory of operation): once the container runs, the supervisor execve()s the holder with the
- * fds that hold the container (namespaces, reserved host ports, the console's log, pipes, attach
- * socket and clients), keeping its pid and start time, so the record stays valid. The holder
+ * The hand-over of a detached container to native/burrow-holder.c (see its theory of operation):
+ * `run -d` starts the holder in spawn mode as the namespace helper's parent and, once the
+ * container runs, sends it the fds that hold the container (namespaces, reserved host ports, the
+ * console's log, pipes, attach socket and clients) and these arguments (run.ts, handOverFromCli);
+ * a Node supervisor (`start`, or a network mode that needs Node) execve()s the holder with them
+ * instead, keeping its pid and start time. Either way the record names the holder, and the holder
  * runs `burrow internal teardown ID CODE` when the command exits.
  *
  * BURROW_HOLDER=node keeps the Node supervisor (the fallback, and what a mode without

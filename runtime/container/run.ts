@@ -88,7 +88,16 @@ export interface RunOptions {
   waitAttach?: boolean;
   /** `burrow start`: run the existing container fixedId again with its recorded options. */
   restart?: boolean;
+  /**
+   * `run -d` without a Node supervisor: this process sets the container up, under a native holder
+   * from the start (burrow-holder --spawn), hands it over, says the id and exits. Refused with
+   * {@link NeedsSupervisor} (before anything exists) where a Node process must stay.
+   */
+  inCli?: { announce(id: string): void };
 }
+
+/** `run -d` in the CLI cannot go on without a Node supervisor: nothing was made yet, start one. */
+export class NeedsSupervisor extends Error {}
 
 function checkRootfs(dir: string | undefined): void {
   if (dir === undefined) return;
@@ -273,7 +282,7 @@ async function unpackInto(file: string, plan: ImagePlan, root: string, maps: Map
 }
 
 /** The run's options kept in the record for `burrow start` (the runtime-only ones dropped). */
-export type RunSpec = Omit<RunOptions, 'fixedId' | 'readyFd' | 'detached' | 'waitAttach' | 'restart'>;
+export type RunSpec = Omit<RunOptions, 'fixedId' | 'readyFd' | 'detached' | 'waitAttach' | 'restart' | 'inCli'>;
 
 /** Refuses option combinations podman refuses, with its reasons, before anything starts. */
 function refuseConflicts(o: RunOptions, netName: string, joining: boolean): void {
@@ -298,7 +307,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   // Host paths are the caller's: a detached run's supervisor starts in the caller's directory,
   // resolves them there, then leaves it (it must not keep a mount busy for the container's life).
   const cwd = process.cwd();
-  const base: RunOptions = previous ? { ...previous.spec!, fixedId: opts.fixedId, readyFd: opts.readyFd, detached: opts.detached, waitAttach: opts.waitAttach, restart: true } : opts;
+  const base: RunOptions = previous ? { ...previous.spec!, fixedId: opts.fixedId, readyFd: opts.readyFd, detached: opts.detached, waitAttach: opts.waitAttach, restart: true, inCli: opts.inCli } : opts;
   const o: RunOptions = { ...base, rootfs: base.rootfs && path.resolve(base.rootfs), image: base.image && path.resolve(base.image) };
   const envFiles = previous ? [] : (o.envFile ?? []).flatMap((f) => {
     const file = path.resolve(cwd, f);
@@ -339,6 +348,8 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   refusePublishedElsewhere(ports, config.stateDir, o.fixedId);
   const id = o.fixedId ?? ContainerStore.newId();
   const netMode = chooseMode(ctx, { id, network: netName, requests, ports, mapHostLoopback: o.mapHostLoopback, join: joinTarget ? { target: joinTarget, dir: new ContainerStore(config.stateDir).pathOf(joinTarget.id) } : undefined });
+  const holderFile = o.inCli ? (await import('./holder.js')).holderFor() : null;
+  if (o.inCli && (!holderFile || !netMode.holdable || o.infra)) throw new NeedsSupervisor(holderFile ? 'this network mode needs a live process' : 'no native holder');
   const security = parseSecurityOpts(o.securityOpt ?? []);
   const caps = o.privileged ? capabilityMask(['ALL'], []) : capabilityMask(o.capAdd, o.capDrop);
   const labels = parseLabels(o.label ?? []);
@@ -362,7 +373,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
   const dir = store.pathOf(id);
   const rootDir = o.image ? path.join(dir, 'rootfs') : o.rootfs;
   // what start needs to run it again: mounts are kept resolved in the record (volume names too)
-  const { fixedId: _f, readyFd: _r, detached: _d, waitAttach: _w, restart: _s, ...rest } = o;
+  const { fixedId: _f, readyFd: _r, detached: _d, waitAttach: _w, restart: _s, inCli: _c, ...rest } = o;
   const spec: RunSpec = { ...rest, publish, envFile: [], env: [...envFiles, ...o.env], volume: [], mount: [], tmpfs: [] };
   const volumes = previous ? { records: previous.mounts ?? [], created: [] as string[] } : resolveVolumes(mountSpecs, volumeStore);
   const record: ContainerRecord = {
@@ -373,8 +384,11 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
     spec: previous?.spec ?? spec, labels, mounts: volumes.records, tty: !!o.tty, interactive: !!o.interactive, noNewPrivs: security.noNewPrivs, privileged: !!o.privileged,
     readOnly: !!o.readOnly, restarts: previous ? (previous.restarts ?? 0) + 1 : 0,
   };
+  let supervisorLog: number | undefined;
   try {
     store.create(record);
+    // the holder's own messages (and the teardown's), where a Node supervisor's would go
+    if (o.inCli) supervisorLog = fs.openSync(path.join(dir, 'supervisor.log'), 'a', 0o600);
   } catch (err) {
     for (const v of volumes.created) await volumeStore.remove(v, (d) => removeTree(d)).catch(() => undefined);
     throw err;
@@ -432,7 +446,10 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
       user: resolved.user.spec ? helperUserArg({ ...resolved.user, home: '' }) : undefined,
       noNewPrivs: security.noNewPrivs, readOnlyRoot: !!o.readOnly && !!rootDir, hostDevices: !!o.privileged, unmasked: !!o.privileged || security.unmasked,
       console: !!o.tty,
+      holder: supervisorLog !== undefined ? { file: holderFile!, log: supervisorLog } : undefined,
     });
+    if (supervisorLog !== undefined) fs.closeSync(supervisorLog);
+    supervisorLog = undefined;
     const s = started;
     console?.connectPipes(s.child.stdout, s.child.stderr, s.child.stdin);
     undo.push('close the namespace fds', () => {
@@ -465,6 +482,15 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
       }
       s.console.ready();
     }
+    if (o.inCli) {
+      o.inCli.announce(id);
+      // handed over: the holder has the container, and this process leaves at once (no finally:
+      // closing the console's server would unlink the attach socket the holder listens on)
+      if (await handOverFromCli({ s, console, undo, record, store, configFile })) process.exit(0);
+      if (s.child.exitCode === null && s.child.signalCode === null && !(await Promise.race([s.exited.then(() => true), new Promise((r) => setTimeout(r, 100, false))]))) {
+        process.stderr.write('burrow: the container could not be handed to burrow-holder: this process holds it until it exits\n');
+      }
+    }
     if (o.readyFd !== undefined && !o.waitAttach) {
       fs.writeSync(o.readyFd, 'OK\n');
       // the caller returns at its end: after the exec to the holder (which closes it), so that
@@ -482,6 +508,7 @@ export async function runContainer(opts: RunOptions, configArg?: string): Promis
     return code;
   } catch (err) {
     if (maps) releaseMaps(maps);
+    if (supervisorLog !== undefined) fs.closeSync(supervisorLog);
     if (started) {
       started.abort();
       started.child.kill('SIGKILL');
@@ -515,6 +542,46 @@ async function handOver(h: { s: Started; console: ContainerConsole | null; undo:
   } catch (err) {
     h.store.write(record);
     process.stderr.write(`burrow: the container stays with this supervisor: ${(err as Error).message}\n`);
+  }
+}
+
+/**
+ * `run -d` in the CLI: gives the running container to the burrow-holder that is the helper's
+ * parent (native/burrow-holder.c, spawn mode): the record names the holder first (its pid, and
+ * the netns paths under /proc/HOLDER/fd, where the holder keeps the same fd numbers), then the
+ * fds go over the control socket and HOLD starts it. False (the record as it was) when the console
+ * cannot be handed over or the command is gone already: this process then holds the container
+ * (until it exits, at once when it is gone) and cleans up.
+ */
+async function handOverFromCli(h: { s: Started; console: ContainerConsole | null; undo: UndoStack<CniAttachment>; record: ContainerRecord; store: ContainerStore; configFile?: string }): Promise<boolean> {
+  const { holderArgs, teardownCommand } = await import('./holder.js');
+  const { sendFds } = await import('../../native/mod.js');
+  const { s, record } = h;
+  const gone = () => s.child.exitCode !== null || s.child.signalCode !== null;
+  const holder = s.child.pid;
+  if (s.holderCtl === undefined || holder === undefined || gone()) return false;
+  const fds = h.console ? await h.console.handOver({ stdout: s.child.stdout, stderr: s.child.stderr, stdin: s.child.stdin }) : null;
+  if ((h.console && !fds) || gone()) return false;
+  const args = holderArgs({ child: 0, keep: h.undo.held, console: fds, socketPath: record.attachSocket, name: record.name, tty: !!record.tty, interactive: !!record.interactive, teardown: teardownCommand(record.id, h.configFile) }).slice(2);
+  const pass = [...h.undo.held, ...(fds ? [fds.log, fds.listen, fds.stdout, fds.stderr, fds.stdin, fds.master, ...fds.clients, ...fds.informed] : [])].filter((x): x is number => x !== undefined);
+  // the holder runs with the container's environment (the helper's): the teardown gets ours
+  const env = Object.entries(process.env).filter(([k, v]) => v !== undefined && k !== 'NODE_EXTRA_CA_CERTS').map(([k, v]) => `${k}=${v}\0`).join('');
+  if (Buffer.byteLength(env) > 60_000) return false; // more than one message holds: this process stays
+  const network = JSON.parse(JSON.stringify(record.network).split(`/proc/${process.pid}/fd/`).join(`/proc/${holder}/fd/`)) as ContainerRecord['network'];
+  h.store.write({ ...record, network, pid: holder, startTime: processStartTime(holder) ?? '', holder: 'burrow-holder' });
+  try {
+    for (let i = 0; i < pass.length; i += 200) {
+      const part = pass.slice(i, i + 200);
+      sendFds(s.holderCtl, part, Buffer.from(`FDS ${part.join(' ')}`));
+    }
+    sendFds(s.holderCtl, [], Buffer.from(`ENV\0${env}`));
+    sendFds(s.holderCtl, [], Buffer.from(`HOLD\0${args.join('\0')}\0`));
+    return true;
+  } catch {
+    // the holder is gone: the command ended before the hand-over and it left with its status
+    // (had HOLD been on its way it would hold, teardown and all); this process cleans up
+    h.store.write(record);
+    return false;
   }
 }
 
