@@ -74,7 +74,7 @@ enum { HELLO = 0x01, STDIN_F = 0x02, STDIN_EOF = 0x03, RESIZE = 0x04, SIGNAL_F =
 #define MAX_FRAME (1u << 20)
 #define CLIENT_BACKLOG (8u << 20)
 #define MAX_CLIENTS 64
-#define MAX_KEEP 256
+#define MAX_KEEP 4096 /* the netns and userns fds, and one socket per published host port (a -p range) */
 #define DRAIN_MS 2000
 #define FLUSH_MS 2000
 

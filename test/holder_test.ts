@@ -267,3 +267,22 @@ elif cmd == 'ADD':
   t.is(record(sb, 'failed'), undefined);
   t.deepEqual(reservations(sb), []);
 });
+
+rootTest.serial('holder: a 600-port -p range is held (one reservation socket per port), handed over by the CLI and, after start, exec\'d by a supervisor', async (t) => {
+  const sb = rootSandbox(t);
+  const w = await world(t);
+  const b = (args: string[]) => sb.run(args, { netns: w.host });
+  t.teardown(() => void b(['rm', '-f', 'range']));
+  const inUse = (port: number) => spawnSync('nsenter', [`--net=${w.host}`, '--', process.execPath, '-e', `require("net").createServer().listen(${port},()=>process.exit(0)).on("error",(e)=>{console.log(e.code);process.exit(1)})`], { encoding: 'utf8' }).stdout.trim() === 'EADDRINUSE';
+  const d = b(['run', '-d', '--name', 'range', '-p', '21000-21599:21000-21599', '--', 'sleep', '300']);
+  t.is(d.code, 0, d.stderr);
+  for (const how of ['run -d', 'start']) {
+    const r = record(sb, 'range');
+    t.is(exe(r.pid), 'burrow-holder', `${how}: held`);
+    t.true(inUse(21000) && inUse(21599), `${how}: the range's ends stay reserved by the holder`);
+    t.is(b(['stop', '-t', '0', 'range']).code, 0);
+    t.false(inUse(21300), `${how}: released`);
+    if (how === 'run -d') t.is(b(['start', 'range']).code, 0);
+  }
+  t.is(b(['rm', 'range']).code, 0);
+});
