@@ -11,6 +11,10 @@ import { nsExec, rootTest } from './helpers/netns.js';
 import { failingDelNetwork, FIXTURES, http, HTTP, reservations, rootSandbox, world } from './helpers/run.js';
 import { CLI, ROOT, type BurrowSandbox } from './helpers/burrow.js';
 
+// run -d sets up in the CLI under a spawn-mode holder (opt-in while a race under 50 parallel runs
+// is open: runtime/cli/cmd_run.ts); `start` and BURROW_HOLDER=node still go through a supervisor
+process.env.BURROW_RUN_IN_CLI = '1';
+
 const records = (sb: BurrowSandbox) => {
   const dir = path.join(sb.dir, 'state', 'containers');
   return fs.existsSync(dir) ? fs.readdirSync(dir).filter((id) => fs.existsSync(path.join(dir, id, 'container.json'))).map((id) => JSON.parse(fs.readFileSync(path.join(dir, id, 'container.json'), 'utf8'))) : [];

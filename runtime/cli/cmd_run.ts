@@ -71,11 +71,11 @@ export function runCommand(globals: () => { config?: string }, setExit: (code: n
       }
       try {
         if (o.detach && !supervising) {
-          // as root this process sets the container up and hands it to a native holder (no second
-          // Node start); a mode that needs a live Node process gets a supervisor instead, and so
-          // does a rootless run for now (50 parallel rootless runs on a user network lost some
-          // containers this way: see the issue's note)
-          if (process.getuid?.() === 0) try {
+          // BURROW_RUN_IN_CLI=1, as root: this process sets the container up and hands it to a
+          // native holder (no second Node start); a mode that needs a live Node process gets a
+          // supervisor instead. Opt-in for now: under 50 parallel runs a container was sometimes
+          // lost this way (rootless often, rootful rarely: see issue 20's note)
+          if (process.getuid?.() === 0 && process.env.BURROW_RUN_IN_CLI === '1') try {
             await runContainer({ ...o, mac: o.macAddress, cmd, detached: true, inCli: { announce: (id) => out(`${id}\n`) } }, globals().config);
             return; // the command ended before the hand-over: its id was said, and it ran
           } catch (err) {
