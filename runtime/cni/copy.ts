@@ -188,9 +188,9 @@ function namedCopies(dir: string): string[] {
     if (!e.isFile()) continue;
     let text: string;
     try {
-      const buf = fs.readFileSync(path.join(dir, e.name));
-      if (buf.length > 1 << 20) continue; // a launcher is 26 KB at most; this is something else
-      text = buf.toString('latin1');
+      // a launcher is 26 KB at most: larger files (the reference plugins beside ours) are not read
+      if (fs.statSync(path.join(dir, e.name)).size > 1 << 20) continue;
+      text = fs.readFileSync(path.join(dir, e.name), 'latin1');
     } catch {
       continue;
     }
